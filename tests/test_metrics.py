@@ -1,0 +1,444 @@
+"""utils.metrics against slow, obviously-correct per-query references.
+
+The references below rank with Python's stable `sorted` on explicit keys and
+accumulate AP item by item; the data have few bits so that ties are everywhere.
+"""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from utils import metrics
+
+
+# ----------------------------------------------------------------------------- data
+
+def random_case(seed, n_query=9, n_db=40, bits=4, multi=False, classes=3):
+    rng = np.random.default_rng(seed)
+    q = rng.choice([-1, 1], size=(n_query, bits))
+    db = rng.choice([-1, 1], size=(n_db, bits))
+    if multi:
+        ql = (rng.random((n_query, classes)) < 0.3).astype(np.int64)
+        dl = (rng.random((n_db, classes)) < 0.3).astype(np.int64)
+        ql[0] = 0  # a query with no relevant item at all
+    else:
+        ql = rng.integers(0, classes + 1, n_query)  # class `classes` never occurs in the database
+        dl = rng.integers(0, classes, n_db)
+    return q, db, ql, dl
+
+
+def integer_scores(seed, n, dim=3):
+    """Real-valued scores on a coarse grid, so q.v ties often."""
+    return np.random.default_rng(seed).integers(-2, 3, size=(n, dim)).astype(np.float64)
+
+
+@pytest.fixture(autouse=True, params=["auto", "direct", "table"])
+def counts_path(request, monkeypatch):
+    """Run every test with per-distance counts from Q x cells work and from the 2^K table."""
+    if request.param == "direct":
+        monkeypatch.setattr(metrics, "_use_table", lambda *args: False)
+    elif request.param == "table":
+        monkeypatch.setattr(metrics, "_use_table", lambda bits, *args: bits <= 16)
+    return request.param
+
+
+CASES = [dict(bits=b, multi=m) for b in (2, 3, 4, 6) for m in (False, True)]
+
+
+# ----------------------------------------------------------------------- references
+
+def ref_relevant(ql, dl):
+    if np.ndim(ql) == 0:
+        return ql == dl
+    return bool(np.any((ql > 0) & (dl > 0)))
+
+
+def ref_hamming(a, b):
+    return sum(int(x != y) for x, y in zip(a, b))
+
+
+def ref_ranking(qi, q, db, qs=None, ds=None):
+    """Database indices of query qi, by (distance, index) or (-score, index)."""
+    if qs is None:
+        key = [ref_hamming(q[qi], db[j]) for j in range(len(db))]
+    else:
+        key = [-float(np.dot(qs[qi], ds[j])) for j in range(len(db))]
+    return sorted(range(len(db)), key=lambda j: (key[j], j))
+
+
+def ref_ap(rel_sequence, normaliser):
+    """Sum over relevant ranks of precision, divided by `normaliser`."""
+    found, total = 0, 0.0
+    for t, r in enumerate(rel_sequence, 1):
+        if r:
+            found += 1
+            total += found / t
+    return total / normaliser
+
+
+def ref_map(q, db, ql, dl, topk=None, empty="zero", qs=None, ds=None):
+    aps = []
+    for i in range(len(q)):
+        order = ref_ranking(i, q, db, qs, ds)
+        rel = [ref_relevant(ql[i], dl[j]) for j in order]
+        if topk is not None:
+            rel = rel[:topk]
+        if sum(rel) == 0:
+            if empty == "zero":
+                aps.append(0.0)
+            continue
+        aps.append(ref_ap(rel, sum(rel)))
+    return float(np.mean(aps)) if aps else 0.0
+
+
+def tie_groups(i, q, db):
+    by_dist = {}
+    for j in range(len(db)):
+        by_dist.setdefault(ref_hamming(q[i], db[j]), []).append(j)
+    return [by_dist[d] for d in sorted(by_dist)]
+
+
+def ref_expected_ap_exact(i, q, db, ql, dl):
+    """Average AP over every order of equal-distance items (tiny cases only)."""
+    groups = tie_groups(i, q, db)
+    total_rel = sum(ref_relevant(ql[i], dl[j]) for j in range(len(db)))
+    if total_rel == 0:
+        return 0.0
+    aps = []
+    for perms in itertools.product(*(itertools.permutations(g) for g in groups)):
+        order = [j for p in perms for j in p]
+        aps.append(ref_ap([ref_relevant(ql[i], dl[j]) for j in order], total_rel))
+    return float(np.mean(aps))
+
+
+def ref_ball(i, q, db, ql, dl, radius, qs=None, ds=None):
+    order = [j for j in ref_ranking(i, q, db, qs, ds) if ref_hamming(q[i], db[j]) <= radius]
+    return [ref_relevant(ql[i], dl[j]) for j in order]
+
+
+# ---------------------------------------------------------------- hamming distance
+
+def test_hamming_distance_counts_differing_bits():
+    q, db, _, _ = random_case(0, bits=6)
+    got = metrics.hamming_distance(q, db)
+    want = [[ref_hamming(a, b) for b in db] for a in q]
+    assert got.shape == (len(q), len(db)) and np.issubdtype(got.dtype, np.integer)
+    np.testing.assert_array_equal(got, want)
+
+
+# ------------------------------------------------------------------------------ MAP
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("empty", ["zero", "skip"])
+def test_map_whole_ranking_matches_reference(case, empty):
+    q, db, ql, dl = random_case(1, **case)
+    got = metrics.mean_average_precision(q, db, ql, dl, empty=empty)
+    assert got == pytest.approx(ref_map(q, db, ql, dl, empty=empty), abs=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("topk", [1, 7, 40, 1000])
+@pytest.mark.parametrize("empty", ["zero", "skip"])
+def test_map_topk_matches_reference(case, topk, empty):
+    q, db, ql, dl = random_case(2, **case)
+    got = metrics.mean_average_precision(q, db, ql, dl, topk=topk, empty=empty)
+    assert got == pytest.approx(ref_map(q, db, ql, dl, topk=topk, empty=empty), abs=1e-12)
+
+
+@pytest.mark.parametrize("multi", [False, True])
+@pytest.mark.parametrize("topk", [None, 1, 5, 13, 100])
+def test_map_ranked_by_scores_matches_reference(multi, topk):
+    q, db, ql, dl = random_case(3, n_db=30, multi=multi)
+    qs, ds = integer_scores(4, len(q)), integer_scores(5, len(db))
+    got = metrics.mean_average_precision(q, db, ql, dl, topk=topk, query_scores=qs, db_scores=ds)
+    assert got == pytest.approx(ref_map(q, db, ql, dl, topk=topk, qs=qs, ds=ds), abs=1e-12)
+
+
+def test_map_long_codes_use_the_general_path():
+    # 70 bits span two packed words; 300 bits need 16-bit distances.
+    for bits in (70, 300):
+        q, db, ql, dl = random_case(6, bits=bits, n_db=25)
+        db[5:10] = db[0]  # some equal codes, hence ties
+        got = metrics.mean_average_precision(q, db, ql, dl)
+        assert got == pytest.approx(ref_map(q, db, ql, dl), abs=1e-12)
+
+
+def test_map_hand_computed():
+    q = np.array([[1, 1]])
+    # item 0 at distance 0 relevant; items 1, 2 at distance 1, only item 2 relevant.
+    db = np.array([[1, 1], [1, -1], [-1, 1]])
+    ql, dl = np.array([0]), np.array([0, 1, 0])
+    assert metrics.mean_average_precision(q, db, ql, dl) == pytest.approx((1 + 2 / 3) / 2)
+    # expected: item 2 is second or third with probability 1/2 each
+    assert metrics.mean_average_precision(q, db, ql, dl, ties="expected") == pytest.approx(
+        (1 + 0.5 * 2 / 2 + 0.5 * 2 / 3) / 2)
+    # two tied items, the second relevant: index order says 1/2, random order 3/4
+    db2, dl2 = np.array([[1, 1], [1, 1]]), np.array([1, 0])
+    assert metrics.mean_average_precision(q, db2, ql, dl2) == pytest.approx(0.5)
+    assert metrics.mean_average_precision(q, db2, ql, dl2, ties="expected") == pytest.approx(0.75)
+    assert metrics.precision_at_k(q, db2, ql, dl2, 1) == 0.0
+    assert metrics.precision_at_k(q, db2, ql, dl2, 1, ties="expected") == pytest.approx(0.5)
+
+
+def test_map_all_queries_skipped_is_zero():
+    q, db, _, dl = random_case(7)
+    ql = np.full(len(q), 99)
+    assert metrics.mean_average_precision(q, db, ql, dl, empty="skip") == 0.0
+    assert metrics.mean_average_precision(q, db, ql, dl, empty="skip", ties="expected") == 0.0
+
+
+# ------------------------------------------------------------------ tie-aware AP
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("multi", [False, True])
+def test_expected_ap_equals_average_over_all_tie_orders(seed, multi):
+    q, db, ql, dl = random_case(10 + seed, n_query=4, n_db=7, bits=2, multi=multi)
+    want = np.mean([ref_expected_ap_exact(i, q, db, ql, dl) for i in range(len(q))])
+    got = metrics.mean_average_precision(q, db, ql, dl, ties="expected")
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("empty", ["zero", "skip"])
+def test_expected_ap_against_monte_carlo(empty):
+    q, db, ql, dl = random_case(20, n_query=6, n_db=300, bits=3)
+    rng = np.random.default_rng(21)
+    samples = 400
+    per_sample = []
+    for _ in range(samples):
+        # A random tie order is a random permutation applied to the database.
+        perm = rng.permutation(len(db))
+        per_sample.append(metrics.mean_average_precision(q, db[perm], ql, dl[perm], empty=empty))
+    mean, stderr = np.mean(per_sample), np.std(per_sample) / math.sqrt(samples)
+    got = metrics.mean_average_precision(q, db, ql, dl, ties="expected", empty=empty)
+    assert stderr > 0
+    assert abs(got - mean) < 5 * stderr
+
+
+def test_expected_precision_at_k_equals_average_over_tie_orders():
+    q, db, ql, dl = random_case(30, n_query=3, n_db=7, bits=2)
+    for k in (1, 3, 6):
+        want = []
+        for i in range(len(q)):
+            groups = tie_groups(i, q, db)
+            counts = [sum(ref_relevant(ql[i], dl[j]) for j in [j for p in perms for j in p][:k]) / k
+                      for perms in itertools.product(*(itertools.permutations(g) for g in groups))]
+            want.append(np.mean(counts))
+        got = metrics.precision_at_k(q, db, ql, dl, k, ties="expected")
+        assert got == pytest.approx(np.mean(want), abs=1e-12)
+
+
+# --------------------------------------------------------- precision and recall at k
+
+@pytest.mark.parametrize("case", CASES)
+def test_precision_recall_at_ranks_match_reference(case):
+    q, db, ql, dl = random_case(40, **case)
+    ranks = [1, 5, 40, 55]  # 55 > N uses N
+    precision, recall = metrics.precision_recall_at_ranks(q, db, ql, dl, ranks)
+    for col, k in enumerate(ranks):
+        p_want, r_want = [], []
+        for i in range(len(q)):
+            rel = [ref_relevant(ql[i], dl[j]) for j in ref_ranking(i, q, db)]
+            kk = min(k, len(db))
+            p_want.append(sum(rel[:kk]) / kk)
+            r_want.append(sum(rel[:kk]) / sum(rel) if sum(rel) else 0.0)
+        assert precision[col] == pytest.approx(np.mean(p_want), abs=1e-12)
+        assert recall[col] == pytest.approx(np.mean(r_want), abs=1e-12)
+        assert metrics.precision_at_k(q, db, ql, dl, k) == pytest.approx(np.mean(p_want), abs=1e-12)
+
+
+def test_expected_precision_at_whole_database_is_exact():
+    q, db, ql, dl = random_case(41)
+    k = len(db)
+    exact = metrics.precision_at_k(q, db, ql, dl, k)
+    assert metrics.precision_at_k(q, db, ql, dl, k, ties="expected") == pytest.approx(exact, abs=1e-12)
+
+
+# ------------------------------------------------------------------ MAP within radius
+
+def ref_map_within_radius(q, db, ql, dl, radius, qs=None, ds=None, empty_ball="zero", no_relevant="skip"):
+    aps, precision, recall = [], [], []
+    for i in range(len(q)):
+        rel = ref_ball(i, q, db, ql, dl, radius, qs, ds)
+        total = sum(ref_relevant(ql[i], dl[j]) for j in range(len(db)))
+        precision.append(sum(rel) / len(rel) if rel else 0.0)
+        recall.append(sum(rel) / total if total else 0.0)
+        if not rel:
+            if empty_ball == "zero":
+                aps.append(0.0)
+        elif not any(rel):
+            if no_relevant == "zero":
+                aps.append(0.0)
+        else:
+            aps.append(ref_ap(rel, sum(rel)))
+    return {"map": float(np.mean(aps)) if aps else 0.0,
+            "precision": float(np.mean(precision)), "recall": float(np.mean(recall))}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("radius", [0, 1, 2])
+@pytest.mark.parametrize("policy", [("zero", "skip"), ("skip", "zero"), ("zero", "zero"), ("skip", "skip")])
+@pytest.mark.parametrize("scored", [False, True])
+def test_map_within_radius_matches_reference(case, radius, policy, scored):
+    q, db, ql, dl = random_case(50, n_db=25, **case)
+    qs, ds = (integer_scores(51, len(q)), integer_scores(52, len(db))) if scored else (None, None)
+    empty_ball, no_relevant = policy
+    got = metrics.map_within_radius(q, db, ql, dl, radius, qs, ds, empty_ball=empty_ball, no_relevant=no_relevant)
+    want = ref_map_within_radius(q, db, ql, dl, radius, qs, ds, empty_ball, no_relevant)
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_map_within_radius_hand_computed():
+    q = np.array([[1, 1, 1, 1], [-1, -1, -1, -1]])
+    db = np.array([[1, 1, 1, -1], [1, 1, 1, 1], [1, -1, 1, 1], [-1, -1, 1, 1]])
+    ql, dl = np.array([0, 0]), np.array([1, 0, 0, 0])
+    # query 0: ball (d<=1) = items 0, 1, 2 in order (d=0: 1; d=1: 0, 2) -> rel 1, 0, 1
+    # query 1: ball empty (every item is at distance >= 2)
+    got = metrics.map_within_radius(q, db, ql, dl, radius=1)
+    assert got["map"] == pytest.approx((1 + 2 / 3) / 2 / 2)  # empty ball counts 0
+    assert got["precision"] == pytest.approx((2 / 3 + 0) / 2)
+    assert got["recall"] == pytest.approx((2 / 3 + 0) / 2)
+    got = metrics.map_within_radius(q, db, ql, dl, radius=1, empty_ball="skip")
+    assert got["map"] == pytest.approx((1 + 2 / 3) / 2)
+    # scores put item 0 (irrelevant) first inside the ball
+    qs, ds = np.ones((2, 1)), np.array([[3.0], [2.0], [1.0], [0.0]])
+    got = metrics.map_within_radius(q, db, ql, dl, radius=1, query_scores=qs, db_scores=ds, empty_ball="skip")
+    assert got["map"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_precision_recall_by_radius_matches_reference(case):
+    q, db, ql, dl = random_case(60, **case)
+    precision, recall = metrics.precision_recall_by_radius(q, db, ql, dl)
+    assert precision.shape == recall.shape == (case["bits"] + 1,)
+    for r in range(case["bits"] + 1):
+        want = ref_map_within_radius(q, db, ql, dl, r)
+        assert precision[r] == pytest.approx(want["precision"], abs=1e-12)
+        assert recall[r] == pytest.approx(want["recall"], abs=1e-12)
+
+
+# ------------------------------------------------------- backends, chunks, inputs
+
+ALL_CALLS = [
+    lambda q, db, ql, dl, qs, ds: metrics.mean_average_precision(q, db, ql, dl),
+    lambda q, db, ql, dl, qs, ds: metrics.mean_average_precision(q, db, ql, dl, ties="expected"),
+    lambda q, db, ql, dl, qs, ds: metrics.mean_average_precision(q, db, ql, dl, topk=9),
+    lambda q, db, ql, dl, qs, ds: metrics.mean_average_precision(q, db, ql, dl, topk=9, query_scores=qs,
+                                                                 db_scores=ds),
+    lambda q, db, ql, dl, qs, ds: metrics.precision_recall_at_ranks(q, db, ql, dl, [3, 30]),
+    lambda q, db, ql, dl, qs, ds: metrics.precision_recall_at_ranks(q, db, ql, dl, [3, 30], ties="expected"),
+    lambda q, db, ql, dl, qs, ds: metrics.map_within_radius(q, db, ql, dl, 1),
+    lambda q, db, ql, dl, qs, ds: metrics.map_within_radius(q, db, ql, dl, 1, qs, ds, "skip", "zero"),
+    lambda q, db, ql, dl, qs, ds: metrics.precision_recall_by_radius(q, db, ql, dl),
+    lambda q, db, ql, dl, qs, ds: metrics.hamming_distance(q, db),
+]
+
+
+def all_inputs(multi):
+    q, db, ql, dl = random_case(70, n_query=15, n_db=60, multi=multi)
+    return q, db, ql, dl, integer_scores(71, len(q)), integer_scores(72, len(db))
+
+
+def assert_same(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], abs=1e-12)
+    elif isinstance(a, tuple):
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x, y, atol=1e-12)
+    else:
+        np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+@pytest.mark.parametrize("call", ALL_CALLS)
+@pytest.mark.parametrize("multi", [False, True])
+def test_torch_inputs_give_numpy_results(call, multi):
+    args = all_inputs(multi)
+    want = call(*args)
+    got = call(*(torch.from_numpy(a) for a in args))
+    assert_same(got, want)
+    assert isinstance(got, (float, dict, tuple, np.ndarray))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("call", ALL_CALLS)
+@pytest.mark.parametrize("multi", [False, True])
+def test_cuda_inputs_give_cpu_results(call, multi):
+    args = all_inputs(multi)
+    assert_same(call(*(torch.from_numpy(a).cuda() for a in args)), call(*args))
+
+
+@pytest.mark.parametrize("call", ALL_CALLS)
+def test_chunked_queries_give_the_same_results(call, monkeypatch):
+    args = all_inputs(True)
+    want = call(*args)
+    monkeypatch.setitem(metrics._CHUNK_ELEMENTS, "cpu", 100)  # 1 query per chunk
+    assert_same(call(*args), want)
+
+
+@pytest.mark.parametrize("call", ALL_CALLS)
+def test_inputs_are_not_modified(call):
+    args = all_inputs(True)
+    copies = [a.copy() for a in args]
+    call(*args)
+    for a, c in zip(args, copies):
+        np.testing.assert_array_equal(a, c)
+    tensors = [torch.from_numpy(c.copy()) for c in copies]
+    call(*tensors)
+    for t, c in zip(tensors, copies):
+        np.testing.assert_array_equal(t.numpy(), c)
+
+
+def test_read_only_and_strided_inputs_work():
+    q, db, ql, dl = random_case(80)
+    want = metrics.mean_average_precision(q, db, ql, dl)
+    for a in (q, db, ql, dl):
+        a.setflags(write=False)
+    assert metrics.mean_average_precision(q, db, ql, dl) == want
+    reversed_db = db[::-1]
+    assert metrics.mean_average_precision(q, reversed_db, ql, dl[::-1]) == pytest.approx(
+        ref_map(q, reversed_db, ql, dl[::-1]), abs=1e-12)
+
+
+# ---------------------------------------------------------------------- bad inputs
+
+def bad_input_calls():
+    q, db, ql, dl = random_case(90)
+    mq, mdb, mql, mdl = random_case(90, multi=True)
+    zero = q.copy()
+    zero[0, 0] = 0
+    two = db.copy()
+    two[1, 1] = 2
+    nan = np.full((len(q), 2), np.nan)
+    yield "zero in codes", lambda: metrics.mean_average_precision(zero, db, ql, dl)
+    yield "2 in codes", lambda: metrics.mean_average_precision(q, two, ql, dl)
+    yield "0/1 codes", lambda: metrics.hamming_distance((q > 0).astype(int), db)
+    yield "1-D codes", lambda: metrics.mean_average_precision(q[0], db, ql[:1], dl)
+    yield "bit mismatch", lambda: metrics.mean_average_precision(q[:, :3], db, ql, dl)
+    yield "no queries", lambda: metrics.mean_average_precision(q[:0], db, ql[:0], dl)
+    yield "label rows", lambda: metrics.mean_average_precision(q, db, ql[:-1], dl)
+    yield "label kinds", lambda: metrics.mean_average_precision(mq, mdb, ql, mdl)
+    yield "label width", lambda: metrics.mean_average_precision(mq, mdb, mql[:, :2], mdl)
+    yield "multi-hot 2", lambda: metrics.mean_average_precision(mq, mdb, mql * 2, mdl)
+    yield "float class ids", lambda: metrics.mean_average_precision(q, db, ql.astype(float), dl)
+    yield "empty policy", lambda: metrics.mean_average_precision(q, db, ql, dl, empty="drop")
+    yield "ties policy", lambda: metrics.mean_average_precision(q, db, ql, dl, ties="random")
+    yield "topk zero", lambda: metrics.mean_average_precision(q, db, ql, dl, topk=0)
+    yield "expected topk", lambda: metrics.mean_average_precision(q, db, ql, dl, topk=5, ties="expected")
+    yield "expected scores", lambda: metrics.mean_average_precision(
+        q, db, ql, dl, ties="expected", query_scores=q, db_scores=db)
+    yield "one score side", lambda: metrics.mean_average_precision(q, db, ql, dl, query_scores=q)
+    yield "nan scores", lambda: metrics.map_within_radius(q, db, ql, dl, 1, nan, np.ones((len(db), 2)))
+    yield "score width", lambda: metrics.map_within_radius(q, db, ql, dl, 1, q, db[:, :2])
+    yield "negative radius", lambda: metrics.map_within_radius(q, db, ql, dl, -1)
+    yield "k zero", lambda: metrics.precision_at_k(q, db, ql, dl, 0)
+    yield "ball policy", lambda: metrics.map_within_radius(q, db, ql, dl, 1, empty_ball="none")
+    yield "string codes", lambda: metrics.hamming_distance(np.array([["a", "b"]]), db[:, :2])
+
+
+@pytest.mark.parametrize("name,call", list(bad_input_calls()), ids=[n for n, _ in bad_input_calls()])
+def test_bad_inputs_raise_value_error(name, call):
+    with pytest.raises(ValueError):
+        call()

@@ -1,0 +1,1 @@
+"""Shared code of the MAH and MMHH reproductions: metrics, data, models, losses, training."""
