@@ -21,6 +21,8 @@ sort on CUDA). Queries are processed in chunks so memory stays bounded.
 Inputs may be numpy arrays or torch tensors; work happens on the device of the
 CUDA tensor among them (CPU otherwise). Inputs are never modified.
 """
+import functools
+
 import numpy as np
 import torch
 
@@ -166,10 +168,11 @@ def _use_table(bits, n_groups, n_query, n_cells):
     """Whether per-distance counts come from a 2^K distance table rather than Q x cells work.
 
     The table costs about K * G * 2^K * (K+1) additions once; the direct way about
-    4 passes over Q x cells. The table must also stay small (2^24 float64 at most).
+    4 passes over Q x cells. The table must stay small (2^24 float64 at most), and so
+    must each query's G x (K+1) slice of it.
     """
     size = n_groups * 2 ** min(bits, 63) * (bits + 1)
-    return bits <= 16 and size <= 1 << 24 and size * bits < 4 * n_query * n_cells
+    return bits <= 16 and n_groups * (bits + 1) <= 2048 and size <= 1 << 24 and size * bits < 4 * n_query * n_cells
 
 
 class _Problem:
@@ -214,10 +217,16 @@ class _Problem:
             self.cell_codes, self.cell_group = db.to(self.code_dtype), group
             self.cell_counts = torch.ones(self.n_db, dtype=torch.float64, device=dev)
 
-        self.table = None
-        if _use_table(self.bits, n_groups, self.n_query, n_cells):
-            hist = torch.bincount(group * 2 ** self.bits + _pack(db)[:, 0], minlength=n_groups * 2 ** self.bits)
-            self.table = _distance_table(hist.view(n_groups, -1).double(), self.bits).transpose(0, 1).contiguous()  # 2^K x G x (K+1)
+        self.use_table = _use_table(self.bits, n_groups, self.n_query, n_cells)
+        self._db_groups = db, group  # for the table, built on first use
+
+    @functools.cached_property
+    def table(self):
+        """2^K x G x (K+1) float64: items of each label group at each distance from every code."""
+        db, group = self._db_groups
+        n_groups, n_codes = self.group_labels.shape[0], 2 ** self.bits
+        hist = torch.bincount(group * n_codes + _pack(db)[:, 0], minlength=n_groups * n_codes)
+        return _distance_table(hist.view(n_groups, n_codes).double(), self.bits).transpose(0, 1).contiguous()
 
     def chunks(self):
         size = max(1, _CHUNK_ELEMENTS.get(self.device.type, _CHUNK_ELEMENTS["cpu"]) // self.n_db)
@@ -239,7 +248,7 @@ class _Problem:
 
     def bucket_counts(self, rows, dist=None, rel=None):
         """Items n and relevant items r at each distance 0..K: two Qc x (K+1) float64 tensors."""
-        if self.table is not None:
+        if self.use_table:
             per_group = self.table[_pack(self.query_codes[rows])[:, 0]]  # Qc x G x (K+1)
             relevant = self.group_relevance(rows).unsqueeze(2)  # Qc x G x 1
             return per_group.sum(1), (per_group * relevant).sum(1)
