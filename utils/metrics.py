@@ -128,8 +128,8 @@ def _scores(query_scores, db_scores, n_query, n_db):
 def _pack(x):
     """Rows of a +-1 or 0/1 matrix as integers: N x ceil(K/52) int64 (bit k of word w = column 52w+k)."""
     bits = (x > 0).double()  # float64 sums of distinct powers of two below 2^52 are exact
-    words = [bits[:, s:s + 52] @ 2.0 ** torch.arange(min(52, bits.shape[1] - s), device=x.device, dtype=torch.float64)
-             for s in range(0, bits.shape[1], 52)]
+    powers = 2.0 ** torch.arange(52, device=x.device, dtype=torch.float64)
+    words = [bits[:, s:s + 52] @ powers[:min(52, bits.shape[1] - s)] for s in range(0, bits.shape[1], 52)]
     return torch.stack(words, 1).long()
 
 
