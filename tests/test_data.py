@@ -1,0 +1,388 @@
+"""The data layer: CIFAR-10 in every official form, splits, list files, images, digits."""
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from PIL import Image
+
+from utils import cifar10, data, datasets, images, listfiles, splits
+from utils.errors import UserError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+# ------------------------------------------------------------ tiny official forms
+
+def tiny_cifar(per_batch=4, seed=0):
+    """Six batches of random 32x32 images, class-sorted within train and within test so
+    that the image-tree order (class, file name) is the official order as well."""
+    rng = np.random.default_rng(seed)
+    n = 6 * per_batch
+    labels = np.concatenate([np.sort(np.arange(5 * per_batch) % 10), np.sort(rng.integers(0, 10, per_batch))])
+    pixels = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    return pixels, labels
+
+
+def batch_rows(pixels):
+    return pixels.transpose(0, 3, 1, 2).reshape(len(pixels), -1)  # channel-major, as released
+
+
+def write_official(root, form, pixels, labels):
+    folder, _, suffix = cifar10.OFFICIAL[form]
+    out = os.path.join(root, folder)
+    os.makedirs(out)
+    per = len(pixels) // 6
+    for b, name in enumerate(cifar10.BATCHES):
+        sl = slice(b * per, (b + 1) * per)
+        rows, lab = batch_rows(pixels[sl]), labels[sl]
+        path = os.path.join(out, name + suffix)
+        if form == "python":
+            with open(path, "wb") as f:
+                pickle.dump({b"data": rows, b"labels": lab.tolist(), b"batch_label": name.encode()}, f)
+        elif form == "matlab":
+            scipy.io.savemat(path, {"data": rows, "labels": lab.reshape(-1, 1).astype(np.uint8)})
+        else:
+            np.concatenate([lab.astype(np.uint8)[:, None], rows], 1).tofile(path)
+    return out
+
+
+def write_tree(root, pixels, labels, n_train, ext=".png"):
+    for i, (image, label) in enumerate(zip(pixels, labels)):
+        part = "train" if i < n_train else "test"
+        folder = os.path.join(root, part, datasets.CIFAR10_CLASSES[label])
+        os.makedirs(folder, exist_ok=True)
+        Image.fromarray(image).save(os.path.join(folder, f"{i:04d}{ext}"))
+
+
+def make_tar(src_dir, arcname, path):
+    with tarfile.open(path, "w:gz" if path.endswith("gz") else "w") as tar:
+        tar.add(src_dir, arcname=arcname)
+    return path
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return str(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("form", ["python", "matlab", "binary"])
+@pytest.mark.parametrize("packed", [False, True])
+def test_official_forms_decode_to_canonical_arrays(tmp_path, cache, form, packed):
+    pixels, labels = tiny_cifar()
+    src = tmp_path / "src"
+    folder = write_official(str(src), form, pixels, labels)
+    root = folder
+    if packed:
+        root = make_tar(folder, cifar10.OFFICIAL[form][0], str(tmp_path / cifar10.OFFICIAL[form][1]))
+    for where in (root, os.path.dirname(root)):  # the form itself, or the folder holding it
+        arr = cifar10.load_cifar10(where, cache_dir=cache)
+        np.testing.assert_array_equal(arr.images, pixels)
+        np.testing.assert_array_equal(arr.labels, labels)
+        assert arr.n_train == 5 * len(pixels) // 6
+
+
+@pytest.mark.parametrize("pack", [None, "x.tar", "x.tar.gz"])
+def test_image_tree_decodes_like_the_official_forms(tmp_path, cache, pack):
+    pixels, labels = tiny_cifar()
+    tree = tmp_path / "tree"
+    write_tree(str(tree), pixels, labels, n_train=20)
+    root = str(tree) if pack is None else make_tar(str(tree), "cifar10", str(tmp_path / pack))
+    arr = cifar10.load_cifar10(root, cache_dir=cache)
+    np.testing.assert_array_equal(arr.images, pixels)
+    np.testing.assert_array_equal(arr.labels, labels)
+    assert arr.n_train == 20
+
+
+def test_decoded_array_is_cached_and_invalidated(tmp_path, cache, monkeypatch):
+    pixels, labels = tiny_cifar()
+    folder = write_official(str(tmp_path), "binary", pixels, labels)
+    cifar10.load_cifar10(folder, cache_dir=cache)
+    assert len(os.listdir(cache)) == 1
+    monkeypatch.setattr(cifar10, "_batches", lambda *a: pytest.fail("decoded again despite the cache"))
+    np.testing.assert_array_equal(cifar10.load_cifar10(folder, cache_dir=cache).images, pixels)
+    monkeypatch.undo()
+    # a changed source is decoded again
+    pixels[0, 0, 0] ^= 255
+    write_official(str(tmp_path / "again"), "binary", pixels, labels)
+    os.replace(os.path.join(tmp_path, "again", "cifar-10-batches-bin", "data_batch_1.bin"),
+               os.path.join(folder, "data_batch_1.bin"))
+    np.testing.assert_array_equal(cifar10.load_cifar10(folder, cache_dir=cache).images, pixels)
+
+
+def test_bad_cifar_sources(tmp_path, cache):
+    with pytest.raises(UserError, match="does not exist"):
+        cifar10.load_cifar10(str(tmp_path / "nowhere"), cache_dir=cache)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no CIFAR-10"):
+        cifar10.load_cifar10(str(tmp_path / "empty"), cache_dir=cache)
+    pixels, labels = tiny_cifar()
+    folder = write_official(str(tmp_path / "a"), "python", pixels, labels)
+    with open(os.path.join(folder, "data_batch_3"), "wb") as f:
+        f.write(b"not a pickle")
+    with pytest.raises(UserError, match="data_batch_3.*corrupt"):
+        cifar10.load_cifar10(folder, cache_dir=cache)
+    os.remove(os.path.join(folder, "data_batch_3"))
+    with pytest.raises(UserError, match="data_batch_3 is missing"):
+        cifar10.load_cifar10(folder, cache_dir=cache)
+    bad_tar = tmp_path / "cifar-10-python.tar.gz"
+    bad_tar.write_bytes(b"\x1f\x8b truncated")
+    with pytest.raises(UserError, match="not a readable tar"):
+        cifar10.load_cifar10(str(bad_tar), cache_dir=cache)
+    tree = tmp_path / "tree"
+    write_tree(str(tree), pixels, labels, n_train=20)
+    Image.new("RGB", (64, 64)).save(tree / "train" / "cat" / "big.png")
+    with pytest.raises(UserError, match="big.png is 64x64"):
+        cifar10.load_cifar10(str(tree), cache_dir=cache)
+
+
+def test_prepare_script_round_trip(tmp_path, cache):
+    pixels, labels = tiny_cifar(per_batch=200)  # 1,200 images, enough for 10 queries per class
+    labels = np.arange(len(labels)) % 10
+    folder = write_official(str(tmp_path / "src"), "binary", pixels, labels)
+    out = tmp_path / "prepared"
+    env = dict(os.environ, HASHING_CACHE=cache)
+    # the full protocol needs no per-class sizes, so it works on this small set
+    result = subprocess.run([sys.executable, "data/CIFAR-10/prepare.py", "--data-root", folder, "--out", str(out),
+                             "--protocol", "full"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    arr = cifar10.load_cifar10(str(out), cache_dir=cache)
+    np.testing.assert_array_equal(arr.images, pixels)
+    np.testing.assert_array_equal(arr.labels, labels)
+    np.testing.assert_array_equal(arr.split["query"], np.arange(1000, 1200))
+    result = subprocess.run([sys.executable, "data/CIFAR-10/prepare.py", "--data-root", str(tmp_path / "x"),
+                             "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
+    assert "does not exist" in result.stderr
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(SHARED, "cifar10-jpeg.tar.gz")),
+                    reason="../shared/data/cifar10-jpeg.tar.gz is absent (the real CIFAR-10 export)")
+def test_real_cifar10_archive(tmp_path):
+    arr = cifar10.load_cifar10(os.path.join(SHARED, "cifar10-jpeg.tar.gz"), cache_dir=str(tmp_path))
+    assert arr.images.shape == (60000, 32, 32, 3) and arr.images.dtype == np.uint8
+    np.testing.assert_array_equal(np.bincount(arr.labels), [6000] * 10)
+    assert arr.n_train == 50000
+    assert arr.images.std() > 40  # real pictures, not blanks
+    split = splits.make_split(arr.labels, "dpsh", 0, 100, 500)
+    assert [len(split[p]) for p in splits.PARTS] == [1000, 59000, 5000]
+
+
+# ------------------------------------------------------------------------- splits
+
+@pytest.fixture(scope="module")
+def cifar_like_labels():
+    return np.repeat(np.arange(10), 6000)[np.random.default_rng(1).permutation(60000)]
+
+
+def test_protocol_sizes_and_disjointness(cifar_like_labels):
+    labels = cifar_like_labels
+    dpsh = splits.make_split(labels, "dpsh", 0, 100, 500)
+    assert [len(dpsh[p]) for p in splits.PARTS] == [1000, 59000, 5000]
+    assert not set(dpsh["query"]) & set(dpsh["database"])
+    assert set(dpsh["train"]) <= set(dpsh["database"])
+    assert np.array_equal(np.bincount(labels[dpsh["query"]]), [100] * 10)
+    assert np.array_equal(np.bincount(labels[dpsh["train"]]), [500] * 10)
+    deep = splits.make_split(labels, "deephash", 0, 100, 500)
+    assert [len(deep[p]) for p in splits.PARTS] == [1000, 54000, 5000]
+    assert not (set(deep["query"]) | set(deep["train"])) & set(deep["database"])
+    full = splits.make_split(labels, "full", 0, 100, 500, n_train=50000)
+    np.testing.assert_array_equal(full["query"], np.arange(50000, 60000))
+    np.testing.assert_array_equal(full["database"], np.arange(50000))
+
+
+def test_split_is_seeded_and_saved(tmp_path, cifar_like_labels):
+    a = splits.make_split(cifar_like_labels, "dpsh", 0, 100, 500)
+    b = splits.make_split(cifar_like_labels, "dpsh", 0, 100, 500)
+    c = splits.make_split(cifar_like_labels, "dpsh", 1, 100, 500)
+    assert all(np.array_equal(a[p], b[p]) for p in splits.PARTS)
+    assert not np.array_equal(a["query"], c["query"])
+    path = str(tmp_path / "split.json")
+    made = splits.load_or_make_split(path, cifar_like_labels, "dpsh", 0, 100, 500, dataset="cifar10")
+    # reused, even when a different seed is asked for: the file is the record of the split
+    again = splits.load_or_make_split(path, cifar_like_labels, "dpsh", 5, 100, 500, dataset="cifar10")
+    assert all(np.array_equal(made[p], again[p]) for p in splits.PARTS)
+    with pytest.raises(UserError, match="protocol='dpsh'"):
+        splits.load_or_make_split(path, cifar_like_labels, "deephash", 0, 100, 500, dataset="cifar10")
+    with pytest.raises(UserError, match="exceed"):
+        splits.load_split(path, 100)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(UserError, match="unreadable"):
+        splits.load_split(str(tmp_path / "bad.json"), 60000)
+
+
+def test_impossible_protocols():
+    with pytest.raises(UserError, match="needs more than"):
+        splits.make_split(np.repeat(np.arange(2), 50), "dpsh", 0, 100, 500)
+    with pytest.raises(UserError, match="unknown protocol"):
+        splits.make_split(np.zeros(10), "random", 0, 1)
+
+
+# --------------------------------------------------------------------- list files
+
+def write_jpeg(path, color=(10, 20, 30)):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.new("RGB", (40, 30), color).save(path)
+
+
+def test_hashnet_list_parsing_and_prefix(tmp_path):
+    for i in range(3):
+        write_jpeg(str(tmp_path / "img" / f"{i}.jpg"))
+    lst = tmp_path / "database.txt"
+    lst.write_text("img/0.jpg 1 0 1\n\n/old/place/img/1.jpg 0 1 0\nimg/2.jpg 2\n")
+    out = listfiles.read_hashnet_list(str(lst), 3, image_root=str(tmp_path), path_prefix=f"/old/place/={tmp_path}/")
+    np.testing.assert_array_equal(out.labels, [[1, 0, 1], [0, 1, 0], [0, 0, 1]])
+    assert out.paths == [str(tmp_path / "img" / f"{i}.jpg") for i in range(3)]
+    assert out.source == [(str(lst), 1), (str(lst), 3), (str(lst), 4)]
+
+
+def test_mah_list_parsing(tmp_path):
+    for i in range(2):
+        write_jpeg(str(tmp_path / f"{i}.jpg"))
+    (tmp_path / "test_img.txt").write_text("0.jpg\n1.jpg\n")
+    (tmp_path / "test_label.txt").write_text("0 1 1\n1 0 0\n")
+    out = listfiles.read_mah_lists(str(tmp_path), "test", 3)
+    np.testing.assert_array_equal(out.labels, [[0, 1, 1], [1, 0, 0]])
+    (tmp_path / "test_label.txt").write_text("2\n0\n")
+    np.testing.assert_array_equal(listfiles.read_mah_lists(str(tmp_path), "test", 3).labels, [[0, 0, 1], [1, 0, 0]])
+
+
+@pytest.mark.parametrize("content,message", [
+    ("img/0.jpg 1 0\n", r"database.txt:1: 2 label columns, but this dataset has 3"),
+    ("img/0.jpg 1 0 1\nimg/9.jpg 0 1 0\n", r"database.txt:2: image .*9.jpg not found"),
+    ("img/0.jpg\n", r"database.txt:1: expected 'path label"),
+    ("img/0.jpg 1 x 0\n", r"database.txt:1: labels must be integers"),
+    ("img/0.jpg 0 2 0\n", r"database.txt:1: multi-hot labels must be 0 or 1"),
+    ("img/0.jpg 7\n", r"database.txt:1: class index 7 is outside 0..2"),
+    ("", r"no images listed"),
+])
+def test_list_file_errors_name_file_and_line(tmp_path, content, message):
+    write_jpeg(str(tmp_path / "img" / "0.jpg"))
+    (tmp_path / "database.txt").write_text(content)
+    with pytest.raises(UserError, match=message):
+        listfiles.read_hashnet_list(str(tmp_path / "database.txt"), 3)
+
+
+def test_mah_list_errors(tmp_path):
+    write_jpeg(str(tmp_path / "0.jpg"))
+    (tmp_path / "test_img.txt").write_text("0.jpg\n0.jpg\n")
+    (tmp_path / "test_label.txt").write_text("1\n")
+    with pytest.raises(UserError, match="lists 2 images but .* has 1 label lines"):
+        listfiles.read_mah_lists(str(tmp_path), "test", 3)
+    with pytest.raises(UserError, match="database_img.txt does not exist"):
+        listfiles.read_mah_lists(str(tmp_path), "database", 3)
+    (tmp_path / "test_label.txt").write_text("1\n2\n")
+    with pytest.raises(UserError, match="OLD=NEW"):
+        listfiles.read_mah_lists(str(tmp_path), "test", 3, path_prefix="/no/equals")
+
+
+def test_unreadable_image_names_list_line(tmp_path):
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    (tmp_path / "test.txt").write_text("bad.jpg 1 0\n")
+    lst = listfiles.read_hashnet_list(str(tmp_path / "test.txt"), 2)
+    dataset = images.FileImages(lst, images.file_transform((0.5,) * 3, (0.5,) * 3, 32, 32))
+    with pytest.raises(UserError, match=r"test.txt:1: cannot read image .*bad.jpg"):
+        dataset[0]
+
+
+@pytest.fixture(scope="module")
+def coco_mini(tmp_path_factory):
+    archive = os.path.join(SHARED, "coco-mini.tar.gz")
+    if not os.path.exists(archive):
+        pytest.skip("../shared/data/coco-mini.tar.gz is absent (the real multi-label fixture)")
+    root = tmp_path_factory.mktemp("coco")
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+    return root / "coco-mini"
+
+
+def test_coco_mini_loads_through_the_list_path(coco_mini, tmp_path):
+    lines = (coco_mini / "all.txt").read_text().splitlines()
+    want = np.array([[int(t) for t in line.split()[1:]] for line in lines])
+    assert want.shape == (159, 80)
+    # HashNet-style split files over the real images: 30 queries, 40 train, the rest database
+    for name, part in (("test", lines[:30]), ("train", lines[30:70]), ("database", lines[30:])):
+        (tmp_path / f"{name}.txt").write_text("\n".join(part) + "\n")
+    loaded = data.load_data("coco_80", data_root=str(tmp_path), image_root=str(coco_mini))
+    np.testing.assert_array_equal(loaded.query.labels, want[:30])
+    np.testing.assert_array_equal(loaded.database.labels, want[30:])
+    assert loaded.info.topk == 5000 and len(loaded.train.list.paths) == 40
+    dataset = images.FileImages(loaded.query.list, images.file_transform(loaded.info.mean, loaded.info.std))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2)
+    x, index = next(iter(loader))
+    assert x.shape == (8, 3, 224, 224) and torch.isfinite(x).all()
+    np.testing.assert_array_equal(index.numpy(), np.arange(8))
+
+
+def test_single_label_list_rejects_multiple_labels(tmp_path):
+    write_jpeg(str(tmp_path / "0.jpg"))
+    for name in ("train", "database", "test"):
+        (tmp_path / f"{name}.txt").write_text("0.jpg " + " ".join(["1", "1"] + ["0"] * 98) + "\n")
+    with pytest.raises(UserError, match="single-label, but this line has 2 labels"):
+        data.load_data("imagenet100", data_root=str(tmp_path))
+
+
+# --------------------------------------------------------------- table and digits
+
+def test_dataset_table_and_names():
+    assert datasets.get_dataset("CIFAR-10").name == "cifar10"
+    assert datasets.get_dataset("coco_80").topk == 5000
+    assert datasets.get_dataset("NUS_WIDE").classes == 21
+    assert datasets.get_dataset("FLICKR").classes == 38
+    assert datasets.get_dataset("imagenet100").topk == 1000
+    with pytest.raises(UserError, match="known: cifar10, coco80"):
+        datasets.get_dataset("mnist")
+
+
+def test_digits_embedded_default():
+    loaded = data.load_data("digits", seed=0)
+    assert loaded.images.shape == (1797, 32, 32, 3) and loaded.images.dtype == np.uint8
+    assert len(loaded.query.labels) == 100 and len(loaded.database.labels) == 1697
+    np.testing.assert_array_equal(np.bincount(loaded.query.labels), [10] * 10)
+    assert not set(loaded.query.index) & set(loaded.database.index)
+    np.testing.assert_array_equal(loaded.train.index, loaded.database.index)
+    other = data.load_data("digits", seed=1)
+    assert not np.array_equal(loaded.query.index, other.query.index)
+
+
+def test_load_data_errors(tmp_path):
+    with pytest.raises(UserError, match="needs --data-root"):
+        data.load_data("cifar10")
+    with pytest.raises(UserError, match="no list files"):
+        data.load_data("flickr25k", data_root=str(tmp_path))
+    with pytest.raises(UserError, match="protocol 'full' is not defined for digits"):
+        data.load_data("digits", protocol="full")
+
+
+# ------------------------------------------------------------------- fast path
+
+def test_array_images_batches():
+    pixels, _ = tiny_cifar()
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    src = images.ArrayImages(pixels, mean, std)
+    x = src.batch([3, 0])
+    want = (torch.from_numpy(pixels[[3, 0]]).permute(0, 3, 1, 2).float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) \
+        / torch.tensor(std).view(1, 3, 1, 1)
+    torch.testing.assert_close(x, want)
+    big = images.ArrayImages(pixels, mean, std, resize=256, crop=224).batch([0, 1, 2])
+    assert big.shape == (3, 3, 224, 224)
+
+
+def test_array_images_augmentation_is_a_shifted_or_flipped_window():
+    pixels, _ = tiny_cifar()
+    src = images.ArrayImages(pixels, (0, 0, 0), (1, 1, 1), augment=True)
+    out = src.batch(list(range(8)), train=True, generator=torch.Generator().manual_seed(0))
+    again = src.batch(list(range(8)), train=True, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, again)
+    torch.testing.assert_close(src.batch([0], train=False), src.batch([0]))
+    padded = torch.nn.functional.pad(torch.from_numpy(pixels[:8]).permute(0, 3, 1, 2).float() / 255, (4, 4, 4, 4))
+    for i in range(8):
+        windows = [padded[i, :, y:y + 32, x:x + 32] for y in range(9) for x in range(9)]
+        assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)

@@ -1,0 +1,95 @@
+"""One entry point to every data set: `load_data(name, ...)` -> query / database / train parts.
+
+Array data sets (cifar10, digits) come back as one uint8 image array plus index
+arrays per part (served by utils.images.ArrayImages); list-file data sets as one
+utils.listfiles.ImageList per part (served by utils.images.FileImages).
+"""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from utils.cifar10 import load_cifar10
+from utils.datasets import get_dataset
+from utils.errors import UserError
+from utils.listfiles import read_hashnet_list, read_mah_lists
+from utils.splits import load_or_make_split
+
+
+@dataclass
+class Part:
+    labels: np.ndarray  # (n,) class ids, or n x C multi-hot
+    index: np.ndarray = None  # array data sets: rows of RetrievalData.images
+    list: object = None  # list-file data sets: the ImageList
+
+
+@dataclass
+class RetrievalData:
+    info: object  # the utils.datasets.Dataset entry
+    query: Part
+    database: Part
+    train: Part
+    images: np.ndarray = None  # array data sets: N x 32 x 32 x 3 uint8
+    split: dict = None  # array data sets: the index arrays (saved in the split file)
+
+
+def load_digits():
+    """scikit-learn's 1,797 real 8x8 digits as 32x32 RGB uint8 (N x 32 x 32 x 3) and labels."""
+    from sklearn.datasets import load_digits as sklearn_digits  # shipped inside the package: no download
+
+    digits = sklearn_digits()
+    small = torch.from_numpy(digits.images).float().div(16).unsqueeze(1)  # N x 1 x 8 x 8 in [0, 1]
+    big = F.interpolate(small, size=(32, 32), mode="bilinear", align_corners=False)
+    images = (big.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1)
+    return images.permute(0, 2, 3, 1).numpy().copy(), digits.target.astype(np.int64)
+
+
+def load_data(name, data_root=None, image_root=None, path_prefix=None, protocol="dpsh", seed=0,
+              split_file=None, cache_dir=None, download=False):
+    info = get_dataset(name)
+    if info.source == "lists":
+        return _load_lists(info, data_root, image_root, path_prefix)
+    if protocol not in info.protocols:
+        raise UserError(f"protocol {protocol!r} is not defined for {info.name}; choose from {', '.join(info.protocols)}")
+    if info.source == "digits":
+        images, labels, n_train, split = *load_digits(), None, None
+    else:
+        if not data_root:
+            raise UserError("cifar10 needs --data-root: a folder or archive holding CIFAR-10 in any official "
+                            "form or as train/ + test/ image folders (see data/README.md), or add --download")
+        arr = load_cifar10(data_root, cache_dir=cache_dir, download=download)
+        images, labels, n_train, split = arr.images, arr.labels, arr.n_train, arr.split
+    if split is None:  # a prepared layout fixes its own split
+        split = load_or_make_split(split_file, labels, protocol, seed, info.query, info.train, n_train,
+                                   dataset=info.name)
+    parts = {name: Part(labels[index], index=index) for name, index in split.items()}
+    return RetrievalData(info, parts["query"], parts["database"], parts["train"], images=images, split=split)
+
+
+def _load_lists(info, data_root, image_root, path_prefix):
+    if not data_root or not os.path.isdir(data_root):
+        raise UserError(f"{info.name} needs --data-root: the folder holding its list files "
+                        f"(database_img.txt/test_img.txt, or train.txt/database.txt/test.txt); see data/README.md")
+    image_root = image_root or data_root
+    if os.path.exists(os.path.join(data_root, "database_img.txt")):  # MAH style: train on the database
+        read = {part: read_mah_lists(data_root, part, info.classes, image_root, path_prefix)
+                for part in ("database", "test")}
+        read["train"] = read["database"]
+    elif os.path.exists(os.path.join(data_root, "database.txt")):  # HashNet style
+        read = {part: read_hashnet_list(os.path.join(data_root, f"{part}.txt"), info.classes, image_root, path_prefix)
+                for part in ("train", "database", "test")}
+    else:
+        raise UserError(f"no list files in {data_root}: expected database_img.txt + test_img.txt (MAH) or "
+                        "train.txt + database.txt + test.txt (HashNet); see data/README.md")
+    if not info.multi_label:
+        for lst in read.values():
+            bad = np.flatnonzero(lst.labels.sum(1) != 1)
+            if bad.size:
+                list_file, line = lst.source[bad[0]]
+                raise UserError(f"{list_file}:{line}: {info.name} is single-label, but this line has "
+                                f"{lst.labels[bad[0]].sum()} labels set")
+    labels = {part: lst.labels if info.multi_label else lst.labels.argmax(1) for part, lst in read.items()}
+    parts = {part: Part(labels[part], list=lst) for part, lst in read.items()}
+    return RetrievalData(info, parts["test"], parts["database"], parts["train"])

@@ -1,0 +1,69 @@
+"""The one table of per-dataset facts, looked up by name.
+
+Every script takes a dataset name; everything that differs between datasets
+(label layout, protocol sizes, normalisation, R of MAP@TopK, where the images
+come from) is read from here, never written into a script.
+"""
+from dataclasses import dataclass, field
+
+from utils.errors import UserError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The MAH code normalised NUS-WIDE and FLICKR with these (spec MAH.md, "Transforms").
+MAH_LIST_MEAN = (0.3893, 0.4203, 0.4361)
+MAH_LIST_STD = (0.2393, 0.2354, 0.2464)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    classes: int
+    multi_label: bool
+    source: str  # "cifar10" (official archives / image tree), "digits" (scikit-learn), "lists" (list files)
+    mean: tuple
+    std: tuple
+    topk: int  # R of MAP@TopK; -1 ranks the whole database
+    query: int  # queries in the published protocol (per class when `per_class`)
+    train: int = 0  # training images (0: the database is the training pool)
+    per_class: bool = False
+    protocols: tuple = ()  # split protocols drawn by utils.splits (array datasets)
+    class_names: tuple = field(default=(), repr=False)
+    note: str = ""
+
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+DATASETS = {d.name: d for d in (
+    Dataset("cifar10", 10, False, "cifar10", IMAGENET_MEAN, IMAGENET_STD, topk=-1, query=100, train=500,
+            per_class=True, protocols=("dpsh", "deephash", "full"), class_names=CIFAR10_CLASSES,
+            note="60,000 32x32 images; dpsh: 100 queries and 500 training images per class"),
+    Dataset("flickr25k", 38, True, "lists", MAH_LIST_MEAN, MAH_LIST_STD, topk=5000, query=1700,
+            note="MIRFlickr-25K, 38 tag columns; 1,700 queries, 23,300 database"),
+    Dataset("nuswide21", 21, True, "lists", MAH_LIST_MEAN, MAH_LIST_STD, topk=5000, query=100, per_class=True,
+            note="NUS-WIDE, 21 most frequent concepts; 100 queries per concept (2,100)"),
+    Dataset("nuswide81", 81, True, "lists", IMAGENET_MEAN, IMAGENET_STD, topk=5000, query=5000, train=10000,
+            note="NUS-WIDE, 81 concepts, HashNet lists"),
+    Dataset("coco80", 80, True, "lists", IMAGENET_MEAN, IMAGENET_STD, topk=5000, query=5000, train=10000,
+            note="MS-COCO, 80 categories, HashNet lists"),
+    Dataset("imagenet100", 100, False, "lists", IMAGENET_MEAN, IMAGENET_STD, topk=1000, query=5000, train=13000,
+            note="ImageNet, 100 classes, HashNet lists"),
+    Dataset("digits", 10, False, "digits", IMAGENET_MEAN, IMAGENET_STD, topk=-1, query=10, per_class=True,
+            protocols=("dpsh",), class_names=tuple(str(i) for i in range(10)),
+            note="scikit-learn's 1,797 8x8 digits, upsampled to 32x32x3: the offline default"),
+)}
+
+# The names the original scripts and command lines use.
+ALIASES = {
+    "cifar": "cifar10", "flickr": "flickr25k", "mirflickr": "flickr25k", "mirflickr25k": "flickr25k",
+    "nuswide": "nuswide21", "nus": "nuswide21", "coco": "coco80", "imagenet": "imagenet100",
+}
+
+
+def get_dataset(name):
+    """The table entry for `name`; spellings like 'CIFAR-10', 'coco_80', 'NUS_WIDE' are accepted."""
+    key = name.lower().replace("-", "").replace("_", "")
+    key = ALIASES.get(key, key)
+    if key not in DATASETS:
+        raise UserError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+    return DATASETS[key]

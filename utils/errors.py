@@ -1,0 +1,16 @@
+"""Errors a user can fix: entry scripts print them as one line and exit non-zero."""
+import sys
+
+
+class UserError(Exception):
+    """Bad input (missing or corrupt data, wrong format, impossible option): the message
+    names the problem and the fix, and no traceback is shown."""
+
+
+def run(main, *args):
+    """Call an entry point's main; a UserError becomes one line on stderr and exit status 2."""
+    try:
+        return main(*args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

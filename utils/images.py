@@ -1,0 +1,97 @@
+"""Turning stored images into normalised network input.
+
+Two paths:
+- ArrayImages, for 32x32 data sets held in memory (CIFAR-10, digits): batches are
+  sliced from one uint8 tensor kept on the training device, and augmentation,
+  resizing and normalisation are tensor ops on the whole batch: no per-image PIL.
+- FileImages, for list-file data sets (NUS-WIDE, FLICKR, COCO, ImageNet): a torch
+  Dataset that decodes each file with PIL, for a DataLoader with worker processes.
+"""
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision import transforms
+
+from utils.errors import UserError
+
+
+class ArrayImages:
+    """N x H x W x 3 uint8 images served as B x 3 x S x S float batches on `device`.
+
+    resize/crop: upsample to `resize` then take the centre `crop` (the spec's
+    Resize(256) + CenterCrop(224) for the paper preset); None keeps the stored size.
+    augment: random crop with 4-pixel zero padding and horizontal flip (train only).
+    """
+
+    def __init__(self, images, mean, std, device="cpu", resize=None, crop=None, augment=False):
+        self.images = torch.as_tensor(images).to(device).permute(0, 3, 1, 2).contiguous()  # N x 3 x H x W uint8
+        self.device = self.images.device
+        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+        self.resize, self.crop, self.augment = resize, crop or resize, augment
+
+    def __len__(self):
+        return len(self.images)
+
+    def batch(self, index, train=False, generator=None):
+        """Images at `index` (a 1-D tensor or sequence of ints) as a B x 3 x S x S float tensor."""
+        x = self.images[torch.as_tensor(index, device=self.device)].float().div_(255)  # B x 3 x H x W
+        if train and self.augment:
+            x = _random_crop_flip(x, generator)
+        if self.resize:
+            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", align_corners=False)
+            off = (self.resize - self.crop) // 2
+            x = x[:, :, off:off + self.crop, off:off + self.crop]
+        return (x - self.mean) / self.std
+
+
+def _random_crop_flip(x, generator, pad=4):
+    """Per-image random crop from a zero-padded batch and random horizontal flip (B x 3 x H x W)."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    # draw on the CPU generator so results do not depend on the device
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # B x 1 x H x 1
+    cols = dx[:, None] + torch.arange(w, device=x.device)  # B x W
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]  # B x 1 x 1 x W
+    index = torch.arange(b, device=x.device)[:, None, None, None]
+    channel = torch.arange(3, device=x.device)[None, :, None, None]
+    return padded[index, channel, rows, cols]
+
+
+def file_transform(mean, std, resize=256, crop=224, train=False, square=False):
+    """PIL -> tensor transform for list-file images.
+
+    MAH (train and test alike): Resize(resize), CenterCrop(crop). MMHH/HashNet: resize
+    to a square (square=True); training adds RandomResizedCrop(crop) and flips.
+    """
+    size = (resize, resize) if square else resize
+    steps = [transforms.Resize(size)]
+    if train:
+        steps += [transforms.RandomResizedCrop(crop), transforms.RandomHorizontalFlip()]
+    else:
+        steps += [transforms.CenterCrop(crop)]
+    return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(mean, std)])
+
+
+class FileImages(torch.utils.data.Dataset):
+    """Images of a utils.listfiles.ImageList: item i -> (3 x S x S float tensor, i)."""
+
+    def __init__(self, image_list, transform):
+        self.list, self.transform = image_list, transform
+
+    def __len__(self):
+        return len(self.list.paths)
+
+    def __getitem__(self, i):
+        path = self.list.paths[i]
+        try:
+            with Image.open(path) as im:
+                image = im.convert("RGB")
+        except Exception as e:
+            list_file, line = self.list.source[i]
+            raise UserError(f"{list_file}:{line}: cannot read image {path} ({type(e).__name__}); "
+                            "replace the file or drop its line")
+        return self.transform(image), i

@@ -1,0 +1,115 @@
+"""Image list files, in the two formats of the original code.
+
+- MAH style: `<split>_img.txt` (one image path a line) beside `<split>_label.txt`
+  (one class index, or one multi-hot row of 0/1, a line).
+- HashNet/MMHH style: one file per split (train.txt, database.txt, test.txt), each
+  line `path l1 ... lC` (multi-hot), or `path c` (one token: a class index).
+
+Relative paths are resolved against `image_root`; `path_prefix="OLD=NEW"` rewrites
+absolute paths of old lists (e.g. `/home/someone/data/=/data/`). Every problem is
+reported as a UserError naming the list file and line.
+"""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from utils.errors import UserError
+
+
+@dataclass
+class ImageList:
+    paths: list  # resolved image paths
+    labels: np.ndarray  # N x C uint8 multi-hot (single-label lists become one-hot)
+    source: list  # (list file, line number) of each image, for error messages
+
+
+def parse_prefix(path_prefix):
+    """'OLD=NEW' -> (OLD, NEW); None -> None."""
+    if not path_prefix:
+        return None
+    if "=" not in path_prefix:
+        raise UserError(f"--path-prefix must look like OLD=NEW, got {path_prefix!r}")
+    old, new = path_prefix.split("=", 1)
+    return old, new
+
+
+def _resolve(path, image_root, prefix):
+    if prefix and path.startswith(prefix[0]):
+        path = prefix[1] + path[len(prefix[0]):]
+    return path if os.path.isabs(path) else os.path.join(image_root, path)
+
+
+def _read_lines(path):
+    if not os.path.exists(path):
+        raise UserError(f"list file {path} does not exist; check --data-root (see data/README.md)")
+    with open(path, encoding="utf-8") as f:
+        lines = [(i, line.strip()) for i, line in enumerate(f, 1)]
+    return [(i, line) for i, line in lines if line]
+
+
+def _label_row(tokens, classes, where):
+    """One label line's tokens -> multi-hot row of `classes`."""
+    try:
+        values = [int(t) for t in tokens]
+    except ValueError:
+        raise UserError(f"{where}: labels must be integers, got {' '.join(tokens)!r}")
+    row = np.zeros(classes, np.uint8)
+    if len(values) == 1:
+        if not 0 <= values[0] < classes:
+            raise UserError(f"{where}: class index {values[0]} is outside 0..{classes - 1}")
+        row[values[0]] = 1
+    elif len(values) == classes:
+        if any(v not in (0, 1) for v in values):
+            raise UserError(f"{where}: multi-hot labels must be 0 or 1")
+        row[:] = values
+    else:
+        raise UserError(f"{where}: {len(values)} label columns, but this dataset has {classes} classes "
+                        f"(a class index or {classes} 0/1 columns expected)")
+    return row
+
+
+def _finish(paths, rows, source, check_exists):
+    if not paths:
+        raise UserError(f"{source[0][0] if source else 'list'}: no images listed")
+    if check_exists:
+        for path, (list_file, line) in zip(paths, source):
+            if not os.path.isfile(path):
+                raise UserError(f"{list_file}:{line}: image {path} not found; fix --image-root "
+                                "(or --path-prefix OLD=NEW for absolute paths)")
+    return ImageList(paths, np.stack(rows), source)
+
+
+def read_hashnet_list(list_file, classes, image_root=None, path_prefix=None, check_exists=True):
+    """A HashNet/MMHH list file -> ImageList."""
+    image_root = image_root or os.path.dirname(os.path.abspath(list_file))
+    prefix = parse_prefix(path_prefix)
+    paths, rows, source = [], [], []
+    for line_no, line in _read_lines(list_file):
+        where = f"{list_file}:{line_no}"
+        tokens = line.split()
+        if len(tokens) < 2:
+            raise UserError(f"{where}: expected 'path label ...', got {line!r}")
+        rows.append(_label_row(tokens[1:], classes, where))
+        paths.append(_resolve(tokens[0], image_root, prefix))
+        source.append((list_file, line_no))
+    return _finish(paths, rows, source, check_exists)
+
+
+def read_mah_lists(folder, split, classes, image_root=None, path_prefix=None, check_exists=True):
+    """`<folder>/<split>_img.txt` + `<split>_label.txt` -> ImageList."""
+    img_file = os.path.join(folder, f"{split}_img.txt")
+    label_file = os.path.join(folder, f"{split}_label.txt")
+    images, labels = _read_lines(img_file), _read_lines(label_file)
+    if len(images) != len(labels):
+        raise UserError(f"{img_file} lists {len(images)} images but {label_file} has {len(labels)} label lines")
+    image_root = image_root or folder
+    prefix = parse_prefix(path_prefix)
+    paths, rows, source = [], [], []
+    for (line_no, path), (label_no, label) in zip(images, labels):
+        if len(path.split()) != 1:
+            raise UserError(f"{img_file}:{line_no}: expected one image path, got {path!r}")
+        rows.append(_label_row(label.split(), classes, f"{label_file}:{label_no}"))
+        paths.append(_resolve(path, image_root, prefix))
+        source.append((img_file, line_no))
+    return _finish(paths, rows, source, check_exists)
