@@ -113,3 +113,25 @@ def read_mah_lists(folder, split, classes, image_root=None, path_prefix=None, ch
         paths.append(_resolve(path, image_root, prefix))
         source.append((img_file, line_no))
     return _finish(paths, rows, source, check_exists)
+
+
+def write_text_atomic(path, text):
+    """Write via a temporary file in the same folder: a crash never leaves a half-written file."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_mah_lists(folder, split, paths, labels):
+    """Write `<split>_img.txt` and `<split>_label.txt`: class ids (n,) or 0/1 rows (n x C)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        label_text = "".join(f"{c}\n" for c in labels.tolist())
+    else:  # 'l1 l2 ... lC' lines built as one byte array, not n * C Python strings
+        chars = np.full((len(labels), 2 * labels.shape[1]), ord(" "), np.uint8)
+        chars[:, 0::2] = labels + ord("0")
+        chars[:, -1] = ord("\n")
+        label_text = chars.tobytes().decode("ascii")
+    write_text_atomic(os.path.join(folder, f"{split}_img.txt"), "".join(p + "\n" for p in paths))
+    write_text_atomic(os.path.join(folder, f"{split}_label.txt"), label_text)

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from utils.cifar10 import load_cifar10  # noqa: E402
 from utils.datasets import get_dataset  # noqa: E402
 from utils.errors import run  # noqa: E402
+from utils.listfiles import write_mah_lists, write_text_atomic  # noqa: E402
 from utils.splits import make_split  # noqa: E402
 
 PARTS = {"database": "database", "query": "test", "train": "train"}  # split part -> MAH list name
@@ -39,13 +40,6 @@ def get_args_parser():
     return p
 
 
-def _write_atomic(path, text):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(args):
     info = get_dataset("cifar10")
     data = load_cifar10(args.data_root)
@@ -56,11 +50,10 @@ def main(args):
         names = [f"{mah}_img/{i:05d}.png" for i in split[part]]
         for i, name in zip(split[part], names):
             Image.fromarray(data.images[i]).save(os.path.join(args.out, name))
-        _write_atomic(os.path.join(args.out, f"{mah}_img.txt"), "".join(n + "\n" for n in names))
-        _write_atomic(os.path.join(args.out, f"{mah}_label.txt"), "".join(f"{data.labels[i]}\n" for i in split[part]))
+        write_mah_lists(args.out, mah, names, data.labels[split[part]])
     meta = {"protocol": args.protocol, "seed": args.seed, "n_train": data.n_train,
             **{f"n_{part}": len(index) for part, index in split.items()}}
-    _write_atomic(os.path.join(args.out, "prepared.json"), json.dumps(meta, indent=1) + "\n")
+    write_text_atomic(os.path.join(args.out, "prepared.json"), json.dumps(meta, indent=1) + "\n")
     print(f"wrote {args.out}: " + ", ".join(f"{len(split[p])} {m}" for p, m in PARTS.items()))
 
 

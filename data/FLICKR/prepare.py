@@ -1,0 +1,156 @@
+"""MIRFlickr-25K -> the MAH list files (test_img.txt, test_label.txt, database_img.txt,
+database_label.txt) and prepared.json.
+
+Official data: the LIACS MIRFlickr site (https://press.liacs.nl/mirflickr/), files
+`mirflickr25k.zip` (the images `mirflickr/im1.jpg` ... `im25000.jpg`) and
+`mirflickr25k_annotations_v080.zip` (one text file per concept listing the 1-based
+numbers of the images that carry it, plus a README.txt). Unzip both into one folder
+and run, from the repository root:
+
+    python data/FLICKR/prepare.py --root /path/to/that/folder
+
+Labels: the 38 annotation files (24 concepts and their 14 `_r1` "relevant" versions),
+sorted by file name, as 0/1 columns. 1,700 seeded queries; the other 23,300 images are
+the database, unlabelled images included, as in the original MAH lists.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+
+import numpy as np
+
+# the script is run by path from data/FLICKR/, so the repository root (home of utils)
+# is not on sys.path by itself
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from utils.errors import UserError, run  # noqa: E402
+from utils.listfiles import write_mah_lists, write_text_atomic  # noqa: E402
+
+ANNOTATION_FOLDER = "mirflickr25k_annotations_v080"
+N_COLUMNS = 38
+IMAGE_NAME = re.compile(r"im(\d+)\.jpg")
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description="Build the MAH list files of MIRFlickr-25K.")
+    p.add_argument("--root", required=True,
+                   help="folder holding mirflickr/ (or mirflickr/ itself); the list paths start from "
+                        "the folder holding mirflickr/")
+    p.add_argument("--annotations", default=None,
+                   help=f"folder of the annotation .txt files (default: {ANNOTATION_FOLDER}/ under "
+                        "--root, else the .txt files in --root itself)")
+    p.add_argument("--queries", type=int, default=1700, help="query images (default: 1700, as MAH)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the query draw (default: 0)")
+    p.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)),
+                   help="output folder (default: data/FLICKR/, the folder of this script)")
+    return p
+
+
+def find_images(root):
+    """(image_root, folder name, N): the images are <image_root>/<folder>/im1.jpg ... imN.jpg."""
+    if not os.path.isdir(root):
+        raise UserError(f"--root {root} is not a folder; point it at the folder where mirflickr25k.zip was unzipped")
+    root = os.path.abspath(root)
+    folder = os.path.join(root, "mirflickr")
+    if not os.path.isdir(folder):
+        folder = root  # --root is mirflickr/ itself
+    numbers = sorted(int(m.group(1)) for m in map(IMAGE_NAME.fullmatch, os.listdir(folder)) if m)
+    if not numbers:
+        raise UserError(f"no images im<k>.jpg in {folder}; point --root at the folder holding mirflickr/ "
+                        "(unzip mirflickr25k.zip there)")
+    if numbers != list(range(1, len(numbers) + 1)):
+        missing = sorted(set(range(1, numbers[-1] + 1)) - set(numbers))
+        raise UserError(f"{folder}: images must be im1.jpg ... im{numbers[-1]}.jpg, but {len(missing)} are missing "
+                        f"(first: im{missing[0]}.jpg); unzip mirflickr25k.zip again")
+    return os.path.dirname(folder), os.path.basename(folder), len(numbers)
+
+
+def find_annotations(args, image_root):
+    """The annotation folder: --annotations, else the official folder name under --root (or beside
+    mirflickr/ when --root is mirflickr/ itself), else --root."""
+    if args.annotations:
+        if not os.path.isdir(args.annotations):
+            raise UserError(f"--annotations {args.annotations} is not a folder; unzip "
+                            f"{ANNOTATION_FOLDER}.zip and point --annotations at it")
+        return os.path.abspath(args.annotations)
+    for base in (os.path.abspath(args.root), image_root):
+        candidate = os.path.join(base, ANNOTATION_FOLDER)
+        if os.path.isdir(candidate):
+            return candidate
+    return os.path.abspath(args.root)
+
+
+def annotation_files(folder):
+    """The label columns: every .txt but the README, sorted by file name."""
+    names = sorted(f for f in os.listdir(folder)
+                   if f.endswith(".txt") and f.lower() != "readme.txt" and os.path.isfile(os.path.join(folder, f)))
+    if len(names) != N_COLUMNS:
+        raise UserError(f"{folder} holds {len(names)} annotation files, {N_COLUMNS} expected (24 concepts and 14 "
+                        f"_r1 versions); unzip {ANNOTATION_FOLDER}.zip again or pass --annotations")
+    return [os.path.join(folder, f) for f in names]
+
+
+def read_annotation(path, n_images):
+    """An annotation file -> the 0-based indices of the images it lists."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: unreadable ({e}); unzip {ANNOTATION_FOLDER}.zip again")
+    indices = []
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            number = int(line)
+        except ValueError:
+            number = 0  # reported just below, with the out-of-range numbers
+        if not 1 <= number <= n_images:
+            raise UserError(f"{path}:{line_no}: expected an image number in 1..{n_images}, got {line.strip()!r}; "
+                            f"the annotation files must match the images (unzip {ANNOTATION_FOLDER}.zip again)")
+        indices.append(number - 1)
+    return np.asarray(indices, dtype=np.int64)
+
+
+def label_matrix(files, n_images):
+    labels = np.zeros((n_images, len(files)), np.uint8)  # N x 38
+    for column, path in enumerate(files):
+        labels[read_annotation(path, n_images), column] = 1
+    return labels
+
+
+def draw_queries(n_images, queries, seed):
+    """Sorted query indices and the sorted remaining (database) indices."""
+    if not 0 < queries < n_images:
+        raise UserError(f"--queries {queries} must be between 1 and {n_images - 1} (there are {n_images} images)")
+    is_query = np.zeros(n_images, bool)
+    is_query[np.random.default_rng(seed).choice(n_images, queries, replace=False)] = True
+    return np.flatnonzero(is_query), np.flatnonzero(~is_query)
+
+
+def main(args):
+    image_root, folder, n_images = find_images(args.root)
+    annotations = find_annotations(args, image_root)
+    files = annotation_files(annotations)
+    labels = label_matrix(files, n_images)
+    query, database = draw_queries(n_images, args.queries, args.seed)
+    paths = np.array([f"{folder}/im{k}.jpg" for k in range(1, n_images + 1)])
+    os.makedirs(args.out, exist_ok=True)
+    write_mah_lists(args.out, "test", paths[query], labels[query])
+    write_mah_lists(args.out, "database", paths[database], labels[database])
+    unlabelled = ~labels.any(1)
+    record = {
+        "dataset": "MIRFlickr-25K", "seed": args.seed, "images": n_images,
+        "queries": len(query), "database": len(database),
+        "unlabelled_queries": int(unlabelled[query].sum()), "unlabelled_database": int(unlabelled[database].sum()),
+        "columns": [os.path.basename(f)[:-len(".txt")] for f in files],
+        "source": image_root, "annotations": annotations,
+    }
+    write_text_atomic(os.path.join(args.out, "prepared.json"), json.dumps(record, indent=1) + "\n")
+    print(f"wrote {len(query)} queries and {len(database)} database images "
+          f"({record['unlabelled_queries']} + {record['unlabelled_database']} unlabelled) to {args.out}")
+
+
+if __name__ == "__main__":
+    run(main, get_args_parser().parse_args())
