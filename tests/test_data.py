@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from utils import cifar10, data, datasets, images, listfiles, splits
-from utils.errors import UserError
+from utils.errors import UserError, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
@@ -386,3 +386,30 @@ def test_array_images_augmentation_is_a_shifted_or_flipped_window():
     for i in range(8):
         windows = [padded[i, :, y:y + 32, x:x + 32] for y in range(9) for x in range(9)]
         assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
+
+
+def test_user_error_from_a_loader_worker_is_one_line(tmp_path, capsys):
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    (tmp_path / "test.txt").write_text("bad.jpg 1 0\n")
+    lst = listfiles.read_hashnet_list(str(tmp_path / "test.txt"), 2)
+    dataset = images.FileImages(lst, images.file_transform((0.5,) * 3, (0.5,) * 3, 32, 32))
+
+    def main():
+        next(iter(torch.utils.data.DataLoader(dataset, num_workers=1)))
+
+    with pytest.raises(SystemExit) as exit_info:
+        run(main)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {tmp_path / 'test.txt'}:1: cannot read image")
+
+
+def test_download_failure_is_a_clear_error(tmp_path, monkeypatch):
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(UserError, match="could not download CIFAR-10 .* put cifar-10-python.tar.gz there"):
+        cifar10.load_cifar10(str(tmp_path), download=True)

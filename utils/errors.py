@@ -12,5 +12,13 @@ def run(main, *args):
     try:
         return main(*args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
+
+
+def one_line(error):
+    """The message of a UserError, also when a DataLoader worker raised it: the loader
+    re-raises it with the worker's traceback in front, the message on its last line."""
+    last = str(error).strip().splitlines()[-1]
+    prefix = f"{UserError.__module__}.{UserError.__name__}: "
+    return last[len(prefix):] if last.startswith(prefix) else last
