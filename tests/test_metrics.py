@@ -365,8 +365,12 @@ def test_torch_inputs_give_numpy_results(call, multi):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("call", ALL_CALLS)
 @pytest.mark.parametrize("multi", [False, True])
-def test_cuda_inputs_give_cpu_results(call, multi):
-    args = all_inputs(multi)
+@pytest.mark.parametrize("bits", [4, 12, 16])
+def test_cuda_inputs_give_cpu_results(call, multi, bits):
+    # 12 and 16 bits: code values up to 2^16 index the distance table (a float power
+    # of two computed on the GPU once broke them)
+    q, db, ql, dl = random_case(70, n_query=15, n_db=300, bits=bits, multi=multi)
+    args = q, db, ql, dl, integer_scores(71, len(q)), integer_scores(72, len(db))
     assert_same(call(*(torch.from_numpy(a).cuda() for a in args)), call(*args))
 
 

@@ -126,11 +126,15 @@ def _scores(query_scores, db_scores, n_query, n_db):
 # ------------------------------------------------------------------ the problem
 
 def _pack(x):
-    """Rows of a +-1 or 0/1 matrix as integers: N x ceil(K/52) int64 (bit k of word w = column 52w+k)."""
-    bits = (x > 0).double()  # float64 sums of distinct powers of two below 2^52 are exact
-    powers = 2.0 ** torch.arange(52, device=x.device, dtype=torch.float64)
-    words = [bits[:, s:s + 52] @ powers[:min(52, bits.shape[1] - s)] for s in range(0, bits.shape[1], 52)]
-    return torch.stack(words, 1).long()
+    """Rows of a +-1 or 0/1 matrix as integers: N x ceil(K/62) int64 (bit k of word w = column 62w+k).
+
+    Integer shifts, not a float product with powers of two: that is exact on the CPU
+    but was not on a CUDA device.
+    """
+    bits = (x > 0).long()
+    shifts = torch.arange(62, device=x.device)
+    words = [(bits[:, s:s + 62] << shifts[:min(62, bits.shape[1] - s)]).sum(1) for s in range(0, bits.shape[1], 62)]
+    return torch.stack(words, 1)
 
 
 def _row_ids(x):
