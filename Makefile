@@ -15,3 +15,4 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PYTHON) bench/bench_metrics.py
+	$(PYTHON) bench/bench_data.py
