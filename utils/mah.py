@@ -1,0 +1,322 @@
+"""MAH (Luo et al., arXiv:1809.09329): the one argument parser and main() of the six scripts.
+
+Each script sets its paper defaults (spec MAH.md, "Per-script defaults") and calls main.
+Per target code length c0: a shared backbone with three heads (c0 and two auxiliary
+lengths), the ADSH loss per head weighted and summed, and the database codes of every
+head learned by DCC once per outer iteration. Retrieval: sign of head 0 for queries,
+V of head 0 for the database.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from utils import metrics
+from utils.adsh import ADSHLoss, dcc_update, similarity, soft, soft_ratio
+from utils.data import load_data
+from utils.errors import UserError
+from utils.images import ArrayImages, FileImages, file_transform
+from utils.models import MAHNet, build_backbone
+from utils.runs import (JsonLog, choose_device, default_output_dir, device_name, git_commit, load_checkpoint,
+                        read_json, save_checkpoint, write_json)
+
+# Training sizes and recipe per preset; None falls back to the script's paper defaults.
+PRESETS = {
+    "paper": dict(backbone="resnet50", pretrained=True, resize=256, crop=224, augment=False, optimizer="sgd",
+                  lr=1e-3, lr_steps="10,20,30,40,50"),
+    "cpu-small": dict(backbone="small", pretrained=False, resize=32, crop=32, augment=True, optimizer="adam",
+                      lr=1e-3, lr_steps="20,27", max_iter=30, epochs=1, batch_size=64, num_samples=4000,
+                      eval_every=10),
+    "smoke": dict(backbone="small", pretrained=False, resize=32, crop=32, augment=False, optimizer="sgd",
+                  lr=1e-3, lr_steps="", max_iter=2, epochs=1, batch_size=16, num_samples=48, eval_every=2),
+}
+PAPER_KEYS = ("bits", "aux_bits", "head_weights", "gamma", "max_iter", "epochs", "batch_size", "num_samples",
+              "eval_every")
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description="MAH: collaborative multi-head asymmetric hashing", add_help=True)
+    p.add_argument("--dataset", help="data set name from utils/datasets.py (default: the script's)")
+    p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
+                   help="paper = the spec exactly; cpu-small = small backbone from scratch on 32x32 in minutes on "
+                        "a CPU; smoke = seconds, for tests (default: paper)")
+    p.add_argument("--bits", help="target code length(s), e.g. '4' or '4,6,8,10,12', each trained in turn "
+                                  "(default: the script's)")
+    p.add_argument("--aux-bits", help="the two auxiliary code lengths, absolute, e.g. '8,16' (default: the "
+                                      "script's for its target length, else 2*c0,4*c0)")
+    p.add_argument("--head-weights", help="loss weights w0,w1,w2 of the target and auxiliary heads (default: the "
+                                          "script's)")
+    p.add_argument("--gamma", type=float, help="quantization weight gamma of the ADSH loss (default: the script's)")
+    p.add_argument("--max-iter", type=int, help="outer iterations (default: the script's, or the preset's)")
+    p.add_argument("--epochs", type=int, help="passes over the sample per outer iteration (default: the script's)")
+    p.add_argument("--batch-size", type=int, help="images per batch (default: the script's)")
+    p.add_argument("--num-samples", type=int, help="database items sampled per outer iteration (default: the "
+                                                   "script's)")
+    p.add_argument("--eval-every", type=int, help="evaluate every this many outer iterations and at the end "
+                                                  "(default: the script's)")
+    p.add_argument("--lr", type=float, help="learning rate (default: 1e-3, as the original)")
+    p.add_argument("--lr-steps", help="outer iterations after which lr /= 10, e.g. '10,20' (default: "
+                                      "10,20,30,40,50 as the original)")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), help="sgd (weight decay 5e-4, no momentum, as the "
+                                                                "original) or adam (default: sgd)")
+    p.add_argument("--backbone", help="resnet50, resnet18, alexnet, vgg11 or small (default: resnet50)")
+    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
+                   help="start from torchvision's ImageNet weights (default: yes for resnet50 and the paper preset)")
+    p.add_argument("--weights", help="a local file of the backbone's ImageNet weights (offline use)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                   help="random crop and flip of 32x32 training images (default: no; yes for cpu-small)")
+    p.add_argument("--data-root", help="where the data set is (see data/README.md); not needed for digits")
+    p.add_argument("--image-root", help="where relative image paths of list files start (default: --data-root)")
+    p.add_argument("--path-prefix", help="OLD=NEW: rewrite absolute image paths of old list files")
+    p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-root if missing")
+    p.add_argument("--protocol", default="dpsh", help="split of array data sets: dpsh, deephash or full "
+                                                      "(default: dpsh, as MAH)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and initialisation (default: 0)")
+    p.add_argument("--gpu", default="0", help="CUDA device number, or 'cpu' (default: 0; the CPU when there is no "
+                                              "CUDA)")
+    p.add_argument("--workers", type=int, default=4, help="DataLoader workers for list-file data (default: 4)")
+    p.add_argument("--output-dir", help="run folder (default: runs/<script>/<timestamp>)")
+    p.add_argument("--resume", help="continue the killed run in this folder, with its own arguments")
+    return p
+
+
+# ------------------------------------------------------------------------ options
+
+def _ints(text, what):
+    try:
+        values = [int(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"{what} must be comma-separated integers, got {text!r}")
+    if not values:
+        raise UserError(f"{what} is empty")
+    return values
+
+
+def resolve(args):
+    """Fill unset options from the preset, then from the script's paper defaults; check them."""
+    preset = PRESETS[args.preset]
+    for key in set(preset) | set(PAPER_KEYS) | {"lr", "optimizer", "lr_steps", "backbone", "pretrained", "augment"}:
+        if getattr(args, key, None) is None:
+            setattr(args, key, preset.get(key, args.paper.get(key)))
+    args.bits = _ints(args.bits, "--bits")
+    for c in args.bits:
+        if not 1 <= c <= 64:
+            raise UserError(f"--bits {c}: code lengths must be 1 to 64")
+    args.head_weights = [float(w) for w in str(args.head_weights).split(",")]
+    if len(args.head_weights) != 3:
+        raise UserError(f"--head-weights needs three weights w0,w1,w2, got {len(args.head_weights)}")
+    for key in ("max_iter", "epochs", "batch_size", "num_samples", "eval_every"):
+        if getattr(args, key) < 1:
+            raise UserError(f"--{key.replace('_', '-')} must be at least 1")
+    args.lr_steps = _ints(args.lr_steps, "--lr-steps") if str(args.lr_steps).strip() else []
+    return args
+
+
+def aux_lengths(args, c0):
+    if args.aux_bits:
+        aux = _ints(args.aux_bits, "--aux-bits")
+        if len(aux) != 2:
+            raise UserError(f"--aux-bits needs two lengths c1,c2, got {args.aux_bits!r}")
+    else:
+        aux = args.paper.get("aux_for", {}).get(c0, (2 * c0, 4 * c0))
+    if min(aux) < c0 or max(aux) > 1024:
+        raise UserError(f"--aux-bits {aux[0]},{aux[1]}: auxiliary codes must be at least as long as the target "
+                        f"({c0} bits) and at most 1024 bits")
+    return tuple(aux)
+
+
+# ------------------------------------------------------------------------- batches
+
+class Feeder:
+    """Batches of one part of the data (database or query) as device tensors."""
+
+    def __init__(self, data, part, args, device, train):
+        self.part, self.device, self.train = getattr(data, part), device, train
+        info = data.info
+        if data.images is not None:
+            stored = data.images.shape[1]
+            self.arrays = ArrayImages(data.images, info.mean, info.std, device,
+                                      resize=None if args.resize == stored == args.crop else args.resize,
+                                      crop=args.crop, augment=args.augment)
+        else:
+            self.arrays = None
+            self.files = FileImages(self.part.list, file_transform(info.mean, info.std, args.resize, args.crop))
+            self.workers = args.workers
+
+    def __len__(self):
+        return len(self.part.labels)
+
+    def batches(self, order, batch_size, generator=None):
+        """(positions into `order`, B x 3 x S x S images of part items order[positions])."""
+        if self.arrays is not None:
+            for start in range(0, len(order), batch_size):
+                pos = torch.arange(start, min(start + batch_size, len(order)))
+                rows = torch.as_tensor(self.part.index[order[start:start + batch_size]])
+                yield pos, self.arrays.batch(rows, train=self.train, generator=generator)
+            return
+        subset = torch.utils.data.Subset(self.files, [int(i) for i in order])
+        loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=self.workers)
+        start = 0
+        for x, _ in loader:
+            yield torch.arange(start, start + len(x)), x.to(self.device, non_blocking=True)
+            start += len(x)
+
+
+def label_matrix(labels, classes, device):
+    """Class ids or multi-hot rows -> n x C float multi-hot on `device`."""
+    labels = torch.as_tensor(labels, device=device)
+    if labels.dim() == 1:
+        return torch.nn.functional.one_hot(labels, classes).float()
+    return labels.float()
+
+
+@torch.no_grad()
+def encode(model, feeder, batch_size):
+    """sign(head 0 output), exact zeros mapped to +1, for every item of the feeder's part."""
+    model.eval()
+    codes = []
+    for _, x in feeder.batches(np.arange(len(feeder)), batch_size):
+        codes.append(model(x)[0])
+    model.train()
+    codes = torch.cat(codes)
+    return torch.where(codes >= 0, 1.0, -1.0)
+
+
+def evaluate(model, query_feeder, V0, data, batch_size):
+    """The original's MAP (whole ranking, ties by index, empty queries 0), tie-aware MAP,
+    its mAP@5000, and true precision@5000."""
+    q = encode(model, query_feeder, batch_size)
+    ql, dl = data.query.labels, data.database.labels
+    return {
+        "map": metrics.mean_average_precision(q, V0, ql, dl),
+        "map_tie_aware": metrics.mean_average_precision(q, V0, ql, dl, ties="expected"),
+        "map_at_5000": metrics.mean_average_precision(q, V0, ql, dl, topk=5000),
+        "precision_at_5000": metrics.precision_at_k(q, V0, ql, dl, 5000),
+    }
+
+
+# ------------------------------------------------------------------------- training
+
+def build_model(args, lengths, device):
+    torch.manual_seed(args.seed)  # the initialisation comes from --seed
+    backbone, features = build_backbone(args.backbone, args.pretrained, args.weights)
+    model = MAHNet(backbone, features, lengths, cascade=args.arch == "cascade").to(device)
+    if args.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=5e-4)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=args.lr, weight_decay=5e-4, momentum=0)
+    return model, opt
+
+
+def train_length(args, data, c0, device, out_dir):
+    """Train and evaluate one target code length; returns the final metrics and seconds."""
+    lengths = (c0, *aux_lengths(args, c0))
+    model, opt = build_model(args, lengths, device)
+    db, n = Feeder(data, "database", args, device, train=True), len(data.database.labels)
+    queries = Feeder(data, "query", args, device, train=False)
+    db_labels = label_matrix(data.database.labels, data.info.classes, device)  # n x C
+    V = [torch.zeros(n, c, device=device) for c in lengths]
+    losses = [ADSHLoss(args.gamma) for _ in lengths]
+    m = min(args.num_samples, n)
+    start, seconds, result = 0, 0.0, None
+    ckpt_path = os.path.join(out_dir, "checkpoint.pt")
+    if os.path.exists(ckpt_path):
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt["bits"] == c0:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            V = [v.to(device) for v in ckpt["V"]]
+            start, seconds = ckpt["iteration"] + 1, ckpt["seconds"]
+    log = JsonLog(os.path.join(out_dir, "log.jsonl"))
+    bar = tqdm(range(start, args.max_iter), desc=f"{c0} bits", initial=start, total=args.max_iter,
+               disable=None, file=sys.stderr)
+    for it in bar:
+        tic = time.time()
+        sample = np.random.default_rng([args.seed, c0, it]).permutation(n)[:m]  # m database items
+        index = torch.as_tensor(sample, device=device)
+        sample_labels = db_labels[index]  # m x C
+        r = soft_ratio(sample_labels, db_labels)
+        U = [torch.zeros(m, c, device=device) for c in lengths]
+        generator = torch.Generator().manual_seed(args.seed * 1_000_003 + c0 * 10_007 + it)  # augmentation
+        head_loss = np.zeros(len(lengths))
+        batches = 0
+        for epoch in range(args.epochs):
+            last = epoch == args.epochs - 1
+            for pos, x in db.batches(sample, args.batch_size, generator):  # fixed order, no shuffling
+                pos = pos.to(device)
+                outputs = model(x)  # one B x c_k per head
+                S = soft(similarity(sample_labels[pos], db_labels), r)  # B x n
+                parts = [loss(u, v, S, index[pos]) for loss, u, v in zip(losses, outputs, V)]
+                loss = sum(w * p for w, p in zip(args.head_weights, parts))
+                if not torch.isfinite(loss):
+                    raise UserError(f"the loss became {loss.item()} at iteration {it}; lower --lr (now "
+                                    f"{opt.param_groups[0]['lr']:g}) or --gamma")
+                if last:  # U holds the outputs of the last epoch, taken before each step
+                    for u_all, u in zip(U, outputs):
+                        u_all[pos] = u.detach()
+                    head_loss += [p.item() for p in parts]
+                    batches += 1
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        lr = opt.param_groups[0]["lr"]
+        if it in args.lr_steps:
+            for group in opt.param_groups:
+                group["lr"] /= 10
+        zeros = [dcc_update(v, u, index, sample_labels, db_labels, r, args.gamma) for v, u in zip(V, U)]
+        seconds += time.time() - tic
+        record = {"bits": c0, "iteration": it, "lr": lr, "loss": (head_loss / max(batches, 1)).tolist(),
+                  "sign_zeros": zeros, "seconds": round(seconds, 2)}
+        if (it + 1) % args.eval_every == 0 or it == args.max_iter - 1:
+            result = evaluate(model, queries, V[0], data, args.batch_size)
+            record["metrics"] = result
+        log.write(**record)
+        bar.set_postfix(loss=f"{float(np.dot(args.head_weights, record['loss'])):.4f}")
+        save_checkpoint(ckpt_path, {"bits": c0, "iteration": it, "seconds": seconds, "model": model.state_dict(),
+                                    "optimizer": opt.state_dict(), "V": [v.cpu() for v in V],
+                                    "args": {k: v for k, v in vars(args).items() if k != "paper"}})
+    if result is None:  # resumed after the last iteration had finished
+        result = evaluate(model, queries, V[0], data, args.batch_size)
+    return result, seconds, lengths
+
+
+def main(args):
+    if args.resume:
+        saved = read_json(os.path.join(args.resume, "run.json"), "run record")
+        folder, paper = args.resume, args.paper
+        args = argparse.Namespace(**saved)
+        args.paper, args.resume, args.output_dir = paper, folder, folder
+    else:
+        args = resolve(args)
+        args.output_dir = args.output_dir or default_output_dir(args.script)
+        os.makedirs(args.output_dir, exist_ok=True)
+        write_json(os.path.join(args.output_dir, "run.json"), {k: v for k, v in vars(args).items() if k != "paper"})
+    device = choose_device(args.gpu)
+    data = load_data(args.dataset, args.data_root, args.image_root, args.path_prefix, args.protocol, args.seed,
+                     split_file=os.path.join(args.output_dir, "split.json"), download=args.download)
+    method = f"MAH-{args.arch}"
+    print(f"{method} on {data.info.name} ({len(data.query.labels)} queries, {len(data.database.labels)} database), "
+          f"preset {args.preset}, backbone {args.backbone}, device {device_name(device)}, commit {git_commit()}")
+    rows = []
+    for c0 in args.bits:
+        path = os.path.join(args.output_dir, "results", f"{data.info.name}_{method}_{c0}bits.json")
+        if os.path.exists(path):  # finished before the run was resumed
+            rows.append(read_json(path, "results file"))
+            continue
+        result, seconds, lengths = train_length(args, data, c0, device, args.output_dir)
+        record = {"dataset": data.info.name, "method": method, "bits": c0, "aux_bits": list(lengths[1:]),
+                  "preset": args.preset, "backbone": args.backbone, "seed": args.seed, "metrics": result,
+                  "seconds": round(seconds, 1), "device": device_name(device), "git_commit": git_commit(),
+                  "args": {k: v for k, v in vars(args).items() if k != "paper"}}
+        write_json(path, record)
+        rows.append(record)
+    print(f"\n{'bits':>4} {'MAP':>7} {'tie-aware':>9} {'mAP@5000':>8} {'P@5000':>7} {'minutes':>7}")
+    for row in rows:
+        r = row["metrics"]
+        print(f"{row['bits']:>4} {r['map']:>7.4f} {r['map_tie_aware']:>9.4f} {r['map_at_5000']:>8.4f} "
+              f"{r['precision_at_5000']:>7.4f} {row['seconds'] / 60:>7.1f}")
+    return rows

@@ -1,0 +1,135 @@
+"""Backbones (one registry) and the MAH hash heads.
+
+Backbones map a B x 3 x H x W batch to B x F features. torchvision's ImageNet
+weights come through its weights API; offline, a local file can be given
+(`weights_path`) or the torch hub cache filled by hand.
+"""
+import torch
+import torch.nn as nn
+import torchvision
+
+from utils.errors import UserError
+
+
+class SmallConvNet(nn.Module):
+    """A small ResNet-style convnet for 32x32 images on a CPU (about 1.2M parameters)."""
+
+    def __init__(self, width=64):
+        super().__init__()
+
+        def block(cin, cout, pool):
+            layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            return nn.Sequential(*layers, *([nn.MaxPool2d(2)] if pool else []))
+
+        self.stem = block(3, width, False)
+        self.layer1 = block(width, 2 * width, True)  # 16x16
+        self.res1 = nn.Sequential(block(2 * width, 2 * width, False), block(2 * width, 2 * width, False))
+        self.layer2 = block(2 * width, 4 * width, True)  # 8x8
+        self.layer3 = block(4 * width, 8 * width, True)  # 4x4
+        self.res3 = nn.Sequential(block(8 * width, 8 * width, False), block(8 * width, 8 * width, False))
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.out_features = 8 * width
+
+    def forward(self, x):
+        x = self.layer1(self.stem(x))
+        x = x + self.res1(x)
+        x = self.layer3(self.layer2(x))
+        x = x + self.res3(x)
+        return self.pool(x).flatten(1)  # B x 512
+
+
+def _torchvision(name, weights_enum, pretrained, weights_path):
+    weights = getattr(torchvision.models, weights_enum).IMAGENET1K_V1 if pretrained and not weights_path else None
+    try:
+        model = getattr(torchvision.models, name)(weights=weights)
+    except Exception as e:  # the download of the weights failed (offline)
+        raise UserError(f"cannot load ImageNet weights for {name} ({type(e).__name__}: no network?); give the "
+                        f"file with --weights PATH (torchvision's {weights_enum}.IMAGENET1K_V1 .pth), put it in the "
+                        "torch hub cache, or pass --no-pretrained")
+    if weights_path:
+        try:
+            model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        except Exception as e:
+            raise UserError(f"--weights {weights_path}: not a {name} state_dict ({type(e).__name__}); "
+                            "give torchvision's IMAGENET1K_V1 file for this backbone")
+    return model
+
+
+def _resnet(name, weights_enum):
+    def build(pretrained, weights_path):
+        model = _torchvision(name, weights_enum, pretrained, weights_path)
+        features = model.fc.in_features
+        model.fc = nn.Identity()  # keep global average pooling, drop the classifier
+        return model, features
+    return build
+
+
+def _classifier_net(name, weights_enum):
+    """AlexNet / VGG: features, avgpool, classifier up to the last hidden layer (4096)."""
+    def build(pretrained, weights_path):
+        model = _torchvision(name, weights_enum, pretrained, weights_path)
+        model.classifier = model.classifier[:-1]
+        return model, 4096
+    return build
+
+
+def _small(pretrained, weights_path):
+    if pretrained or weights_path:
+        raise UserError("the small convnet has no pretrained weights; use --no-pretrained with --backbone small")
+    net = SmallConvNet()
+    return net, net.out_features
+
+
+BACKBONES = {
+    "resnet50": _resnet("resnet50", "ResNet50_Weights"),
+    "resnet18": _resnet("resnet18", "ResNet18_Weights"),
+    "alexnet": _classifier_net("alexnet", "AlexNet_Weights"),
+    "vgg11": _classifier_net("vgg11", "VGG11_Weights"),
+    "small": _small,
+}
+
+
+def build_backbone(name, pretrained=False, weights_path=None):
+    """(module, feature dimension) of backbone `name`."""
+    if name not in BACKBONES:
+        raise UserError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
+    return BACKBONES[name](pretrained, weights_path)
+
+
+class FlatHeads(nn.Module):
+    """Independent heads y_k = tanh(W_k f + b_k), one per code length."""
+
+    def __init__(self, features, lengths):
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Linear(features, c) for c in lengths)
+
+    def forward(self, f):
+        return [torch.tanh(h(f)) for h in self.heads]
+
+
+class CascadeHeads(nn.Module):
+    """Long code feeds short code: z2 = W f + b, z1 = W1 z2 + b1, z0 = W2 z1 + b2 (no
+    nonlinearity between stages); outputs tanh(z0), tanh(z1), tanh(z2)."""
+
+    def __init__(self, features, lengths):
+        super().__init__()
+        c0, c1, c2 = lengths
+        self.first, self.second, self.third = nn.Linear(features, c2), nn.Linear(c2, c1), nn.Linear(c1, c0)
+
+    def forward(self, f):
+        z2 = self.first(f)
+        z1 = self.second(z2)
+        z0 = self.third(z1)
+        return [torch.tanh(z0), torch.tanh(z1), torch.tanh(z2)]
+
+
+class MAHNet(nn.Module):
+    """Backbone + heads; forward returns one B x c_k tensor per code length, target first."""
+
+    def __init__(self, backbone, features, lengths, cascade):
+        super().__init__()
+        self.backbone = backbone
+        self.heads = (CascadeHeads if cascade else FlatHeads)(features, lengths)
+
+    def forward(self, x):
+        return self.heads(self.backbone(x))
