@@ -45,9 +45,9 @@ class ADSHLoss(nn.Module):
         return (pair + self.gamma * quant) / (n * len(u))
 
 
-def dcc_update(V, U, sample_index, sample_labels, db_labels, r, gamma):
-    """One DCC pass over the columns of V (n x c, updated in place); returns the count of exact
-    zeros that became +1.
+def dcc_update(V, U, sample_index, sample_labels, db_labels, r, gamma, columns=None):
+    """One DCC pass over the columns of V (n x c, updated in place; `columns` picks a subset,
+    in that order); returns the count of exact zeros that became +1.
 
     Q = -2 c S^T U - 2 gamma Ubar with S the m x n soft similarity and Ubar the n x c
     matrix holding U at the sampled rows; then for k = 1..c in order
@@ -62,7 +62,7 @@ def dcc_update(V, U, sample_index, sample_labels, db_labels, r, gamma):
     Q[sample_index] -= 2 * gamma * U
     gram = U.T @ U  # c x c
     zeros = 0
-    for k in range(c):
+    for k in range(c) if columns is None else columns:
         # V_{-k} U_{-k}^T U_k = V gram[:, k] - V[:, k] gram[k, k]
         value = Q[:, k] + 2 * (V @ gram[:, k] - V[:, k] * gram[k, k])
         column = -torch.sign(value)

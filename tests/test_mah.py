@@ -1,0 +1,245 @@
+"""MAH: loss, DCC, heads, the six scripts end to end, resume, bad inputs."""
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from utils import adsh, mah, runs
+from utils.models import CascadeHeads, FlatHeads, MAHNet, SmallConvNet
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = ["cascade_CIFAR-10", "flat_CIFAR-10", "cascade_FLICKR", "flat_FLICKR", "cascade_NUS_WIDE", "flat_NUS_WIDE"]
+
+
+# ---------------------------------------------------------------------------- loss
+
+def test_adsh_loss_hand_computed():
+    # B = 3 outputs, n = 5 database codes, c = 2 bits
+    u = torch.tensor([[0.5, -0.5], [1.0, 0.0], [0.0, 0.25]])
+    V = torch.tensor([[1., 1.], [1., -1.], [-1., 1.], [-1., -1.], [1., 1.]])
+    S = torch.tensor([[1., -0.5, -0.5, -0.5, 1.], [-0.5, 1., -0.5, -0.5, -0.5], [1., 1., -0.5, -0.5, -0.5]])
+    idx = torch.tensor([1, 0, 4])
+    gamma, c, n, B = 3.0, 2, 5, 3
+    pair = 0.0
+    for i in range(B):
+        for j in range(n):
+            pair += (float(u[i] @ V[j]) - c * float(S[i, j])) ** 2
+    quant = sum(float(((V[idx[i]] - u[i]) ** 2).sum()) for i in range(B))
+    want = (pair + gamma * quant) / (n * B)
+    assert adsh.ADSHLoss(gamma)(u, V, S, idx).item() == pytest.approx(want, rel=1e-6)
+    # the first pair by hand: u0.v0 = 0, target c * S = 2 -> (0 - 2)^2 = 4
+    assert (float(u[0] @ V[0]) - c * float(S[0, 0])) ** 2 == 4.0
+
+
+def test_soft_similarity_ratio():
+    a = torch.tensor([[1., 0.], [0., 1.]])
+    b = torch.tensor([[1., 0.], [1., 0.], [0., 1.], [1., 1.]])
+    s = adsh.similarity(a, b)  # [[1,1,0,1],[0,0,1,1]]: 5 similar, 3 dissimilar
+    assert adsh.soft_ratio(a, b) == pytest.approx(5 / 3)
+    torch.testing.assert_close(adsh.soft(s, 5 / 3), s * (8 / 3) - 5 / 3)
+
+
+# ----------------------------------------------------------------------------- DCC
+
+def dcc_case(seed, n=6, m=3, c=3):
+    g = torch.Generator().manual_seed(seed)
+    db_labels = torch.nn.functional.one_hot(torch.randint(0, 3, (n,), generator=g), 3).float()
+    sample_index = torch.randperm(n, generator=g)[:m]
+    U = torch.rand(m, c, generator=g) * 2 - 1
+    V = torch.where(torch.rand(n, c, generator=g) < 0.5, -1.0, 1.0)
+    r = adsh.soft_ratio(db_labels[sample_index], db_labels)
+    S = adsh.soft(adsh.similarity(db_labels[sample_index], db_labels), r)  # m x n
+    return V, U, sample_index, db_labels, r, S
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_each_dcc_column_update_never_increases_the_objective(seed):
+    V, U, index, db_labels, r, S = dcc_case(seed)
+    gamma = 2.0
+    before = adsh.dcc_objective(V, U, index, S, gamma)
+    for k in range(V.shape[1]):
+        adsh.dcc_update(V, U, index, db_labels[index], db_labels, r, gamma, columns=[k])
+        after = adsh.dcc_objective(V, U, index, S, gamma)
+        assert after <= before + 1e-4
+        before = after
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_dcc_column_is_the_brute_force_best(seed):
+    V, U, index, db_labels, r, S = dcc_case(seed, n=5)
+    gamma = 0.5
+    for k in range(V.shape[1]):
+        best = min(adsh.dcc_objective(torch.cat([V[:, :k], torch.tensor(col).view(-1, 1), V[:, k + 1:]], 1),
+                                      U, index, S, gamma).item()
+                   for col in itertools.product([-1.0, 1.0], repeat=V.shape[0]))
+        adsh.dcc_update(V, U, index, db_labels[index], db_labels, r, gamma, columns=[k])
+        assert adsh.dcc_objective(V, U, index, S, gamma).item() == pytest.approx(best, rel=1e-5, abs=1e-4)
+
+
+def test_dcc_maps_exact_zeros_to_plus_one_and_counts_them():
+    V, U, index, db_labels, r, _ = dcc_case(0)
+    zeros = adsh.dcc_update(V, torch.zeros_like(U), index, db_labels[index], db_labels, r, 1.0)
+    assert zeros == V.numel() and (V == 1).all()
+
+
+# ---------------------------------------------------------------------------- heads
+
+def test_flat_and_cascade_shapes_and_chain():
+    f = torch.randn(4, 10)
+    flat = FlatHeads(10, (4, 8, 16))
+    assert [o.shape for o in flat(f)] == [(4, 4), (4, 8), (4, 16)]
+    cascade = CascadeHeads(10, (4, 8, 16))
+    out = cascade(f)
+    assert [o.shape for o in out] == [(4, 4), (4, 8), (4, 16)]
+    z2 = cascade.first(f)  # long code first, from the features
+    z1 = cascade.second(z2)  # no nonlinearity between stages
+    z0 = cascade.third(z1)
+    for got, want in zip(out, (z0, z1, z2)):
+        torch.testing.assert_close(got, torch.tanh(want))
+    assert cascade.first.in_features == 10 and cascade.second.in_features == 16 and cascade.third.in_features == 8
+    net = MAHNet(SmallConvNet(), SmallConvNet().out_features, (4, 8, 16), cascade=True)
+    assert [o.shape for o in net(torch.randn(2, 3, 32, 32))] == [(2, 4), (2, 8), (2, 16)]
+
+
+# ------------------------------------------------------------------ scripts end to end
+
+def run_script(script, *args, cwd=REPO):
+    return subprocess.run([sys.executable, f"{script}.py", "--preset", "smoke", "--gpu", "cpu", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def list_dataset(root, classes, n_db=40, n_query=10, multi=True, style="mah"):
+    """Tiny image-list data set: 32x32 PNGs whose colour follows the first label."""
+    rng = np.random.default_rng(0)
+    os.makedirs(os.path.join(root, "img"), exist_ok=True)
+    rows = {}
+    for part, n in (("database", n_db), ("test", n_query), ("train", n_db)):
+        labels = (rng.random((n, classes)) < 0.3).astype(int) if multi else rng.integers(0, classes, n)
+        names = []
+        for i in range(n):
+            name = f"img/{part}_{i}.png"
+            first = labels[i].argmax() if multi else labels[i]
+            Image.fromarray(np.full((32, 32, 3), 20 * first % 256, np.uint8)).save(os.path.join(root, name))
+            names.append(name)
+        rows[part] = (names, labels)
+    if style == "mah":
+        for part in ("database", "test"):
+            names, labels = rows[part]
+            with open(os.path.join(root, f"{part}_img.txt"), "w") as f:
+                f.writelines(n + "\n" for n in names)
+            with open(os.path.join(root, f"{part}_label.txt"), "w") as f:
+                f.writelines(" ".join(map(str, np.atleast_1d(l))) + "\n" for l in labels)
+    else:
+        for part, (names, labels) in rows.items():
+            with open(os.path.join(root, f"{part}.txt"), "w") as f:
+                f.writelines(f"{n} {' '.join(map(str, np.atleast_1d(l)))}\n" for n, l in zip(names, labels))
+    return root
+
+
+def check_results(out, dataset, method, bits):
+    with open(os.path.join(out, "results", f"{dataset}_{method}_{bits}bits.json")) as f:
+        record = json.load(f)
+    assert 0 <= record["metrics"]["map"] <= 1 and record["preset"] == "smoke"
+    assert {"map", "map_tie_aware", "map_at_5000", "precision_at_5000"} <= set(record["metrics"])
+    lines = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
+    assert lines[-1]["bits"] == bits and "metrics" in lines[-1]
+    return record
+
+
+@pytest.mark.parametrize("script", SCRIPTS[:2])
+def test_cifar_scripts_on_digits(script, tmp_path):
+    result = run_script(script, "--dataset", "digits", "--bits", "4,6", "--output-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    method = "MAH-" + script.split("_")[0]
+    for bits in (4, 6):
+        check_results(str(tmp_path), "digits", method, bits)
+    assert os.path.exists(tmp_path / "split.json") and os.path.exists(tmp_path / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("script", SCRIPTS[2:])
+def test_list_scripts_on_generated_multi_label_lists(script, tmp_path):
+    dataset, classes = ("flickr25k", 38) if "FLICKR" in script else ("nuswide21", 21)
+    root = list_dataset(str(tmp_path / "data"), classes)
+    out = str(tmp_path / "run")
+    result = run_script(script, "--data-root", root, "--output-dir", out, "--workers", "0")
+    assert result.returncode == 0, result.stderr
+    bits = {"cascade_FLICKR": 8, "flat_FLICKR": 6, "cascade_NUS_WIDE": 8, "flat_NUS_WIDE": 4}[script]
+    check_results(out, dataset, "MAH-" + script.split("_")[0], bits)
+
+
+def test_single_label_hashnet_lists(tmp_path):
+    root = list_dataset(str(tmp_path / "data"), 100, multi=False, style="hashnet")
+    out = str(tmp_path / "run")
+    result = run_script("flat_CIFAR-10", "--dataset", "imagenet100", "--data-root", root, "--output-dir", out,
+                        "--workers", "0", "--bits", "8")
+    assert result.returncode == 0, result.stderr
+    check_results(out, "imagenet100", "MAH-flat", 8)
+
+
+# ------------------------------------------------------------------------- resume
+
+def smoke_args(out, **extra):
+    parser = mah.get_args_parser()
+    parser.set_defaults(script="test", arch="cascade", dataset="digits", paper=dict(
+        bits="4", aux_for={}, head_weights="4,2,1", gamma=200, max_iter=41, epochs=3, batch_size=64,
+        num_samples=2000, eval_every=1))
+    argv = ["--preset", "smoke", "--gpu", "cpu", "--max-iter", "4", "--eval-every", "4", "--output-dir", out]
+    return parser.parse_args(argv + [f"--{k.replace('_', '-')}={v}" for k, v in extra.items()])
+
+
+def test_killed_run_resumes_to_the_same_codes_and_map(tmp_path, monkeypatch):
+    whole = str(tmp_path / "whole")
+    mah.main(smoke_args(whole))
+    killed = str(tmp_path / "killed")
+    saves = []
+    real_save = runs.save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        saves.append(state["iteration"])
+        if len(saves) == 2:
+            raise KeyboardInterrupt  # killed right after the second checkpoint
+
+    monkeypatch.setattr(mah, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        mah.main(smoke_args(killed))
+    monkeypatch.setattr(mah, "save_checkpoint", real_save)
+    assert not os.path.exists(os.path.join(killed, "results"))
+    resume_args = mah.get_args_parser().parse_args(["--resume", killed])
+    resume_args.paper = {}
+    mah.main(resume_args)
+    a = torch.load(os.path.join(whole, "checkpoint.pt"), weights_only=True)
+    b = torch.load(os.path.join(killed, "checkpoint.pt"), weights_only=True)
+    assert a["iteration"] == b["iteration"] == 3
+    for va, vb in zip(a["V"], b["V"]):
+        assert torch.equal(va, vb)
+    ra = json.load(open(os.path.join(whole, "results", "digits_MAH-cascade_4bits.json")))
+    rb = json.load(open(os.path.join(killed, "results", "digits_MAH-cascade_4bits.json")))
+    assert ra["metrics"] == rb["metrics"]
+
+
+# ---------------------------------------------------------------------- bad inputs
+
+@pytest.mark.parametrize("args,message", [
+    (["--bits", "0"], "code lengths must be 1 to 64"),
+    (["--bits", "65"], "code lengths must be 1 to 64"),
+    (["--bits", "x"], "--bits must be comma-separated integers"),
+    (["--bits", "8", "--aux-bits", "4,16"], "auxiliary codes must be at least as long as the target"),
+    (["--data-root", "/nonexistent/cifar"], "does not exist"),
+    (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["--gpu", "7x"], "--gpu must be a CUDA device number or 'cpu'"),
+    (["--head-weights", "1,2"], "needs three weights"),
+    (["--resume", "/nonexistent/run"], "run record /nonexistent/run/run.json is missing"),
+])
+def test_bad_inputs_give_one_line_errors(args, message):
+    result = subprocess.run([sys.executable, "cascade_CIFAR-10.py", "--preset", "smoke", "--gpu", "cpu", *args],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
