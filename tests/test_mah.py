@@ -148,7 +148,8 @@ def check_results(out, dataset, method, bits):
     assert 0 <= record["metrics"]["map"] <= 1 and record["preset"] == "smoke"
     assert {"map", "map_tie_aware", "map_at_5000", "precision_at_5000"} <= set(record["metrics"])
     lines = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
-    assert lines[-1]["bits"] == bits and "metrics" in lines[-1]
+    mine = [line for line in lines if line["bits"] == bits]
+    assert [line["iteration"] for line in mine] == [0, 1] and mine[-1]["metrics"] == record["metrics"]
     return record
 
 
