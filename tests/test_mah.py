@@ -32,7 +32,13 @@ def test_adsh_loss_hand_computed():
             pair += (float(u[i] @ V[j]) - c * float(S[i, j])) ** 2
     quant = sum(float(((V[idx[i]] - u[i]) ** 2).sum()) for i in range(B))
     want = (pair + gamma * quant) / (n * B)
-    assert adsh.ADSHLoss(gamma)(u, V, S, idx).item() == pytest.approx(want, rel=1e-6)
+    got = adsh.ADSHLoss(gamma)(u, V, idx, V.T @ V, S @ V, float((S ** 2).sum()))
+    assert got.item() == pytest.approx(want, rel=1e-6)
+    # and its gradient is the one of the direct formula
+    u1, u2 = u.clone().requires_grad_(), u.clone().requires_grad_()
+    adsh.ADSHLoss(gamma)(u1, V, idx, V.T @ V, S @ V, float((S ** 2).sum())).backward()
+    (((u2 @ V.T - c * S) ** 2).sum() + gamma * ((V[idx] - u2) ** 2).sum()).div(n * B).backward()
+    torch.testing.assert_close(u1.grad, u2.grad)
     # the first pair by hand: u0.v0 = 0, target c * S = 2 -> (0 - 2)^2 = 4
     assert (float(u[0] @ V[0]) - c * float(S[0, 0])) ** 2 == 4.0
 
@@ -41,8 +47,16 @@ def test_soft_similarity_ratio():
     a = torch.tensor([[1., 0.], [0., 1.]])
     b = torch.tensor([[1., 0.], [1., 0.], [0., 1.], [1., 1.]])
     s = adsh.similarity(a, b)  # [[1,1,0,1],[0,0,1,1]]: 5 similar, 3 dissimilar
-    assert adsh.soft_ratio(a, b) == pytest.approx(5 / 3)
+    assert adsh.soft_ratio(a, b, single_label=False) == pytest.approx(5 / 3)
     torch.testing.assert_close(adsh.soft(s, 5 / 3), s * (8 / 3) - 5 / 3)
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(adsh.soft_times(a, b, x, 0.7, False), adsh.soft(s, 0.7) @ x)
+    one_hot = torch.eye(3)[torch.tensor([0, 2, 1, 2, 0])]
+    x = torch.randn(5, 2)
+    dense = adsh.soft(adsh.similarity(one_hot[:2], one_hot), 0.5) @ x
+    for single in (True, False):  # the factorised single-label product equals the dense one
+        torch.testing.assert_close(adsh.soft_times(one_hot[:2], one_hot, x, 0.5, single), dense)
+    assert adsh.soft_ratio(one_hot[:2], one_hot, True) == adsh.soft_ratio(one_hot[:2], one_hot, False)
 
 
 # ----------------------------------------------------------------------------- DCC
@@ -53,7 +67,7 @@ def dcc_case(seed, n=6, m=3, c=3):
     sample_index = torch.randperm(n, generator=g)[:m]
     U = torch.rand(m, c, generator=g) * 2 - 1
     V = torch.where(torch.rand(n, c, generator=g) < 0.5, -1.0, 1.0)
-    r = adsh.soft_ratio(db_labels[sample_index], db_labels)
+    r = adsh.soft_ratio(db_labels[sample_index], db_labels, single_label=True)
     S = adsh.soft(adsh.similarity(db_labels[sample_index], db_labels), r)  # m x n
     return V, U, sample_index, db_labels, r, S
 
@@ -64,7 +78,7 @@ def test_each_dcc_column_update_never_increases_the_objective(seed):
     gamma = 2.0
     before = adsh.dcc_objective(V, U, index, S, gamma)
     for k in range(V.shape[1]):
-        adsh.dcc_update(V, U, index, db_labels[index], db_labels, r, gamma, columns=[k])
+        adsh.dcc_update(V, U, index, db_labels[index], db_labels, r, gamma, True, columns=[k])
         after = adsh.dcc_objective(V, U, index, S, gamma)
         assert after <= before + 1e-4
         before = after
@@ -78,13 +92,13 @@ def test_dcc_column_is_the_brute_force_best(seed):
         best = min(adsh.dcc_objective(torch.cat([V[:, :k], torch.tensor(col).view(-1, 1), V[:, k + 1:]], 1),
                                       U, index, S, gamma).item()
                    for col in itertools.product([-1.0, 1.0], repeat=V.shape[0]))
-        adsh.dcc_update(V, U, index, db_labels[index], db_labels, r, gamma, columns=[k])
+        adsh.dcc_update(V, U, index, db_labels[index], db_labels, r, gamma, True, columns=[k])
         assert adsh.dcc_objective(V, U, index, S, gamma).item() == pytest.approx(best, rel=1e-5, abs=1e-4)
 
 
 def test_dcc_maps_exact_zeros_to_plus_one_and_counts_them():
     V, U, index, db_labels, r, _ = dcc_case(0)
-    zeros = adsh.dcc_update(V, torch.zeros_like(U), index, db_labels[index], db_labels, r, 1.0)
+    zeros = adsh.dcc_update(V, torch.zeros_like(U), index, db_labels[index], db_labels, r, 1.0, True)
     assert zeros == V.numel() and (V == 1).all()
 
 

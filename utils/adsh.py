@@ -1,5 +1,10 @@
 """The asymmetric pieces MAH takes from ADSH: soft similarity, the loss, and the discrete
-cyclic coordinate descent (DCC) that learns the database codes V (spec MAH.md)."""
+cyclic coordinate descent (DCC) that learns the database codes V (spec MAH.md).
+
+S (m sampled items x n database items) is never formed: the loss and DCC need only
+products S X with thin matrices X, computed from the labels in chunks, or, when every
+item has exactly one label, as (L_a L_b^T) X = L_a (L_b^T X) with no m x n work at all.
+"""
 import torch
 import torch.nn as nn
 
@@ -11,12 +16,18 @@ def similarity(labels_a, labels_b):
     return (labels_a @ labels_b.T > 0).float()
 
 
-def soft_ratio(sample_labels, db_labels):
-    """r = sum(S) / sum(1 - S) of the m x n similarity, counted in chunks."""
-    similar = 0
-    step = max(1, _CHUNK // len(db_labels))
-    for i in range(0, len(sample_labels), step):
-        similar += int(similarity(sample_labels[i:i + step], db_labels).sum())
+def similar_times(labels_a, labels_b, x, single_label):
+    """similarity(labels_a, labels_b) @ x, without the len(a) x len(b) matrix when single-label."""
+    if single_label:  # one-hot rows: l_a . l_b is already 0 or 1
+        return labels_a @ (labels_b.T @ x)
+    step = max(1, _CHUNK // len(labels_b))
+    return torch.cat([similarity(labels_a[i:i + step], labels_b) @ x for i in range(0, len(labels_a), step)])
+
+
+def soft_ratio(sample_labels, db_labels, single_label):
+    """r = sum(S) / sum(1 - S) of the m x n binary similarity."""
+    ones = torch.ones(len(db_labels), 1, device=db_labels.device)
+    similar = float(similar_times(sample_labels, db_labels, ones, single_label).sum())
     total = len(sample_labels) * len(db_labels)
     return similar / max(total - similar, 1)
 
@@ -26,26 +37,34 @@ def soft(s, r):
     return s * (1 + r) - r
 
 
+def soft_times(labels_a, labels_b, x, r, single_label):
+    """soft(similarity(a, b), r) @ x = (1 + r) S x - r 1 (1^T x)."""
+    return (1 + r) * similar_times(labels_a, labels_b, x, single_label) - r * x.sum(0, keepdim=True)
+
+
 class ADSHLoss(nn.Module):
     """L_c = [ sum_i sum_j (u_i.v_j - c S_ij)^2 + gamma sum_i ||v_idx(i) - u_i||^2 ] / (n B).
 
     ADSH (Jiang & Li, AAAI 2018) eq. 3 as its code computed it, per head with code length
-    c; u: B x c network outputs, V: n x c database codes, S: B x n soft similarity rows of
-    the batch, idx: database indices of the batch. Hyperparameter: gamma.
+    c; u: B x c network outputs, V: n x c database codes, idx: database indices of the
+    batch; hyperparameter gamma. The pair sum is expanded so that nothing B x n is
+    differentiated: sum_ij (u_i.v_j)^2 = sum_i u_i^T (V^T V) u_i, the cross term needs
+    S V (B x c), and sum_ij S_ij^2 is a constant; the caller passes gram = V^T V,
+    SV = S V and S2 = sum_ij S_ij^2 (all constants of the outer iteration or batch).
     """
 
     def __init__(self, gamma):
         super().__init__()
         self.gamma = gamma
 
-    def forward(self, u, V, S, idx):
+    def forward(self, u, V, idx, gram, SV, S2):
         n, c = V.shape
-        pair = (u @ V.T - c * S).pow(2).sum()  # B x n residuals
+        pair = ((u @ gram) * u).sum() - 2 * c * (u * SV).sum() + c * c * S2
         quant = (V[idx] - u).pow(2).sum()
         return (pair + self.gamma * quant) / (n * len(u))
 
 
-def dcc_update(V, U, sample_index, sample_labels, db_labels, r, gamma, columns=None):
+def dcc_update(V, U, sample_index, sample_labels, db_labels, r, gamma, single_label, columns=None):
     """One DCC pass over the columns of V (n x c, updated in place; `columns` picks a subset,
     in that order); returns the count of exact zeros that became +1.
 
@@ -53,12 +72,8 @@ def dcc_update(V, U, sample_index, sample_labels, db_labels, r, gamma, columns=N
     matrix holding U at the sampled rows; then for k = 1..c in order
     V[:, k] = -sign(Q[:, k] + 2 V_{-k} U_{-k}^T U_k), using the columns updated before k.
     """
-    n, c = V.shape
-    Q = torch.zeros_like(V)  # n x c
-    step = max(1, _CHUNK // len(sample_labels))
-    for j in range(0, n, step):  # S^T U, one chunk of database rows at a time
-        s = soft(similarity(db_labels[j:j + step], sample_labels), r)  # chunk x m
-        Q[j:j + step] = -2 * c * (s @ U)
+    c = V.shape[1]
+    Q = -2 * c * soft_times(db_labels, sample_labels, U, r, single_label)  # n x c
     Q[sample_index] -= 2 * gamma * U
     gram = U.T @ U  # c x c
     zeros = 0

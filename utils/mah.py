@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from utils import metrics
-from utils.adsh import ADSHLoss, dcc_update, similarity, soft, soft_ratio
+from utils.adsh import ADSHLoss, dcc_update, similar_times, soft_ratio
 from utils.data import load_data
 from utils.errors import UserError
 from utils.images import ArrayImages, FileImages, file_transform
@@ -223,6 +223,7 @@ def train_length(args, data, c0, device, out_dir):
     db, n = Feeder(data, "database", args, device, train=True), len(data.database.labels)
     queries = Feeder(data, "query", args, device, train=False)
     db_labels = label_matrix(data.database.labels, data.info.classes, device)  # n x C
+    single = bool((db_labels.sum(1) == 1).all())  # one label per item: similarity products factorise
     V = [torch.zeros(n, c, device=device) for c in lengths]
     losses = [ADSHLoss(args.gamma) for _ in lengths]
     m = min(args.num_samples, n)
@@ -243,7 +244,12 @@ def train_length(args, data, c0, device, out_dir):
         sample = np.random.default_rng([args.seed, c0, it]).permutation(n)[:m]  # m database items
         index = torch.as_tensor(sample, device=device)
         sample_labels = db_labels[index]  # m x C
-        r = soft_ratio(sample_labels, db_labels)
+        r = soft_ratio(sample_labels, db_labels, single)
+        # constants while V is: the Gram matrices, and [V_0 V_1 V_2 1] whose product with a
+        # batch's similarity rows gives every head's S V and the similar-pair counts at once
+        grams = [v.T @ v for v in V]  # c_k x c_k
+        stacked = torch.cat([*V, torch.ones(n, 1, device=device)], 1)  # n x (c0 + c1 + c2 + 1)
+        column_sums = stacked.sum(0)
         U = [torch.zeros(m, c, device=device) for c in lengths]
         generator = torch.Generator().manual_seed(args.seed * 1_000_003 + c0 * 10_007 + it)  # augmentation
         head_loss = np.zeros(len(lengths))
@@ -253,8 +259,11 @@ def train_length(args, data, c0, device, out_dir):
             for pos, x in db.batches(sample, args.batch_size, generator):  # fixed order, no shuffling
                 pos = pos.to(device)
                 outputs = model(x.contiguous(memory_format=torch.channels_last))  # one B x c_k per head
-                S = soft(similarity(sample_labels[pos], db_labels), r)  # B x n
-                parts = [loss(u, v, S, index[pos]) for loss, u, v in zip(losses, outputs, V)]
+                products = similar_times(sample_labels[pos], db_labels, stacked, single)  # B x (sum c + 1)
+                similar = float(products[:, -1].sum())
+                S2 = similar + (len(pos) * n - similar) * r * r  # soft S: 1 for similar, -r otherwise
+                SV = ((1 + r) * products[:, :-1] - r * column_sums[:-1]).split(lengths, 1)  # B x c_k each
+                parts = [loss(u, v, index[pos], g, sv, S2) for loss, u, v, g, sv in zip(losses, outputs, V, grams, SV)]
                 loss = sum(w * p for w, p in zip(args.head_weights, parts))
                 if not torch.isfinite(loss):
                     raise UserError(f"the loss became {loss.item()} at iteration {it}; lower --lr (now "
@@ -271,7 +280,7 @@ def train_length(args, data, c0, device, out_dir):
         if it in args.lr_steps:
             for group in opt.param_groups:
                 group["lr"] /= 10
-        zeros = [dcc_update(v, u, index, sample_labels, db_labels, r, args.gamma) for v, u in zip(V, U)]
+        zeros = [dcc_update(v, u, index, sample_labels, db_labels, r, args.gamma, single) for v, u in zip(V, U)]
         seconds += time.time() - tic
         record = {"bits": c0, "iteration": it, "lr": lr, "loss": (head_loss / max(batches, 1)).tolist(),
                   "sign_zeros": zeros, "seconds": round(seconds, 2)}
