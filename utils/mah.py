@@ -29,8 +29,8 @@ PRESETS = {
     "paper": dict(backbone="resnet50", pretrained=True, resize=256, crop=224, augment=False, optimizer="sgd",
                   lr=1e-3, lr_steps="10,20,30,40,50"),
     "cpu-small": dict(backbone="small", pretrained=False, resize=32, crop=32, augment=True, optimizer="adam",
-                      lr=1e-3, lr_steps="60,72", max_iter=80, epochs=1, batch_size=64, num_samples=4000,
-                      eval_every=20),
+                      lr=1e-3, lr_steps="80,98", max_iter=110, epochs=1, batch_size=64, num_samples=4000,
+                      eval_every=10),
     "smoke": dict(backbone="small", pretrained=False, resize=32, crop=32, augment=False, optimizer="sgd",
                   lr=1e-3, lr_steps="", max_iter=2, epochs=1, batch_size=16, num_samples=48, eval_every=2),
 }
