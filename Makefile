@@ -3,7 +3,7 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: test bench
+.PHONY: test bench demo
 
 $(VENV)/.installed: requirements.txt requirements-test.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -16,3 +16,11 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PYTHON) bench/bench_metrics.py
 	$(PYTHON) bench/bench_data.py
+
+# MAH-cascade, cpu-small recipe, 4 and 8 bits: on the embedded digits (a shortened
+# schedule, under 3 minutes) unless DATA points at CIFAR-10 in any supported form.
+DATA ?=
+DIGITS_SCHEDULE := --dataset digits --max-iter 25 --lr-steps 18,22 --num-samples 1000 --eval-every 25
+demo: $(VENV)/.installed
+	$(PYTHON) cascade_CIFAR-10.py --preset cpu-small --gpu cpu --bits 4,8 \
+		$(if $(DATA),--data-root $(DATA),$(DIGITS_SCHEDULE)) --output-dir runs/demo/$$(date +%Y%m%d-%H%M%S)
