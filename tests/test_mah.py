@@ -258,3 +258,28 @@ def test_bad_inputs_give_one_line_errors(args, message):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_offline_pretrained_weights_give_a_clear_error(monkeypatch, tmp_path):
+    import torchvision
+
+    from utils.errors import UserError
+    from utils.models import build_backbone
+
+    def offline(weights=None):
+        if weights is not None:
+            raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+        return torchvision.models.resnet18.__wrapped__(weights=None)
+
+    offline.__wrapped__ = torchvision.models.resnet18
+    monkeypatch.setattr(torchvision.models, "resnet18", offline)
+    with pytest.raises(UserError, match="--weights PATH .* or pass --no-pretrained"):
+        build_backbone("resnet18", pretrained=True)
+    # a local weights file is the offline way in
+    path = str(tmp_path / "resnet18.pth")
+    torch.save(torchvision.models.resnet18.__wrapped__(weights=None).state_dict(), path)
+    model, features = build_backbone("resnet18", pretrained=True, weights_path=path)
+    assert features == 512 and model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 512)
+    (tmp_path / "bad.pth").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="not a resnet18 state_dict"):
+        build_backbone("resnet18", pretrained=True, weights_path=str(tmp_path / "bad.pth"))
