@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from utils.atomic import atomic_write
 from utils.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -236,13 +237,6 @@ def default_cache_dir():
     return os.environ.get("HASHING_CACHE") or os.path.join(os.path.dirname(os.path.dirname(__file__)), "cache")
 
 
-def _save_atomic(path, **arrays):
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------- public API
 
 def load_cifar10(root, cache_dir=None, download=False):
@@ -274,7 +268,7 @@ def load_cifar10(root, cache_dir=None, download=False):
         raise UserError(f"{path}: labels must be 0..9, found {labels.min()}..{labels.max()}")
     os.makedirs(cache_dir, exist_ok=True)
     extra = {f"split_{k}": v for k, v in (split or {}).items()}
-    _save_atomic(cached, images=images, labels=labels, n_train=n_train, **extra)
+    atomic_write(cached, lambda f: np.savez(f, images=images, labels=labels, n_train=n_train, **extra))
     return ImageArray(images, labels, n_train, split)
 
 

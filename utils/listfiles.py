@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from utils.atomic import atomic_write
 from utils.errors import UserError
 
 
@@ -116,11 +117,8 @@ def read_mah_lists(folder, split, classes, image_root=None, path_prefix=None, ch
 
 
 def write_text_atomic(path, text):
-    """Write via a temporary file in the same folder: a crash never leaves a half-written file."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """Write `text` to `path` atomically."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def write_mah_lists(folder, split, paths, labels):

@@ -7,6 +7,7 @@ import time
 
 import torch
 
+from utils.atomic import atomic_write
 from utils.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,11 +43,7 @@ def device_name(device):
 def write_json(path, record):
     """Write JSON atomically (temporary file, then rename)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(json.dumps(record, indent=1, sort_keys=True) + "\n"), mode="w")
 
 
 def read_json(path, what):
@@ -59,9 +56,7 @@ def read_json(path, what):
 
 def save_checkpoint(path, state):
     """torch.save atomically: a run killed while saving keeps its previous checkpoint."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path):

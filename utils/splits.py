@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from utils.atomic import atomic_write
 from utils.errors import UserError
 
 PARTS = ("query", "database", "train")
@@ -53,10 +54,7 @@ def make_split(labels, protocol, seed, per_class_query, per_class_train=0, n_tra
 def save_split(path, split, **meta):
     """Write the split and what it was made from (dataset, protocol, seed, ...) as JSON, atomically."""
     record = dict(meta, **{name: split[name].tolist() for name in PARTS})
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: json.dump(record, f), mode="w")
 
 
 def load_split(path, n_items, **expected):
