@@ -1,5 +1,4 @@
 """The data layer: CIFAR-10 in every official form, splits, list files, images, digits."""
-import io
 import os
 import pickle
 import subprocess

@@ -32,7 +32,6 @@ class RetrievalData:
     database: Part
     train: Part
     images: np.ndarray = None  # array data sets: N x 32 x 32 x 3 uint8
-    split: dict = None  # array data sets: the index arrays (saved in the split file)
 
 
 def load_digits():
@@ -65,7 +64,7 @@ def load_data(name, data_root=None, image_root=None, path_prefix=None, protocol=
         split = load_or_make_split(split_file, labels, protocol, seed, info.query, info.train, n_train,
                                    dataset=info.name)
     parts = {name: Part(labels[index], index=index) for name, index in split.items()}
-    return RetrievalData(info, parts["query"], parts["database"], parts["train"], images=images, split=split)
+    return RetrievalData(info, parts["query"], parts["database"], parts["train"], images=images)
 
 
 def _load_lists(info, data_root, image_root, path_prefix):

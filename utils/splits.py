@@ -68,7 +68,7 @@ def load_split(path, n_items, **expected):
     for key, value in expected.items():
         if key in record and record[key] != value:
             raise UserError(f"split file {path} was made with {key}={record[key]!r}, this run asks for "
-                            f"{value!r}; pass a matching option or another --split-file")
+                            f"{value!r}; pass a matching option, or remove the file to draw a new split")
     for name, index in split.items():
         if index.size and (index.min() < 0 or index.max() >= n_items):
             raise UserError(f"split file {path}: {name} indices exceed the {n_items} images of the data set")
