@@ -21,8 +21,8 @@ from utils.data import load_data
 from utils.errors import UserError
 from utils.images import ArrayImages, FileImages, file_transform
 from utils.models import MAHNet, build_backbone
-from utils.runs import (JsonLog, choose_device, default_output_dir, device_name, git_commit, load_checkpoint,
-                        read_json, save_checkpoint, write_json)
+from utils.runs import (JsonLog, choose_device, command_line, default_output_dir, device_name, git_commit,
+                        load_checkpoint, read_json, save_checkpoint, write_json)
 
 # Training sizes and recipe per preset; None falls back to the script's paper defaults.
 PRESETS = {
@@ -324,7 +324,7 @@ def main(args):
         record = {"dataset": data.info.name, "method": method, "bits": c0, "aux_bits": list(lengths[1:]),
                   "preset": args.preset, "backbone": args.backbone, "seed": args.seed, "metrics": result,
                   "seconds": round(seconds, 1), "device": device_name(device), "git_commit": git_commit(),
-                  "args": {k: v for k, v in vars(args).items() if k != "paper"}}
+                  "command": command_line(), "args": {k: v for k, v in vars(args).items() if k != "paper"}}
         write_json(path, record)
         rows.append(record)
     print(f"\n{'bits':>4} {'MAP':>7} {'tie-aware':>9} {'mAP@5000':>8} {'P@5000':>7} {'minutes':>7}")

@@ -1,6 +1,7 @@
 """Run plumbing shared by the training scripts: device, run folder, logs, checkpoints, results."""
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -34,6 +35,11 @@ def git_commit():
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def command_line():
+    """The command that started this process, as it could be typed again."""
+    return " ".join(["python", *map(shlex.quote, sys.argv)])
 
 
 def device_name(device):
