@@ -29,6 +29,9 @@ class Dataset:
     per_class: bool = False
     protocols: tuple = ()  # split protocols drawn by utils.splits (array datasets)
     class_names: tuple = field(default=(), repr=False)
+    # MMHH --similar_weight config: the weight of similar pairs its released code set per
+    # data set (COCO 1, NUS-WIDE 5); data sets it did not train on get 1
+    similar_weight: float = 1.0
     note: str = ""
 
 
@@ -41,8 +44,10 @@ DATASETS = {d.name: d for d in (
     Dataset("flickr25k", 38, True, "lists", MAH_LIST_MEAN, MAH_LIST_STD, topk=5000, query=1700,
             note="MIRFlickr-25K, 38 tag columns; 1,700 queries, 23,300 database"),
     Dataset("nuswide21", 21, True, "lists", MAH_LIST_MEAN, MAH_LIST_STD, topk=5000, query=100, per_class=True,
+            similar_weight=5.0,
             note="NUS-WIDE, 21 most frequent concepts; 100 queries per concept (2,100)"),
     Dataset("nuswide81", 81, True, "lists", IMAGENET_MEAN, IMAGENET_STD, topk=5000, query=5000, train=10000,
+            similar_weight=5.0,
             note="NUS-WIDE, 81 concepts, HashNet lists"),
     Dataset("coco80", 80, True, "lists", IMAGENET_MEAN, IMAGENET_STD, topk=5000, query=5000, train=10000,
             note="MS-COCO, 80 categories, HashNet lists"),

@@ -19,7 +19,7 @@ from utils import metrics
 from utils.adsh import ADSHLoss, dcc_update, similar_times, soft_ratio
 from utils.data import load_data
 from utils.errors import UserError
-from utils.images import ArrayImages, FileImages, file_transform
+from utils.batches import Feeder, label_matrix
 from utils.models import MAHNet, build_backbone
 from utils.runs import (JsonLog, choose_device, command_line, default_output_dir, device_name, git_commit,
                         load_checkpoint, read_json, save_checkpoint, write_json)
@@ -131,51 +131,6 @@ def aux_lengths(args, c0):
     return tuple(aux)
 
 
-# ------------------------------------------------------------------------- batches
-
-class Feeder:
-    """Batches of one part of the data (database or query) as device tensors."""
-
-    def __init__(self, data, part, args, device, train):
-        self.part, self.device, self.train = getattr(data, part), device, train
-        info = data.info
-        if data.images is not None:
-            stored = data.images.shape[1]
-            self.arrays = ArrayImages(data.images, info.mean, info.std, device,
-                                      resize=None if args.resize == stored == args.crop else args.resize,
-                                      crop=args.crop, augment=args.augment)
-        else:
-            self.arrays = None
-            self.files = FileImages(self.part.list, file_transform(info.mean, info.std, args.resize, args.crop))
-            self.workers = args.workers
-
-    def __len__(self):
-        return len(self.part.labels)
-
-    def batches(self, order, batch_size, generator=None):
-        """(positions into `order`, B x 3 x S x S images of part items order[positions])."""
-        if self.arrays is not None:
-            for start in range(0, len(order), batch_size):
-                pos = torch.arange(start, min(start + batch_size, len(order)))
-                rows = torch.as_tensor(self.part.index[order[start:start + batch_size]])
-                yield pos, self.arrays.batch(rows, train=self.train, generator=generator)
-            return
-        subset = torch.utils.data.Subset(self.files, [int(i) for i in order])
-        loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=self.workers)
-        start = 0
-        for x, _ in loader:
-            yield torch.arange(start, start + len(x)), x.to(self.device, non_blocking=True)
-            start += len(x)
-
-
-def label_matrix(labels, classes, device):
-    """Class ids or multi-hot rows -> n x C float multi-hot on `device`."""
-    labels = torch.as_tensor(labels, device=device)
-    if labels.dim() == 1:
-        return torch.nn.functional.one_hot(labels, classes).float()
-    return labels.float()
-
-
 @torch.no_grad()
 def encode(model, feeder, batch_size):
     """sign(head 0 output), exact zeros mapped to +1, for every item of the feeder's part."""
@@ -220,8 +175,9 @@ def train_length(args, data, c0, device, out_dir):
     """Train and evaluate one target code length; returns the final metrics and seconds."""
     lengths = (c0, *aux_lengths(args, c0))
     model, opt = build_model(args, lengths, device)
-    db, n = Feeder(data, "database", args, device, train=True), len(data.database.labels)
-    queries = Feeder(data, "query", args, device, train=False)
+    feed = dict(resize=args.resize, crop=args.crop, augment=args.augment, workers=args.workers)
+    db, n = Feeder(data, "database", device, True, **feed), len(data.database.labels)
+    queries = Feeder(data, "query", device, False, **feed)
     db_labels = label_matrix(data.database.labels, data.info.classes, device)  # n x C
     single = bool((db_labels.sum(1) == 1).all())  # one label per item: similarity products factorise
     V = [torch.zeros(n, c, device=device) for c in lengths]

@@ -1,4 +1,4 @@
-"""Backbones (one registry) and the MAH hash heads.
+"""Backbones (one registry), the MAH hash heads and the MMHH hash network.
 
 Backbones map a B x 3 x H x W batch to B x F features. torchvision's ImageNet
 weights come through its weights API; offline, a local file can be given
@@ -133,3 +133,28 @@ class MAHNet(nn.Module):
 
     def forward(self, x):
         return self.heads(self.backbone(x))
+
+
+# MMHH's --image_network names (the released code's classes) -> backbones of the registry
+NETWORKS = {"AlexNetFc": "alexnet", "ResNetFc": "resnet50", "ResNet18Fc": "resnet18", "VGG11Fc": "vgg11",
+            "SmallFc": "small"}
+
+
+class HashModel(nn.Module):
+    """Backbone + one hash layer, output tanh(scale * (W f + b)) (B x K).
+
+    The hash layer starts at W ~ N(0, 0.01), b = 0. `scale` is a buffer so that a
+    snapshot carries the value its training reached (HashNet's continuation schedule
+    raises it; MMHH's losses keep it at 1).
+    """
+
+    def __init__(self, backbone, features, bits):
+        super().__init__()
+        self.backbone = backbone
+        self.hash_layer = nn.Linear(features, bits)
+        nn.init.normal_(self.hash_layer.weight, 0.0, 0.01)
+        nn.init.zeros_(self.hash_layer.bias)
+        self.register_buffer("scale", torch.tensor(1.0))
+
+    def forward(self, x):
+        return torch.tanh(self.scale * self.hash_layer(self.backbone(x)))

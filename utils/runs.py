@@ -62,6 +62,7 @@ def read_json(path, what):
 
 def save_checkpoint(path, state):
     """torch.save atomically: a run killed while saving keeps its previous checkpoint."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     atomic_write(path, lambda f: torch.save(state, f))
 
 

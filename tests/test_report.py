@@ -1,0 +1,237 @@
+"""utils.report: README tables, figures, bad results files, markers, reruns, the command line."""
+import json
+import os
+import subprocess
+import sys
+from argparse import Namespace
+
+import pytest
+from PIL import Image
+
+from utils import report
+from utils.errors import UserError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAH_MARKERS = ("<!-- results-mah:start -->", "<!-- results-mah:end -->")
+MMHH_MARKERS = ("<!-- results-mmhh:start -->", "<!-- results-mmhh:end -->")
+README = (f"# Title\n\nText before.\n\n{MAH_MARKERS[0]}\nold MAH table\n{MAH_MARKERS[1]}\n\nText between.\n\n"
+          f"{MMHH_MARKERS[0]}\nold MMHH table\n{MMHH_MARKERS[1]}\n\nText after.\n")
+CASCADE_4 = "python cascade_CIFAR-10.py --preset cpu-small --bits 4 --gpu cpu --data-root D"
+
+
+def mah(dataset, method, bits, map_, p5000, seconds, command=None, preset="cpu-small"):
+    record = {"dataset": dataset, "method": method, "bits": bits, "aux_bits": [2 * bits, 4 * bits],
+              "preset": preset, "backbone": "small", "seed": 0, "seconds": seconds, "device": "cpu",
+              "metrics": {"map": map_, "map_tie_aware": map_ - 0.01, "map_at_5000": map_, "precision_at_5000": p5000},
+              "git_commit": "abc", "args": {}}
+    if command:
+        record["command"] = command
+    return record
+
+
+def mmhh(method, bits, map_radius, map_topk, seconds):
+    return {"paper": "MMHH", "dataset": "cifar10", "method": method, "bits": bits, "preset": "cpu-small",
+            "backbone": "small", "seed": 0, "seconds": seconds, "device": "cpu", "git_commit": "abc",
+            "command": f"python train_mmhh.py --loss {method.lower()} --bits {bits}", "args": {},
+            "metrics": {"map_within_radius": map_radius, "precision_within_radius": 0.5,
+                        "recall_within_radius": 0.3, "radius": 2, "map_topk": map_topk, "topk": -1,
+                        "opt_test": False}}
+
+
+def write(path, content):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(content if isinstance(content, str) else json.dumps(content))
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A results folder of good and bad files, a README with both marker pairs, paths of the outputs."""
+    res = tmp_path / "results"
+    write(res / "a/cifar10_MAH-cascade_4bits.json", mah("cifar10", "MAH-cascade", 4, 0.3333, 0.3, 60.0, "old"))
+    # the same cell again, later in sorted path order: this one wins
+    write(res / "b/cifar10_MAH-cascade_4bits.json", mah("cifar10", "MAH-cascade", 4, 0.5243, 0.4088, 528.0,
+                                                        CASCADE_4))
+    write(res / "b/cifar10_MAH-cascade_12bits.json", mah("cifar10", "MAH-cascade", 12, 0.8621, 0.827, 546.0))
+    write(res / "b/cifar10_MAH-flat_4bits.json", mah("cifar10", "MAH-flat", 4, 0.19, 0.1, 540.0,
+                                                     "python flat_CIFAR-10.py --bits 4,8"))
+    write(res / "b/cifar10_MAH-flat_8bits.json", mah("cifar10", "MAH-flat", 8, 0.95, 0.9, 570.0,
+                                                     "python flat_CIFAR-10.py --bits 4,8"))
+    write(res / "c/nuswide21_MAH-flat_8bits.json", mah("nuswide21", "MAH-flat", 8, 0.7, 0.75, 900.0,
+                                                       "python flat_NUS_WIDE.py --bits 8"))
+    for method, bits, a, b, s in (("MMHH", 16, 0.61, 0.7, 600.0), ("MMHH", 32, 0.65, 0.73, 660.0),
+                                  ("Hamming", 16, 0.55, 0.68, 590.0), ("Hamming", 32, 0.6, 0.71, 640.0)):
+        write(res / f"mmhh/cifar10_{method}_{bits}bits.json", mmhh(method, bits, a, b, s))
+    write(res / "corrupt.json", '{"dataset": "cifar10", ')
+    no_metrics = mah("cifar10", "MAH-flat", 6, 0.8, 0.8, 1.0)
+    del no_metrics["metrics"]
+    write(res / "d/no_metrics.json", no_metrics)
+    write(tmp_path / "README.md", README)
+    return Namespace(results=str(res), readme=str(tmp_path / "README.md"), fig=str(tmp_path / "fig"))
+
+
+def section(text, markers):
+    return text.split(markers[0])[1].split(markers[1])[0]
+
+
+def test_mah_table(tree):
+    report.main(tree)
+    mah_text = section(open(tree.readme).read(), MAH_MARKERS)
+    head = "| method | quantity | 4 bits | 6 bits | 8 bits | 10 bits | 12 bits |"
+    cifar = mah_text.split("**CIFAR-10** (`cifar10`): preset `cpu-small`, backbone `small`, device `cpu`, seed 0")[1]
+    cifar = cifar.split("**NUS-WIDE**")[0]
+    lines = cifar.splitlines()
+    assert head in lines
+    for row in ("| MAH-flat | MAP | 0.1900 | no run | 0.9500 | no run | no run |",
+                "| MAH-flat | published MAP | 0.4759 | 0.8197 | 0.9339 | 0.9335 | 0.9503 |",
+                "| MAH-flat | difference | -0.2859 | no run | +0.0161 | no run | no run |",
+                "| MAH-flat | tie-aware MAP | 0.1800 | no run | 0.9400 | no run | no run |",
+                "| MAH-flat | Precision@5000 | 0.1000 | no run | 0.9000 | no run | no run |",
+                "| MAH-flat | published P@5000 (approx.) | 0.500 | 0.840 | 0.930 | 0.930 | 0.955 |",
+                "| MAH-flat | minutes | 9.0 | no run | 9.5 | no run | no run |",
+                "| MAH-cascade | MAP | 0.5243 | no run | no run | no run | 0.8621 |",
+                "| MAH-cascade | difference | -0.2217 | no run | no run | no run | -0.0916 |",
+                "| MAH-cascade | minutes | 8.8 | no run | no run | no run | 9.1 |"):
+        assert row in lines
+    # flat before cascade, each method's rows together; a command that filled two cells is listed once;
+    # the 12-bit record has no command and the losing 4-bit record's command is gone
+    assert lines.index("| MAH-flat | minutes | 9.0 | no run | 9.5 | no run | no run |") < \
+        lines.index("| MAH-cascade | MAP | 0.5243 | no run | no run | no run | 0.8621 |")
+    assert [line for line in lines if line.startswith("    ")] == ["    python flat_CIFAR-10.py --bits 4,8",
+                                                                    "    " + CASCADE_4]
+    assert "0.3333" not in mah_text and "old" not in mah_text
+    nus = mah_text.split("**NUS-WIDE** (`nuswide21`): preset `cpu-small`, backbone `small`, device `cpu`, seed 0")[1]
+    assert "| MAH-flat | MAP | no run | no run | 0.7000 | no run | no run |" in nus
+    assert "| MAH-flat | published MAP | n/a | n/a | n/a | n/a | n/a |" in nus
+    assert "| MAH-flat | difference | n/a | n/a | n/a | n/a | n/a |" in nus
+    assert "| MAH-cascade | published P@5000 (approx.) | 0.845 | 0.850 | 0.870 | 0.900 | 0.910 |" in nus
+    assert "    python flat_NUS_WIDE.py --bits 8" in nus.splitlines()
+
+
+def test_mmhh_table(tree):
+    report.main(tree)
+    lines = section(open(tree.readme).read(), MMHH_MARKERS).splitlines()
+    assert ("**CIFAR-10** (`cifar10`): preset `cpu-small`, backbone `small`, device `cpu`, seed 0; "
+            "MAP@H<=2 = MAP within Hamming radius 2, MAP@TopK over the full ranking; "
+            "test codes: DeepHash/HashNet default") in lines
+    i = lines.index("| loss | quantity | 16 bits | 32 bits |")
+    assert lines[i + 2:i + 6] == ["| MMHH | MAP@H<=2 / MAP@TopK | 0.6100 / 0.7000 | 0.6500 / 0.7300 |",
+                                  "| MMHH | minutes | 10.0 | 11.0 |",
+                                  "| Hamming | MAP@H<=2 / MAP@TopK | 0.5500 / 0.6800 | 0.6000 / 0.7100 |",
+                                  "| Hamming | minutes | 9.8 | 10.7 |"]
+    assert [line for line in lines if line.startswith("    ")] == [
+        "    python train_mmhh.py --loss mmhh --bits 16", "    python train_mmhh.py --loss mmhh --bits 32",
+        "    python train_mmhh.py --loss hamming --bits 16", "    python train_mmhh.py --loss hamming --bits 32"]
+
+
+def test_mmhh_mixed_settings_named_per_cell(tree):
+    other = mmhh("MMHH", 64, 0.7, 0.8, 700.0)
+    other["metrics"].update(radius=3, topk=5000, opt_test=True)
+    write(os.path.join(tree.results, "mmhh/cifar10_MMHH_64bits.json"), other)
+    report.main(tree)
+    text = section(open(tree.readme).read(), MMHH_MARKERS)
+    assert "| MMHH | MAP@H<=r / MAP@TopK | 0.6100 / 0.7000 (H<=2, the full ranking, DeepHash/HashNet default) |" \
+           " 0.6500 / 0.7300 (H<=2, the full ranking, DeepHash/HashNet default) |" \
+           " 0.7000 / 0.8000 (H<=3, the top 5000, optimised (--opt-test)) |" in text
+    assert "| Hamming | minutes | 9.8 | 10.7 | no run |" in text
+
+
+def test_text_outside_markers_kept(tree):
+    report.main(tree)
+    text = open(tree.readme).read()
+    outside = [text.split(MAH_MARKERS[0])[0], text.split(MAH_MARKERS[1])[1].split(MMHH_MARKERS[0])[0],
+               text.split(MMHH_MARKERS[1])[1]]
+    assert outside == ["# Title\n\nText before.\n\n", "\n\nText between.\n\n", "\n\nText after.\n"]
+    assert "old MAH table" not in text and "old MMHH table" not in text
+
+
+def test_figures(tree):
+    written = report.main(tree)
+    figs = [os.path.join(tree.fig, f) for f in ("CIFAR.png", "NUSWIDE.png")]
+    assert written == [tree.readme] + figs
+    for path in figs:
+        with open(path, "rb") as f:
+            assert f.read(8) == PNG_SIGNATURE
+        with Image.open(path) as im:
+            assert im.format == "PNG" and im.size == (640, 480)
+    assert not os.path.exists(os.path.join(tree.fig, "FLICKR.png"))
+    assert sorted(os.listdir(tree.fig)) == ["CIFAR.png", "NUSWIDE.png"]  # no temporary files left
+
+
+def test_rerun_byte_identical(tree):
+    paths = [tree.readme] + [os.path.join(tree.fig, f) for f in ("CIFAR.png", "NUSWIDE.png")]
+    report.main(tree)
+    first = [open(p, "rb").read() for p in paths]
+    report.main(tree)
+    assert [open(p, "rb").read() for p in paths] == first
+
+
+def test_bad_files_skipped_by_name(tree, capsys):
+    report.main(tree)
+    err = capsys.readouterr().err.splitlines()
+    corrupt, no_metrics = (os.path.join(tree.results, p) for p in ("corrupt.json", "d/no_metrics.json"))
+    assert len(err) == 2
+    assert err[0].startswith(f"skipped {corrupt}: not valid JSON (")
+    assert err[1] == f"skipped {no_metrics}: no key 'metrics'"
+
+
+@pytest.mark.parametrize("record, reason", [
+    ([1, 2], "not a JSON object"),
+    ({**mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0), "bits": "4"}, "'bits' is not an integer"),
+    ({**mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0), "method": "ADSH"}, "neither a MAH record"),
+    ({**mmhh("MMHH", 16, 0.5, 0.5, 1.0), "metrics": {"map_topk": 0.5}}, "no key 'map_within_radius' in 'metrics'"),
+    ({**mmhh("MMHH", 16, 0.5, 0.5, 1.0), "seed": True}, "'seed' is not an integer"),
+])
+def test_check_reasons(record, reason):
+    with pytest.raises(ValueError, match=reason.replace("(", r"\(")):
+        report.check(record)
+
+
+def test_missing_marker(tree):
+    write(tree.readme, README.replace(MMHH_MARKERS[1], ""))
+    with pytest.raises(UserError, match=f"{tree.readme} has no marker {MMHH_MARKERS[1]} after {MMHH_MARKERS[0]}: "
+                                        "add the pair"):
+        report.main(tree)
+    assert open(tree.readme).read() == README.replace(MMHH_MARKERS[1], "")  # nothing written
+    assert not os.path.exists(tree.fig)
+    write(tree.readme, README.replace(MAH_MARKERS[0], ""))
+    with pytest.raises(UserError, match=f"has no marker {MAH_MARKERS[0]}: add the pair"):
+        report.main(tree)
+
+
+def test_no_results(tmp_path):
+    os.makedirs(tmp_path / "results")
+    write(tmp_path / "README.md", README)
+    args = Namespace(results=str(tmp_path / "results"), readme=str(tmp_path / "README.md"), fig=str(tmp_path / "fig"))
+    assert report.main(args) == [args.readme]
+    text = open(args.readme).read()
+    assert section(text, MAH_MARKERS) == f"\n{report.NO_RESULTS['mah']}\n"
+    assert section(text, MMHH_MARKERS) == f"\n{report.NO_RESULTS['mmhh']}\n"
+    assert report.NO_RESULTS["mah"].startswith("No results yet: run ")
+    assert not os.path.exists(args.fig)
+    with pytest.raises(UserError, match="results folder .*nowhere does not exist"):
+        report.main(Namespace(results=str(tmp_path / "nowhere"), readme=args.readme, fig=args.fig))
+
+
+def test_figure_shows_group_with_most_runs():
+    groups = report.groups_of([mah("cifar10", "MAH-flat", b, 0.5, 0.5, 1.0, preset="paper") for b in (4, 8)]
+                              + [mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0, preset="cpu-small"),
+                                 mah("nuswide21", "MAH-flat", 4, 0.5, 0.5, 1.0, preset="smoke")])
+    assert report.figure_group(groups, "cifar10") == (("cifar10", "paper", "small", "cpu", 0), 2)
+    tie = report.groups_of([mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0, preset=p) for p in ("smoke", "paper")])
+    assert report.figure_group(tie, "cifar10") == (("cifar10", "paper", "small", "cpu", 0), 2)
+
+
+def test_command_line(tree):
+    cmd = [sys.executable, "-m", "utils.report", "--results", tree.results, "--readme", tree.readme, "--fig", tree.fig]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [f"wrote {tree.readme}", f"wrote {os.path.join(tree.fig, 'CIFAR.png')}",
+                                       f"wrote {os.path.join(tree.fig, 'NUSWIDE.png')}"]
+    assert "| MAH-cascade | MAP | 0.5243 |" in open(tree.readme).read()
+    write(tree.readme, "no markers here\n")
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.splitlines()[-1].startswith(f"error: {tree.readme} has no marker {MAH_MARKERS[0]}")
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,58 @@
+"""Batches of one part of a data set (query, database or train) as device tensors, for
+both kinds of data set: in-memory arrays and list files (utils.images)."""
+import torch
+
+from utils.images import ArrayImages, FileImages, file_transform
+
+
+class Feeder:
+    """Images of `part` in a given order, in batches, normalised and on `device`.
+
+    train: apply the augmentation (when `augment`): crops and flips of 32x32 arrays, or
+    RandomResizedCrop and flips of list-file images. resize/crop: see ArrayImages and
+    file_transform; square resizes list-file images to resize x resize (HashNet's way).
+    """
+
+    def __init__(self, data, part, device, train, resize, crop, augment=False, workers=4, square=False):
+        self.part, self.device, self.train = getattr(data, part), device, train
+        info = data.info
+        if data.images is not None:
+            stored = data.images.shape[1]
+            self.arrays = ArrayImages(data.images, info.mean, info.std, device,
+                                      resize=None if resize == stored == crop else resize, crop=crop,
+                                      augment=augment)
+        else:
+            self.arrays = None
+            transform = file_transform(info.mean, info.std, resize, crop, train=train and augment, square=square)
+            self.files = FileImages(self.part.list, transform)
+            self.workers = workers
+
+    def __len__(self):
+        return len(self.part.labels)
+
+    def batches(self, order, batch_size, generator=None):
+        """(positions into `order`, B x 3 x S x S images of part items order[positions]).
+
+        generator: a seeded CPU torch.Generator that every random transform draws from
+        (for list files it seeds the DataLoader workers), so batches can be re-derived."""
+        if self.arrays is not None:
+            for start in range(0, len(order), batch_size):
+                pos = torch.arange(start, min(start + batch_size, len(order)))
+                rows = torch.as_tensor(self.part.index[order[start:start + batch_size]])
+                yield pos, self.arrays.batch(rows, train=self.train, generator=generator)
+            return
+        subset = torch.utils.data.Subset(self.files, [int(i) for i in order])
+        loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=self.workers,
+                                             generator=generator)
+        start = 0
+        for x, _ in loader:
+            yield torch.arange(start, start + len(x)), x.to(self.device, non_blocking=True)
+            start += len(x)
+
+
+def label_matrix(labels, classes, device):
+    """Class ids or multi-hot rows -> n x C float multi-hot on `device`."""
+    labels = torch.as_tensor(labels, device=device)
+    if labels.dim() == 1:
+        return torch.nn.functional.one_hot(labels, classes).float()
+    return labels.float()

@@ -1,0 +1,462 @@
+"""MMHH (Kang et al., ICCV 2019): the parsers and main() of train_mmhh.py and test_mmhh.py.
+
+Flag names are the released code's (spec MMHH.md), so its command lines run unchanged;
+every flag also has a hyphenated spelling. Training: a backbone and one hash layer,
+a pair loss (MMHH, or HashNet's as "Hamming") against the batch itself or against a
+memory of the whole training set, plus DHN's quantization. At the end a snapshot is
+written and tested; test_mmhh.py tests a snapshot again, on its own.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from utils import metrics
+from utils.batches import Feeder, label_matrix
+from utils.data import load_data
+from utils.datasets import get_dataset
+from utils.errors import UserError
+from utils.losses import hashnet_loss, mmhh_loss, pair_similarity, parse_margin_params, quantization_loss, \
+    similar_weight
+from utils.memory import Memory
+from utils.models import NETWORKS, HashModel, build_backbone
+from utils.optim import SCHEDULES, build_optimizer, learning_rate, set_learning_rate, weight_decay
+from utils.runs import REPO, JsonLog, choose_device, command_line, device_name, git_commit, load_checkpoint, \
+    save_checkpoint, write_json
+
+# The released code's defaults of the options that presets change.
+ORIGINAL = dict(image_network="AlexNetFc", pretrained=True, resize=256, crop=224, augment=True, optimizer="sgd",
+                batch_size=48, num_iters=1000, lr=3e-4, lr_schedule_type="Stair_Step", decay_step=200,
+                weight_decay=0.1)
+PRESETS = {
+    "paper": {},
+    # the small convnet from scratch on 32x32 arrays: Adam, a stronger lr and a plain weight decay
+    "cpu-small": dict(image_network="SmallFc", pretrained=False, resize=32, crop=32, optimizer="adam", batch_size=64,
+                      num_iters=5000, lr=1e-3, decay_step=2000, weight_decay=5e-4),
+    "smoke": dict(image_network="SmallFc", pretrained=False, resize=32, crop=32, augment=False, batch_size=8,
+                  num_iters=3, lr=1e-3, weight_decay=5e-4),
+}
+
+
+def _bool(text):
+    if str(text).lower() in ("1", "true", "yes", "y"):
+        return True
+    if str(text).lower() in ("0", "false", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def _add(p, name, *aliases, **kw):
+    """An option under its original name, its hyphenated spelling and any aliases."""
+    names = [name] + ([name.replace("_", "-")] if "_" in name else []) + list(aliases)
+    p.add_argument(*dict.fromkeys(names), dest=kw.pop("dest", name[2:].replace("-", "_")), **kw)
+
+
+def _common(p):
+    _add(p, "--gpu_id", default="0", help="CUDA device number, or 'cpu' (default: 0; the CPU when there is no CUDA)")
+    _add(p, "--data_root", help="where the data set is: list files, or CIFAR-10 in any form (see data/README.md)")
+    _add(p, "--image_root", help="where relative image paths of list files start (default: --data_root)")
+    _add(p, "--path_prefix", help="OLD=NEW: rewrite absolute image paths of old list files")
+    _add(p, "--workers", type=int, default=4, help="DataLoader workers for list-file data (default: 4)")
+    _add(p, "--opt-test", "--opt_test", nargs="?", const=True, default=False, type=_bool,
+         help="the original's 'optimised' metric conventions: an empty Hamming ball is left out and a ball without "
+              "relevant items counts 0; MAP@TopK divides by all queries (default: False = DeepHash/HashNet's: empty "
+              "ball 0, ball without relevant items left out, queries without hits left out of MAP@TopK)")
+    _add(p, "--rank_by", choices=("scores", "signs"), default="scores",
+         help="order inside the Hamming ball and for MAP@TopK: continuous outputs q.v (as MMHH did) or Hamming "
+              "distance of the signs, ties by index (as HashNet did) (default: scores)")
+
+
+def get_train_parser():
+    p = argparse.ArgumentParser(description="Train an MMHH (or HashNet-loss) hashing network")
+    _common(p)
+    _add(p, "--s_dataset", default="cifar10", help="training data set: coco_80, nuswide_21, nuswide_81, imagenet100, "
+                                                   "cifar10, digits, ... (default: cifar10)")
+    _add(p, "--t_dataset", default="", help="data set to test on (default: --s_dataset)")
+    _add(p, "--preset", default="paper", choices=sorted(PRESETS),
+         help="paper = the released code's defaults; cpu-small = small convnet from scratch on 32x32 images in "
+              "minutes on a CPU; smoke = seconds, for tests (default: paper)")
+    _add(p, "--batch_size", type=int, help="images per batch (default: 48; cpu-small 64)")
+    _add(p, "--snap_path", default=os.path.join(REPO, "snapshot", "hash"),
+         help="folder of the final snapshot (default: snapshot/hash/ in the repository)")
+    _add(p, "--hash_bit", type=int, default=48, help="code length K (default: 48)")
+    _add(p, "--lr", type=float, help="learning rate of the backbone; the hash layer gets 10x (default: 3e-4; "
+                                     "cpu-small 1e-3)")
+    _add(p, "--annotation", default="empty", help="run name, part of the snapshot and log names (default: empty)")
+    _add(p, "--loss_lambda", type=float, default=0.1, help="weight of the quantization loss; 0 allowed (default: 0.1)")
+    _add(p, "--num_iters", type=int, help="training iterations (default: 1000; cpu-small 5000)")
+    _add(p, "--pre_model_path", default="", help="start from this snapshot's model weights (default: none)")
+    _add(p, "--image_network", help=f"{', '.join(NETWORKS)} (default: AlexNetFc; cpu-small SmallFc)")
+    _add(p, "--pretrained", action=argparse.BooleanOptionalAction,
+         help="ImageNet weights through torchvision (default: yes, except the small convnet)")
+    _add(p, "--weights", help="a local file of the backbone's ImageNet weights (offline use)")
+    _add(p, "--optimizer", choices=("sgd", "adam"), help="sgd (momentum 0.9, Nesterov, as the original) or adam "
+                                                         "(default: sgd; cpu-small adam)")
+    _add(p, "--image_loss_type", default="DHN", choices=("DHN", "HashNet"),
+         help="HashNet raises the tanh scale every 200 iterations, sqrt(1 + 0.005 t); DHN keeps it 1 (default: DHN)")
+    _add(p, "--distance_type", default="MMHH", choices=("MMHH", "Hamming"),
+         help="pair loss: MMHH, or Hamming = HashNet's pairwise cross-entropy (default: MMHH)")
+    _add(p, "--log_dir", default=os.path.join(REPO, "log"), help="folder of the run folders (default: log/ in the "
+                                                                  "repository)")
+    _add(p, "--lr_schedule_type", choices=SCHEDULES, help="learning-rate schedule (default: Stair_Step)")
+    _add(p, "--gamma", type=float, default=1.0, help="scale of the Cauchy kernel of the MMHH loss (default: 1.0)")
+    _add(p, "--sigmoid_param", type=float, default=1.0, help="x = sigmoid_param <h_i, h_j> of the Hamming loss "
+                                                             "(default: 1.0)")
+    _add(p, "--radius", type=int, default=0, help="evaluation: 0 reports MAP@TopK with the data set's R, r > 0 "
+                                                  "MAP@H<=r (default: 0)")
+    _add(p, "--decay_step", type=int, help="Stair_Step halves the lr every this many iterations (default: 200; "
+                                           "cpu-small 2000)")
+    _add(p, "--weight_decay", type=float, help="weight decay of Stair_Step (default: 0.1; cpu-small 5e-4); the "
+                                               "other schedules use 5e-4")
+    _add(p, "--similar_weight_type", "--similar_weight", "--similar-weight", default="config",
+         help="weight of similar pairs: a number, 'config' (the data set's: COCO 1, NUS-WIDE 5, others 1) or "
+              "'auto' (dissimilar / similar pairs of each pair matrix) (default: config)")
+    _add(p, "--norm_memory_batch", action="store_true", help="L2-normalise memory rows (default: off)")
+    _add(p, "--batch_type", default="PairBatch", choices=("PairBatch", "BatchInitMem"),
+         help="pairs within the batch, or batch x memory of the training set after a warm-up (default: PairBatch)")
+    _add(p, "--batch_params", default="300", help="warm-up iterations of BatchInitMem (default: 300)")
+    _add(p, "--semi_init_type", default="MODEL", choices=("MODEL", "RANDOM"),
+         help="memory start: the model's outputs or randn (default: MODEL)")
+    _add(p, "--semi_init_momentum", type=float, default=0.5, help="beta0 of the memory momentum (default: 0.5)")
+    _add(p, "--margin_params", default="0.5:0.8:1.0:1.0:2.0",
+         help="sim_in:dis_in:sim_out:dis_out:margin of the MMHH reweighting (default: 0.5:0.8:1.0:1.0:2.0)")
+    _add(p, "--test_sample_ratio", type=float, default=0.1, help="fraction of queries and database (seeded) tested "
+                                                                 "at the end (default: 0.1)")
+    _add(p, "--protocol", help="split of array data sets: deephash (DeepHash/HashNet's: 100 queries and 500 "
+                                "training images per class), dpsh or full (default: deephash where the data set "
+                                "has it, else its own)")
+    _add(p, "--seed", type=int, default=0, help="seed of the split, batches, augmentation, init and test sample "
+                                                "(default: 0)")
+    _add(p, "--log_every", type=int, default=50, help="iterations per log line (default: 50)")
+    _add(p, "--resume", action="store_true", help="continue the run of this annotation from its last checkpoint "
+                                                  "(written at the end of every epoch)")
+    _add(p, "--tensorboard", action="store_true", help="also log to TensorBoard (needs the tensorboard package)")
+    return p
+
+
+def get_test_parser():
+    p = argparse.ArgumentParser(description="Test an MMHH snapshot")
+    _common(p)
+    _add(p, "--dataset", help="data set to test on (default: the snapshot's)")
+    _add(p, "--batch_size", type=int, default=16, help="images per batch (default: 16)")
+    _add(p, "--output_path", help="save codes, outputs and labels as .npy files in this folder (default: off)")
+    _add(p, "--model_path", required=True, help="the snapshot, with or without its .pt suffix")
+    _add(p, "--radius", type=int, default=2, help="0 reports MAP@TopK with the data set's R, r > 0 MAP@H<=r "
+                                                  "(default: 2)")
+    _add(p, "--annotation", default="test", help="run name: results go to --log_dir/<annotation>/ (default: test)")
+    _add(p, "--log_dir", default=os.path.join(REPO, "log"), help="(default: log/ in the repository)")
+    _add(p, "--test_sample_ratio", type=float, default=1.0, help="fraction of queries and database tested "
+                                                                "(default: 1.0)")
+    _add(p, "--seed", type=int, help="seed of the test sample (default: the snapshot's)")
+    return p
+
+
+# ------------------------------------------------------------------------ options
+
+def resolve(args):
+    """Fill unset options from the preset, then from the original's defaults; check them."""
+    for key, value in ORIGINAL.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, PRESETS[args.preset].get(key, value))
+    if args.image_network not in NETWORKS:
+        raise UserError(f"--image_network {args.image_network!r}: choose from {', '.join(NETWORKS)}")
+    if args.image_network == "SmallFc" and args.pretrained and not args.weights:
+        args.pretrained = False  # nothing to download for a convnet of this project
+    for key in ("hash_bit", "batch_size", "num_iters", "decay_step", "log_every"):
+        if getattr(args, key) < 1:
+            raise UserError(f"--{key} must be at least 1, got {getattr(args, key)}")
+    if args.hash_bit > 4096:
+        raise UserError(f"--hash_bit {args.hash_bit}: code lengths must be 1 to 4096")
+    if not 0 < args.test_sample_ratio <= 1:
+        raise UserError(f"--test_sample_ratio must be in (0, 1], got {args.test_sample_ratio}")
+    if args.radius < 0:
+        raise UserError(f"--radius must be 0 (MAP@TopK) or a positive Hamming radius, got {args.radius}")
+    if args.loss_lambda < 0:
+        raise UserError(f"--loss_lambda must be >= 0, got {args.loss_lambda}")
+    try:
+        args.margins = parse_margin_params(args.margin_params)
+        args.warmup = int(str(args.batch_params).split(":")[0])
+    except ValueError as e:
+        raise UserError(str(e) if "margin" in str(e) else f"--batch_params must start with an integer, got "
+                                                          f"{args.batch_params!r}")
+    if args.similar_weight_type not in ("config", "auto"):
+        try:
+            if float(args.similar_weight_type) <= 0:
+                raise ValueError
+        except ValueError:
+            raise UserError(f"--similar_weight must be a positive number, 'config' or 'auto', got "
+                            f"{args.similar_weight_type!r}")
+    args.t_dataset = args.t_dataset or args.s_dataset
+    if args.protocol is None:
+        protocols = get_dataset(args.s_dataset).protocols
+        args.protocol = "deephash" if "deephash" in protocols or not protocols else protocols[0]
+    return args
+
+
+def continuation_scale(t):
+    """HashNet's tanh scale at iteration t: raised to sqrt(1 + 0.005 f) at every 200th forward f."""
+    return (1 + 0.005 * 200 * ((t + 1) // 200)) ** 0.5
+
+
+def build_network(name, bits, pretrained, weights=None, seed=0):
+    torch.manual_seed(seed)  # the initialisation comes from --seed
+    backbone, features = build_backbone(NETWORKS[name], pretrained, weights)
+    return HashModel(backbone, features, bits)
+
+
+def feeders(data, part, device, args, train=False):
+    return Feeder(data, part, device, train, args.resize, args.crop, augment=args.augment, workers=args.workers,
+                  square=True)
+
+
+# ------------------------------------------------------------------------- testing
+
+@torch.no_grad()
+def encode(model, feeder, order, batch_size):
+    """Continuous outputs (len(order) x K) of the feeder's items `order`, in eval mode."""
+    model.eval()
+    out = [model(x.contiguous(memory_format=torch.channels_last)) for _, x in feeder.batches(order, batch_size)]
+    model.train()
+    return torch.cat(out).float()
+
+
+def sample_indices(n, ratio, rng):
+    """A seeded sorted subset of round(ratio * n) of range(n) (at least one)."""
+    if ratio >= 1:
+        return np.arange(n)
+    return np.sort(rng.permutation(n)[:max(1, round(ratio * n))])
+
+
+def test_model(model, data, device, args, ratio, seed, radius, batch_size):
+    """Metrics of the model on a seeded `ratio` of the queries and the database, and the arrays tested."""
+    rng = np.random.default_rng([seed, 1])
+    q_idx, d_idx = sample_indices(len(data.query.labels), ratio, rng), sample_indices(len(data.database.labels),
+                                                                                     ratio, rng)
+    q_out = encode(model, feeders(data, "query", device, args), q_idx, batch_size)  # Q x K
+    d_out = encode(model, feeders(data, "database", device, args), d_idx, batch_size)  # N x K
+    q_codes, d_codes = torch.where(q_out >= 0, 1.0, -1.0), torch.where(d_out >= 0, 1.0, -1.0)
+    ql, dl = data.query.labels[q_idx], data.database.labels[d_idx]
+    scores = dict(query_scores=q_out, db_scores=d_out) if args.rank_by == "scores" else {}
+    opt = bool(args.opt_test)
+    r = radius if radius > 0 else 2
+    ball = metrics.map_within_radius(q_codes, d_codes, ql, dl, r, **scores, empty_ball="skip" if opt else "zero",
+                                     no_relevant="zero" if opt else "skip")
+    topk = data.info.topk
+    map_topk = metrics.mean_average_precision(q_codes, d_codes, ql, dl, topk=None if topk < 0 else topk,
+                                              empty="zero" if opt else "skip", **scores)
+    result = {"map_within_radius": ball["map"], "precision_within_radius": ball["precision"],
+              "recall_within_radius": ball["recall"], "radius": r, "map_topk": map_topk, "topk": topk,
+              "opt_test": opt, "rank_by": args.rank_by, "queries": len(q_idx), "database": len(d_idx)}
+    arrays = {"query_codes": q_codes, "query_outputs": q_out, "query_labels": ql,
+              "database_codes": d_codes, "database_outputs": d_out, "database_labels": dl}
+    return result, arrays
+
+
+def report(result, radius):
+    """The original's headline: MAP@H<=radius with precision and recall, or MAP@TopK."""
+    if radius > 0:
+        print(f"MAP@H<={result['radius']}: {result['map_within_radius']:.4f}  precision "
+              f"{result['precision_within_radius']:.4f}  recall {result['recall_within_radius']:.4f}")
+    else:
+        k = "full ranking" if result["topk"] < 0 else result["topk"]
+        print(f"MAP@TopK ({k}): {result['map_topk']:.4f}")
+
+
+def results_record(data, args, result, seconds, device, bits):
+    method = "MMHH" if args.distance_type == "MMHH" else "Hamming"
+    return {"paper": "MMHH", "dataset": data.info.name, "method": method, "bits": bits, "preset": args.preset,
+            "backbone": args.image_network, "seed": args.seed, "metrics": result, "seconds": round(seconds, 1),
+            "device": device_name(device), "git_commit": git_commit(), "command": command_line(),
+            "args": {k: v for k, v in vars(args).items() if k != "margins"}}
+
+
+def data_for(name, settings, run_dir):
+    """The data set `name` with the data options in `settings` (a dict of the train flags);
+    array data sets reuse the split saved in run_dir (when given)."""
+    return load_data(name, settings.get("data_root"), settings.get("image_root"), settings.get("path_prefix"),
+                     settings.get("protocol", "deephash"), settings.get("seed", 0),
+                     split_file=os.path.join(run_dir, "split.json") if run_dir else None)
+
+
+# ------------------------------------------------------------------------- training
+
+def train_main(args):
+    args = resolve(args)
+    run_dir = os.path.join(args.log_dir, f"{args.annotation}_{args.s_dataset}_{args.t_dataset}")
+    ckpt_path, log_path = os.path.join(run_dir, "checkpoint.pt"), os.path.join(run_dir, "log.jsonl")
+    os.makedirs(run_dir, exist_ok=True)
+    if args.resume and not os.path.exists(ckpt_path):
+        raise UserError(f"--resume: {run_dir} has no checkpoint.pt; run without --resume to start this run")
+    if not args.resume:  # the run folder of an annotation is reused: start it over
+        for path in (ckpt_path, log_path):
+            if os.path.exists(path):
+                os.remove(path)
+    device = choose_device(args.gpu_id)
+    data = data_for(args.s_dataset, vars(args), run_dir)
+    test_data = data if args.t_dataset == args.s_dataset else data_for(args.t_dataset, vars(args), None)
+    info = data.info
+    print(f"{args.distance_type} loss on {info.name} ({len(data.train.labels)} train, {len(data.query.labels)} "
+          f"queries, {len(data.database.labels)} database), {args.hash_bit} bits, preset {args.preset}, "
+          f"{args.image_network}, device {device_name(device)}, commit {git_commit()}")
+
+    model = build_network(args.image_network, args.hash_bit, args.pretrained, args.weights, args.seed)
+    if args.pre_model_path:
+        model.load_state_dict(load_checkpoint(snapshot_path(args.pre_model_path))["model"])
+    model = model.to(device, memory_format=torch.channels_last)
+    opt = build_optimizer(model, args.optimizer, args.lr, weight_decay(args.lr_schedule_type, args.weight_decay))
+    train = feeders(data, "train", device, args, train=True)
+    labels = label_matrix(data.train.labels, info.classes, device)  # N x C
+    n = len(train)
+    B = min(args.batch_size, n)
+    per_epoch = n // B  # full batches only: every pair matrix has the same size
+
+    memory = None
+    if args.batch_type == "BatchInitMem":
+        if args.semi_init_type == "MODEL":
+            start_codes = encode(model, feeders(data, "train", device, args), np.arange(n), B)
+        else:
+            start_codes = torch.randn(n, args.hash_bit, generator=torch.Generator().manual_seed(args.seed)).to(device)
+        memory = Memory(start_codes, labels, args.warmup, args.semi_init_momentum, args.num_iters,
+                        args.norm_memory_batch)
+
+    t, seconds = 0, 0.0
+    if args.resume:
+        ckpt = load_checkpoint(ckpt_path)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if memory is not None:
+            memory.codes = ckpt["memory"].to(device)
+        t, seconds = ckpt["iteration"], ckpt["seconds"]
+    write_json(os.path.join(run_dir, "run.json"), {k: v for k, v in vars(args).items() if k != "margins"})
+    log, board = JsonLog(log_path), _tensorboard(args, run_dir)
+    bar = tqdm(total=args.num_iters, initial=t, desc=f"{args.distance_type} {args.hash_bit} bits", disable=None,
+               file=sys.stderr)
+    sums, count = np.zeros(3), 0
+    while t < args.num_iters:
+        tic = time.time()
+        epoch = t // per_epoch
+        order = np.random.default_rng([args.seed, epoch]).permutation(n)[:per_epoch * B]
+        generator = torch.Generator().manual_seed(args.seed * 1_000_003 + epoch)  # augmentation of this epoch
+        for pos, x in train.batches(order, B, generator):
+            if t >= args.num_iters:
+                break
+            lr = learning_rate(args.lr_schedule_type, t, args.lr, args.decay_step)
+            set_learning_rate(opt, lr)
+            if args.image_loss_type == "HashNet":
+                model.scale.fill_(continuation_scale(t))
+            index = torch.as_tensor(order[pos.numpy()], device=device)
+            h = model(x.contiguous(memory_format=torch.channels_last))  # B x K
+            L1 = labels[index]  # B x C
+            H2, L2 = memory.operand(t, h, L1) if memory is not None else (h, L1)
+            S = pair_similarity(L1, L2)  # B x B or B x N
+            w_s = similar_weight(args.similar_weight_type, S, info.similar_weight)
+            if args.distance_type == "MMHH":
+                pair = mmhh_loss(h, H2, S, args.gamma, args.margins, w_s)
+            else:
+                pair = hashnet_loss(h, H2, S, args.sigmoid_param, w_s)
+            quant = quantization_loss(h)
+            loss = pair + args.loss_lambda * quant
+            if not torch.isfinite(loss):
+                raise UserError(f"the loss became {loss.item()} at iteration {t}; lower --lr (now {lr:g})")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if memory is not None:
+                memory.update(t, index, h)
+            sums += [pair.item(), quant.item(), loss.item()]
+            count += 1
+            t += 1
+            bar.update(1)
+            if t % args.log_every == 0 or t == args.num_iters:
+                mean = sums / count
+                record = {"iteration": t, "lr": lr, "pair_loss": mean[0], "quantization_loss": mean[1],
+                          "loss": mean[2], "similar_weight": w_s, "scale": float(model.scale),
+                          "seconds": round(seconds + time.time() - tic, 2)}
+                log.write(**record)
+                if board:
+                    for key in ("lr", "pair_loss", "quantization_loss", "loss"):
+                        board.add_scalar(key, record[key], t)
+                bar.set_postfix(loss=f"{mean[2]:.4f}")
+                sums, count = np.zeros(3), 0
+        seconds += time.time() - tic
+        # at epoch ends only, so that a resumed run sees the batches an uninterrupted one would
+        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": t,
+                                    "seconds": seconds, "memory": None if memory is None else memory.codes.cpu(),
+                                    "args": {k: v for k, v in vars(args).items() if k != "margins"}})
+    bar.close()
+    snapshot = os.path.join(args.snap_path, f"{args.annotation}_{args.s_dataset}_{args.t_dataset}_iter_"
+                                            f"{args.num_iters:05d}.pt")
+    save_checkpoint(snapshot, torch.load(ckpt_path, map_location="cpu", weights_only=True))
+    print(f"snapshot: {snapshot}")
+    result, _ = test_model(model, test_data, device, args, args.test_sample_ratio, args.seed, args.radius,
+                           args.batch_size)
+    report(result, args.radius)
+    record = results_record(test_data, args, result, seconds, device, args.hash_bit)
+    write_json(os.path.join(run_dir, "results", f"{test_data.info.name}_{record['method']}_{args.hash_bit}bits.json"),
+               record)
+    return record
+
+
+def _tensorboard(args, run_dir):
+    if not args.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("notice: --tensorboard needs the tensorboard package (pip install tensorboard); logging to "
+              "log.jsonl only", file=sys.stderr)
+        return None
+    return SummaryWriter(os.path.join(run_dir, "tensorboard"))
+
+
+# ------------------------------------------------------------------------- test_mmhh
+
+def snapshot_path(path):
+    """The snapshot file, given with or without its .pt suffix."""
+    for candidate in (path, path + ".pt"):
+        if os.path.isfile(candidate):
+            return candidate
+    raise UserError(f"no snapshot at {path} (nor {path}.pt); give --model_path of a file train_mmhh.py wrote "
+                    "under --snap_path")
+
+
+def test_main(args):
+    ckpt = load_checkpoint(snapshot_path(args.model_path))
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "args" not in ckpt:
+        raise UserError(f"{args.model_path} is not a snapshot of train_mmhh.py (no model and args)")
+    saved = ckpt["args"]
+    device = choose_device(args.gpu_id)
+    model = build_network(saved["image_network"], saved["hash_bit"], pretrained=False)
+    model.load_state_dict(ckpt["model"])
+    model = model.to(device, memory_format=torch.channels_last)
+    for key in ("resize", "crop", "augment"):  # the snapshot's input pipeline
+        setattr(args, key, saved[key])
+    for key in ("data_root", "image_root", "path_prefix"):
+        if getattr(args, key) is None:
+            setattr(args, key, saved.get(key))
+    name = args.dataset or saved["t_dataset"]
+    run_dir = os.path.join(saved["log_dir"], f"{saved['annotation']}_{saved['s_dataset']}_{saved['t_dataset']}")
+    # the training run's split when it is still there and of this data set; a seeded split is re-derived otherwise
+    same = name == saved["s_dataset"] and os.path.exists(os.path.join(run_dir, "split.json"))
+    data = data_for(name, {**saved, **{k: getattr(args, k) for k in ("data_root", "image_root", "path_prefix")}},
+                    run_dir if same else None)
+    seed = saved["seed"] if args.seed is None else args.seed
+    tic = time.time()
+    result, arrays = test_model(model, data, device, args, args.test_sample_ratio, seed, args.radius,
+                                args.batch_size)
+    report(result, args.radius)
+    if args.output_path:
+        os.makedirs(args.output_path, exist_ok=True)
+        for name, value in arrays.items():
+            value = value.cpu().numpy() if torch.is_tensor(value) else value
+            np.save(os.path.join(args.output_path, f"{name}.npy"), value)
+    trained = argparse.Namespace(**{**saved, "seed": seed})
+    record = results_record(data, trained, result, time.time() - tic, device, saved["hash_bit"])
+    record["snapshot"] = os.path.abspath(snapshot_path(args.model_path))
+    write_json(os.path.join(args.log_dir, args.annotation, "results",
+                            f"{data.info.name}_{record['method']}_{saved['hash_bit']}bits.json"), record)
+    return record

@@ -1,0 +1,337 @@
+"""README result tables and figures from the results files of the training scripts.
+
+`python -m utils.report` reads every results/**/*.json (MAH and MMHH records, in sorted
+path order), rewrites the README between the marker comments of the MAH and of the MMHH
+section, and draws fig/<DATASET>.png: MAH Precision@5000 against code length beside the
+published curves. Nothing depends on the clock, so a rerun on the same results leaves
+every file byte-identical.
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from utils.atomic import atomic_write
+from utils.errors import UserError, run
+
+NAMES = {"cifar10": "CIFAR-10", "nuswide21": "NUS-WIDE", "flickr25k": "FLICKR"}
+FIGURES = {"cifar10": "CIFAR.png", "nuswide21": "NUSWIDE.png", "flickr25k": "FLICKR.png"}
+MAH_METHODS = ("MAH-flat", "MAH-cascade")
+MMHH_METHODS = ("MMHH", "Hamming")
+MAH_BITS = (4, 6, 8, 10, 12)
+COLOURS = {"MAH-flat": "tab:blue", "MAH-cascade": "tab:orange"}
+OPT_TEST = {True: "optimised (--opt-test)", False: "DeepHash/HashNet default"}
+
+# MAP of the paper's table (ResNet-50); it gives none for NUS-WIDE or FLICKR.
+PUBLISHED_MAP = {
+    ("cifar10", "MAH-flat"): dict(zip(MAH_BITS, (0.4759, 0.8197, 0.9339, 0.9335, 0.9503))),
+    ("cifar10", "MAH-cascade"): dict(zip(MAH_BITS, (0.7460, 0.8950, 0.9429, 0.9489, 0.9537))),
+}
+# Precision@5000 read off the paper's figures by eye: approximate.
+PUBLISHED_P5000 = {
+    ("cifar10", "MAH-flat"): dict(zip(MAH_BITS, (0.50, 0.84, 0.93, 0.93, 0.955))),
+    ("cifar10", "MAH-cascade"): dict(zip(MAH_BITS, (0.77, 0.88, 0.93, 0.94, 0.945))),
+    ("nuswide21", "MAH-flat"): dict(zip(MAH_BITS, (0.76, 0.82, 0.83, 0.86, 0.86))),
+    ("nuswide21", "MAH-cascade"): dict(zip(MAH_BITS, (0.845, 0.85, 0.87, 0.90, 0.91))),
+    ("flickr25k", "MAH-flat"): dict(zip(MAH_BITS, (0.88, 0.90, 0.91, 0.92, 0.93))),
+    ("flickr25k", "MAH-cascade"): dict(zip(MAH_BITS, (0.88, 0.90, 0.91, 0.91, 0.915))),
+}
+
+STRING, INTEGER, NUMBER, OBJECT, BOOLEAN = (str,), (int,), (int, float), (dict,), (bool,)
+TYPE_NAMES = {STRING: "a string", INTEGER: "an integer", NUMBER: "a number", OBJECT: "an object",
+              BOOLEAN: "true or false"}
+FIELDS = {"dataset": STRING, "method": STRING, "bits": INTEGER, "preset": STRING, "backbone": STRING,
+          "seed": INTEGER, "metrics": OBJECT, "seconds": NUMBER, "device": STRING}
+METRICS = {
+    "mah": {"map": NUMBER, "map_tie_aware": NUMBER, "precision_at_5000": NUMBER},
+    "mmhh": {"map_within_radius": NUMBER, "radius": INTEGER, "map_topk": NUMBER, "topk": INTEGER,
+             "opt_test": BOOLEAN},
+}
+NO_RESULTS = {
+    "mah": "No results yet: run a MAH script, e.g. `python cascade_CIFAR-10.py --preset cpu-small --gpu cpu "
+           "--data-root DATA`, then `python -m utils.report`.",
+    "mmhh": "No results yet: run `python train_mmhh.py`, then `python -m utils.report`.",
+}
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description="Rewrite the README's result tables and draw fig/*.png from the "
+                                            "results JSON files")
+    p.add_argument("--results", default="results", help="folder searched recursively for results *.json "
+                                                        "(default: results)")
+    p.add_argument("--readme", default="README.md", help="README whose marked result sections are rewritten "
+                                                         "(default: README.md)")
+    p.add_argument("--fig", default="fig", help="folder of the figures (default: fig)")
+    return p
+
+
+# ---------------------------------------------------------------------------- records
+
+def has_type(value, types):
+    # bool is an int in Python, but true/false is no bit length and no MAP
+    return isinstance(value, types) and isinstance(value, bool) == (bool in types)
+
+
+def check(record):
+    """The kind of a record, "mah" or "mmhh"; ValueError saying what makes it unusable."""
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    for key, types in FIELDS.items():
+        if key not in record:
+            raise ValueError(f"no key {key!r}")
+        if not has_type(record[key], types):
+            raise ValueError(f"{key!r} is not {TYPE_NAMES[types]}")
+    if "command" in record and not has_type(record["command"], STRING):
+        raise ValueError(f"'command' is not {TYPE_NAMES[STRING]}")
+    if record.get("paper") == "MMHH":
+        kind = "mmhh"
+    elif record["method"].startswith("MAH-"):
+        kind = "mah"
+    else:
+        raise ValueError("neither a MAH record (method MAH-...) nor an MMHH record (paper MMHH)")
+    for key, types in METRICS[kind].items():
+        if key not in record["metrics"]:
+            raise ValueError(f"no key {key!r} in 'metrics'")
+        if not has_type(record["metrics"][key], types):
+            raise ValueError(f"metrics {key!r} is not {TYPE_NAMES[types]}")
+    return kind
+
+
+def read_record(path):
+    """(kind, record) of one results file; ValueError with the reason when it is no usable record."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except OSError as e:
+        raise ValueError(f"unreadable ({e.strerror})") from e
+    except ValueError as e:  # bad JSON, or bytes that are not UTF-8
+        raise ValueError(f"not valid JSON ({e})") from e
+    return check(record), record
+
+
+def load_records(folder):
+    """{"mah": [...], "mmhh": [...]} of the usable records under `folder`, in sorted path order;
+    every other file is one `skipped` line on stderr."""
+    if not os.path.isdir(folder):
+        raise UserError(f"results folder {folder} does not exist: give --results DIR, the folder holding the "
+                        "results JSON files")
+    records = {"mah": [], "mmhh": []}
+    for path in sorted(glob.glob(os.path.join(folder, "**", "*.json"), recursive=True)):
+        try:
+            kind, record = read_record(path)
+        except ValueError as e:
+            print(f"skipped {path}: {e}", file=sys.stderr)
+            continue
+        records[kind].append(record)
+    return records
+
+
+def groups_of(records):
+    """{(dataset, preset, backbone, device, seed): {(method, bits): record}}."""
+    groups = {}
+    for r in records:
+        # records come in sorted path order: of two runs for one table cell, the later file wins
+        key = (r["dataset"], r["preset"], r["backbone"], r["device"], r["seed"])
+        groups.setdefault(key, {})[r["method"], r["bits"]] = r
+    return groups
+
+
+# ---------------------------------------------------------------------------- tables
+
+def name(dataset):
+    return NAMES.get(dataset, dataset)
+
+
+def ordered(runs, known):
+    """The known methods always, in their order, then any other method present, sorted."""
+    return list(known) + sorted({m for m, _ in runs} - set(known))
+
+
+def heading(group):
+    dataset, preset, backbone, device, seed = group
+    return (f"**{name(dataset)}** (`{dataset}`): preset `{preset}`, backbone `{backbone}`, device `{device}`, "
+            f"seed {seed}")
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def commands(runs, methods, bits):
+    """The commands behind the cells, by method then bits; one command may have filled several cells."""
+    found = [runs[m, b].get("command") for m in methods for b in bits if (m, b) in runs]
+    unique = list(dict.fromkeys(c for c in found if c))
+    if not unique:
+        return ["Commands: none recorded (results files from before records carried their command)."]
+    return ["Commands:", ""] + ["    " + c for c in unique]
+
+
+def difference(record, published):
+    if published is None:
+        return "n/a"
+    if record is None:
+        return "no run"
+    # + 0.0 turns the -0.0 of a tiny negative difference into 0.0, shown +0.0000
+    return f"{round(record['metrics']['map'] - published, 4) + 0.0:+.4f}"
+
+
+def mah_table(group, runs):
+    dataset = group[0]
+    bits = sorted(set(MAH_BITS) | {b for _, b in runs})
+    methods = ordered(runs, MAH_METHODS)
+    rows = []
+    for m in methods:
+        got = [runs.get((m, b)) for b in bits]
+        pub_map, pub_p = PUBLISHED_MAP.get((dataset, m), {}), PUBLISHED_P5000.get((dataset, m), {})
+
+        def measured(cell):
+            return ["no run" if r is None else cell(r) for r in got]
+
+        rows += [[m, q] + cells for q, cells in (
+            ("MAP", measured(lambda r: f"{r['metrics']['map']:.4f}")),
+            ("published MAP", [f"{pub_map[b]:.4f}" if b in pub_map else "n/a" for b in bits]),
+            ("difference", [difference(r, pub_map.get(b)) for r, b in zip(got, bits)]),
+            ("tie-aware MAP", measured(lambda r: f"{r['metrics']['map_tie_aware']:.4f}")),
+            ("Precision@5000", measured(lambda r: f"{r['metrics']['precision_at_5000']:.4f}")),
+            ("published P@5000 (approx.)", [f"{pub_p[b]:.3f}" if b in pub_p else "n/a" for b in bits]),
+            ("minutes", measured(lambda r: f"{r['seconds'] / 60:.1f}")),
+        )]
+    header = ["method", "quantity"] + [f"{b} bits" for b in bits]
+    return "\n".join([heading(group), ""] + table(header, rows) + [""] + commands(runs, methods, bits))
+
+
+def mmhh_setting(record):
+    m = record["metrics"]
+    return m["radius"], "the full ranking" if m["topk"] == -1 else f"the top {m['topk']}", OPT_TEST[m["opt_test"]]
+
+
+def mmhh_table(group, runs):
+    bits = sorted({b for _, b in runs})
+    methods = ordered(runs, MMHH_METHODS)
+    settings = sorted({mmhh_setting(r) for r in runs.values()})
+    mixed = len(settings) > 1
+    if mixed:
+        about, radius = "evaluation settings differ between runs: each cell names its own", "r"
+    else:
+        radius, topk, opt = settings[0]
+        about = (f"MAP@H<={radius} = MAP within Hamming radius {radius}, MAP@TopK over {topk}; "
+                 f"test codes: {opt}")
+
+    def score(r):
+        cell = f"{r['metrics']['map_within_radius']:.4f} / {r['metrics']['map_topk']:.4f}"
+        return cell + (" (H<={}, {}, {})".format(*mmhh_setting(r)) if mixed else "")
+
+    rows = []
+    for m in methods:
+        got = [runs.get((m, b)) for b in bits]
+        rows += [[m, f"MAP@H<={radius} / MAP@TopK"] + ["no run" if r is None else score(r) for r in got],
+                 [m, "minutes"] + ["no run" if r is None else f"{r['seconds'] / 60:.1f}" for r in got]]
+    header = ["loss", "quantity"] + [f"{b} bits" for b in bits]
+    return "\n".join([f"{heading(group)}; {about}", ""] + table(header, rows) + [""]
+                     + commands(runs, methods, bits))
+
+
+def mah_section(records):
+    if not records:
+        return NO_RESULTS["mah"]
+    intro = ("Written by `python -m utils.report` from the results files; edits here are overwritten. "
+             "Published MAP: the paper's table (ResNet-50; CIFAR-10 only); difference = ours - published MAP. "
+             "Published P@5000: read off the paper's figures, approximate.")
+    return "\n\n".join([intro] + [mah_table(g, runs) for g, runs in sorted(groups_of(records).items())])
+
+
+def mmhh_section(records):
+    if not records:
+        return NO_RESULTS["mmhh"]
+    intro = ("Written by `python -m utils.report` from the results files; edits here are overwritten. "
+             "Cells: MAP@H<=r / MAP@TopK.")
+    return "\n\n".join([intro] + [mmhh_table(g, runs) for g, runs in sorted(groups_of(records).items())])
+
+
+def replace_section(text, kind, body, readme):
+    """`text` with what lies between the start and end marker of `kind` replaced by `body`."""
+    start, end = f"<!-- results-{kind}:start -->", f"<!-- results-{kind}:end -->"
+    i = text.find(start)
+    j = text.find(end, i + len(start)) if i >= 0 else -1
+    if j < 0:
+        missing = start if i < 0 else f"{end} after {start}"
+        raise UserError(f"{readme} has no marker {missing}: add the pair {start} and {end}, each on its own line, "
+                        f"where the {kind.upper()} results go")
+    return text[:i + len(start)] + "\n" + body + "\n" + text[j:]
+
+
+# ---------------------------------------------------------------------------- figures
+
+def figure_group(groups, dataset):
+    """The group of `dataset` its figure shows: the one with most runs, ties to the first in sorted order."""
+    mine = sorted(g for g in groups if g[0] == dataset)
+    return max(mine, key=lambda g: len(groups[g])), len(mine)
+
+
+def draw(path, dataset, groups):
+    group, count = figure_group(groups, dataset)
+    _, preset, backbone, device, seed = group
+    runs = groups[group]
+    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    FigureCanvasAgg(fig)  # render off-screen, without pyplot's global state or a display
+    ax = fig.add_subplot()
+    ticks = set()
+    for m in MAH_METHODS:
+        bits = sorted(b for method, b in runs if method == m)
+        if bits:
+            ax.plot(bits, [runs[m, b]["metrics"]["precision_at_5000"] for b in bits], "-o", color=COLOURS[m],
+                    label=f"{m} (ours)")
+        published = PUBLISHED_P5000.get((dataset, m), {})
+        if published:
+            ax.plot(sorted(published), [published[b] for b in sorted(published)], "--", color=COLOURS[m],
+                    label=f"{m} published (approx.)")
+        ticks |= set(bits) | set(published)
+    ax.set_xticks(sorted(ticks))
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("code length (bits)")
+    ax.set_ylabel("Precision@5000")
+    title = f"{name(dataset)}: MAH Precision@5000\npreset {preset}, backbone {backbone}, device {device}, seed {seed}"
+    if count > 1:
+        title += f"\n(the group with most runs of {count} result groups)"
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    # no Software entry: the PNG then holds nothing that changes between matplotlib versions or runs
+    atomic_write(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None}))
+
+
+# ---------------------------------------------------------------------------- main
+
+def main(args):
+    records = load_records(args.results)
+    try:
+        with open(args.readme, "rb") as f:
+            text = f.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"README {args.readme} is missing or not UTF-8 text ({type(e).__name__}); give --readme "
+                        "PATH") from e
+    # both sections are checked before anything is written
+    text = replace_section(text, "mah", mah_section(records["mah"]), args.readme)
+    text = replace_section(text, "mmhh", mmhh_section(records["mmhh"]), args.readme)
+    atomic_write(args.readme, lambda f: f.write(text.encode("utf-8")))
+    print(f"wrote {args.readme}")
+    written = [args.readme]
+    groups = groups_of(records["mah"])
+    for dataset, file in FIGURES.items():
+        if any(g[0] == dataset for g in groups):
+            os.makedirs(args.fig, exist_ok=True)
+            path = os.path.join(args.fig, file)
+            draw(path, dataset, groups)
+            print(f"wrote {path}")
+            written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    run(main, get_args_parser().parse_args())
