@@ -1,4 +1,5 @@
 """Run plumbing shared by the training scripts: device, run folder, logs, checkpoints, results."""
+import functools
 import json
 import os
 import shlex
@@ -29,12 +30,18 @@ def choose_device(gpu):
     return torch.device(f"cuda:{gpu}")
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit():
+    """HEAD of the repository when first asked (so a run that spans a commit reports the code
+    it started with), with "-dirty" when tracked files differ from it; None outside git."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                                capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
+    commit = head.stdout.strip()
+    return (commit + ("-dirty" if status.stdout.strip() else "")) or None
 
 
 def command_line():
