@@ -291,17 +291,6 @@ def test_unreadable_image_names_list_line(tmp_path):
         dataset[0]
 
 
-@pytest.fixture(scope="module")
-def coco_mini(tmp_path_factory):
-    archive = os.path.join(SHARED, "coco-mini.tar.gz")
-    if not os.path.exists(archive):
-        pytest.skip("../shared/data/coco-mini.tar.gz is absent (the real multi-label fixture)")
-    root = tmp_path_factory.mktemp("coco")
-    with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
-    return root / "coco-mini"
-
-
 def test_coco_mini_loads_through_the_list_path(coco_mini, tmp_path):
     lines = (coco_mini / "all.txt").read_text().splitlines()
     want = np.array([[int(t) for t in line.split()[1:]] for line in lines])

@@ -5,7 +5,6 @@ import os
 import shlex
 import subprocess
 import sys
-import tarfile
 
 import numpy as np
 import pytest
@@ -19,7 +18,6 @@ from utils.losses import hashnet_loss, mmhh_loss, pair_similarity, parse_margin_
 from utils.models import HashModel, SmallConvNet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 MARGINS = parse_margin_params("0.5:0.8:1.0:1.0:2.0")
 
 # The two command lines of the released code's README (spec MMHH.md), verbatim.
@@ -211,14 +209,10 @@ def test_snapshot_round_trip_gives_the_same_map(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def coco_lists(tmp_path_factory):
-    archive = os.path.join(SHARED, "coco-mini.tar.gz")
-    if not os.path.exists(archive):
-        pytest.skip("../shared/data/coco-mini.tar.gz is absent (the real multi-label fixture)")
-    root = tmp_path_factory.mktemp("coco")
-    with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
-    lines = (root / "coco-mini" / "all.txt").read_text().splitlines()
+def coco_lists(coco_mini, tmp_path_factory):
+    """HashNet-style list files over the real COCO images: 30 queries, 60 train, the rest database."""
+    root = tmp_path_factory.mktemp("coco_lists")
+    lines = (coco_mini / "all.txt").read_text().splitlines()
     for name, part in (("test", lines[:30]), ("train", lines[30:90]), ("database", lines[30:])):
         (root / f"{name}.txt").write_text("\n".join(part) + "\n")
     return root
@@ -228,9 +222,9 @@ def coco_lists(tmp_path_factory):
                                     "--norm_memory_batch", "--similar_weight", "config"],
                                    ["--distance_type", "Hamming", "--image_loss_type", "HashNet", "--loss_lambda", "0",
                                     "--similar_weight", "auto", "--lr_schedule_type", "DANN_INV"]])
-def test_smoke_on_the_real_coco_fixture(coco_lists, tmp_path, extra):
+def test_smoke_on_the_real_coco_fixture(coco_mini, coco_lists, tmp_path, extra):
     out = script("train_mmhh.py", "--s_dataset", "coco_80", "--data_root", coco_lists, "--image_root",
-                 coco_lists / "coco-mini", "--preset", "smoke", "--gpu_id", "cpu", "--workers", "0", "--log_dir",
+                 coco_mini, "--preset", "smoke", "--gpu_id", "cpu", "--workers", "0", "--log_dir",
                  tmp_path, "--snap_path", tmp_path, "--test_sample_ratio", "1", *extra)
     assert out.returncode == 0, out.stderr
     record = read_results(tmp_path)
