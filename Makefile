@@ -3,7 +3,7 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: test bench demo
+.PHONY: test bench demo report
 
 $(VENV)/.installed: requirements.txt requirements-test.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -12,6 +12,10 @@ $(VENV)/.installed: requirements.txt requirements-test.txt
 
 test: $(VENV)/.installed
 	$(PYTHON) -m pytest
+
+# README result tables and fig/*.png from results/
+report: $(VENV)/.installed
+	$(PYTHON) -m utils.report
 
 bench: $(VENV)/.installed
 	$(PYTHON) bench/bench_metrics.py
