@@ -13,8 +13,8 @@ import torch
 from utils import memory as mem
 from utils import mmhh, optim
 from utils.errors import UserError
-from utils.losses import hashnet_loss, mmhh_loss, pair_similarity, parse_margin_params, quantization_loss, \
-    similar_weight
+from utils.adsh import similarity
+from utils.losses import hashnet_loss, mmhh_loss, parse_margin_params, quantization_loss, similar_weight
 from utils.models import HashModel, SmallConvNet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,7 +68,7 @@ def test_similar_weight_number_config_and_auto_without_similar_pairs():
 
 def test_pair_similarity_counts_zero_rows_dissimilar():
     L = torch.tensor([[1., 0., 1.], [0., 0., 0.], [0., 1., 1.]])
-    torch.testing.assert_close(pair_similarity(L, L), torch.tensor([[1., 0., 1.], [0., 0., 0.], [1., 0., 1.]]))
+    torch.testing.assert_close(similarity(L, L), torch.tensor([[1., 0., 1.], [0., 0., 0.], [1., 0., 1.]]))
 
 
 def test_hashnet_loss_against_the_direct_formula_including_large_inputs():

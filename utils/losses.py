@@ -2,8 +2,9 @@
 (spec MMHH.md, "Losses"), and the HashNet pairwise loss it is compared with.
 
 H1 (B x K) are batch outputs; H2 (N x K) is H1 itself or the memory bank, and S (B x N)
-their 0/1 similarity. Every loss is a mean over the B x N pair matrix, so the memory
-bank changes how many pairs there are, not the scale of the loss.
+their 0/1 similarity (utils.adsh.similarity: 1 when they share a label). Every loss is
+a mean over the B x N pair matrix, so the memory bank changes how many pairs there are,
+not the scale of the loss.
 """
 import math
 
@@ -11,11 +12,6 @@ import torch
 import torch.nn.functional as F
 
 MARGIN_KEYS = ("sim_in", "dis_in", "sim_out", "dis_out", "margin")
-
-
-def pair_similarity(labels_a, labels_b):
-    """S_ij = 1 when rows share a label (multi-hot float rows; an all-zero row is dissimilar to all)."""
-    return (labels_a @ labels_b.T > 0).float()
 
 
 def parse_margin_params(text):

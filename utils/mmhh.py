@@ -20,8 +20,8 @@ from utils.batches import Feeder, label_matrix
 from utils.data import load_data
 from utils.datasets import get_dataset
 from utils.errors import UserError
-from utils.losses import hashnet_loss, mmhh_loss, pair_similarity, parse_margin_params, quantization_loss, \
-    similar_weight
+from utils.adsh import similarity
+from utils.losses import hashnet_loss, mmhh_loss, parse_margin_params, quantization_loss, similar_weight
 from utils.memory import Memory
 from utils.models import NETWORKS, HashModel, build_backbone
 from utils.optim import SCHEDULES, build_optimizer, learning_rate, set_learning_rate, weight_decay
@@ -178,11 +178,10 @@ def resolve(args):
     if args.loss_lambda < 0:
         raise UserError(f"--loss_lambda must be >= 0, got {args.loss_lambda}")
     try:
-        args.margins = parse_margin_params(args.margin_params)
-        args.warmup = int(str(args.batch_params).split(":")[0])
+        parse_margin_params(args.margin_params)
+        warmup_iterations(args.batch_params)
     except ValueError as e:
-        raise UserError(str(e) if "margin" in str(e) else f"--batch_params must start with an integer, got "
-                                                          f"{args.batch_params!r}")
+        raise UserError(str(e))
     if args.similar_weight_type not in ("config", "auto"):
         try:
             if float(args.similar_weight_type) <= 0:
@@ -195,6 +194,14 @@ def resolve(args):
         protocols = get_dataset(args.s_dataset).protocols
         args.protocol = "deephash" if "deephash" in protocols or not protocols else protocols[0]
     return args
+
+
+def warmup_iterations(batch_params):
+    """BatchInitMem's warm-up: the first field of --batch_params ('300', or '300:...')."""
+    try:
+        return int(str(batch_params).split(":")[0])
+    except ValueError:
+        raise ValueError(f"--batch_params must start with an integer, got {batch_params!r}")
 
 
 def continuation_scale(t):
@@ -271,7 +278,7 @@ def results_record(data, args, result, seconds, device, bits):
     return {"paper": "MMHH", "dataset": data.info.name, "method": method, "bits": bits, "preset": args.preset,
             "backbone": args.image_network, "seed": args.seed, "metrics": result, "seconds": round(seconds, 1),
             "device": device_name(device), "git_commit": git_commit(), "command": command_line(),
-            "args": {k: v for k, v in vars(args).items() if k != "margins"}}
+            "args": vars(args)}
 
 
 def data_for(name, settings, run_dir):
@@ -313,6 +320,7 @@ def train_main(args):
     n = len(train)
     B = min(args.batch_size, n)
     per_epoch = n // B  # full batches only: every pair matrix has the same size
+    margins = parse_margin_params(args.margin_params)
 
     memory = None
     if args.batch_type == "BatchInitMem":
@@ -320,8 +328,8 @@ def train_main(args):
             start_codes = encode(model, feeders(data, "train", device, args), np.arange(n), B)
         else:
             start_codes = torch.randn(n, args.hash_bit, generator=torch.Generator().manual_seed(args.seed)).to(device)
-        memory = Memory(start_codes, labels, args.warmup, args.semi_init_momentum, args.num_iters,
-                        args.norm_memory_batch)
+        memory = Memory(start_codes, labels, warmup_iterations(args.batch_params), args.semi_init_momentum,
+                        args.num_iters, args.norm_memory_batch)
 
     t, seconds = 0, 0.0
     if args.resume:
@@ -331,7 +339,7 @@ def train_main(args):
         if memory is not None:
             memory.codes = ckpt["memory"].to(device)
         t, seconds = ckpt["iteration"], ckpt["seconds"]
-    write_json(os.path.join(run_dir, "run.json"), {k: v for k, v in vars(args).items() if k != "margins"})
+    write_json(os.path.join(run_dir, "run.json"), vars(args))
     log, board = JsonLog(log_path), _tensorboard(args, run_dir)
     bar = tqdm(total=args.num_iters, initial=t, desc=f"{args.distance_type} {args.hash_bit} bits", disable=None,
                file=sys.stderr)
@@ -352,10 +360,10 @@ def train_main(args):
             h = model(x.contiguous(memory_format=torch.channels_last))  # B x K
             L1 = labels[index]  # B x C
             H2, L2 = memory.operand(t, h, L1) if memory is not None else (h, L1)
-            S = pair_similarity(L1, L2)  # B x B or B x N
+            S = similarity(L1, L2)  # B x B or B x N
             w_s = similar_weight(args.similar_weight_type, S, info.similar_weight)
             if args.distance_type == "MMHH":
-                pair = mmhh_loss(h, H2, S, args.gamma, args.margins, w_s)
+                pair = mmhh_loss(h, H2, S, args.gamma, margins, w_s)
             else:
                 pair = hashnet_loss(h, H2, S, args.sigmoid_param, w_s)
             quant = quantization_loss(h)
@@ -384,13 +392,11 @@ def train_main(args):
                 sums, count = np.zeros(3), 0
         seconds += time.time() - tic
         # at epoch ends only, so that a resumed run sees the batches an uninterrupted one would
-        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": t,
-                                    "seconds": seconds, "memory": None if memory is None else memory.codes.cpu(),
-                                    "args": {k: v for k, v in vars(args).items() if k != "margins"}})
+        save_checkpoint(ckpt_path, state(model, opt, memory, t, seconds, args))
     bar.close()
     snapshot = os.path.join(args.snap_path, f"{args.annotation}_{args.s_dataset}_{args.t_dataset}_iter_"
                                             f"{args.num_iters:05d}.pt")
-    save_checkpoint(snapshot, torch.load(ckpt_path, map_location="cpu", weights_only=True))
+    save_checkpoint(snapshot, state(model, opt, memory, t, seconds, args))
     print(f"snapshot: {snapshot}")
     result, _ = test_model(model, test_data, device, args, args.test_sample_ratio, args.seed, args.radius,
                            args.batch_size)
@@ -399,6 +405,12 @@ def train_main(args):
     write_json(os.path.join(run_dir, "results", f"{test_data.info.name}_{record['method']}_{args.hash_bit}bits.json"),
                record)
     return record
+
+
+def state(model, opt, memory, t, seconds, args):
+    """What checkpoints and snapshots hold: state_dicts, memory, iteration, seconds, arguments."""
+    return {"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": t, "seconds": seconds,
+            "memory": None if memory is None else memory.codes.cpu(), "args": vars(args)}
 
 
 def _tensorboard(args, run_dir):
@@ -425,7 +437,8 @@ def snapshot_path(path):
 
 
 def test_main(args):
-    ckpt = load_checkpoint(snapshot_path(args.model_path))
+    path = snapshot_path(args.model_path)
+    ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "args" not in ckpt:
         raise UserError(f"{args.model_path} is not a snapshot of train_mmhh.py (no model and args)")
     saved = ckpt["args"]
@@ -435,15 +448,12 @@ def test_main(args):
     model = model.to(device, memory_format=torch.channels_last)
     for key in ("resize", "crop", "augment"):  # the snapshot's input pipeline
         setattr(args, key, saved[key])
-    for key in ("data_root", "image_root", "path_prefix"):
-        if getattr(args, key) is None:
-            setattr(args, key, saved.get(key))
     name = args.dataset or saved["t_dataset"]
     run_dir = os.path.join(saved["log_dir"], f"{saved['annotation']}_{saved['s_dataset']}_{saved['t_dataset']}")
     # the training run's split when it is still there and of this data set; a seeded split is re-derived otherwise
     same = name == saved["s_dataset"] and os.path.exists(os.path.join(run_dir, "split.json"))
-    data = data_for(name, {**saved, **{k: getattr(args, k) for k in ("data_root", "image_root", "path_prefix")}},
-                    run_dir if same else None)
+    given = {k: getattr(args, k) for k in ("data_root", "image_root", "path_prefix") if getattr(args, k) is not None}
+    data = data_for(name, {**saved, **given}, run_dir if same else None)
     seed = saved["seed"] if args.seed is None else args.seed
     tic = time.time()
     result, arrays = test_model(model, data, device, args, args.test_sample_ratio, seed, args.radius,
@@ -456,7 +466,7 @@ def test_main(args):
             np.save(os.path.join(args.output_path, f"{name}.npy"), value)
     trained = argparse.Namespace(**{**saved, "seed": seed})
     record = results_record(data, trained, result, time.time() - tic, device, saved["hash_bit"])
-    record["snapshot"] = os.path.abspath(snapshot_path(args.model_path))
+    record["snapshot"] = os.path.abspath(path)
     write_json(os.path.join(args.log_dir, args.annotation, "results",
                             f"{data.info.name}_{record['method']}_{saved['hash_bit']}bits.json"), record)
     return record
