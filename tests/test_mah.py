@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 
 from utils import adsh, mah, runs
+from utils.batches import label_matrix
+from utils.data import load_data
 from utils.models import CascadeHeads, FlatHeads, MAHNet, SmallConvNet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,6 +102,36 @@ def test_dcc_maps_exact_zeros_to_plus_one_and_counts_them():
     V, U, index, db_labels, r, _ = dcc_case(0)
     zeros = adsh.dcc_update(V, torch.zeros_like(U), index, db_labels[index], db_labels, r, 1.0, True)
     assert zeros == V.numel() and (V == 1).all()
+
+
+def test_label_codes_give_each_class_one_distinct_code():
+    labels = torch.eye(10)[torch.arange(200) % 10]  # 200 x 10, one-hot
+    V = adsh.label_codes(labels, 4, seed=3)
+    assert V.shape == (200, 4) and set(V.unique().tolist()) == {-1.0, 1.0}
+    codes = V[:10]
+    assert torch.equal(V, codes[torch.arange(200) % 10])  # a code per class
+    assert len(codes.unique(dim=0)) == 10  # distinct: 10 classes fit in 16 corners
+    assert torch.equal(V, adsh.label_codes(labels, 4, seed=3))  # from the seed alone
+    assert not torch.equal(V, adsh.label_codes(labels, 4, seed=4))
+
+
+def test_label_codes_of_multi_hot_rows_are_the_sign_of_their_classes_sum():
+    one_hot = torch.eye(3)
+    B = adsh.label_codes(one_hot, 6, seed=0)  # 3 x 6, the class codes
+    multi = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    V = adsh.label_codes(multi, 6, seed=0)
+    total = multi @ B
+    assert torch.equal(V, torch.where(total >= 0, 1.0, -1.0))
+    assert (V[2] == 1).all()  # an unlabelled row: exact zeros become +1
+
+
+def test_label_codes_pick_the_most_orthogonal_draw():
+    # 2 classes in 2 bits: orthogonal codes (inner product 0) beat antipodal ones (-2); the first
+    # draw of seed 4 is antipodal, so this fails if the first draw were kept
+    first = adsh.label_codes(torch.eye(2), 2, seed=4, candidates=1)
+    assert (first[0] @ first[1]).item() == -2
+    codes = adsh.label_codes(torch.eye(2), 2, seed=4)
+    assert (codes[0] @ codes[1]).item() == 0
 
 
 # ---------------------------------------------------------------------------- heads
@@ -239,6 +271,18 @@ def test_killed_run_resumes_to_the_same_codes_and_map(tmp_path, monkeypatch):
     assert ra["metrics"] == rb["metrics"]
 
 
+@pytest.mark.parametrize("hold", [4, 2])
+def test_codes_are_held_as_initialised_then_learned(tmp_path, hold):
+    out = str(tmp_path / "held")
+    mah.main(smoke_args(out, v_init="labels", v_hold=hold))  # four iterations
+    ckpt = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
+    data = load_data("digits", None, None, None, "dpsh", 0, split_file=os.path.join(out, "split.json"))
+    labels = label_matrix(data.database.labels, data.info.classes, "cpu")  # n x 10
+    initial = [adsh.label_codes(labels, c, 4 * 10_007 + k) for k, c in enumerate((4, 8, 16))]  # seed 0, c0 = 4
+    same = [torch.equal(V, V0) for V, V0 in zip(ckpt["V"], initial)]
+    assert all(same) if hold == 4 else not all(same)  # DCC ran in iterations 2 and 3
+
+
 # ---------------------------------------------------------------------- bad inputs
 
 @pytest.mark.parametrize("args,message", [
@@ -250,6 +294,8 @@ def test_killed_run_resumes_to_the_same_codes_and_map(tmp_path, monkeypatch):
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
     (["--gpu", "7x"], "--gpu must be a CUDA device number or 'cpu'"),
     (["--head-weights", "1,2"], "needs three weights"),
+    (["--v-hold", "3"], "holding needs --v-init labels"),
+    (["--v-hold", "-1", "--v-init", "labels"], "holding needs --v-init labels and a count of at least 0"),
     (["--resume", "/nonexistent/run"], "run record /nonexistent/run/run.json is missing"),
 ])
 def test_bad_inputs_give_one_line_errors(args, message):

@@ -87,6 +87,31 @@ def dcc_update(V, U, sample_index, sample_labels, db_labels, r, gamma, single_la
     return zeros
 
 
+def label_codes(labels, c, seed, candidates=64):
+    """Initial database codes from the labels: V = sign(L B), exact zeros +1 (n x c).
+
+    B (C x c) gives each class a code: drawn from --seed, distinct when 2^c >= C, and of
+    `candidates` draws the one whose codes are closest to pairwise orthogonal (least
+    sum of squared inner products), so that no two classes start adjacent when it can
+    be helped. Multi-hot rows get the sign of the sum of their classes' codes.
+    """
+    C = labels.shape[1]
+    rng = torch.Generator().manual_seed(seed)
+    best, best_cost = None, float("inf")
+    for _ in range(candidates):
+        if c < 20 and 2 ** c >= C:  # distinct codes: C of the 2^c corners without replacement
+            ids = torch.randperm(2 ** c, generator=rng)[:C]
+            B = ((ids[:, None] >> torch.arange(c)) & 1).float() * 2 - 1  # C x c
+        else:
+            B = torch.randint(0, 2, (C, c), generator=rng).float() * 2 - 1
+        gram = B @ B.T  # C x C
+        cost = float(gram.pow(2).sum() - gram.diagonal().pow(2).sum())
+        if cost < best_cost:
+            best, best_cost = B, cost
+    V = labels @ best.to(labels.device)  # n x c
+    return torch.where(V >= 0, 1.0, -1.0)
+
+
 def dcc_objective(V, U, sample_index, S, gamma):
     """The V-subproblem objective DCC decreases: ||V U^T - c S^T||^2 + gamma ||V_sample - U||^2
     up to constants (S: m x n soft similarity, dense; for tests)."""

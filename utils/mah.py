@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from utils import metrics
-from utils.adsh import ADSHLoss, dcc_update, similar_times, soft_ratio
+from utils.adsh import ADSHLoss, dcc_update, label_codes, similar_times, soft_ratio
 from utils.data import load_data
 from utils.errors import UserError
 from utils.batches import Feeder, label_matrix
@@ -27,12 +27,13 @@ from utils.runs import (JsonLog, choose_device, command_line, default_output_dir
 # Training sizes and recipe per preset; None falls back to the script's paper defaults.
 PRESETS = {
     "paper": dict(backbone="resnet50", pretrained=True, resize=256, crop=224, augment=False, optimizer="sgd",
-                  lr=1e-3, lr_steps="10,20,30,40,50"),
+                  lr=1e-3, lr_steps="10,20,30,40,50", v_init="zeros", v_hold=0),
     "cpu-small": dict(backbone="small", pretrained=False, resize=32, crop=32, augment=True, optimizer="adam",
-                      lr=1e-3, lr_steps="80,98", max_iter=110, epochs=1, batch_size=64, num_samples=4000,
-                      eval_every=10),
+                          lr=1e-3, lr_steps="80,98", max_iter=110, epochs=1, batch_size=64, num_samples=4000,
+                      eval_every=10, v_init="labels", v_hold=30),
     "smoke": dict(backbone="small", pretrained=False, resize=32, crop=32, augment=False, optimizer="sgd",
-                  lr=1e-3, lr_steps="", max_iter=2, epochs=1, batch_size=16, num_samples=48, eval_every=2),
+                  lr=1e-3, lr_steps="", max_iter=2, epochs=1, batch_size=16, num_samples=48, eval_every=2,
+                  v_init="zeros", v_hold=0),
 }
 PAPER_KEYS = ("bits", "aux_bits", "head_weights", "gamma", "max_iter", "epochs", "batch_size", "num_samples",
               "eval_every")
@@ -63,6 +64,12 @@ def get_args_parser():
                                       "10,20,30,40,50 as the original)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), help="sgd (weight decay 5e-4, no momentum, as the "
                                                                 "original) or adam (default: sgd)")
+    p.add_argument("--v-init", choices=("zeros", "labels"),
+                   help="database codes before the first DCC: zeros (as the original) or labels (each class a "
+                        "distinct seeded code, V = sign(labels @ codes)) (default: zeros; labels for cpu-small)")
+    p.add_argument("--v-hold", type=int,
+                   help="outer iterations that keep V as initialised before DCC starts; needs --v-init labels "
+                        "(default: 0; 30 for cpu-small)")
     p.add_argument("--backbone", help="resnet50, resnet18, alexnet, vgg11 or small (default: resnet50)")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
                    help="start from torchvision's ImageNet weights (default: yes for resnet50 and the paper preset)")
@@ -99,7 +106,8 @@ def _ints(text, what):
 def resolve(args):
     """Fill unset options from the preset, then from the script's paper defaults; check them."""
     preset = PRESETS[args.preset]
-    for key in set(preset) | set(PAPER_KEYS) | {"lr", "optimizer", "lr_steps", "backbone", "pretrained", "augment"}:
+    for key in set(preset) | set(PAPER_KEYS) | {"lr", "optimizer", "lr_steps", "backbone", "pretrained", "augment",
+                                                "v_init", "v_hold"}:
         if getattr(args, key, None) is None:
             setattr(args, key, preset.get(key, args.paper.get(key)))
     args.bits = _ints(args.bits, "--bits")
@@ -112,6 +120,9 @@ def resolve(args):
     for key in ("max_iter", "epochs", "batch_size", "num_samples", "eval_every"):
         if getattr(args, key) < 1:
             raise UserError(f"--{key.replace('_', '-')} must be at least 1")
+    if args.v_hold < 0 or (args.v_hold and args.v_init == "zeros"):
+        raise UserError(f"--v-hold {args.v_hold}: holding needs --v-init labels and a count of at least 0 "
+                        "(zero codes give the network nothing to learn)")
     args.lr_steps = _ints(args.lr_steps, "--lr-steps") if str(args.lr_steps).strip() else []
     for c0 in args.bits:  # fail before any data is loaded
         aux_lengths(args, c0)
@@ -180,7 +191,10 @@ def train_length(args, data, c0, device, out_dir):
     queries = Feeder(data, "query", device, False, **feed)
     db_labels = label_matrix(data.database.labels, data.info.classes, device)  # n x C
     single = bool((db_labels.sum(1) == 1).all())  # one label per item: similarity products factorise
-    V = [torch.zeros(n, c, device=device) for c in lengths]
+    if args.v_init == "labels":  # one seed per head, so that heads of equal length differ
+        V = [label_codes(db_labels, c, args.seed * 1_000_003 + c0 * 10_007 + k) for k, c in enumerate(lengths)]
+    else:
+        V = [torch.zeros(n, c, device=device) for c in lengths]
     losses = [ADSHLoss(args.gamma) for _ in lengths]
     m = min(args.num_samples, n)
     start, seconds, result = 0, 0.0, None
@@ -236,7 +250,9 @@ def train_length(args, data, c0, device, out_dir):
         if it in args.lr_steps:
             for group in opt.param_groups:
                 group["lr"] /= 10
-        zeros = [dcc_update(v, u, index, sample_labels, db_labels, r, args.gamma, single) for v, u in zip(V, U)]
+        zeros = [0] * len(V)
+        if it >= args.v_hold:  # held codes are fixed targets while the network learns to tell classes apart
+            zeros = [dcc_update(v, u, index, sample_labels, db_labels, r, args.gamma, single) for v, u in zip(V, U)]
         seconds += time.time() - tic
         record = {"bits": c0, "iteration": it, "lr": lr, "loss": (head_loss / max(batches, 1)).tolist(),
                   "sign_zeros": zeros, "seconds": round(seconds, 2)}
@@ -257,7 +273,7 @@ def main(args):
     if args.resume:
         saved = read_json(os.path.join(args.resume, "run.json"), "run record")
         folder, paper = args.resume, args.paper
-        args = argparse.Namespace(**saved)
+        args = argparse.Namespace(**{"v_init": "zeros", "v_hold": 0, **saved})  # runs from before these options
         args.paper, args.resume, args.output_dir = paper, folder, folder
     else:
         args = resolve(args)
