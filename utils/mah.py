@@ -123,6 +123,9 @@ def resolve(args):
     if args.v_hold < 0 or (args.v_hold and args.v_init == "zeros"):
         raise UserError(f"--v-hold {args.v_hold}: holding needs --v-init labels and a count of at least 0 "
                         "(zero codes give the network nothing to learn)")
+    if args.v_hold >= args.max_iter:
+        print(f"note: --v-hold {args.v_hold} >= --max-iter {args.max_iter}: the database codes stay as initialised "
+              "(no DCC)", file=sys.stderr)
     args.lr_steps = _ints(args.lr_steps, "--lr-steps") if str(args.lr_steps).strip() else []
     for c0 in args.bits:  # fail before any data is loaded
         aux_lengths(args, c0)
