@@ -254,10 +254,12 @@ def test_killed_run_resumes_to_the_same_codes_and_map(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # killed right after the second checkpoint
 
     monkeypatch.setattr(mah, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(sys, "argv", ["cascade_CIFAR-10.py", "--output-dir", killed])
     with pytest.raises(KeyboardInterrupt):
         mah.main(smoke_args(killed))
     monkeypatch.setattr(mah, "save_checkpoint", real_save)
     assert not os.path.exists(os.path.join(killed, "results"))
+    monkeypatch.setattr(sys, "argv", ["cascade_CIFAR-10.py", "--resume", killed])
     resume_args = mah.get_args_parser().parse_args(["--resume", killed])
     resume_args.paper = {}
     mah.main(resume_args)
@@ -269,6 +271,10 @@ def test_killed_run_resumes_to_the_same_codes_and_map(tmp_path, monkeypatch):
     ra = json.load(open(os.path.join(whole, "results", "digits_MAH-cascade_4bits.json")))
     rb = json.load(open(os.path.join(killed, "results", "digits_MAH-cascade_4bits.json")))
     assert ra["metrics"] == rb["metrics"]
+    # the record names the command that started the run, and the one that finished it
+    assert rb["command"] == f"python cascade_CIFAR-10.py --output-dir {killed}"
+    assert rb["resumed_by"] == f"python cascade_CIFAR-10.py --resume {killed}"
+    assert "resumed_by" not in ra and "command" not in rb["args"]
 
 
 @pytest.mark.parametrize("hold", [4, 2])

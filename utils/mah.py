@@ -266,23 +266,30 @@ def train_length(args, data, c0, device, out_dir):
         bar.set_postfix(loss=f"{float(np.dot(args.head_weights, record['loss'])):.4f}")
         save_checkpoint(ckpt_path, {"bits": c0, "iteration": it, "seconds": seconds, "model": model.state_dict(),
                                     "optimizer": opt.state_dict(), "V": [v.cpu() for v in V],
-                                    "args": {k: v for k, v in vars(args).items() if k != "paper"}})
+                                    "args": arguments(args)})
     if result is None:  # resumed after the last iteration had finished
         result = evaluate(model, queries, V[0], data, args.batch_size)
     return result, seconds, lengths
+
+
+def arguments(args):
+    """The resolved arguments as saved in checkpoints and results (no per-script table, no command)."""
+    return {k: v for k, v in vars(args).items() if k not in ("paper", "command")}
 
 
 def main(args):
     if args.resume:
         saved = read_json(os.path.join(args.resume, "run.json"), "run record")
         folder, paper = args.resume, args.paper
-        args = argparse.Namespace(**{"v_init": "zeros", "v_hold": 0, **saved})  # runs from before these options
+        # defaults for runs from before these options
+        args = argparse.Namespace(**{"v_init": "zeros", "v_hold": 0, "command": None, **saved})
         args.paper, args.resume, args.output_dir = paper, folder, folder
     else:
         args = resolve(args)
+        args.command = command_line()  # the command that can start this run again, kept across resumes
         args.output_dir = args.output_dir or default_output_dir(args.script)
         os.makedirs(args.output_dir, exist_ok=True)
-        write_json(os.path.join(args.output_dir, "run.json"), {k: v for k, v in vars(args).items() if k != "paper"})
+        write_json(os.path.join(args.output_dir, "run.json"), {**arguments(args), "command": args.command})
     device = choose_device(args.gpu)
     data = load_data(args.dataset, args.data_root, args.image_root, args.path_prefix, args.protocol, args.seed,
                      split_file=os.path.join(args.output_dir, "split.json"), download=args.download)
@@ -299,7 +306,9 @@ def main(args):
         record = {"dataset": data.info.name, "method": method, "bits": c0, "aux_bits": list(lengths[1:]),
                   "preset": args.preset, "backbone": args.backbone, "seed": args.seed, "metrics": result,
                   "seconds": round(seconds, 1), "device": device_name(device), "git_commit": git_commit(),
-                  "command": command_line(), "args": {k: v for k, v in vars(args).items() if k != "paper"}}
+                  "command": args.command or command_line(), "args": arguments(args)}
+        if args.resume:
+            record["resumed_by"] = command_line()
         write_json(path, record)
         rows.append(record)
     print(f"\n{'bits':>4} {'MAP':>7} {'tie-aware':>9} {'mAP@5000':>8} {'P@5000':>7} {'minutes':>7}")
