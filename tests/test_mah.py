@@ -106,32 +106,45 @@ def test_dcc_maps_exact_zeros_to_plus_one_and_counts_them():
 
 def test_label_codes_give_each_class_one_distinct_code():
     labels = torch.eye(10)[torch.arange(200) % 10]  # 200 x 10, one-hot
-    V = adsh.label_codes(labels, 4, seed=3)
+    V = adsh.label_codes(labels, adsh.class_codes(10, 4, seed=3))
     assert V.shape == (200, 4) and set(V.unique().tolist()) == {-1.0, 1.0}
     codes = V[:10]
     assert torch.equal(V, codes[torch.arange(200) % 10])  # a code per class
     assert len(codes.unique(dim=0)) == 10  # distinct: 10 classes fit in 16 corners
-    assert torch.equal(V, adsh.label_codes(labels, 4, seed=3))  # from the seed alone
-    assert not torch.equal(V, adsh.label_codes(labels, 4, seed=4))
+    assert torch.equal(codes, adsh.class_codes(10, 4, seed=3))  # from the seed alone
+    assert not torch.equal(codes, adsh.class_codes(10, 4, seed=4))
 
 
 def test_label_codes_of_multi_hot_rows_are_the_sign_of_their_classes_sum():
-    one_hot = torch.eye(3)
-    B = adsh.label_codes(one_hot, 6, seed=0)  # 3 x 6, the class codes
+    B = adsh.class_codes(3, 6, seed=0)  # 3 x 6
     multi = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
-    V = adsh.label_codes(multi, 6, seed=0)
-    total = multi @ B
-    assert torch.equal(V, torch.where(total >= 0, 1.0, -1.0))
+    V = adsh.label_codes(multi, B)
+    # by hand: row 0 is B0 + B1, row 1 is B0 + B1 + B2, each coordinate's sign, 0 -> +1
+    for row, classes in ((0, (0, 1)), (1, (0, 1, 2))):
+        for j in range(6):
+            total = sum(B[k, j].item() for k in classes)
+            assert V[row, j].item() == (1.0 if total >= 0 else -1.0)
     assert (V[2] == 1).all()  # an unlabelled row: exact zeros become +1
 
 
-def test_label_codes_pick_the_most_orthogonal_draw():
+def test_class_codes_pick_the_most_orthogonal_draw():
     # 2 classes in 2 bits: orthogonal codes (inner product 0) beat antipodal ones (-2); the first
     # draw of seed 4 is antipodal, so this fails if the first draw were kept
-    first = adsh.label_codes(torch.eye(2), 2, seed=4, candidates=1)
+    first = adsh.class_codes(2, 2, seed=4, candidates=1)
     assert (first[0] @ first[1]).item() == -2
-    codes = adsh.label_codes(torch.eye(2), 2, seed=4)
+    codes = adsh.class_codes(2, 2, seed=4)
     assert (codes[0] @ codes[1]).item() == 0
+
+
+def test_nested_class_codes_extend_the_next_shorter_code():
+    books = adsh.nested_class_codes(10, (4, 16, 8), seed=7)  # lengths in any order
+    assert [B.shape for B in books] == [(10, 4), (10, 16), (10, 8)]
+    assert torch.equal(books[0], adsh.class_codes(10, 4, seed=7))  # the target head's codes as with labels
+    assert torch.equal(books[2][:, :4], books[0]) and torch.equal(books[1][:, :8], books[2])
+    assert torch.equal(books[2][:, 4:], adsh.class_codes(10, 4, seed=7 + 2))  # new bits from the head's seed
+    assert len(books[2][:, 4:].unique(dim=0)) == 10  # the new bits alone are distinct codes too
+    same = adsh.nested_class_codes(10, (4, 8, 8), seed=7)
+    assert torch.equal(same[1], same[2])  # equal lengths: nothing to add
 
 
 # ---------------------------------------------------------------------------- heads
@@ -277,15 +290,17 @@ def test_killed_run_resumes_to_the_same_codes_and_map(tmp_path, monkeypatch):
     assert "resumed_by" not in ra and "command" not in rb["args"]
 
 
-@pytest.mark.parametrize("hold", [4, 2])
-def test_codes_are_held_as_initialised_then_learned(tmp_path, hold):
+@pytest.mark.parametrize("init,hold", [("labels", 4), ("labels", 2), ("nested", 4)])
+def test_codes_are_held_as_initialised_then_learned(tmp_path, init, hold):
     out = str(tmp_path / "held")
-    mah.main(smoke_args(out, v_init="labels", v_hold=hold))  # four iterations
+    mah.main(smoke_args(out, v_init=init, v_hold=hold))  # four iterations
     ckpt = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
     data = load_data("digits", None, None, None, "dpsh", 0, split_file=os.path.join(out, "split.json"))
     labels = label_matrix(data.database.labels, data.info.classes, "cpu")  # n x 10
-    initial = [adsh.label_codes(labels, c, 4 * 10_007 + k) for k, c in enumerate((4, 8, 16))]  # seed 0, c0 = 4
-    same = [torch.equal(V, V0) for V, V0 in zip(ckpt["V"], initial)]
+    seed, lengths = 4 * 10_007, (4, 8, 16)  # seed 0, c0 = 4
+    books = ([adsh.class_codes(10, c, seed + k) for k, c in enumerate(lengths)] if init == "labels"
+             else adsh.nested_class_codes(10, lengths, seed))
+    same = [torch.equal(V, adsh.label_codes(labels, B)) for V, B in zip(ckpt["V"], books)]
     assert all(same) if hold == 4 else not all(same)  # DCC ran in iterations 2 and 3
 
 
@@ -300,8 +315,8 @@ def test_codes_are_held_as_initialised_then_learned(tmp_path, hold):
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
     (["--gpu", "7x"], "--gpu must be a CUDA device number or 'cpu'"),
     (["--head-weights", "1,2"], "needs three weights"),
-    (["--v-hold", "3"], "holding needs --v-init labels"),
-    (["--v-hold", "-1", "--v-init", "labels"], "holding needs --v-init labels and a count of at least 0"),
+    (["--v-hold", "3"], "holding needs --v-init labels or nested"),
+    (["--v-hold", "-1", "--v-init", "labels"], "holding needs --v-init labels or nested and a count of at least 0"),
     (["--resume", "/nonexistent/run"], "run record /nonexistent/run/run.json is missing"),
 ])
 def test_bad_inputs_give_one_line_errors(args, message):

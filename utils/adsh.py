@@ -87,15 +87,10 @@ def dcc_update(V, U, sample_index, sample_labels, db_labels, r, gamma, single_la
     return zeros
 
 
-def label_codes(labels, c, seed, candidates=64):
-    """Initial database codes from the labels: V = sign(L B), exact zeros +1 (n x c).
-
-    B (C x c) gives each class a code: drawn from --seed, distinct when 2^c >= C, and of
-    `candidates` draws the one whose codes are closest to pairwise orthogonal (least
-    sum of squared inner products), so that no two classes start adjacent when it can
-    be helped. Multi-hot rows get the sign of the sum of their classes' codes.
-    """
-    C = labels.shape[1]
+def class_codes(C, c, seed, candidates=64):
+    """A code per class (C x c): drawn from `seed`, distinct when 2^c >= C, and of `candidates`
+    draws the one whose codes are closest to pairwise orthogonal (least sum of squared inner
+    products), so that no two classes start adjacent when it can be helped."""
     rng = torch.Generator().manual_seed(seed)
     best, best_cost = None, float("inf")
     for _ in range(candidates):
@@ -108,7 +103,25 @@ def label_codes(labels, c, seed, candidates=64):
         cost = float(gram.pow(2).sum() - gram.diagonal().pow(2).sum())
         if cost < best_cost:
             best, best_cost = B, cost
-    V = labels @ best.to(labels.device)  # n x c
+    return best
+
+
+def nested_class_codes(C, lengths, seed):
+    """Class codes for several lengths, each longer code the next shorter one plus new bits
+    (list of C x c, in the order of `lengths`): the short code is then a plain selection of
+    the long one, which a cascade's long-to-short chain can represent exactly."""
+    books, prefix = [None] * len(lengths), torch.empty(C, 0)
+    for k in sorted(range(len(lengths)), key=lambda k: lengths[k]):
+        extra = lengths[k] - prefix.shape[1]
+        prefix = torch.cat([prefix, class_codes(C, extra, seed + k)], 1) if extra else prefix
+        books[k] = prefix
+    return books
+
+
+def label_codes(labels, B):
+    """Initial database codes from the labels and class codes B (C x c): V = sign(L B), exact
+    zeros +1 (n x c). Multi-hot rows get the sign of the sum of their classes' codes."""
+    V = labels @ B.to(labels.device)  # n x c
     return torch.where(V >= 0, 1.0, -1.0)
 
 

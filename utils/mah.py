@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from utils import metrics
-from utils.adsh import ADSHLoss, dcc_update, label_codes, similar_times, soft_ratio
+from utils.adsh import ADSHLoss, class_codes, dcc_update, label_codes, nested_class_codes, similar_times, soft_ratio
 from utils.data import load_data
 from utils.errors import UserError
 from utils.batches import Feeder, label_matrix
@@ -29,8 +29,8 @@ PRESETS = {
     "paper": dict(backbone="resnet50", pretrained=True, resize=256, crop=224, augment=False, optimizer="sgd",
                   lr=1e-3, lr_steps="10,20,30,40,50", v_init="zeros", v_hold=0),
     "cpu-small": dict(backbone="small", pretrained=False, resize=32, crop=32, augment=True, optimizer="adam",
-                          lr=1e-3, lr_steps="80,98", max_iter=110, epochs=1, batch_size=64, num_samples=4000,
-                      eval_every=10, v_init="labels", v_hold=30),
+                      lr=1e-3, lr_steps="80,98", max_iter=110, epochs=1, batch_size=64, num_samples=4000,
+                      eval_every=10, v_init="nested", v_hold=30),
     "smoke": dict(backbone="small", pretrained=False, resize=32, crop=32, augment=False, optimizer="sgd",
                   lr=1e-3, lr_steps="", max_iter=2, epochs=1, batch_size=16, num_samples=48, eval_every=2,
                   v_init="zeros", v_hold=0),
@@ -64,12 +64,13 @@ def get_args_parser():
                                       "10,20,30,40,50 as the original)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), help="sgd (weight decay 5e-4, no momentum, as the "
                                                                 "original) or adam (default: sgd)")
-    p.add_argument("--v-init", choices=("zeros", "labels"),
-                   help="database codes before the first DCC: zeros (as the original) or labels (each class a "
-                        "distinct seeded code, V = sign(labels @ codes)) (default: zeros; labels for cpu-small)")
+    p.add_argument("--v-init", choices=("zeros", "labels", "nested"),
+                   help="database codes before the first DCC: zeros (as the original), labels (each class a "
+                        "distinct seeded code, V = sign(labels @ codes)) or nested (as labels, each longer head's "
+                        "class code the next shorter one plus new bits) (default: zeros; nested for cpu-small)")
     p.add_argument("--v-hold", type=int,
-                   help="outer iterations that keep V as initialised before DCC starts; needs --v-init labels "
-                        "(default: 0; 30 for cpu-small)")
+                   help="outer iterations that keep V as initialised before DCC starts; needs --v-init labels or "
+                        "nested (default: 0; 30 for cpu-small)")
     p.add_argument("--backbone", help="resnet50, resnet18, alexnet, vgg11 or small (default: resnet50)")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
                    help="start from torchvision's ImageNet weights (default: yes for resnet50 and the paper preset)")
@@ -121,7 +122,7 @@ def resolve(args):
         if getattr(args, key) < 1:
             raise UserError(f"--{key.replace('_', '-')} must be at least 1")
     if args.v_hold < 0 or (args.v_hold and args.v_init == "zeros"):
-        raise UserError(f"--v-hold {args.v_hold}: holding needs --v-init labels and a count of at least 0 "
+        raise UserError(f"--v-hold {args.v_hold}: holding needs --v-init labels or nested and a count of at least 0 "
                         "(zero codes give the network nothing to learn)")
     if args.v_hold >= args.max_iter:
         print(f"note: --v-hold {args.v_hold} >= --max-iter {args.max_iter}: the database codes stay as initialised "
@@ -194,8 +195,11 @@ def train_length(args, data, c0, device, out_dir):
     queries = Feeder(data, "query", device, False, **feed)
     db_labels = label_matrix(data.database.labels, data.info.classes, device)  # n x C
     single = bool((db_labels.sum(1) == 1).all())  # one label per item: similarity products factorise
+    seed = args.seed * 1_000_003 + c0 * 10_007
     if args.v_init == "labels":  # one seed per head, so that heads of equal length differ
-        V = [label_codes(db_labels, c, args.seed * 1_000_003 + c0 * 10_007 + k) for k, c in enumerate(lengths)]
+        V = [label_codes(db_labels, class_codes(db_labels.shape[1], c, seed + k)) for k, c in enumerate(lengths)]
+    elif args.v_init == "nested":
+        V = [label_codes(db_labels, B) for B in nested_class_codes(db_labels.shape[1], lengths, seed)]
     else:
         V = [torch.zeros(n, c, device=device) for c in lengths]
     losses = [ADSHLoss(args.gamma) for _ in lengths]
