@@ -24,7 +24,7 @@ bench: $(VENV)/.installed
 # MAH-cascade, cpu-small recipe, 4 and 8 bits: on the embedded digits (a shortened
 # schedule, under 3 minutes) unless DATA points at CIFAR-10 in any supported form.
 DATA ?=
-DIGITS_SCHEDULE := --dataset digits --max-iter 25 --lr-steps 18,22 --v-hold 7 --num-samples 1000 --eval-every 25
+DIGITS_SCHEDULE := --dataset digits --max-iter 25 --lr-steps 18,22 --v-hold 12 --num-samples 1000 --eval-every 25
 demo: $(VENV)/.installed
 	$(PYTHON) cascade_CIFAR-10.py --preset cpu-small --gpu cpu --bits 4,8 \
 		$(if $(DATA),--data-root $(DATA),$(DIGITS_SCHEDULE)) --output-dir runs/demo/$$(date +%Y%m%d-%H%M%S)
