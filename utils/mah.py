@@ -195,13 +195,13 @@ def train_length(args, data, c0, device, out_dir):
     queries = Feeder(data, "query", device, False, **feed)
     db_labels = label_matrix(data.database.labels, data.info.classes, device)  # n x C
     single = bool((db_labels.sum(1) == 1).all())  # one label per item: similarity products factorise
-    seed = args.seed * 1_000_003 + c0 * 10_007
-    if args.v_init == "labels":  # one seed per head, so that heads of equal length differ
-        V = [label_codes(db_labels, class_codes(db_labels.shape[1], c, seed + k)) for k, c in enumerate(lengths)]
-    elif args.v_init == "nested":
-        V = [label_codes(db_labels, B) for B in nested_class_codes(db_labels.shape[1], lengths, seed)]
-    else:
+    C, seed = db_labels.shape[1], args.seed * 1_000_003 + c0 * 10_007
+    if args.v_init == "zeros":
         V = [torch.zeros(n, c, device=device) for c in lengths]
+    else:  # labels: one seed per head, so that heads of equal length differ; nested: see nested_class_codes
+        books = ([class_codes(C, c, seed + k) for k, c in enumerate(lengths)] if args.v_init == "labels"
+                 else nested_class_codes(C, lengths, seed))  # C x c each
+        V = [label_codes(db_labels, B) for B in books]
     losses = [ADSHLoss(args.gamma) for _ in lengths]
     m = min(args.num_samples, n)
     start, seconds, result = 0, 0.0, None
