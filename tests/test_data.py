@@ -11,7 +11,7 @@ import scipy.io
 import torch
 from PIL import Image
 
-from utils import cifar10, data, datasets, images, listfiles, splits
+from utils import cifar10, data, datasets, images, listfiles, metrics, splits
 from utils.errors import UserError, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -155,7 +155,11 @@ def test_prepare_script_round_trip(tmp_path, cache):
     arr = cifar10.load_cifar10(str(out), cache_dir=cache)
     np.testing.assert_array_equal(arr.images, pixels)
     np.testing.assert_array_equal(arr.labels, labels)
-    np.testing.assert_array_equal(arr.split["query"], np.arange(1000, 1200))
+    np.testing.assert_array_equal(np.sort(arr.split["query"]), np.arange(1000, 1200))
+    # the lists keep the split's seeded order, so the prepared layout loads exactly the direct split
+    direct = splits.make_split(labels, "full", 0, 100, 500, n_train=1000)
+    for part in splits.PARTS:
+        np.testing.assert_array_equal(arr.split[part], direct[part])
     result = subprocess.run([sys.executable, "data/CIFAR-10/prepare.py", "--data-root", str(tmp_path / "x"),
                              "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True)
     assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
@@ -193,8 +197,46 @@ def test_protocol_sizes_and_disjointness(cifar_like_labels):
     assert [len(deep[p]) for p in splits.PARTS] == [1000, 54000, 5000]
     assert not (set(deep["query"]) | set(deep["train"])) & set(deep["database"])
     full = splits.make_split(labels, "full", 0, 100, 500, n_train=50000)
-    np.testing.assert_array_equal(full["query"], np.arange(50000, 60000))
-    np.testing.assert_array_equal(full["database"], np.arange(50000))
+    np.testing.assert_array_equal(np.sort(full["query"]), np.arange(50000, 60000))
+    np.testing.assert_array_equal(np.sort(full["database"]), np.arange(50000))
+
+
+@pytest.mark.parametrize("protocol", ["dpsh", "deephash", "full"])
+def test_split_order_gives_index_ties_the_tie_aware_map(protocol):
+    """Catches a part returned in index order (np.sort, the old behaviour): on a class-grouped
+    canonical order (an image tree) index-tie MAP then favours low class ids. With every
+    code equal, every database item ties; a random order gives index-tie MAP close to its
+    expectation, the tie-aware MAP (a tenth of the database is relevant to every query: 0.1)."""
+    # class-grouped within train and within test, as an image tree's canonical order
+    labels = np.concatenate([np.repeat(np.arange(10), 5000), np.repeat(np.arange(10), 1000)])
+    split = splits.make_split(labels, protocol, 0, 100, 500, n_train=50000)
+    for part in splits.PARTS:
+        assert not np.all(np.diff(split[part]) > 0)  # not ascending
+    q_labels, db_labels = labels[split["query"]], labels[split["database"]]
+    q, db = np.ones((len(q_labels), 4)), np.ones((len(db_labels), 4))
+    expected = metrics.mean_average_precision(q, db, q_labels, db_labels, ties="expected")
+    assert expected == pytest.approx(0.1, abs=1e-3)  # relevant share of the database, any class
+    index = metrics.mean_average_precision(q, db, q_labels, db_labels)
+    assert abs(index - expected) < 0.01
+    in_index_order = metrics.mean_average_precision(q, db, q_labels, np.sort(db_labels))
+    assert in_index_order - expected > 0.1  # what the old class-grouped order gave (0.208)
+
+
+@pytest.mark.parametrize("protocol", ["dpsh", "full"])
+def test_every_cifar_form_gives_the_same_split(tmp_path, cache, protocol):
+    """An official form (classes interleaved) and an image tree of the same images (grouped
+    by class, files named in official order) give the same images in the same order. Catches
+    an order drawn over canonical indices instead of class by class."""
+    rng = np.random.default_rng(3)
+    labels = rng.permutation(np.arange(240) % 10)  # 40 per class, interleaved as in the official batches
+    pixels = rng.integers(0, 256, (240, 32, 32, 3), dtype=np.uint8)
+    official = cifar10.load_cifar10(write_official(str(tmp_path / "o"), "binary", pixels, labels), cache_dir=cache)
+    write_tree(str(tmp_path / "t"), pixels, labels, n_train=200)
+    tree = cifar10.load_cifar10(str(tmp_path / "t"), cache_dir=cache)
+    assert not np.array_equal(official.labels, tree.labels)  # the canonical orders differ
+    got = [splits.make_split(arr.labels, protocol, 7, 2, 5, n_train=200) for arr in (official, tree)]
+    for part in splits.PARTS:
+        np.testing.assert_array_equal(official.images[got[0][part]], tree.images[got[1][part]])
 
 
 def test_split_is_seeded_and_saved(tmp_path, cifar_like_labels):
@@ -298,15 +340,42 @@ def test_coco_mini_loads_through_the_list_path(coco_mini, tmp_path):
     # HashNet-style split files over the real images: 30 queries, 40 train, the rest database
     for name, part in (("test", lines[:30]), ("train", lines[30:70]), ("database", lines[30:])):
         (tmp_path / f"{name}.txt").write_text("\n".join(part) + "\n")
-    loaded = data.load_data("coco_80", data_root=str(tmp_path), image_root=str(coco_mini))
-    np.testing.assert_array_equal(loaded.query.labels, want[:30])
-    np.testing.assert_array_equal(loaded.database.labels, want[30:])
+    split_file = str(tmp_path / "split.json")
+    loaded = data.load_data("coco_80", data_root=str(tmp_path), image_root=str(coco_mini), split_file=split_file)
+    order = splits.load_split(split_file, {"query": 30, "database": 129, "train": 40})
+    np.testing.assert_array_equal(loaded.query.labels, want[:30][order["query"]])
+    np.testing.assert_array_equal(loaded.database.labels, want[30:][order["database"]])
+    assert loaded.query.list.paths[0] == str(coco_mini / lines[order["query"][0]].split()[0])
     assert loaded.info.topk == 5000 and len(loaded.train.list.paths) == 40
     dataset = images.FileImages(loaded.query.list, images.file_transform(loaded.info.mean, loaded.info.std))
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2)
     x, index = next(iter(loader))
     assert x.shape == (8, 3, 224, 224) and torch.isfinite(x).all()
     np.testing.assert_array_equal(index.numpy(), np.arange(8))
+
+
+def test_list_parts_come_in_a_saved_seeded_order(tmp_path):
+    """Catches list files served in file order (NUS-WIDE lists are grouped by concept), an
+    order not drawn from --seed, a split file that is written but not reused, and MAH lists
+    whose training part is not the database in the same order."""
+    for part, n in (("database", 50), ("test", 20)):
+        (tmp_path / f"{part}_img.txt").write_text("".join(f"img/{part}_{i}.png\n" for i in range(n)))
+        (tmp_path / f"{part}_label.txt").write_text("".join(f"{i % 10}\n" for i in range(n)))
+    lists = {part: listfiles.read_mah_lists(str(tmp_path), part, 10, check_exists=False)
+             for part in ("database", "test")}
+    lists["train"] = lists["database"]
+    split_file = str(tmp_path / "split.json")
+    a = data._shuffled(lists, 0, split_file, "cifar10")
+    positions = [int(p.rsplit("_", 1)[1][:-4]) for p in a["database"].paths]
+    assert sorted(positions) == list(range(50)) and positions != list(range(50))
+    assert a["train"].paths == a["database"].paths
+    np.testing.assert_array_equal(a["database"].labels.argmax(1), np.array(positions) % 10)
+    assert data._shuffled(lists, 0, None, "cifar10")["query"].paths == a["query"].paths  # seeded
+    assert data._shuffled(lists, 1, None, "cifar10")["query"].paths != a["query"].paths
+    # the saved order is reused whatever the seed
+    assert data._shuffled(lists, 5, split_file, "cifar10")["query"].paths == a["query"].paths
+    with pytest.raises(UserError, match="the list files changed"):
+        data._shuffled({**lists, "test": lists["test"].take(np.arange(10))}, 0, split_file, "cifar10")
 
 
 def test_single_label_list_rejects_multiple_labels(tmp_path):

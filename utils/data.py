@@ -15,7 +15,7 @@ from utils.cifar10 import load_cifar10
 from utils.datasets import get_dataset
 from utils.errors import UserError
 from utils.listfiles import read_hashnet_list, read_mah_lists
-from utils.splits import load_or_make_split
+from utils.splits import PARTS, load_or_make_split, load_split, save_split
 
 
 @dataclass
@@ -49,7 +49,7 @@ def load_data(name, data_root=None, image_root=None, path_prefix=None, protocol=
               split_file=None, cache_dir=None, download=False):
     info = get_dataset(name)
     if info.source == "lists":
-        return _load_lists(info, data_root, image_root, path_prefix)
+        return _load_lists(info, data_root, image_root, path_prefix, seed, split_file)
     if protocol not in info.protocols:
         raise UserError(f"protocol {protocol!r} is not defined for {info.name}; choose from {', '.join(info.protocols)}")
     if info.source == "digits":
@@ -67,7 +67,7 @@ def load_data(name, data_root=None, image_root=None, path_prefix=None, protocol=
     return RetrievalData(info, parts["query"], parts["database"], parts["train"], images=images)
 
 
-def _load_lists(info, data_root, image_root, path_prefix):
+def _load_lists(info, data_root, image_root, path_prefix, seed, split_file):
     if not data_root or not os.path.isdir(data_root):
         raise UserError(f"{info.name} needs --data-root: the folder holding its list files "
                         f"(database_img.txt/test_img.txt, or train.txt/database.txt/test.txt); see data/README.md")
@@ -89,6 +89,24 @@ def _load_lists(info, data_root, image_root, path_prefix):
                 list_file, line = lst.source[bad[0]]
                 raise UserError(f"{list_file}:{line}: {info.name} is single-label, but this line has "
                                 f"{lst.labels[bad[0]].sum()} labels set")
+    read = _shuffled(read, seed, split_file, info.name)
     labels = {part: lst.labels if info.multi_label else lst.labels.argmax(1) for part, lst in read.items()}
     parts = {part: Part(labels[part], list=lst) for part, lst in read.items()}
-    return RetrievalData(info, parts["test"], parts["database"], parts["train"])
+    return RetrievalData(info, parts["query"], parts["database"], parts["train"])
+
+
+def _shuffled(read, seed, split_file, dataset):
+    """The lists {"database", "test", "train"} as {"query", "database", "train"}, each in a
+    seeded random order (see utils.splits: list files are often grouped by class), saved as
+    positions into each list in `split_file` and reused from there."""
+    lists = {"query": read["test"], "database": read["database"], "train": read["train"]}
+    if split_file and os.path.exists(split_file):
+        order = load_split(split_file, {part: len(lst.paths) for part, lst in lists.items()}, dataset=dataset)
+    else:
+        rng = np.random.default_rng(seed)
+        order = {part: rng.permutation(len(lst.paths)) for part, lst in lists.items()}
+        if lists["train"] is lists["database"]:  # MAH lists: training on the database, in the same order
+            order["train"] = order["database"]
+        if split_file:
+            save_split(split_file, order, dataset=dataset, seed=seed, order="positions in each list file")
+    return {part: lists[part].take(order[part]) for part in PARTS}

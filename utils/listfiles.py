@@ -24,6 +24,10 @@ class ImageList:
     labels: np.ndarray  # N x C uint8 multi-hot (single-label lists become one-hot)
     source: list  # (list file, line number) of each image, for error messages
 
+    def take(self, order):
+        """The images at positions `order`, in that order."""
+        return ImageList([self.paths[i] for i in order], self.labels[order], [self.source[i] for i in order])
+
 
 def parse_prefix(path_prefix):
     """'OLD=NEW' -> (OLD, NEW); None -> None."""

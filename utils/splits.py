@@ -10,6 +10,14 @@ Protocols (sizes per class from utils.datasets, CIFAR-10 given here):
 - "full": queries = the official test set, database = train = the official train set.
 The original MAH split was unseeded and is lost; here it is drawn from `seed` and
 written to a JSON index file, which later runs reuse.
+
+Order. Each part comes in a seeded random order, never grouped by class: ranking
+metrics with ties="index" break ties by database position, and a class-grouped
+database would let a query of class 0 find its relevant items first in every tie
+(the original ranked with an unstable sort over a database in effectively random
+order). The draw depends only on the labels of each class's images in canonical
+order (utils.cifar10), taken class by class, so every form of CIFAR-10 that lists
+a class's images in the same order gives the same images in the same order.
 """
 import json
 import os
@@ -20,21 +28,24 @@ from utils.atomic import atomic_write
 from utils.errors import UserError
 
 PARTS = ("query", "database", "train")
+PROTOCOLS = ("dpsh", "deephash", "full")
 
 
 def make_split(labels, protocol, seed, per_class_query, per_class_train=0, n_train=None):
-    """{"query", "database", "train"}: sorted int64 index arrays into `labels`."""
+    """{"query", "database", "train"}: int64 index arrays into `labels`, each in a seeded random order."""
     labels = np.asarray(labels)
-    if protocol == "full":
-        if n_train is None or not 0 < n_train < len(labels):
-            raise UserError("protocol 'full' needs the official train/test boundary of the data set")
-        train = np.arange(n_train)
-        return {"query": np.arange(n_train, len(labels)), "database": train, "train": train}
-    if protocol not in ("dpsh", "deephash"):
+    if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol {protocol!r}; choose dpsh, deephash or full")
+    if protocol == "full" and (n_train is None or not 0 < n_train < len(labels)):
+        raise UserError("protocol 'full' needs the official train/test boundary of the data set")
     rng = np.random.default_rng(seed)
     query, train, database = [], [], []
     for c in np.unique(labels):
+        if protocol == "full":  # the official boundary decides; members stay in canonical order
+            members = np.flatnonzero(labels == c)
+            query.append(members[members >= n_train])
+            database.append(members[members < n_train])
+            continue
         members = rng.permutation(np.flatnonzero(labels == c))
         need = per_class_query + per_class_train
         if len(members) <= need:
@@ -46,9 +57,12 @@ def make_split(labels, protocol, seed, per_class_query, per_class_train=0, n_tra
             database.append(rest[per_class_train:])
         else:
             database.append(rest)
-            # the train subset is drawn inside the database
-            train.append(rest[:per_class_train] if per_class_train else rest)
-    return {name: np.sort(np.concatenate(part)) for name, part in zip(PARTS, (query, database, train))}
+            train.append(rest[:per_class_train])  # the train subset is drawn inside the database
+    split = {name: rng.permutation(np.concatenate(part)) for name, part in zip(PARTS, (query, database))}
+    # a train part that is the whole database keeps the database's order
+    whole = protocol == "full" or (protocol == "dpsh" and not per_class_train)
+    split["train"] = split["database"] if whole else rng.permutation(np.concatenate(train))
+    return split
 
 
 def save_split(path, split, **meta):
@@ -58,7 +72,10 @@ def save_split(path, split, **meta):
 
 
 def load_split(path, n_items, **expected):
-    """Read a split file, checking that it fits the data and the requested protocol."""
+    """Read a split file, checking that it fits the data and the requested protocol.
+
+    n_items: the number of items the indices point into, or {part: number} when every
+    part indexes a list of its own (then each part must be a permutation of it)."""
     try:
         with open(path) as f:
             record = json.load(f)
@@ -70,8 +87,12 @@ def load_split(path, n_items, **expected):
             raise UserError(f"split file {path} was made with {key}={record[key]!r}, this run asks for "
                             f"{value!r}; pass a matching option, or remove the file to draw a new split")
     for name, index in split.items():
-        if index.size and (index.min() < 0 or index.max() >= n_items):
-            raise UserError(f"split file {path}: {name} indices exceed the {n_items} images of the data set")
+        n = n_items[name] if isinstance(n_items, dict) else n_items
+        if isinstance(n_items, dict) and len(index) != n:
+            raise UserError(f"split file {path}: {name} orders {len(index)} images, its list has {n}; the list "
+                            "files changed: remove the split file to draw a new order")
+        if index.size and (index.min() < 0 or index.max() >= n):
+            raise UserError(f"split file {path}: {name} indices exceed the {n} images of the data set")
     return split
 
 
