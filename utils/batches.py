@@ -11,19 +11,23 @@ class Feeder:
     train: apply the augmentation (when `augment`): crops and flips of 32x32 arrays, or
     RandomResizedCrop and flips of list-file images. resize/crop: see ArrayImages and
     file_transform; square resizes list-file images to resize x resize (HashNet's way).
+    mean/std: the normalisation, per channel; None takes the data set table's (what MAH
+    used), MMHH passes ImageNet's, which its released code used for every data set.
     """
 
-    def __init__(self, data, part, device, train, resize, crop, augment=False, workers=4, square=False):
+    def __init__(self, data, part, device, train, resize, crop, augment=False, workers=4, square=False, mean=None,
+                 std=None):
         self.part, self.device, self.train = getattr(data, part), device, train
         info = data.info
+        mean, std = info.mean if mean is None else mean, info.std if std is None else std
         if data.images is not None:
             stored = data.images.shape[1]
-            self.arrays = ArrayImages(data.images, info.mean, info.std, device,
+            self.arrays = ArrayImages(data.images, mean, std, device,
                                       resize=None if resize == stored == crop else resize, crop=crop,
                                       augment=augment)
         else:
             self.arrays = None
-            transform = file_transform(info.mean, info.std, resize, crop, train=train and augment, square=square)
+            transform = file_transform(mean, std, resize, crop, train=train and augment, square=square)
             self.files = FileImages(self.part.list, transform)
             self.workers = workers
 

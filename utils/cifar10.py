@@ -12,9 +12,10 @@ Canonical order: official train batches 1-5 then the test batch; for an image tr
 train then test, classes alphabetically (the official label order), files sorted.
 The first 50,000 (`n_train`) are the official training images. Splits (utils.splits)
 depend only on each class's images in this order, so an image tree whose file names
-follow the official order within each class (numbered exports such as
-../shared/data/cifar10-jpeg.tar.gz) gives the same split as the official versions;
-a tree named any other way gives a split as good, but of other images.
+follow the official order within each class gives the same split as the official
+versions; a tree named any other way gives a split as good, but of other images.
+(../shared/data/cifar10-jpeg.tar.gz numbers each class 0000, 0001, ...; whether that
+is the official order could not be checked here, without an official copy.)
 """
 import hashlib
 import io

@@ -1,10 +1,12 @@
 """MMHH (Kang et al., ICCV 2019): the parsers and main() of train_mmhh.py and test_mmhh.py.
 
-Flag names are the released code's (spec MMHH.md), so its command lines run unchanged;
-every flag also has a hyphenated spelling. Training: a backbone and one hash layer,
-a pair loss (MMHH, or HashNet's as "Hamming") against the batch itself or against a
-memory of the whole training set, plus DHN's quantization. At the end a snapshot is
-written and tested; test_mmhh.py tests a snapshot again, on its own.
+Flag names and defaults are the released code's (spec MMHH.md), so its command lines
+run unchanged; every flag also has a hyphenated spelling. Training: a backbone and one
+hash layer, a pair loss (HashNet's, "Hamming", the released default; or MMHH's) against
+the batch itself or against a memory of the whole training set, plus DHN's quantization.
+At the end a snapshot is written and tested, and the continuous outputs and labels of the
+test are saved as .npy files where the released code saved them; test_mmhh.py tests a
+snapshot again, on its own.
 """
 import argparse
 import os
@@ -16,22 +18,25 @@ import torch
 from tqdm import tqdm
 
 from utils import metrics
+from utils.atomic import atomic_write
 from utils.batches import Feeder, label_matrix
 from utils.data import load_data
-from utils.datasets import get_dataset
+from utils.datasets import IMAGENET_MEAN, IMAGENET_STD, get_dataset
 from utils.errors import UserError
 from utils.adsh import similarity
 from utils.losses import hashnet_loss, mmhh_loss, parse_margin_params, quantization_loss, similar_weight
 from utils.memory import Memory
 from utils.models import NETWORKS, HashModel, build_backbone
-from utils.optim import SCHEDULES, build_optimizer, learning_rate, set_learning_rate, weight_decay
+from utils.optim import FIXED_LR_SCHEDULES, RELEASED_LR, SCHEDULES, build_optimizer, learning_rate, \
+    set_learning_rate, weight_decay
 from utils.runs import REPO, JsonLog, choose_device, command_line, device_name, git_commit, load_checkpoint, \
     save_checkpoint, write_json
 
-# The released code's defaults of the options that presets change.
+# The released code's defaults of the options that presets change or resolve() may override
+# (a None in the parser stands for "not given", so an override can say what it replaced).
 ORIGINAL = dict(image_network="AlexNetFc", pretrained=True, resize=256, crop=224, augment=True, optimizer="sgd",
-                batch_size=48, num_iters=1000, lr=3e-4, lr_schedule_type="Stair_Step", decay_step=200,
-                weight_decay=0.1)
+                batch_size=48, num_iters=1000, lr=RELEASED_LR, lr_schedule_type="Stair_Step", decay_step=200,
+                weight_decay=0.1, loss_lambda=0.1)
 PRESETS = {
     "paper": {},
     # the small convnet from scratch on 32x32 arrays: Adam, a stronger lr and a plain weight decay
@@ -63,9 +68,10 @@ def _common(p):
     _add(p, "--path_prefix", help="OLD=NEW: rewrite absolute image paths of old list files")
     _add(p, "--workers", type=int, default=4, help="DataLoader workers for list-file data (default: 4)")
     _add(p, "--opt-test", "--opt_test", nargs="?", const=True, default=False, type=_bool,
-         help="the original's 'optimised' metric conventions: an empty Hamming ball is left out and a ball without "
-              "relevant items counts 0; MAP@TopK divides by all queries (default: False = DeepHash/HashNet's: empty "
-              "ball 0, ball without relevant items left out, queries without hits left out of MAP@TopK)")
+         help="the original's 'optimised' metric conventions: a query with an empty Hamming ball is left out of "
+              "MAP, precision and recall, a ball without relevant items counts AP 0; MAP@TopK divides by all "
+              "queries (default: False = DeepHash/HashNet's: an empty ball counts 0 in all three, a ball without "
+              "relevant items is left out of MAP, queries without hits are left out of MAP@TopK)")
     _add(p, "--rank_by", choices=("scores", "signs"), default="scores",
          help="order inside the Hamming ball and for MAP@TopK: continuous outputs q.v (as MMHH did) or Hamming "
               "distance of the signs, ties by index (as HashNet did) (default: scores)")
@@ -77,6 +83,11 @@ def get_train_parser():
     _add(p, "--s_dataset", default="cifar10", help="training data set: coco_80, nuswide_21, nuswide_81, imagenet100, "
                                                    "cifar10, digits, ... (default: cifar10)")
     _add(p, "--t_dataset", default="", help="data set to test on (default: --s_dataset)")
+    _add(p, "--t_data_root", help="where --t_dataset's data is (default: --data_root when --t_dataset is "
+                                  "--s_dataset; needed otherwise, except for digits)")
+    _add(p, "--t_image_root", help="where relative image paths of --t_dataset's list files start (default: "
+                                   "--image_root when --t_dataset is --s_dataset and --t_data_root is not given, "
+                                   "else --t_data_root)")
     _add(p, "--preset", default="paper", choices=sorted(PRESETS),
          help="paper = the released code's defaults; cpu-small = small convnet from scratch on 32x32 images in "
               "minutes on a CPU; smoke = seconds, for tests (default: paper)")
@@ -85,9 +96,10 @@ def get_train_parser():
          help="folder of the final snapshot (default: snapshot/hash/ in the repository)")
     _add(p, "--hash_bit", type=int, default=48, help="code length K (default: 48)")
     _add(p, "--lr", type=float, help="learning rate of the backbone; the hash layer gets 10x (default: 3e-4; "
-                                     "cpu-small 1e-3)")
+                                     "cpu-small 1e-3; HashNet_Step and DANN_INV always start at 3e-4, as released)")
     _add(p, "--annotation", default="empty", help="run name, part of the snapshot and log names (default: empty)")
-    _add(p, "--loss_lambda", type=float, default=0.1, help="weight of the quantization loss; 0 allowed (default: 0.1)")
+    _add(p, "--loss_lambda", type=float, help="weight of the quantization loss; 0 allowed (default: 0.1; always 0 "
+                                              "with --image_loss_type HashNet, as released)")
     _add(p, "--num_iters", type=int, help="training iterations (default: 1000; cpu-small 5000)")
     _add(p, "--pre_model_path", default="", help="start from this snapshot's model weights (default: none)")
     _add(p, "--image_network", help=f"{', '.join(NETWORKS)} (default: AlexNetFc; cpu-small SmallFc)")
@@ -97,12 +109,18 @@ def get_train_parser():
     _add(p, "--optimizer", choices=("sgd", "adam"), help="sgd (momentum 0.9, Nesterov, as the original) or adam "
                                                          "(default: sgd; cpu-small adam)")
     _add(p, "--image_loss_type", default="DHN", choices=("DHN", "HashNet"),
-         help="HashNet raises the tanh scale every 200 iterations, sqrt(1 + 0.005 t); DHN keeps it 1 (default: DHN)")
-    _add(p, "--distance_type", default="MMHH", choices=("MMHH", "Hamming"),
-         help="pair loss: MMHH, or Hamming = HashNet's pairwise cross-entropy (default: MMHH)")
+         help="HashNet raises the tanh scale every 200 iterations, sqrt(1 + 0.005 t), and sets --loss_lambda to 0; "
+              "DHN keeps the scale 1 (default: DHN)")
+    _add(p, "--distance_type", default="Hamming", choices=("Hamming", "MMHH"),
+         help="pair loss: Hamming = HashNet's pairwise cross-entropy (the released default), or MMHH = the paper's "
+              "margin-reweighted Cauchy loss (its README command passes --distance_type MMHH) (default: Hamming)")
+    _add(p, "--mission", default="Hashing", help="the released code's task switch; only Hashing was implemented "
+                                                 "(default: Hashing)")
     _add(p, "--log_dir", default=os.path.join(REPO, "log"), help="folder of the run folders (default: log/ in the "
                                                                   "repository)")
-    _add(p, "--lr_schedule_type", choices=SCHEDULES, help="learning-rate schedule (default: Stair_Step)")
+    _add(p, "--lr_schedule_type", choices=SCHEDULES,
+         help="learning-rate schedule: Stair_Step halves --lr every --decay_step; HashNet_Step halves 3e-4 every "
+              "2000 iterations; DANN_INV is 3e-4 (1 + 3e-4 t)^-0.75 (default: Stair_Step)")
     _add(p, "--gamma", type=float, default=1.0, help="scale of the Cauchy kernel of the MMHH loss (default: 1.0)")
     _add(p, "--sigmoid_param", type=float, default=1.0, help="x = sigmoid_param <h_i, h_j> of the Hamming loss "
                                                              "(default: 1.0)")
@@ -126,6 +144,16 @@ def get_train_parser():
          help="sim_in:dis_in:sim_out:dis_out:margin of the MMHH reweighting (default: 0.5:0.8:1.0:1.0:2.0)")
     _add(p, "--test_sample_ratio", type=float, default=0.1, help="fraction of queries and database (seeded) tested "
                                                                  "at the end (default: 0.1)")
+    _add(p, "--test_output_dir", default=os.path.join(REPO, "test_output"),
+         help="the end-of-training test's continuous outputs and labels go to <this>/<annotation>_iter_<num_iters, 5 "
+              "digits>/ as test_code.npy, test_labels.npy, database_code.npy, database_labels.npy, where the "
+              "released code wrote them (default: test_output/ in the repository)")
+    _add(p, "--fake_cpu_demo", default="False",
+         help="True trains and tests on the embedded digits data set instead of --s_dataset and --t_dataset (the "
+              "released code used a toy image list) (default: False)")
+    _add(p, "--snapshot_interval", type=int, default=1000,
+         help="parsed and unused, as in the released code: the snapshot is written at the end, checkpoints at every "
+              "epoch end (default: 1000)")
     _add(p, "--protocol", help="split of array data sets: deephash (DeepHash/HashNet's: 100 queries and 500 "
                                 "training images per class), dpsh or full (default: deephash where the data set "
                                 "has it, else its own)")
@@ -147,7 +175,8 @@ def get_test_parser():
     _add(p, "--model_path", required=True, help="the snapshot, with or without its .pt suffix")
     _add(p, "--radius", type=int, default=2, help="0 reports MAP@TopK with the data set's R, r > 0 MAP@H<=r "
                                                   "(default: 2)")
-    _add(p, "--annotation", default="test", help="run name: results go to --log_dir/<annotation>/ (default: test)")
+    _add(p, "--annotation", default="empty", help="run name: results go to --log_dir/<annotation>/ (default: empty, "
+                                                  "as released)")
     _add(p, "--log_dir", default=os.path.join(REPO, "log"), help="(default: log/ in the repository)")
     _add(p, "--test_sample_ratio", type=float, default=1.0, help="fraction of queries and database tested "
                                                                 "(default: 1.0)")
@@ -158,10 +187,28 @@ def get_test_parser():
 # ------------------------------------------------------------------------ options
 
 def resolve(args):
-    """Fill unset options from the preset, then from the original's defaults; check them."""
+    """Fill unset options from the preset, then from the original's defaults; apply the
+    released code's overrides; check them."""
+    if args.mission != "Hashing":
+        raise UserError(f"--mission {args.mission}: only Hashing was implemented (the released code named the "
+                        "other missions but could not train them); drop --mission or pass Hashing")
+    if args.fake_cpu_demo not in ("True", "False"):
+        raise UserError(f"--fake_cpu_demo must be True or False, got {args.fake_cpu_demo!r}")
+    if args.fake_cpu_demo == "True":
+        print(f"--fake_cpu_demo True: training and testing on the embedded digits data set instead of "
+              f"{args.s_dataset}{'/' + args.t_dataset if args.t_dataset else ''}")
+        args.s_dataset, args.t_dataset = "digits", ""
+    given = {key: getattr(args, key) for key in ("lr", "loss_lambda") if getattr(args, key) is not None}
     for key, value in ORIGINAL.items():
         if getattr(args, key, None) is None:
             setattr(args, key, PRESETS[args.preset].get(key, value))
+    # the released code's overrides, recorded as the effective values in run.json and the results
+    if args.lr_schedule_type in FIXED_LR_SCHEDULES:
+        _override(args, "lr", RELEASED_LR, given, f"--lr_schedule_type {args.lr_schedule_type} starts from lr "
+                                                  f"{RELEASED_LR:g} whatever --lr says, as the released code did")
+    if args.image_loss_type == "HashNet":
+        _override(args, "loss_lambda", 0.0, given, "--image_loss_type HashNet sets the quantization weight to 0, "
+                                                   "as the released code did")
     if args.image_network not in NETWORKS:
         raise UserError(f"--image_network {args.image_network!r}: choose from {', '.join(NETWORKS)}")
     if args.image_network == "SmallFc" and args.pretrained and not args.weights:
@@ -190,10 +237,24 @@ def resolve(args):
             raise UserError(f"--similar_weight must be a positive number, 'config' or 'auto', got "
                             f"{args.similar_weight_type!r}")
     args.t_dataset = args.t_dataset or args.s_dataset
+    source, target = get_dataset(args.s_dataset), get_dataset(args.t_dataset)
+    if args.t_data_root is None:
+        if target.name == source.name:
+            args.t_data_root, args.t_image_root = args.data_root, args.t_image_root or args.image_root
+        elif target.source != "digits":  # the training set's root holds the training set's lists
+            raise UserError(f"--t_dataset {args.t_dataset} is not --s_dataset {args.s_dataset}: give --t_data_root, "
+                            f"where {target.name}'s data is")
     if args.protocol is None:
-        protocols = get_dataset(args.s_dataset).protocols
+        protocols = source.protocols
         args.protocol = "deephash" if "deephash" in protocols or not protocols else protocols[0]
     return args
+
+
+def _override(args, key, value, given, why):
+    """Set args.key to `value`; one notice line on stderr when the user gave another value."""
+    if key in given and given[key] != value:
+        print(f"notice: {why}; --{key} {given[key]:g} is not used", file=sys.stderr)
+    setattr(args, key, value)
 
 
 def warmup_iterations(batch_params):
@@ -216,8 +277,10 @@ def build_network(name, bits, pretrained, weights=None, seed=0):
 
 
 def feeders(data, part, device, args, train=False):
+    # ImageNet's mean and std for every data set, as the released code normalised (the
+    # table's constants for NUS-WIDE and FLICKR are MAH's)
     return Feeder(data, part, device, train, args.resize, args.crop, augment=args.augment, workers=args.workers,
-                  square=True)
+                  square=True, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
 # ------------------------------------------------------------------------- testing

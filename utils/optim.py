@@ -4,10 +4,14 @@ import torch
 
 SCHEDULES = ("Stair_Step", "HashNet_Step", "DANN_INV")
 LR_MULT = {"backbone": 1.0, "hash_layer": 10.0}
+# The released default lr; HashNet_Step and DANN_INV started from it whatever --lr said
+# (their schedulers had the value built in), which train_mmhh.py follows.
+RELEASED_LR = 3e-4
+FIXED_LR_SCHEDULES = ("HashNet_Step", "DANN_INV")
 
 
 def learning_rate(schedule, t, lr, decay_step):
-    """lr at iteration t (before the multipliers)."""
+    """lr at iteration t (before the multipliers), from the base lr `lr`."""
     if schedule == "Stair_Step":
         return lr * 0.5 ** (t // decay_step)
     if schedule == "HashNet_Step":
