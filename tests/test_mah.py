@@ -45,6 +45,94 @@ def test_adsh_loss_hand_computed():
     assert (float(u[0] @ V[0]) - c * float(S[0, 0])) ** 2 == 4.0
 
 
+@pytest.mark.parametrize("single", [True, False])
+def test_adsh_objective_is_the_original_calc_loss(single):
+    """The logged objective against a direct evaluation of [||U V^T - c S||^2 + gamma
+    ||V_sample - U||^2] / (m n) on the dense soft S. Catches a flipped cross term, a
+    dropped r^2 of the dissimilar pairs, or another normalisation."""
+    g = torch.Generator().manual_seed(1)
+    n, m, c, gamma = 12, 5, 3, 7.0
+    if single:
+        db_labels = torch.eye(4)[torch.randint(0, 4, (n,), generator=g)]
+    else:
+        db_labels = (torch.rand(n, 4, generator=g) < 0.4).float()
+    index = torch.randperm(n, generator=g)[:m]
+    V = torch.where(torch.rand(n, c, generator=g) < 0.5, -1.0, 1.0)
+    U = torch.rand(m, c, generator=g) * 2 - 1
+    B = (db_labels[index] @ db_labels.T > 0).double()  # m x n, 1 when a label is shared
+    r = float(B.sum() / (1 - B).sum())
+    S = B * (1 + r) - r
+    want = (((U.double() @ V.double().T - c * S) ** 2).sum() + gamma * ((V[index] - U).double() ** 2).sum()) / (m * n)
+    got = adsh.adsh_objective(V, U, index, db_labels[index], db_labels, r, gamma, single)
+    assert got == pytest.approx(float(want), rel=1e-6)
+
+
+class _Heads(torch.nn.Module):
+    """Stands in for MAHNet: item i of the feeder gets the fixed outputs codes[k][i] of head k,
+    and remembers whether it was called in eval mode."""
+
+    def __init__(self, codes):
+        super().__init__()
+        self.codes, self.modes = codes, []
+
+    def forward(self, x):
+        self.modes.append(self.training)
+        return [c[x] for c in self.codes]
+
+
+class _Items:
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def batches(self, order, batch_size):
+        for start in range(0, len(order), batch_size):
+            pos = torch.arange(start, min(start + batch_size, len(order)))
+            yield pos, torch.as_tensor(order[start:start + batch_size])
+
+
+def test_evaluation_uses_eval_mode_and_each_heads_own_codes():
+    """Queries of classes 0, 1, 0, 1; database classes 0, 0, 0, 1, 1, 1. Head 0 (2 bits) and
+    head 2 (8 bits) code every query like its class's database items (MAP 1); head 1 (4 bits)
+    gives each query the other class's code, so its 3 relevant items come at ranks 4, 5, 6
+    whatever the tie order: AP = (1/4 + 2/5 + 3/6) / 3 = 0.38333. Catches the auxiliary heads
+    scored with head 0's signs or V, a dropped model.eval(), and a model left in eval mode."""
+    from types import SimpleNamespace
+
+    def code(bits, classes):
+        book = torch.stack([torch.ones(bits), torch.cat([torch.ones(bits // 2), -torch.ones(bits - bits // 2)])])
+        return book[torch.as_tensor(classes)]
+
+    q_cls, db_cls = [0, 1, 0, 1], [0, 0, 0, 1, 1, 1]
+    swapped = [1 - c for c in q_cls]
+    model = _Heads([code(2, q_cls) * 0.3, code(4, swapped) * 0.7, code(8, q_cls)]).train()
+    V = [code(2, db_cls), code(4, db_cls), code(8, db_cls)]
+    data = SimpleNamespace(query=SimpleNamespace(labels=np.array(q_cls)),
+                           database=SimpleNamespace(labels=np.array(db_cls)))
+    result = mah.evaluate(model, _Items(4), V, data, batch_size=3)
+    assert model.modes == [False, False] and model.training  # encoded in eval mode, then back to train
+    for key in ("map", "map_tie_aware", "map_at_5000"):
+        assert result[key] == pytest.approx(1.0)
+        assert result["aux"][0][key] == pytest.approx((1 / 4 + 2 / 5 + 3 / 6) / 3)
+        assert result["aux"][1][key] == pytest.approx(1.0)
+    assert [a["bits"] for a in result["aux"]] == [4, 8]
+    assert result["precision_at_5000"] == pytest.approx(0.5)  # 3 relevant of the 6 items
+
+
+def test_auxiliary_lengths_follow_one_rule_outside_the_paper_preset():
+    """The flat CIFAR-10 script's (48, 96) belong to the paper recipe at 6 bits only; catches
+    the script's table leaking into other presets (the old cpu-small 6-bit cell)."""
+    from argparse import Namespace
+
+    paper = dict(aux_for={6: (48, 96)})
+    assert mah.aux_lengths(Namespace(aux_bits=None, preset="paper", paper=paper), 6) == (48, 96)
+    assert mah.aux_lengths(Namespace(aux_bits=None, preset="paper", paper=paper), 4) == (8, 16)
+    assert mah.aux_lengths(Namespace(aux_bits=None, preset="cpu-small", paper=paper), 6) == (12, 24)
+    assert mah.aux_lengths(Namespace(aux_bits="7,9", preset="cpu-small", paper=paper), 6) == (7, 9)
+
+
 def test_soft_similarity_ratio():
     a = torch.tensor([[1., 0.], [0., 1.]])
     b = torch.tensor([[1., 0.], [1., 0.], [0., 1.], [1., 1.]])
@@ -206,9 +294,12 @@ def check_results(out, dataset, method, bits):
         record = json.load(f)
     assert 0 <= record["metrics"]["map"] <= 1 and record["preset"] == "smoke"
     assert {"map", "map_tie_aware", "map_at_5000", "precision_at_5000"} <= set(record["metrics"])
+    assert [a["bits"] for a in record["metrics"]["aux"]] == record["aux_bits"]
+    assert record["database_order"] == "seeded random"
     lines = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
     mine = [line for line in lines if line["bits"] == bits]
     assert [line["iteration"] for line in mine] == [0, 1] and mine[-1]["metrics"] == record["metrics"]
+    assert all(len(line["objective"]) == 3 and all(np.isfinite(line["objective"])) for line in mine)
     return record
 
 
@@ -231,6 +322,24 @@ def test_list_scripts_on_generated_multi_label_lists(script, tmp_path):
     assert result.returncode == 0, result.stderr
     bits = {"cascade_FLICKR": 8, "flat_FLICKR": 6, "cascade_NUS_WIDE": 8, "flat_NUS_WIDE": 4}[script]
     check_results(out, dataset, "MAH-" + script.split("_")[0], bits)
+
+
+SHARED_CIFAR = os.path.join(os.path.dirname(REPO), "shared", "data", "cifar10-jpeg.tar.gz")
+
+
+@pytest.mark.skipif(not os.path.exists(SHARED_CIFAR), reason="../shared/data/cifar10-jpeg.tar.gz is absent")
+def test_smoke_run_on_the_class_grouped_image_tree_has_no_tie_order_bias(tmp_path):
+    """The shared CIFAR-10 tree's canonical order is grouped by class; a smoke run's codes tie
+    almost everywhere, so index-tie MAP over a class-grouped database exceeds its tie-aware
+    MAP (0.1985 vs 0.1692 before the split order was randomised). Catches a split returned
+    in index order."""
+    result = subprocess.run([sys.executable, "cascade_CIFAR-10.py", "--preset", "smoke", "--gpu", "cpu",
+                             "--data-root", SHARED_CIFAR, "--output-dir", str(tmp_path)], cwd=REPO,
+                            capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, HASHING_CACHE=str(tmp_path / "cache")))
+    assert result.returncode == 0, result.stderr
+    m = check_results(str(tmp_path), "cifar10", "MAH-cascade", 4)["metrics"]
+    assert abs(m["map"] - m["map_tie_aware"]) < 0.01
 
 
 def test_single_label_hashnet_lists(tmp_path):

@@ -16,7 +16,8 @@ import torch
 from tqdm import tqdm
 
 from utils import metrics
-from utils.adsh import ADSHLoss, class_codes, dcc_update, label_codes, nested_class_codes, similar_times, soft_ratio
+from utils.adsh import (ADSHLoss, adsh_objective, class_codes, dcc_update, label_codes, nested_class_codes,
+                        similar_times, soft_ratio)
 from utils.data import load_data
 from utils.errors import UserError
 from utils.batches import Feeder, label_matrix
@@ -47,8 +48,9 @@ def get_args_parser():
                         "a CPU; smoke = seconds, for tests (default: paper)")
     p.add_argument("--bits", help="target code length(s), e.g. '4' or '4,6,8,10,12', each trained in turn "
                                   "(default: the script's)")
-    p.add_argument("--aux-bits", help="the two auxiliary code lengths, absolute, e.g. '8,16' (default: the "
-                                      "script's for its target length, else 2*c0,4*c0)")
+    p.add_argument("--aux-bits", help="the two auxiliary code lengths, absolute, e.g. '8,16' (default: "
+                                      "2*c0,4*c0; with --preset paper, the script's own lengths for its own "
+                                      "target length)")
     p.add_argument("--head-weights", help="loss weights w0,w1,w2 of the target and auxiliary heads (default: the "
                                           "script's)")
     p.add_argument("--gamma", type=float, help="quantization weight gamma of the ADSH loss (default: the script's)")
@@ -138,8 +140,9 @@ def aux_lengths(args, c0):
         aux = _ints(args.aux_bits, "--aux-bits")
         if len(aux) != 2:
             raise UserError(f"--aux-bits needs two lengths c1,c2, got {args.aux_bits!r}")
-    else:
-        aux = args.paper.get("aux_for", {}).get(c0, (2 * c0, 4 * c0))
+    else:  # the script's lengths belong to the paper's recipe; every other preset has the one rule
+        aux = args.paper.get("aux_for", {}).get(c0) if args.preset == "paper" else None
+        aux = aux or (2 * c0, 4 * c0)
     if min(aux) < c0 or max(aux) > 1024:
         raise UserError(f"--aux-bits {aux[0]},{aux[1]}: auxiliary codes must be at least as long as the target "
                         f"({c0} bits) and at most 1024 bits")
@@ -148,27 +151,33 @@ def aux_lengths(args, c0):
 
 @torch.no_grad()
 def encode(model, feeder, batch_size):
-    """sign(head 0 output), exact zeros mapped to +1, for every item of the feeder's part."""
+    """sign of every head's output (list of n x c_k), exact zeros mapped to +1, for every item
+    of the feeder's part, in eval mode."""
     model.eval()
-    codes = []
-    for _, x in feeder.batches(np.arange(len(feeder)), batch_size):
-        codes.append(model(x)[0])
+    outputs = [model(x) for _, x in feeder.batches(np.arange(len(feeder)), batch_size)]
     model.train()
-    codes = torch.cat(codes)
-    return torch.where(codes >= 0, 1.0, -1.0)
+    return [torch.where(torch.cat(head) >= 0, 1.0, -1.0) for head in zip(*outputs)]
 
 
-def evaluate(model, query_feeder, V0, data, batch_size):
-    """The original's MAP (whole ranking, ties by index, empty queries 0), tie-aware MAP,
-    its mAP@5000, and true precision@5000."""
-    q = encode(model, query_feeder, batch_size)
-    ql, dl = data.query.labels, data.database.labels
+def retrieval_metrics(q, V, ql, dl):
+    """The original's MAP (whole ranking, ties by index, empty queries 0), tie-aware MAP and
+    its mAP@5000 (logged as "TopK@Pre" / topkpre) of query codes q against database codes V."""
     return {
-        "map": metrics.mean_average_precision(q, V0, ql, dl),
-        "map_tie_aware": metrics.mean_average_precision(q, V0, ql, dl, ties="expected"),
-        "map_at_5000": metrics.mean_average_precision(q, V0, ql, dl, topk=5000),
-        "precision_at_5000": metrics.precision_at_k(q, V0, ql, dl, 5000),
+        "map": metrics.mean_average_precision(q, V, ql, dl),
+        "map_tie_aware": metrics.mean_average_precision(q, V, ql, dl, ties="expected"),
+        "map_at_5000": metrics.mean_average_precision(q, V, ql, dl, topk=5000),
     }
+
+
+def evaluate(model, query_feeder, V, data, batch_size):
+    """Metrics of the target head (sign of head 0 against V[0]) and true precision@5000;
+    under "aux", each auxiliary head's signs against its own V, as the original logged them."""
+    codes = encode(model, query_feeder, batch_size)
+    ql, dl = data.query.labels, data.database.labels
+    result = retrieval_metrics(codes[0], V[0], ql, dl)
+    result["precision_at_5000"] = metrics.precision_at_k(codes[0], V[0], ql, dl, 5000)
+    result["aux"] = [dict(bits=v.shape[1], **retrieval_metrics(q, v, ql, dl)) for q, v in zip(codes[1:], V[1:])]
+    return result
 
 
 # ------------------------------------------------------------------------- training
@@ -260,11 +269,13 @@ def train_length(args, data, c0, device, out_dir):
         zeros = [0] * len(V)
         if it >= args.v_hold:  # held codes are fixed targets while the network learns to tell classes apart
             zeros = [dcc_update(v, u, index, sample_labels, db_labels, r, args.gamma, single) for v, u in zip(V, U)]
+        # the whole ADSH objective of every head after the V step (the original's calc_loss)
+        objective = [adsh_objective(v, u, index, sample_labels, db_labels, r, args.gamma, single) for v, u in zip(V, U)]
         seconds += time.time() - tic
         record = {"bits": c0, "iteration": it, "lr": lr, "loss": (head_loss / max(batches, 1)).tolist(),
-                  "sign_zeros": zeros, "seconds": round(seconds, 2)}
+                  "objective": objective, "sign_zeros": zeros, "seconds": round(seconds, 2)}
         if (it + 1) % args.eval_every == 0 or it == args.max_iter - 1:
-            result = evaluate(model, queries, V[0], data, args.batch_size)
+            result = evaluate(model, queries, V, data, args.batch_size)
             record["metrics"] = result
         log.write(**record)
         bar.set_postfix(loss=f"{float(np.dot(args.head_weights, record['loss'])):.4f}")
@@ -272,7 +283,7 @@ def train_length(args, data, c0, device, out_dir):
                                     "optimizer": opt.state_dict(), "V": [v.cpu() for v in V],
                                     "args": arguments(args)})
     if result is None:  # resumed after the last iteration had finished
-        result = evaluate(model, queries, V[0], data, args.batch_size)
+        result = evaluate(model, queries, V, data, args.batch_size)
     return result, seconds, lengths
 
 
@@ -308,6 +319,7 @@ def main(args):
             continue
         result, seconds, lengths = train_length(args, data, c0, device, args.output_dir)
         record = {"dataset": data.info.name, "method": method, "bits": c0, "aux_bits": list(lengths[1:]),
+                  "database_order": "seeded random",
                   "preset": args.preset, "backbone": args.backbone, "seed": args.seed, "metrics": result,
                   "seconds": round(seconds, 1), "device": device_name(device), "git_commit": git_commit(),
                   "command": args.command or command_line(), "args": arguments(args)}
@@ -315,9 +327,10 @@ def main(args):
             record["resumed_by"] = command_line()
         write_json(path, record)
         rows.append(record)
-    print(f"\n{'bits':>4} {'MAP':>7} {'tie-aware':>9} {'mAP@5000':>8} {'P@5000':>7} {'minutes':>7}")
+    print(f"\n{'bits':>4} {'tie-aware MAP':>13} {'MAP (index ties)':>16} {'mAP@5000':>8} {'P@5000':>7} "
+          f"{'minutes':>7}")
     for row in rows:
         r = row["metrics"]
-        print(f"{row['bits']:>4} {r['map']:>7.4f} {r['map_tie_aware']:>9.4f} {r['map_at_5000']:>8.4f} "
+        print(f"{row['bits']:>4} {r['map_tie_aware']:>13.4f} {r['map']:>16.4f} {r['map_at_5000']:>8.4f} "
               f"{r['precision_at_5000']:>7.4f} {row['seconds'] / 60:>7.1f}")
     return rows
