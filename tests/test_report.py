@@ -20,11 +20,16 @@ README = (f"# Title\n\nText before.\n\n{MAH_MARKERS[0]}\nold MAH table\n{MAH_MAR
 CASCADE_4 = "python cascade_CIFAR-10.py --preset cpu-small --bits 4 --gpu cpu --data-root D"
 
 
-def mah(dataset, method, bits, map_, p5000, seconds, command=None, preset="cpu-small"):
+def mah(dataset, method, bits, map_, p5000, seconds, command=None, preset="cpu-small", ordered=True):
+    """A MAH record: tie-aware MAP = map_ - 0.01, mAP@5000 = map_ + 0.02 (distinct, so that a
+    swapped column shows); ordered=False is a record from before the seeded database order."""
     record = {"dataset": dataset, "method": method, "bits": bits, "aux_bits": [2 * bits, 4 * bits],
               "preset": preset, "backbone": "small", "seed": 0, "seconds": seconds, "device": "cpu",
-              "metrics": {"map": map_, "map_tie_aware": map_ - 0.01, "map_at_5000": map_, "precision_at_5000": p5000},
+              "metrics": {"map": map_, "map_tie_aware": map_ - 0.01, "map_at_5000": map_ + 0.02,
+                          "precision_at_5000": p5000},
               "git_commit": "abc", "args": {}}
+    if ordered:
+        record["database_order"] = "seeded random"
     if command:
         record["command"] = command
     return record
@@ -55,7 +60,7 @@ def tree(tmp_path):
                                                         CASCADE_4))
     write(res / "b/cifar10_MAH-cascade_12bits.json", mah("cifar10", "MAH-cascade", 12, 0.8621, 0.827, 546.0))
     write(res / "b/cifar10_MAH-flat_4bits.json", mah("cifar10", "MAH-flat", 4, 0.19, 0.1, 540.0,
-                                                     "python flat_CIFAR-10.py --bits 4,8"))
+                                                     "python flat_CIFAR-10.py --bits 4,8", ordered=False))
     write(res / "b/cifar10_MAH-flat_8bits.json", mah("cifar10", "MAH-flat", 8, 0.95, 0.9, 570.0,
                                                      "python flat_CIFAR-10.py --bits 4,8"))
     write(res / "c/nuswide21_MAH-flat_8bits.json", mah("nuswide21", "MAH-flat", 8, 0.7, 0.75, 900.0,
@@ -83,29 +88,37 @@ def test_mah_table(tree):
     cifar = cifar.split("**NUS-WIDE**")[0]
     lines = cifar.splitlines()
     assert head in lines
-    for row in ("| MAH-flat | MAP | 0.1900 | no run | 0.9500 | no run | no run |",
+    # tie-aware MAP leads; the difference is tie-aware - published (0.18 - 0.4759, 0.94 - 0.9339,
+    # 0.5143 - 0.7460, 0.8521 - 0.9537); only the pre-order flat 4-bit record is marked
+    for row in ("| MAH-flat | tie-aware MAP | 0.1800 | no run | 0.9400 | no run | no run |",
                 "| MAH-flat | published MAP | 0.4759 | 0.8197 | 0.9339 | 0.9335 | 0.9503 |",
-                "| MAH-flat | difference | -0.2859 | no run | +0.0161 | no run | no run |",
-                "| MAH-flat | tie-aware MAP | 0.1800 | no run | 0.9400 | no run | no run |",
-                "| MAH-flat | Precision@5000 | 0.1000 | no run | 0.9000 | no run | no run |",
-                "| MAH-flat | published P@5000 (approx.) | 0.500 | 0.840 | 0.930 | 0.930 | 0.955 |",
+                "| MAH-flat | difference (tie-aware) | -0.2959 | no run | +0.0061 | no run | no run |",
+                "| MAH-flat | MAP, ties by index | 0.1900‡ | no run | 0.9500 | no run | no run |",
+                "| MAH-flat | mAP@5000 | 0.2100 | no run | 0.9700 | no run | no run |",
+                "| MAH-flat | published mAP@5000 (approx.) | 0.500 | 0.840 | 0.930 | 0.930 | 0.955 |",
+                "| MAH-flat | precision@5000 | 0.1000 | no run | 0.9000 | no run | no run |",
+                "| MAH-flat | auxiliary bits | 8,16 | no run | 16,32 | no run | no run |",
                 "| MAH-flat | minutes | 9.0 | no run | 9.5 | no run | no run |",
-                "| MAH-cascade | MAP | 0.5243 | no run | no run | no run | 0.8621 |",
-                "| MAH-cascade | difference | -0.2217 | no run | no run | no run | -0.0916 |",
-                "| MAH-cascade | minutes | 8.8 | no run | no run | no run | 9.1 |"):
+                "| MAH-cascade | tie-aware MAP | 0.5143 | no run | no run | no run | 0.8521 |",
+                "| MAH-cascade | difference (tie-aware) | -0.2317 | no run | no run | no run | -0.1016 |",
+                "| MAH-cascade | MAP, ties by index | 0.5243 | no run | no run | no run | 0.8621 |",
+                "| MAH-cascade | minutes | 8.8 | no run | no run | no run | 9.1 |",
+                report.GROUPED_NOTE):
         assert row in lines
+    assert lines[lines.index(head) + 2].startswith("| MAH-flat | tie-aware MAP |")
     # flat before cascade, each method's rows together; a command that filled two cells is listed once;
     # the 12-bit record has no command and the losing 4-bit record's command is gone
     assert lines.index("| MAH-flat | minutes | 9.0 | no run | 9.5 | no run | no run |") < \
-        lines.index("| MAH-cascade | MAP | 0.5243 | no run | no run | no run | 0.8621 |")
+        lines.index("| MAH-cascade | tie-aware MAP | 0.5143 | no run | no run | no run | 0.8521 |")
     assert [line for line in lines if line.startswith("    ")] == ["    python flat_CIFAR-10.py --bits 4,8",
                                                                     "    " + CASCADE_4]
     assert "0.3333" not in mah_text and "old" not in mah_text
     nus = mah_text.split("**NUS-WIDE** (`nuswide21`): preset `cpu-small`, backbone `small`, device `cpu`, seed 0")[1]
-    assert "| MAH-flat | MAP | no run | no run | 0.7000 | no run | no run |" in nus
+    assert "| MAH-flat | tie-aware MAP | no run | no run | 0.6900 | no run | no run |" in nus
     assert "| MAH-flat | published MAP | n/a | n/a | n/a | n/a | n/a |" in nus
-    assert "| MAH-flat | difference | n/a | n/a | n/a | n/a | n/a |" in nus
-    assert "| MAH-cascade | published P@5000 (approx.) | 0.845 | 0.850 | 0.870 | 0.900 | 0.910 |" in nus
+    assert "| MAH-flat | difference (tie-aware) | n/a | n/a | n/a | n/a | n/a |" in nus
+    assert "| MAH-cascade | published mAP@5000 (approx.) | 0.845 | 0.850 | 0.870 | 0.900 | 0.910 |" in nus
+    assert report.GROUPED_NOTE not in nus  # no class-grouped record in this table
     assert "    python flat_NUS_WIDE.py --bits 8" in nus.splitlines()
 
 
@@ -154,9 +167,31 @@ def test_figures(tree):
         with open(path, "rb") as f:
             assert f.read(8) == PNG_SIGNATURE
         with Image.open(path) as im:
-            assert im.format == "PNG" and im.size == (640, 480)
+            assert im.format == "PNG" and im.size == (1000, 450)
     assert not os.path.exists(os.path.join(tree.fig, "FLICKR.png"))
     assert sorted(os.listdir(tree.fig)) == ["CIFAR.png", "NUSWIDE.png"]  # no temporary files left
+
+
+def test_figure_compares_map_at_5000_with_the_published_curves(tree, monkeypatch):
+    """The published "Precision@5K" values are mAP@5000: the left panel must plot our mAP@5000
+    beside them, true precision@5000 only on the right. Catches plotting precision@5000
+    against the published curves (the old mismatch) or swapped panels."""
+    made = []
+
+    class Recorded(report.Figure):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append(self)
+
+    monkeypatch.setattr(report, "Figure", Recorded)
+    report.main(tree)
+    left, right = made[0].axes  # CIFAR-10 first
+    curves = {line.get_label(): list(line.get_ydata()) for line in left.lines}
+    assert curves["MAH-flat (ours)"] == pytest.approx([0.21, 0.97])  # mAP@5000 of the 4- and 8-bit records
+    assert curves["MAH-cascade (ours)"] == pytest.approx([0.5443, 0.8821])
+    assert curves["MAH-flat published (approx.)"] == [0.50, 0.84, 0.93, 0.93, 0.955]
+    assert {line.get_label(): list(line.get_ydata()) for line in right.lines} == {
+        "MAH-flat (ours)": pytest.approx([0.1, 0.9]), "MAH-cascade (ours)": pytest.approx([0.4088, 0.827])}
 
 
 def test_rerun_byte_identical(tree):
@@ -229,7 +264,7 @@ def test_command_line(tree):
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [f"wrote {tree.readme}", f"wrote {os.path.join(tree.fig, 'CIFAR.png')}",
                                        f"wrote {os.path.join(tree.fig, 'NUSWIDE.png')}"]
-    assert "| MAH-cascade | MAP | 0.5243 |" in open(tree.readme).read()
+    assert "| MAH-cascade | tie-aware MAP | 0.5143 |" in open(tree.readme).read()
     write(tree.readme, "no markers here\n")
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2

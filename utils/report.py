@@ -2,8 +2,11 @@
 
 `python -m utils.report` reads every results/**/*.json (MAH and MMHH records, in sorted
 path order), rewrites the README between the marker comments of the MAH and of the MMHH
-section, and draws fig/<DATASET>.png: MAH Precision@5000 against code length beside the
-published curves. Nothing depends on the clock, so a rerun on the same results leaves
+section, and draws fig/<DATASET>.png: MAH mAP@5000 against code length beside the
+published curves (the original's "Precision@5K" is mAP@5000), and true precision@5000
+in a panel of its own. MAH tables lead with the tie-aware MAP, which does not depend on
+the database order; the index-tie MAP of runs made over a class-grouped database is
+marked as such. Nothing depends on the clock, so a rerun on the same results leaves
 every file byte-identical.
 """
 import argparse
@@ -31,8 +34,9 @@ PUBLISHED_MAP = {
     ("cifar10", "MAH-flat"): dict(zip(MAH_BITS, (0.4759, 0.8197, 0.9339, 0.9335, 0.9503))),
     ("cifar10", "MAH-cascade"): dict(zip(MAH_BITS, (0.7460, 0.8950, 0.9429, 0.9489, 0.9537))),
 }
-# Precision@5000 read off the paper's figures by eye: approximate.
-PUBLISHED_P5000 = {
+# The figures' "Precision@5K", read off by eye (approximate): the original's calc_topMap(..., 5000),
+# i.e. mAP@5000, stored as "topkpre".
+PUBLISHED_MAP5000 = {
     ("cifar10", "MAH-flat"): dict(zip(MAH_BITS, (0.50, 0.84, 0.93, 0.93, 0.955))),
     ("cifar10", "MAH-cascade"): dict(zip(MAH_BITS, (0.77, 0.88, 0.93, 0.94, 0.945))),
     ("nuswide21", "MAH-flat"): dict(zip(MAH_BITS, (0.76, 0.82, 0.83, 0.86, 0.86))),
@@ -47,7 +51,7 @@ TYPE_NAMES = {STRING: "a string", INTEGER: "an integer", NUMBER: "a number", OBJ
 FIELDS = {"dataset": STRING, "method": STRING, "bits": INTEGER, "preset": STRING, "backbone": STRING,
           "seed": INTEGER, "metrics": OBJECT, "seconds": NUMBER, "device": STRING}
 METRICS = {
-    "mah": {"map": NUMBER, "map_tie_aware": NUMBER, "precision_at_5000": NUMBER},
+    "mah": {"map": NUMBER, "map_tie_aware": NUMBER, "map_at_5000": NUMBER, "precision_at_5000": NUMBER},
     "mmhh": {"map_within_radius": NUMBER, "radius": INTEGER, "map_topk": NUMBER, "topk": INTEGER,
              "opt_test": BOOLEAN},
 }
@@ -177,7 +181,18 @@ def difference(record, published):
     if record is None:
         return "no run"
     # + 0.0 turns the -0.0 of a tiny negative difference into 0.0, shown +0.0000
-    return f"{round(record['metrics']['map'] - published, 4) + 0.0:+.4f}"
+    return f"{round(record['metrics']['map_tie_aware'] - published, 4) + 0.0:+.4f}"
+
+
+GROUPED = "‡"
+GROUPED_NOTE = (f"{GROUPED} ran with the database in class-grouped order (before commit 33e91ba): its MAP with ties "
+                "by index is biased upward and is no reproduction figure; its tie-aware MAP and the other rows do "
+                "not depend on the order.")
+
+
+def grouped(record):
+    """Whether the run ranked a class-grouped database (records from before the seeded order)."""
+    return record.get("database_order") != "seeded random"
 
 
 def mah_table(group, runs):
@@ -187,22 +202,28 @@ def mah_table(group, runs):
     rows = []
     for m in methods:
         got = [runs.get((m, b)) for b in bits]
-        pub_map, pub_p = PUBLISHED_MAP.get((dataset, m), {}), PUBLISHED_P5000.get((dataset, m), {})
+        pub_map, pub_top = PUBLISHED_MAP.get((dataset, m), {}), PUBLISHED_MAP5000.get((dataset, m), {})
 
         def measured(cell):
             return ["no run" if r is None else cell(r) for r in got]
 
+        def published(values, digits):
+            return [f"{values[b]:.{digits}f}" if b in values else "n/a" for b in bits]
+
         rows += [[m, q] + cells for q, cells in (
-            ("MAP", measured(lambda r: f"{r['metrics']['map']:.4f}")),
-            ("published MAP", [f"{pub_map[b]:.4f}" if b in pub_map else "n/a" for b in bits]),
-            ("difference", [difference(r, pub_map.get(b)) for r, b in zip(got, bits)]),
             ("tie-aware MAP", measured(lambda r: f"{r['metrics']['map_tie_aware']:.4f}")),
-            ("Precision@5000", measured(lambda r: f"{r['metrics']['precision_at_5000']:.4f}")),
-            ("published P@5000 (approx.)", [f"{pub_p[b]:.3f}" if b in pub_p else "n/a" for b in bits]),
+            ("published MAP", published(pub_map, 4)),
+            ("difference (tie-aware)", [difference(r, pub_map.get(b)) for r, b in zip(got, bits)]),
+            ("MAP, ties by index", measured(lambda r: f"{r['metrics']['map']:.4f}" + GROUPED * grouped(r))),
+            ("mAP@5000", measured(lambda r: f"{r['metrics']['map_at_5000']:.4f}")),
+            ("published mAP@5000 (approx.)", published(pub_top, 3)),
+            ("precision@5000", measured(lambda r: f"{r['metrics']['precision_at_5000']:.4f}")),
+            ("auxiliary bits", measured(lambda r: ",".join(map(str, r.get("aux_bits", []))) or "not recorded")),
             ("minutes", measured(lambda r: f"{r['seconds'] / 60:.1f}")),
         )]
     header = ["method", "quantity"] + [f"{b} bits" for b in bits]
-    return "\n".join([heading(group), ""] + table(header, rows) + [""] + commands(runs, methods, bits))
+    note = [GROUPED_NOTE, ""] if any(grouped(r) for r in runs.values()) else []
+    return "\n".join([heading(group), ""] + table(header, rows) + [""] + note + commands(runs, methods, bits))
 
 
 def mmhh_setting(record):
@@ -240,8 +261,13 @@ def mah_section(records):
     if not records:
         return NO_RESULTS["mah"]
     intro = ("Written by `python -m utils.report` from the results files; edits here are overwritten. "
-             "Published MAP: the paper's table (ResNet-50; CIFAR-10 only); difference = ours - published MAP. "
-             "Published P@5000: read off the paper's figures, approximate.")
+             "Tie-aware MAP: the expected MAP over random orders of equal Hamming distances (it does not depend "
+             "on the database order; the original's unstable sort over a shuffled database measured it in "
+             "expectation). Published MAP: the paper's table (ResNet-50; CIFAR-10 only); difference = our "
+             "tie-aware MAP - published MAP. mAP@5000 is what the original logged as \"TopK@Pre\" and its "
+             "figures call \"Precision@5K\"; the published values are read off those figures (approximate). "
+             "precision@5000 is the true precision of the first 5,000. Auxiliary bits: the lengths of heads 1 "
+             "and 2. Every figure is from the last outer iteration.")
     return "\n\n".join([intro] + [mah_table(g, runs) for g, runs in sorted(groups_of(records).items())])
 
 
@@ -277,30 +303,32 @@ def draw(path, dataset, groups):
     group, count = figure_group(groups, dataset)
     _, preset, backbone, device, seed = group
     runs = groups[group]
-    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    fig = Figure(figsize=(10, 4.5), dpi=100)
     FigureCanvasAgg(fig)  # render off-screen, without pyplot's global state or a display
-    ax = fig.add_subplot()
+    left, right = fig.subplots(1, 2)
     ticks = set()
     for m in MAH_METHODS:
         bits = sorted(b for method, b in runs if method == m)
         if bits:
-            ax.plot(bits, [runs[m, b]["metrics"]["precision_at_5000"] for b in bits], "-o", color=COLOURS[m],
-                    label=f"{m} (ours)")
-        published = PUBLISHED_P5000.get((dataset, m), {})
+            for ax, key in ((left, "map_at_5000"), (right, "precision_at_5000")):
+                ax.plot(bits, [runs[m, b]["metrics"][key] for b in bits], "-o", color=COLOURS[m], label=f"{m} (ours)")
+        published = PUBLISHED_MAP5000.get((dataset, m), {})
         if published:
-            ax.plot(sorted(published), [published[b] for b in sorted(published)], "--", color=COLOURS[m],
-                    label=f"{m} published (approx.)")
+            left.plot(sorted(published), [published[b] for b in sorted(published)], "--", color=COLOURS[m],
+                      label=f"{m} published (approx.)")
         ticks |= set(bits) | set(published)
-    ax.set_xticks(sorted(ticks))
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("code length (bits)")
-    ax.set_ylabel("Precision@5000")
-    title = f"{name(dataset)}: MAH Precision@5000\npreset {preset}, backbone {backbone}, device {device}, seed {seed}"
+    left.set_title("mAP@5000 (the paper's \"Precision@5K\")", fontsize=10)
+    right.set_title("precision@5000 (ours only)", fontsize=10)
+    for ax in (left, right):
+        ax.set_xticks(sorted(ticks))
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("code length (bits)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    title = f"{name(dataset)}, MAH: preset {preset}, backbone {backbone}, device {device}, seed {seed}"
     if count > 1:
-        title += f"\n(the group with most runs of {count} result groups)"
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        title += f" (the group with most runs of {count} result groups)"
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     # no Software entry: the PNG then holds nothing that changes between matplotlib versions or runs
     atomic_write(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None}))
