@@ -257,13 +257,15 @@ def test_expected_precision_at_whole_database_is_exact():
 
 # ------------------------------------------------------------------ MAP within radius
 
-def ref_map_within_radius(q, db, ql, dl, radius, qs=None, ds=None, empty_ball="zero", no_relevant="skip"):
+def ref_map_within_radius(q, db, ql, dl, radius, qs=None, ds=None, empty_ball="zero", no_relevant="skip",
+                          pr_average="all"):
     aps, precision, recall = [], [], []
     for i in range(len(q)):
         rel = ref_ball(i, q, db, ql, dl, radius, qs, ds)
         total = sum(ref_relevant(ql[i], dl[j]) for j in range(len(db)))
-        precision.append(sum(rel) / len(rel) if rel else 0.0)
-        recall.append(sum(rel) / total if total else 0.0)
+        if rel or pr_average == "all":
+            precision.append(sum(rel) / len(rel) if rel else 0.0)
+            recall.append(sum(rel) / total if total else 0.0)
         if not rel:
             if empty_ball == "zero":
                 aps.append(0.0)
@@ -272,8 +274,8 @@ def ref_map_within_radius(q, db, ql, dl, radius, qs=None, ds=None, empty_ball="z
                 aps.append(0.0)
         else:
             aps.append(ref_ap(rel, sum(rel)))
-    return {"map": float(np.mean(aps)) if aps else 0.0,
-            "precision": float(np.mean(precision)), "recall": float(np.mean(recall))}
+    return {"map": float(np.mean(aps)) if aps else 0.0, "precision": float(np.mean(precision)) if precision else 0.0,
+            "recall": float(np.mean(recall)) if recall else 0.0}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -289,6 +291,39 @@ def test_map_within_radius_matches_reference(case, radius, policy, scored):
     assert got == pytest.approx(want, abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 4, 6, 7])  # seeds whose data hold every kind of query (asserted)
+@pytest.mark.parametrize("scored", [False, True])
+@pytest.mark.parametrize("policy", [("zero", "skip", "all"), ("skip", "zero", "nonempty"),
+                                    ("zero", "skip", "nonempty")])
+def test_map_within_radius_pr_average_matches_a_naive_loop(seed, scored, policy):
+    """pr_average="nonempty" (the released --opt-test metric) averages precision and recall
+    over the queries with a non-empty ball only. Would catch: still dividing by all queries,
+    letting empty balls into that mean, dropping balls without relevant items from it, or a
+    NaN / left-out recall for a query that has no relevant item at all."""
+    q, db, ql, dl = random_case(100 + seed, n_query=14, n_db=14, bits=6, multi=True)
+    qs, ds = (integer_scores(200 + seed, len(q)), integer_scores(300 + seed, len(db))) if scored else (None, None)
+    radius = 1
+    balls = [ref_ball(i, q, db, ql, dl, radius) for i in range(len(q))]
+    # the data hold every kind of query the conventions treat differently
+    assert any(not b for b in balls), "no empty ball"
+    assert any(b and not any(b) for b in balls), "no non-empty ball without relevant items"
+    assert any(any(b) for b in balls), "no ball with relevant items"
+    assert balls[0], "query 0 (no relevant item at all) should have a non-empty ball"
+    empty_ball, no_relevant, pr_average = policy
+    got = metrics.map_within_radius(q, db, ql, dl, radius, qs, ds, empty_ball=empty_ball, no_relevant=no_relevant,
+                                    pr_average=pr_average)
+    want = ref_map_within_radius(q, db, ql, dl, radius, qs, ds, empty_ball, no_relevant, pr_average)
+    assert got == pytest.approx(want, abs=1e-12)
+    assert all(math.isfinite(v) for v in got.values())
+
+
+def test_map_within_radius_pr_average_all_balls_empty_is_zero():
+    """Would catch 0 / 0 (NaN) in the means when no query has a non-empty ball."""
+    q, db = np.array([[1, 1, 1, 1]]), np.array([[-1, -1, -1, -1]])
+    got = metrics.map_within_radius(q, db, [0], [0], radius=1, empty_ball="skip", pr_average="nonempty")
+    assert got == {"map": 0.0, "precision": 0.0, "recall": 0.0}
+
+
 def test_map_within_radius_hand_computed():
     q = np.array([[1, 1, 1, 1], [-1, -1, -1, -1]])
     db = np.array([[1, 1, 1, -1], [1, 1, 1, 1], [1, -1, 1, 1], [-1, -1, 1, 1]])
@@ -301,6 +336,9 @@ def test_map_within_radius_hand_computed():
     assert got["recall"] == pytest.approx((2 / 3 + 0) / 2)
     got = metrics.map_within_radius(q, db, ql, dl, radius=1, empty_ball="skip")
     assert got["map"] == pytest.approx((1 + 2 / 3) / 2)
+    # the empty ball of query 1 left out of precision and recall as well: query 0's alone
+    got = metrics.map_within_radius(q, db, ql, dl, radius=1, empty_ball="skip", pr_average="nonempty")
+    assert (got["precision"], got["recall"]) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
     # scores put item 0 (irrelevant) first inside the ball
     qs, ds = np.ones((2, 1)), np.array([[3.0], [2.0], [1.0], [0.0]])
     got = metrics.map_within_radius(q, db, ql, dl, radius=1, query_scores=qs, db_scores=ds, empty_ball="skip")
@@ -330,6 +368,7 @@ ALL_CALLS = [
     lambda q, db, ql, dl, qs, ds: metrics.precision_recall_at_ranks(q, db, ql, dl, [3, 30], ties="expected"),
     lambda q, db, ql, dl, qs, ds: metrics.map_within_radius(q, db, ql, dl, 1),
     lambda q, db, ql, dl, qs, ds: metrics.map_within_radius(q, db, ql, dl, 1, qs, ds, "skip", "zero"),
+    lambda q, db, ql, dl, qs, ds: metrics.map_within_radius(q, db, ql, dl, 1, qs, ds, "skip", "zero", "nonempty"),
     lambda q, db, ql, dl, qs, ds: metrics.precision_recall_by_radius(q, db, ql, dl),
     lambda q, db, ql, dl, qs, ds: metrics.hamming_distance(q, db),
 ]
@@ -439,6 +478,7 @@ def bad_input_calls():
     yield "negative radius", lambda: metrics.map_within_radius(q, db, ql, dl, -1)
     yield "k zero", lambda: metrics.precision_at_k(q, db, ql, dl, 0)
     yield "ball policy", lambda: metrics.map_within_radius(q, db, ql, dl, 1, empty_ball="none")
+    yield "pr_average policy", lambda: metrics.map_within_radius(q, db, ql, dl, 1, pr_average="queries")
     yield "string codes", lambda: metrics.hamming_distance(np.array([["a", "b"]]), db[:, :2])
 
 

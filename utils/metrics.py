@@ -459,38 +459,46 @@ def precision_at_k(query_codes, db_codes, query_labels, db_labels, k, ties="inde
 
 
 def map_within_radius(query_codes, db_codes, query_labels, db_labels, radius=2, query_scores=None,
-                      db_scores=None, empty_ball="zero", no_relevant="skip"):
+                      db_scores=None, empty_ball="zero", no_relevant="skip", pr_average="all"):
     """MAP, precision and recall of the items within Hamming radius (d <= radius).
 
     Inside the ball items are ranked by query_scores . db_scores (larger first,
     equal scores by index) when given, else by (distance, index); AP is normalised
     by the relevant items in the ball. empty_ball / no_relevant: whether a query
     whose ball is empty / holds no relevant item counts AP 0 ("zero") or is left
-    out of the mean map ("skip"). Defaults are DeepHash's; MMHH's "optimised"
-    variant is empty_ball="skip", no_relevant="zero". Precision (0 for an empty
-    ball) and recall (0 when the query has no relevant item) average over all queries.
+    out of the mean map ("skip"). Per query, precision = relevant in the ball / ball
+    size (0 for an empty ball) and recall = relevant in the ball / all relevant (0 for
+    a query with no relevant item at all, where the released MMHH code divided by
+    zero); pr_average: their mean over all queries ("all") or over the queries with
+    a non-empty ball only ("nonempty"; 0.0 when every ball is empty).
+    Defaults are DeepHash's and the released MMHH code's default metric; its
+    "optimised" one (--opt-test) is empty_ball="skip", no_relevant="zero",
+    pr_average="nonempty". For radius >= 10 that default metric reported the ball's
+    precision as "MAP" (it skipped the ranking there); this function always returns
+    the MAP defined above.
     Returns {"map", "precision", "recall"} as floats.
     """
     _choice("empty_ball", empty_ball, ("zero", "skip"))
     _choice("no_relevant", no_relevant, ("zero", "skip"))
+    _choice("pr_average", pr_average, ("all", "nonempty"))
     if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
         raise ValueError(f"radius must be a non-negative integer, got {radius!r}")
     p = _Problem(query_codes, db_codes, query_labels, db_labels, query_scores, db_scores)
     radius = min(int(radius), p.bits)
-    mean = _Mean()
-    precision = recall = 0.0
+    mean, precision, recall = _Mean(), _Mean(), _Mean()
     for rows in p.chunks():
         dist, rel = p.cells(rows)
         n, r = p.bucket_counts(rows, dist, rel)
         ball, found = n[:, :radius + 1].sum(1), r[:, :radius + 1].sum(1)  # Qc
         total = r.sum(1)
-        precision += float((found / ball.clamp(min=1)).sum())
-        recall += float((found / total.clamp(min=1)).sum())
+        counted = (ball > 0) | (pr_average == "all")  # Qc bool: queries in the precision and recall means
+        precision.add(found / ball.clamp(min=1), counted)
+        recall.add(found / total.clamp(min=1), counted)
         length = max(int(ball.max()), 1)
         sums, hits = _precision_sums(p.ranked_relevance(rows, dist, rel, length, radius), ball.long())
         include = torch.where(ball == 0, empty_ball == "zero", (hits > 0) | (no_relevant == "zero"))
         mean.add(sums / hits.clamp(min=1), include)
-    return {"map": mean.value(), "precision": precision / p.n_query, "recall": recall / p.n_query}
+    return {"map": mean.value(), "precision": precision.value(), "recall": recall.value()}
 
 
 def precision_recall_by_radius(query_codes, db_codes, query_labels, db_labels):
