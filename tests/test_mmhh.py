@@ -1,4 +1,6 @@
-"""MMHH: losses by hand, memory and schedules, the two scripts end to end, resume, bad inputs."""
+"""MMHH: losses by hand, memory and schedules, the two scripts end to end, resume, the released
+code's defaults, overrides, old flags and output files, bad inputs."""
+import argparse
 import json
 import math
 import os
@@ -9,9 +11,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from utils import memory as mem
 from utils import mmhh, optim
+from utils.batches import Feeder
 from utils.errors import UserError
 from utils.adsh import similarity
 from utils.losses import hashnet_loss, mmhh_loss, parse_margin_params, quantization_loss, similar_weight
@@ -191,7 +195,8 @@ def read_results(folder):
 def test_snapshot_round_trip_gives_the_same_map(tmp_path):
     common = ["--gpu_id", "cpu", "--log_dir", tmp_path / "log", "--radius", "2"]
     out = script("train_mmhh.py", "--s_dataset", "digits", "--preset", "smoke", "--hash_bit", "12", "--annotation",
-                 "rt", "--snap_path", tmp_path / "snap", "--test_sample_ratio", "0.5", "--seed", "3", *common)
+                 "rt", "--snap_path", tmp_path / "snap", "--test_sample_ratio", "0.5", "--seed", "3",
+                 "--distance_type", "MMHH", "--test_output_dir", tmp_path / "out", *common)
     assert out.returncode == 0, out.stderr
     trained = read_results(tmp_path / "log" / "rt_digits_digits")["metrics"]
     snap = tmp_path / "snap" / "rt_digits_digits_iter_00003"
@@ -225,7 +230,8 @@ def coco_lists(coco_mini, tmp_path_factory):
 def test_smoke_on_the_real_coco_fixture(coco_mini, coco_lists, tmp_path, extra):
     out = script("train_mmhh.py", "--s_dataset", "coco_80", "--data_root", coco_lists, "--image_root",
                  coco_mini, "--preset", "smoke", "--gpu_id", "cpu", "--workers", "0", "--log_dir",
-                 tmp_path, "--snap_path", tmp_path, "--test_sample_ratio", "1", *extra)
+                 tmp_path, "--snap_path", tmp_path, "--test_output_dir", tmp_path / "out", "--test_sample_ratio", "1",
+                 *extra)
     assert out.returncode == 0, out.stderr
     record = read_results(tmp_path)
     assert record["dataset"] == "coco80" and record["metrics"]["topk"] == 5000
@@ -240,7 +246,8 @@ def test_kill_and_resume_gives_the_same_snapshot(tmp_path, monkeypatch):
         return mmhh.get_train_parser().parse_args([
             "--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--batch_size", "400", "--num_iters", "8",
             "--hash_bit", "8", "--annotation", annotation, "--log_dir", str(tmp_path), "--snap_path", str(tmp_path),
-            "--batch_type", "BatchInitMem", "--batch_params", "2", *extra])
+            "--test_output_dir", str(tmp_path / "out"), "--distance_type", "MMHH", "--batch_type", "BatchInitMem",
+            "--batch_params", "2", *extra])
 
     mmhh.train_main(args("whole"))
     real = mmhh.save_checkpoint
@@ -278,7 +285,7 @@ def test_kill_and_resume_gives_the_same_snapshot(tmp_path, monkeypatch):
 ])
 def test_bad_training_input_gives_one_line(tmp_path, args, message):
     base = ["--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--log_dir", tmp_path, "--snap_path",
-            tmp_path]
+            tmp_path, "--test_output_dir", tmp_path]
     out = script("train_mmhh.py", *base, *args)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.startswith("error: ") and message in out.stderr and out.stderr.count("\n") == 1, out.stderr
@@ -299,3 +306,285 @@ def test_resolve_rejects_unknown_networks():
     a = mmhh.get_train_parser().parse_args(["--image_network", "LeNet"])
     with pytest.raises(UserError, match="choose from AlexNetFc"):
         mmhh.resolve(a)
+
+
+# ------------------------------------------------------ the released code's defaults
+
+# The released train_mmhh.py's defaults, read off its argparse (batch_type: it had none and
+# chose PairBatch for the config weights); the paper preset must resolve to these.
+RELEASED = dict(gpu_id="0", batch_size=48, hash_bit=48, lr=3e-4, annotation="empty", loss_lambda=0.1,
+                num_iters=1000, pre_model_path="", image_network="AlexNetFc", image_loss_type="DHN",
+                distance_type="Hamming", mission="Hashing", lr_schedule_type="Stair_Step", gamma=1.0,
+                sigmoid_param=1.0, radius=0, decay_step=200, weight_decay=0.1, similar_weight_type="config",
+                norm_memory_batch=False, batch_type="PairBatch", batch_params="300", semi_init_type="MODEL",
+                semi_init_momentum=0.5, margin_params="0.5:0.8:1.0:1.0:2.0", fake_cpu_demo="False",
+                test_sample_ratio=0.1, snapshot_interval=1000, opt_test=False)
+
+
+def test_paper_preset_is_the_released_defaults():
+    """Would catch a default drifting from the released code's, e.g. --distance_type MMHH (the
+    paper's loss; the released parser defaulted to Hamming) or test_mmhh's --annotation."""
+    a = mmhh.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "coco_80"]))
+    assert {key: getattr(a, key) for key in RELEASED} == RELEASED
+    assert (a.preset, a.t_dataset, a.optimizer, a.resize, a.crop, a.augment, a.pretrained) == \
+        ("paper", "coco_80", "sgd", 256, 224, True, True)
+    t = mmhh.get_test_parser().parse_args(["--model_path", "x"])
+    assert (t.gpu_id, t.batch_size, t.radius, t.opt_test, t.annotation, t.test_sample_ratio) == \
+        ("0", 16, 2, False, "empty", 1.0)
+
+
+# ------------------------------------------------------------ list files, a stub net
+
+def write_lists(root, classes, sizes, seed, colour=None):
+    """HashNet list files train.txt / database.txt / test.txt (sizes lines) over 8x8 solid-colour
+    PNGs: random colours (or `colour` for all) and one or two random labels per image."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(root / "img")
+    for part, n in zip(("train", "database", "test"), sizes):
+        lines = []
+        for i in range(n):
+            rgb = colour or tuple(int(c) for c in rng.integers(0, 256, 3))
+            Image.new("RGB", (8, 8), rgb).save(root / "img" / f"{part}{i}.png")
+            labels = np.zeros(classes, dtype=int)
+            labels[rng.integers(0, classes, rng.integers(1, 3))] = 1
+            lines.append(f"img/{part}{i}.png " + " ".join(map(str, labels)))
+        (root / f"{part}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+class MeanColour(torch.nn.Module):
+    def forward(self, x):
+        return x.mean((2, 3))  # B x 3
+
+
+def colour_network(name, bits, pretrained, weights=None, seed=0):
+    torch.manual_seed(seed)
+    return HashModel(MeanColour(), 3, bits)
+
+
+@pytest.fixture
+def colour_model(monkeypatch):
+    """The network replaced by the hash layer on the mean colour: solid-colour images of
+    different colours get different codes at once (a 3-iteration SmallFc gives every image
+    the same code), and runs take no convolutions."""
+    monkeypatch.setattr(mmhh, "build_network", colour_network)
+
+
+def train_args(tmp_path, *extra):
+    return mmhh.get_train_parser().parse_args([
+        "--preset", "smoke", "--gpu_id", "cpu", "--workers", "0", "--log_dir", str(tmp_path / "log"), "--snap_path",
+        str(tmp_path / "snap"), "--test_output_dir", str(tmp_path / "out"), *map(str, extra)])
+
+
+def mmhh_test_args(tmp_path, *extra):
+    return mmhh.get_test_parser().parse_args(["--gpu_id", "cpu", "--workers", "0", "--log_dir", str(tmp_path / "tlog"),
+                                              *map(str, extra)])
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def log_lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+# ------------------------------------------------------------------- normalisation
+
+def test_mmhh_normalises_nuswide21_with_imagenet_constants(tmp_path):
+    """The released MMHH code normalised every data set with ImageNet's mean and std; the
+    table's nuswide21 entry carries MAH's. Would catch MMHH's feeder taking the table's
+    constants, or the default (MAH's) feeder being switched to ImageNet's."""
+    root = write_lists(tmp_path, 21, (1, 1, 1), seed=0, colour=(200, 100, 50))
+    data = mmhh.data_for("nuswide_21", {"data_root": str(root)}, None)
+    settings = argparse.Namespace(resize=4, crop=4, augment=False, workers=0)
+    x = next(mmhh.feeders(data, "query", "cpu", settings).batches(np.arange(1), 1))[1]  # 1 x 3 x 4 x 4
+    imagenet = [(200 / 255 - 0.485) / 0.229, (100 / 255 - 0.456) / 0.224, (50 / 255 - 0.406) / 0.225]
+    mah = [(200 / 255 - 0.3893) / 0.2393, (100 / 255 - 0.4203) / 0.2354, (50 / 255 - 0.4361) / 0.2464]
+    assert min(abs(a - b) for a, b in zip(imagenet, mah)) > 0.01  # the two normalisations are told apart
+    torch.testing.assert_close(x[0], torch.tensor(imagenet).view(3, 1, 1).expand(3, 4, 4), atol=1e-5, rtol=0)
+    table = next(Feeder(data, "query", "cpu", False, 4, 4, workers=0, square=True).batches(np.arange(1), 1))[1]
+    torch.testing.assert_close(table[0], torch.tensor(mah).view(3, 1, 1).expand(3, 4, 4), atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------- the test set's root
+
+def test_another_t_dataset_needs_t_data_root():
+    """Would catch a --t_dataset other than --s_dataset read from --data_root (the training
+    set's lists), silently."""
+    with pytest.raises(UserError, match="give --t_data_root") as e:
+        mmhh.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "nuswide_21", "--data_root", "n",
+                                                         "--t_dataset", "coco_80"]))
+    assert "\n" not in str(e.value)
+    same = mmhh.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "coco_80", "--data_root", "r",
+                                                            "--image_root", "i", "--t-dataset", "coco80"]))
+    assert (same.t_data_root, same.t_image_root) == ("r", "i")  # the same data set, however spelt
+    digits = mmhh.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "coco_80", "--data_root", "r",
+                                                              "--t_dataset", "digits"]))
+    assert digits.t_data_root is None  # nothing to read from a root
+    other = mmhh.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "digits", "--t-dataset", "coco_80",
+                                                             "--t-data-root", "c"]))
+    assert (other.t_data_root, other.t_image_root) == ("c", None)  # image paths from c
+
+
+def test_t_dataset_lists_come_from_t_data_root_in_training_and_in_test_mmhh(tmp_path, colour_model):
+    """Would catch train_mmhh or test_mmhh reading coco_80's lists from --data_root (the
+    nuswide_21 lists: 21 label columns, not coco_80's 80, and other counts)."""
+    nus = write_lists(tmp_path / "nus", 21, (12, 20, 6), seed=1)
+    coco = write_lists(tmp_path / "coco", 80, (10, 25, 9), seed=2)
+    record = mmhh.train_main(train_args(tmp_path, "--s_dataset", "nuswide_21", "--data_root", nus, "--t_dataset",
+                                        "coco_80", "--t_data_root", coco, "--test_sample_ratio", 1, "--radius", 1,
+                                        "--hash_bit", 8))
+    assert record["dataset"] == "coco80" and (record["metrics"]["queries"], record["metrics"]["database"]) == (9, 25)
+    assert np.load(tmp_path / "out" / "empty_iter_00003" / "test_labels.npy").shape == (9, 80)
+    snap = tmp_path / "snap" / "empty_nuswide_21_coco_80_iter_00003"
+    tested = mmhh.test_main(mmhh_test_args(tmp_path, "--model_path", snap, "--radius", 1, "--annotation", "t"))
+    assert tested["dataset"] == "coco80" and tested["metrics"] == record["metrics"]
+    own = mmhh.test_main(mmhh_test_args(tmp_path, "--model_path", snap, "--radius", 1, "--annotation", "s",
+                                   "--dataset", "nuswide_21"))
+    assert own["dataset"] == "nuswide21" and (own["metrics"]["queries"], own["metrics"]["database"]) == (6, 20)
+
+
+# ------------------------------------------------------------------------ old flags
+
+def test_mission_other_than_hashing_is_a_one_line_error():
+    """Would catch an unimplemented mission being accepted (the released code crashed on them)."""
+    assert mmhh.resolve(mmhh.get_train_parser().parse_args(["--mission", "Hashing"])).mission == "Hashing"
+    with pytest.raises(UserError, match="only Hashing was implemented") as e:
+        mmhh.resolve(mmhh.get_train_parser().parse_args(["--mission", "Cross_Modal_Transfer"]))
+    assert "\n" not in str(e.value)
+
+
+def test_fake_cpu_demo_takes_true_or_false_only():
+    """Would catch a typo such as 'yes' being taken as False, as the released code did."""
+    with pytest.raises(UserError, match="--fake_cpu_demo must be True or False, got 'yes'"):
+        mmhh.resolve(mmhh.get_train_parser().parse_args(["--fake_cpu_demo", "yes"]))
+    a = mmhh.resolve(mmhh.get_train_parser().parse_args(["--fake-cpu-demo", "False", "--s_dataset", "coco_80"]))
+    assert a.s_dataset == "coco_80"
+
+
+def test_fake_cpu_demo_trains_and_tests_on_digits_and_snapshot_interval_is_stored(tmp_path, capsys, colour_model):
+    """Would catch --fake_cpu_demo True being ignored (coco_80 and nuswide_21 need a --data_root
+    that is not given here) or leaving the test set as it was, and --snapshot-interval not being
+    accepted or recorded."""
+    record = mmhh.train_main(train_args(tmp_path, "--fake_cpu_demo", "True", "--s_dataset", "coco_80", "--t_dataset",
+                                        "nuswide_21", "--snapshot-interval", 7, "--test_sample_ratio", 0.05))
+    lines = [line for line in capsys.readouterr().out.splitlines() if "--fake_cpu_demo" in line]
+    assert len(lines) == 1 and "digits" in lines[0]
+    assert record["dataset"] == "digits" and record["metrics"]["queries"] == 5
+    run = read_json(tmp_path / "log" / "empty_digits_digits" / "run.json")
+    assert (run["s_dataset"], run["t_dataset"], run["snapshot_interval"]) == ("digits", "digits", 7)
+    assert mmhh.get_train_parser().parse_args(["--snapshot_interval", "5"]).snapshot_interval == 5
+    labels = np.load(tmp_path / "out" / "empty_iter_00003" / "test_labels.npy")
+    # digits' class ids as one-hot rows, the layout the released metrics read
+    assert labels.dtype == np.float32 and labels.shape == (5, 10) and (labels.sum(1) == 1).all()
+
+
+# ---------------------------------------------------------- the released overrides
+
+@pytest.mark.parametrize("schedule", ["DANN_INV", "HashNet_Step", "Stair_Step"])
+def test_hashnet_schedules_start_from_3e_4_whatever_lr_says(tmp_path, capsys, colour_model, schedule):
+    """The released HashNet_Step and DANN_INV schedulers had lr 3e-4 built in. Would catch --lr
+    reaching the optimiser under them (or not under Stair_Step), a missing or extra notice, or
+    run.json recording an lr that was not used."""
+    mmhh.train_main(train_args(tmp_path, "--s_dataset", "digits", "--lr_schedule_type", schedule, "--lr", 0.01,
+                               "--log_every", 1, "--test_sample_ratio", 0.05))
+    notices = [line for line in capsys.readouterr().err.splitlines() if line.startswith("notice:")]
+    # by hand: DANN_INV 3e-4 (1 + 3e-4 t)^-0.75; HashNet_Step 3e-4 halved every 2000 iterations
+    # (t < 3 here); Stair_Step --lr halved every --decay_step (200)
+    want = {"DANN_INV": [3e-4 * (1 + 3e-4 * t) ** -0.75 for t in range(3)], "HashNet_Step": [3e-4] * 3,
+            "Stair_Step": [0.01] * 3}[schedule]
+    assert len(notices) == (schedule != "Stair_Step") and all("--lr 0.01" in line for line in notices)
+    run = tmp_path / "log" / "empty_digits_digits"
+    assert [r["lr"] for r in log_lines(run / "log.jsonl")] == pytest.approx(want, rel=1e-12)
+    assert read_json(run / "run.json")["lr"] == want[0]
+    snap = torch.load(tmp_path / "snap" / "empty_digits_digits_iter_00003.pt")
+    groups = {g["name"]: g["lr"] for g in snap["optimizer"]["param_groups"]}
+    assert groups == pytest.approx({"backbone": want[2], "hash_layer": 10 * want[2]}, rel=1e-12)
+
+
+@pytest.mark.parametrize("loss_type, weight", [("HashNet", 0.0), ("DHN", 0.5)])
+def test_hashnet_image_loss_sets_the_quantization_weight_to_0(tmp_path, capsys, colour_model, loss_type, weight):
+    """The released code set loss_lambda to 0 under --image_loss_type HashNet. Would catch
+    --loss_lambda reaching the loss there (or not under DHN), a missing or extra notice, or
+    run.json recording a weight that was not used."""
+    mmhh.train_main(train_args(tmp_path, "--s_dataset", "digits", "--image_loss_type", loss_type, "--loss_lambda",
+                               0.5, "--log_every", 1, "--test_sample_ratio", 0.05))
+    notices = [line for line in capsys.readouterr().err.splitlines() if line.startswith("notice:")]
+    assert len(notices) == (loss_type == "HashNet") and all("--loss_lambda 0.5" in line for line in notices)
+    run = tmp_path / "log" / "empty_digits_digits"
+    for r in log_lines(run / "log.jsonl"):
+        assert r["quantization_loss"] > 0.1  # outputs near 0: log cosh(|h| - 1) near log cosh 1
+        assert r["loss"] == pytest.approx(r["pair_loss"] + weight * r["quantization_loss"], rel=1e-6)
+    assert read_json(run / "run.json")["loss_lambda"] == weight
+
+
+# --------------------------------------------- opt-test conventions and test outputs
+
+def naive_ball(q_out, d_out, ql, dl, radius, opt):
+    """MAP, precision and recall within the radius, one query at a time (METRICS.md 4): codes
+    sign(output) with 0 -> +1; the ball ranked by the continuous q.v, ties by index. opt: the
+    released optimised conventions (an empty ball left out of all three, a ball without
+    relevant items AP 0), else the default ones (an empty ball 0 in all three, a ball without
+    relevant items left out of MAP)."""
+    qc, dc = np.where(q_out >= 0, 1, -1), np.where(d_out >= 0, 1, -1)
+    aps, precision, recall = [], [], []
+    for i in range(len(qc)):
+        ball = sorted((j for j in range(len(dc)) if (qc[i] != dc[j]).sum() <= radius),
+                      key=lambda j: (-float(np.dot(q_out[i], d_out[j])), j))
+        rel = [(ql[i] * dl[j]).sum() > 0 for j in ball]
+        total = sum((ql[i] * dl[j]).sum() > 0 for j in range(len(dc)))
+        if not ball:
+            if not opt:
+                aps.append(0.0), precision.append(0.0), recall.append(0.0)
+            continue
+        precision.append(sum(rel) / len(rel))
+        recall.append(sum(rel) / total if total else 0.0)
+        if any(rel):
+            found, ap = 0, 0.0
+            for rank, r in enumerate(rel, 1):
+                found += r
+                ap += found / rank if r else 0.0
+            aps.append(ap / found)
+        elif opt:
+            aps.append(0.0)
+    mean = lambda v: float(np.mean(v)) if v else 0.0  # noqa: E731
+    return {"map_within_radius": mean(aps), "precision_within_radius": mean(precision),
+            "recall_within_radius": mean(recall)}
+
+
+def test_opt_test_conventions_reach_the_results_and_test_outputs_hold_what_was_tested(tmp_path, colour_model):
+    """Would catch: --opt-test not averaging precision and recall over non-empty balls only (or
+    the default not over all queries); the end-of-training .npy files missing, of other shapes or
+    dtypes, or not the outputs whose signs the metrics used."""
+    lists = write_lists(tmp_path / "nus", 21, (12, 40, 16), seed=3)
+    radius, bits = 1, 16
+    trained = mmhh.train_main(train_args(tmp_path, "--s_dataset", "nuswide_21", "--data_root", lists, "--annotation",
+                                         "opt", "--test_sample_ratio", 1, "--radius", radius, "--hash_bit", bits,
+                                         "--opt-test", "True"))
+    out = tmp_path / "out" / "opt_iter_00003"
+    files = {name: np.load(out / f"{name}.npy") for name in ("test_code", "test_labels", "database_code",
+                                                               "database_labels")}
+    assert {name: (a.dtype, a.shape) for name, a in files.items()} == {
+        "test_code": (np.float32, (16, bits)), "test_labels": (np.float32, (16, 21)),
+        "database_code": (np.float32, (40, bits)), "database_labels": (np.float32, (40, 21))}
+    for part, lines in (("test", 16), ("database", 40)):  # the lists' label rows, in some order
+        rows = [[int(t) for t in line.split()[1:]] for line in (lists / f"{part}.txt").read_text().splitlines()]
+        assert sorted(map(tuple, files[f"{part}_labels"].astype(int).tolist())) == sorted(map(tuple, rows))
+    q_out, d_out, ql, dl = files["test_code"], files["database_code"], files["test_labels"], files["database_labels"]
+    dist = (np.where(q_out >= 0, 1, -1)[:, None, :] != np.where(d_out >= 0, 1, -1)[None]).sum(2)
+    ball = (dist <= radius).sum(1)
+    assert (ball == 0).any() and (ball > 0).any()  # the case tells the two conventions apart
+    opt, plain = naive_ball(q_out, d_out, ql, dl, radius, True), naive_ball(q_out, d_out, ql, dl, radius, False)
+    assert opt["precision_within_radius"] != pytest.approx(plain["precision_within_radius"])
+    assert {key: trained["metrics"][key] for key in opt} == pytest.approx(opt, abs=1e-12)
+    assert trained["metrics"]["pr_average"] == "nonempty"
+    snap = tmp_path / "snap" / "opt_nuswide_21_nuswide_21_iter_00003"
+    tested = mmhh.test_main(mmhh_test_args(tmp_path, "--model_path", snap, "--radius", radius, "--output_path",
+                                      tmp_path / "codes"))
+    assert {key: tested["metrics"][key] for key in plain} == pytest.approx(plain, abs=1e-12)
+    # the codes test_mmhh's metrics used (same snapshot, subset and order) are the signs of the saved outputs
+    np.testing.assert_array_equal(np.load(tmp_path / "codes" / "query_codes.npy"), np.where(q_out >= 0, 1, -1))
+    np.testing.assert_array_equal(np.load(tmp_path / "codes" / "database_codes.npy"), np.where(d_out >= 0, 1, -1))

@@ -78,7 +78,8 @@ def _common(p):
 
 
 def get_train_parser():
-    p = argparse.ArgumentParser(description="Train an MMHH (or HashNet-loss) hashing network")
+    p = argparse.ArgumentParser(description="Train MMHH's hashing network with HashNet's pair loss (the released "
+                                            "default) or the MMHH loss (--distance_type MMHH)")
     _common(p)
     _add(p, "--s_dataset", default="cifar10", help="training data set: coco_80, nuswide_21, nuswide_81, imagenet100, "
                                                    "cifar10, digits, ... (default: cifar10)")
@@ -202,13 +203,6 @@ def resolve(args):
     for key, value in ORIGINAL.items():
         if getattr(args, key, None) is None:
             setattr(args, key, PRESETS[args.preset].get(key, value))
-    # the released code's overrides, recorded as the effective values in run.json and the results
-    if args.lr_schedule_type in FIXED_LR_SCHEDULES:
-        _override(args, "lr", RELEASED_LR, given, f"--lr_schedule_type {args.lr_schedule_type} starts from lr "
-                                                  f"{RELEASED_LR:g} whatever --lr says, as the released code did")
-    if args.image_loss_type == "HashNet":
-        _override(args, "loss_lambda", 0.0, given, "--image_loss_type HashNet sets the quantization weight to 0, "
-                                                   "as the released code did")
     if args.image_network not in NETWORKS:
         raise UserError(f"--image_network {args.image_network!r}: choose from {', '.join(NETWORKS)}")
     if args.image_network == "SmallFc" and args.pretrained and not args.weights:
@@ -236,6 +230,14 @@ def resolve(args):
         except ValueError:
             raise UserError(f"--similar_weight must be a positive number, 'config' or 'auto', got "
                             f"{args.similar_weight_type!r}")
+    # the released code's overrides, after the checks of what was given; run.json and the results
+    # record the values used
+    if args.lr_schedule_type in FIXED_LR_SCHEDULES:
+        _override(args, "lr", RELEASED_LR, given, f"--lr_schedule_type {args.lr_schedule_type} starts from lr "
+                                                  f"{RELEASED_LR:g} whatever --lr says, as the released code did")
+    if args.image_loss_type == "HashNet":
+        _override(args, "loss_lambda", 0.0, given, "--image_loss_type HashNet sets the quantization weight to 0, "
+                                                   "as the released code did")
     args.t_dataset = args.t_dataset or args.s_dataset
     source, target = get_dataset(args.s_dataset), get_dataset(args.t_dataset)
     if args.t_data_root is None:
@@ -313,14 +315,18 @@ def test_model(model, data, device, args, ratio, seed, radius, batch_size):
     scores = dict(query_scores=q_out, db_scores=d_out) if args.rank_by == "scores" else {}
     opt = bool(args.opt_test)
     r = radius if radius > 0 else 2
-    ball = metrics.map_within_radius(q_codes, d_codes, ql, dl, r, **scores, empty_ball="skip" if opt else "zero",
-                                     no_relevant="zero" if opt else "skip")
+    # the released metrics' conventions for degenerate queries (METRICS.md): the "optimised" one
+    # leaves a query with an empty ball out of all three numbers, the default counts it 0
+    conventions = dict(empty_ball="skip", no_relevant="zero", pr_average="nonempty") if opt else \
+        dict(empty_ball="zero", no_relevant="skip", pr_average="all")
+    ball = metrics.map_within_radius(q_codes, d_codes, ql, dl, r, **scores, **conventions)
     topk = data.info.topk
     map_topk = metrics.mean_average_precision(q_codes, d_codes, ql, dl, topk=None if topk < 0 else topk,
                                               empty="zero" if opt else "skip", **scores)
     result = {"map_within_radius": ball["map"], "precision_within_radius": ball["precision"],
               "recall_within_radius": ball["recall"], "radius": r, "map_topk": map_topk, "topk": topk,
-              "opt_test": opt, "rank_by": args.rank_by, "queries": len(q_idx), "database": len(d_idx)}
+              "opt_test": opt, **conventions, "rank_by": args.rank_by, "queries": len(q_idx),
+              "database": len(d_idx)}
     arrays = {"query_codes": q_codes, "query_outputs": q_out, "query_labels": ql,
               "database_codes": d_codes, "database_outputs": d_out, "database_labels": dl}
     return result, arrays
@@ -336,12 +342,32 @@ def report(result, radius):
         print(f"MAP@TopK ({k}): {result['map_topk']:.4f}")
 
 
+def save_test_output(folder, arrays, classes):
+    """The released code's end-of-training files: the continuous outputs (before sign) of the
+    tested queries and database as test_code.npy / database_code.npy (Q x K, N x K float32)
+    and their labels as test_labels.npy / database_labels.npy (Q x C, N x C float32 multi-hot;
+    class ids become one-hot rows, the only layout its metrics could read)."""
+    os.makedirs(folder, exist_ok=True)
+    files = {"test_code": arrays["query_outputs"], "database_code": arrays["database_outputs"],
+             "test_labels": label_matrix(arrays["query_labels"], classes, "cpu"),
+             "database_labels": label_matrix(arrays["database_labels"], classes, "cpu")}
+    for name, value in files.items():
+        value = value.detach().cpu().float().numpy()
+        atomic_write(os.path.join(folder, f"{name}.npy"), lambda f: np.save(f, value))
+
+
 def results_record(data, args, result, seconds, device, bits):
     method = "MMHH" if args.distance_type == "MMHH" else "Hamming"
     return {"paper": "MMHH", "dataset": data.info.name, "method": method, "bits": bits, "preset": args.preset,
             "backbone": args.image_network, "seed": args.seed, "metrics": result, "seconds": round(seconds, 1),
             "device": device_name(device), "git_commit": git_commit(), "command": command_line(),
             "args": vars(args)}
+
+
+def target_settings(settings):
+    """The train flags `settings` with the data roots of the data set tested (--t_data_root,
+    --t_image_root) in place of the training set's."""
+    return {**settings, "data_root": settings["t_data_root"], "image_root": settings["t_image_root"]}
 
 
 def data_for(name, settings, run_dir):
@@ -367,7 +393,10 @@ def train_main(args):
                 os.remove(path)
     device = choose_device(args.gpu_id)
     data = data_for(args.s_dataset, vars(args), run_dir)
-    test_data = data if args.t_dataset == args.s_dataset else data_for(args.t_dataset, vars(args), None)
+    target = target_settings(vars(args))
+    same = get_dataset(args.t_dataset).name == data.info.name and \
+        (target["data_root"], target["image_root"]) == (args.data_root, args.image_root)
+    test_data = data if same else data_for(args.t_dataset, target, None)
     info = data.info
     print(f"{args.distance_type} loss on {info.name} ({len(data.train.labels)} train, {len(data.query.labels)} "
           f"queries, {len(data.database.labels)} database), {args.hash_bit} bits, preset {args.preset}, "
@@ -461,10 +490,14 @@ def train_main(args):
                                             f"{args.num_iters:05d}.pt")
     save_checkpoint(snapshot, state(model, opt, memory, t, seconds, args))
     print(f"snapshot: {snapshot}")
-    result, _ = test_model(model, test_data, device, args, args.test_sample_ratio, args.seed, args.radius,
-                           args.batch_size)
+    result, arrays = test_model(model, test_data, device, args, args.test_sample_ratio, args.seed, args.radius,
+                                args.batch_size)
     report(result, args.radius)
+    outputs = os.path.join(args.test_output_dir, f"{args.annotation}_iter_{args.num_iters:05d}")
+    save_test_output(outputs, arrays, test_data.info.classes)
+    print(f"test outputs: {outputs}")
     record = results_record(test_data, args, result, seconds, device, args.hash_bit)
+    record["test_output"] = os.path.abspath(outputs)
     write_json(os.path.join(run_dir, "results", f"{test_data.info.name}_{record['method']}_{args.hash_bit}bits.json"),
                record)
     return record
@@ -499,6 +532,16 @@ def snapshot_path(path):
                     "under --snap_path")
 
 
+def snapshot_settings(saved, name):
+    """The snapshot's train flags `saved` with the data roots of data set `name`: the tested
+    set's (--t_data_root) or the training set's (--data_root), none for another data set."""
+    if name == get_dataset(saved["t_dataset"]).name and "t_data_root" in saved:  # not in older snapshots
+        return target_settings(saved)
+    if name == get_dataset(saved["s_dataset"]).name:
+        return saved
+    return {**saved, "data_root": None, "image_root": None}
+
+
 def test_main(args):
     path = snapshot_path(args.model_path)
     ckpt = load_checkpoint(path)
@@ -513,10 +556,13 @@ def test_main(args):
         setattr(args, key, saved[key])
     name = args.dataset or saved["t_dataset"]
     run_dir = os.path.join(saved["log_dir"], f"{saved['annotation']}_{saved['s_dataset']}_{saved['t_dataset']}")
+    settings = snapshot_settings(saved, get_dataset(name).name)
+    training_set = get_dataset(name).name == get_dataset(saved["s_dataset"]).name and \
+        (settings["data_root"], settings["image_root"]) == (saved["data_root"], saved["image_root"])
     # the training run's split when it is still there and of this data set; a seeded split is re-derived otherwise
-    same = name == saved["s_dataset"] and os.path.exists(os.path.join(run_dir, "split.json"))
+    same = training_set and os.path.exists(os.path.join(run_dir, "split.json"))
     given = {k: getattr(args, k) for k in ("data_root", "image_root", "path_prefix") if getattr(args, k) is not None}
-    data = data_for(name, {**saved, **given}, run_dir if same else None)
+    data = data_for(name, {**settings, **given}, run_dir if same else None)
     seed = saved["seed"] if args.seed is None else args.seed
     tic = time.time()
     result, arrays = test_model(model, data, device, args, args.test_sample_ratio, seed, args.radius,
