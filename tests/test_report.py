@@ -150,6 +150,25 @@ def test_mmhh_mixed_settings_named_per_cell(tree):
     assert "| Hamming | minutes | 9.8 | 10.7 | no run |" in text
 
 
+def test_mmhh_loss_commands_from_before_the_hamming_default_name_the_loss(tree):
+    """A run of the MMHH loss recorded when MMHH was the default has no --distance_type in its
+    command; printed as it is, it would now train the Hamming loss. Catches the flag not added,
+    or added to a Hamming run, or twice."""
+    old = mmhh("MMHH", 64, 0.7, 0.8, 700.0)
+    old.update(command="python train_mmhh.py --hash_bit 64", args={"distance_type": "MMHH"})
+    named = mmhh("MMHH", 48, 0.7, 0.8, 700.0)
+    named.update(command="python train_mmhh.py --hash_bit 48 --distance_type MMHH", args={"distance_type": "MMHH"})
+    hamming = mmhh("Hamming", 64, 0.7, 0.8, 700.0)
+    hamming.update(command="python train_mmhh.py --hash_bit 64 --h", args={"distance_type": "Hamming"})
+    for record in (old, named, hamming):
+        write(os.path.join(tree.results, f"mmhh/x_{record['method']}_{record['bits']}.json"), record)
+    report.main(tree)
+    lines = section(open(tree.readme).read(), MMHH_MARKERS).splitlines()
+    assert "    python train_mmhh.py --hash_bit 64 --distance_type MMHH" in lines
+    assert "    python train_mmhh.py --hash_bit 48 --distance_type MMHH" in lines
+    assert "    python train_mmhh.py --hash_bit 64 --h" in lines
+
+
 def test_text_outside_markers_kept(tree):
     report.main(tree)
     text = open(tree.readme).read()

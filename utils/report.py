@@ -166,9 +166,19 @@ def table(header, rows):
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
+def command_of(record):
+    """The record's command as it reproduces the run today: MMHH-loss runs from before
+    --distance_type defaulted to Hamming (the released default) get the flag they relied on."""
+    command = record.get("command")
+    if (command and record.get("paper") == "MMHH" and record.get("args", {}).get("distance_type") == "MMHH"
+            and "--distance_type" not in command and "--distance-type" not in command):
+        return command + " --distance_type MMHH"
+    return command
+
+
 def commands(runs, methods, bits):
     """The commands behind the cells, by method then bits; one command may have filled several cells."""
-    found = [runs[m, b].get("command") for m in methods for b in bits if (m, b) in runs]
+    found = [command_of(runs[m, b]) for m in methods for b in bits if (m, b) in runs]
     unique = list(dict.fromkeys(c for c in found if c))
     if not unique:
         return ["Commands: none recorded (results files from before records carried their command)."]
