@@ -17,3 +17,31 @@ def coco_mini(tmp_path_factory):
     with tarfile.open(archive) as tar:
         tar.extractall(root, filter="data")
     return root / "coco-mini"
+
+
+FLICKR_SLICE = 300  # images im1..im300 of the shared MIRFlickr-25K archive
+
+
+@pytest.fixture(scope="session")
+def flickr_slice(tmp_path_factory):
+    """A small slice of ../shared/data/mirflickr25k-20k.tar in its own layout: images 1 to 300,
+    the annotation files restricted to them, and the published lists as they are (most of their
+    rows then name missing images). Returns the folder; `<folder>.tar` holds the same."""
+    archive = os.path.join(SHARED, "mirflickr25k-20k.tar")
+    if not os.path.exists(archive):
+        pytest.skip("../shared/data/mirflickr25k-20k.tar is absent (the real MIRFlickr-25K slice)")
+    root = tmp_path_factory.mktemp("flickr") / "mirflickr25k"
+    wanted = {f"mirflickr/im{k}.jpg" for k in range(1, FLICKR_SLICE + 1)}
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            name = member.name.lstrip("./")
+            if not member.isfile() or not (name in wanted or not name.startswith("mirflickr/")):
+                continue
+            data = tar.extractfile(member).read()
+            if name.startswith("mirflickr25k_annotations_v080/") and not name.endswith("README.txt"):
+                data = b"".join(line + b"\n" for line in data.split() if int(line) <= FLICKR_SLICE)
+            os.makedirs(root / os.path.dirname(name), exist_ok=True)
+            (root / name).write_bytes(data)
+    with tarfile.open(f"{root}.tar", "w") as tar:
+        tar.add(root, arcname=".")
+    return root

@@ -97,7 +97,7 @@ def read_flickr(out, src):
 def test_flickr_lists(flickr, tmp_path):
     src, columns, labels = flickr
     out = tmp_path / "out"
-    check_ok(prepare(FLICKR_SCRIPT, "--root", src, "--queries", 12, "--out", out))
+    check_ok(prepare(FLICKR_SCRIPT, "--split", "seeded", "--root", src, "--queries", 12, "--out", out))
     lists = read_flickr(out, src)
     query, database = lists["test"][0], lists["database"][0]
     assert len(query) == 12 and len(database) == N_FLICKR - 12
@@ -118,7 +118,7 @@ def test_flickr_seed_and_root_forms(flickr, tmp_path):
     src, _, _ = flickr
     runs = {"a": (src, 0), "b": (src, 0), "inner": (src / "mirflickr", 0), "other": (src, 1)}
     for name, (root, seed) in runs.items():
-        check_ok(prepare(FLICKR_SCRIPT, "--root", root, "--queries", 12, "--seed", seed, "--out", tmp_path / name))
+        check_ok(prepare(FLICKR_SCRIPT, "--split", "seeded", "--root", root, "--queries", 12, "--seed", seed, "--out", tmp_path / name))
     assert list_bytes(tmp_path / "a") == list_bytes(tmp_path / "b")
     # --root at mirflickr/ itself: same lists, annotations found beside it
     assert list_bytes(tmp_path / "inner") == list_bytes(tmp_path / "a")
@@ -127,14 +127,14 @@ def test_flickr_seed_and_root_forms(flickr, tmp_path):
 
 def test_flickr_annotation_locations(flickr, tmp_path):
     src, _, _ = flickr
-    check_ok(prepare(FLICKR_SCRIPT, "--root", src, "--queries", 12, "--out", tmp_path / "default"))
+    check_ok(prepare(FLICKR_SCRIPT, "--split", "seeded", "--root", src, "--queries", 12, "--out", tmp_path / "default"))
     moved = tmp_path / "elsewhere"
     shutil.move(src / "mirflickr25k_annotations_v080", moved)
-    check_ok(prepare(FLICKR_SCRIPT, "--root", src, "--annotations", moved, "--queries", 12,
+    check_ok(prepare(FLICKR_SCRIPT, "--split", "seeded", "--root", src, "--annotations", moved, "--queries", 12,
                      "--out", tmp_path / "option"))
     for f in os.listdir(moved):  # the .txt files loose in --root
         shutil.move(moved / f, src / f)
-    check_ok(prepare(FLICKR_SCRIPT, "--root", src, "--queries", 12, "--out", tmp_path / "loose"))
+    check_ok(prepare(FLICKR_SCRIPT, "--split", "seeded", "--root", src, "--queries", 12, "--out", tmp_path / "loose"))
     assert list_bytes(tmp_path / "option") == list_bytes(tmp_path / "default") == list_bytes(tmp_path / "loose")
 
 
@@ -166,13 +166,13 @@ def test_flickr_bad_input(flickr, tmp_path, damage, words):
     root = src if damage else tmp_path / "missing"
     if damage:
         damage(src)
-    check_user_error(prepare(FLICKR_SCRIPT, "--root", root, "--queries", 12, "--out", tmp_path / "out"), *words)
+    check_user_error(prepare(FLICKR_SCRIPT, "--split", "seeded", "--root", root, "--queries", 12, "--out", tmp_path / "out"), *words)
     assert not (tmp_path / "out" / "test_img.txt").exists()
 
 
 def test_flickr_too_many_queries(flickr, tmp_path):
     src, _, _ = flickr
-    check_user_error(prepare(FLICKR_SCRIPT, "--root", src, "--queries", N_FLICKR, "--out", tmp_path), "--queries")
+    check_user_error(prepare(FLICKR_SCRIPT, "--split", "seeded", "--root", src, "--queries", N_FLICKR, "--out", tmp_path), "--queries")
 
 
 # ---------------------------------------------------------------------------- NUS-WIDE

@@ -17,7 +17,6 @@ versions; a tree named any other way gives a split as good, but of other images.
 (../shared/data/cifar10-jpeg.tar.gz numbers each class 0000, 0001, ...; whether that
 is the official order could not be checked here, without an official copy.)
 """
-import hashlib
 import io
 import json
 import os
@@ -30,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from utils.atomic import atomic_write
+from utils.cache import default_cache_dir, fingerprint
 from utils.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -224,24 +224,6 @@ def _prepared(root):
     return images, labels, n_train, split
 
 
-# ------------------------------------------------------------------------- cache
-
-def _fingerprint(path):
-    """Changes whenever the source changes: sizes and mtimes of every file under it."""
-    h = hashlib.sha1(os.path.abspath(path).encode())
-    files = [path] if os.path.isfile(path) else sorted(
-        os.path.join(top, f) for top, _, names in os.walk(path) for f in names)
-    for f in files:
-        st = os.stat(f)
-        h.update(f"{f}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()[:16]
-
-
-def default_cache_dir():
-    """$HASHING_CACHE, else cache/ at the repository root (git-ignored)."""
-    return os.environ.get("HASHING_CACHE") or os.path.join(os.path.dirname(os.path.dirname(__file__)), "cache")
-
-
 # --------------------------------------------------------------------- public API
 
 def load_cifar10(root, cache_dir=None, download=False):
@@ -250,7 +232,7 @@ def load_cifar10(root, cache_dir=None, download=False):
         _download(root)
     form, path = _detect(root)
     cache_dir = cache_dir or default_cache_dir()
-    cached = os.path.join(cache_dir, f"cifar10-{form}-{_fingerprint(path)}.npz")
+    cached = os.path.join(cache_dir, f"cifar10-{form}-{fingerprint(path)}.npz")
     if os.path.exists(cached):
         with np.load(cached) as z:
             split = {k[6:]: z[k] for k in z.files if k.startswith("split_")} or None

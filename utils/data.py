@@ -14,8 +14,12 @@ import torch.nn.functional as F
 from utils.cifar10 import load_cifar10
 from utils.datasets import get_dataset
 from utils.errors import UserError
-from utils.listfiles import read_hashnet_list, read_mah_lists
+from utils.cache import unpacked
+from utils.listfiles import mah_list_files, read_hashnet_list, read_mah_lists
 from utils.splits import PARTS, load_or_make_split, load_split, save_split
+
+
+PUBLISHED = "mah-original-lists"  # the FLICKR split published with the original MAH code, in the shared archive
 
 
 @dataclass
@@ -46,10 +50,10 @@ def load_digits():
 
 
 def load_data(name, data_root=None, image_root=None, path_prefix=None, protocol="dpsh", seed=0,
-              split_file=None, cache_dir=None, download=False):
+              split_file=None, cache_dir=None, download=False, missing="error"):
     info = get_dataset(name)
     if info.source == "lists":
-        return _load_lists(info, data_root, image_root, path_prefix, seed, split_file)
+        return _load_lists(info, data_root, image_root, path_prefix, seed, split_file, missing)
     if protocol not in info.protocols:
         raise UserError(f"protocol {protocol!r} is not defined for {info.name}; choose from {', '.join(info.protocols)}")
     if info.source == "digits":
@@ -67,21 +71,33 @@ def load_data(name, data_root=None, image_root=None, path_prefix=None, protocol=
     return RetrievalData(info, parts["query"], parts["database"], parts["train"], images=images)
 
 
-def _load_lists(info, data_root, image_root, path_prefix, seed, split_file):
-    if not data_root or not os.path.isdir(data_root):
-        raise UserError(f"{info.name} needs --data-root: the folder holding its list files "
+def _load_lists(info, data_root, image_root, path_prefix, seed, split_file, missing):
+    if not data_root or not os.path.exists(data_root):
+        raise UserError(f"{info.name} needs --data-root: the folder (or .tar) holding its list files "
                         f"(database_img.txt/test_img.txt, or train.txt/database.txt/test.txt); see data/README.md")
+    data_root = unpacked(data_root)
+    lists = data_root
+    if not os.path.exists(mah_list_files(data_root, "database")[0]) and os.path.isdir(
+            os.path.join(data_root, PUBLISHED)):  # an official layout with the published split beside the images
+        lists = os.path.join(data_root, PUBLISHED)
     image_root = image_root or data_root
-    if os.path.exists(os.path.join(data_root, "database_img.txt")):  # MAH style: train on the database
-        read = {part: read_mah_lists(data_root, part, info.classes, image_root, path_prefix)
-                for part in ("database", "test")}
+    database_list = mah_list_files(lists, "database")[0]
+    if os.path.exists(database_list):  # MAH style: train on the database
+        # the original's own lists: its column order, and its absolute paths moved under image_root
+        published = database_list.endswith("_image.txt")
+        columns = info.original_columns if published else ()
+        if published and info.original_prefix and not path_prefix:
+            path_prefix = f"{info.original_prefix}={image_root.rstrip(os.sep)}{os.sep}"
+        read = {part: read_mah_lists(lists, part, info.classes, image_root, path_prefix, missing=missing,
+                                     columns=columns) for part in ("database", "test")}
         read["train"] = read["database"]
-    elif os.path.exists(os.path.join(data_root, "database.txt")):  # HashNet style
-        read = {part: read_hashnet_list(os.path.join(data_root, f"{part}.txt"), info.classes, image_root, path_prefix)
-                for part in ("train", "database", "test")}
+    elif os.path.exists(os.path.join(lists, "database.txt")):  # HashNet style
+        read = {part: read_hashnet_list(os.path.join(lists, f"{part}.txt"), info.classes, image_root, path_prefix,
+                                        missing=missing) for part in ("train", "database", "test")}
     else:
-        raise UserError(f"no list files in {data_root}: expected database_img.txt + test_img.txt (MAH) or "
-                        "train.txt + database.txt + test.txt (HashNet); see data/README.md")
+        raise UserError(f"no list files in {data_root}: expected database_img.txt + test_img.txt (MAH), "
+                        f"train.txt + database.txt + test.txt (HashNet), or {PUBLISHED}/ with the lists published "
+                        "with the original code; see data/README.md")
     if not info.multi_label:
         for lst in read.values():
             bad = np.flatnonzero(lst.labels.sum(1) != 1)
@@ -107,6 +123,7 @@ def _shuffled(read, seed, split_file, dataset):
         order = {part: rng.permutation(len(lst.paths)) for part, lst in lists.items()}
         if lists["train"] is lists["database"]:  # MAH lists: training on the database, in the same order
             order["train"] = order["database"]
-        if split_file:
-            save_split(split_file, order, dataset=dataset, seed=seed, order="positions in each list file")
+        if split_file:  # with the count of listed images left out for missing files (--missing-images drop)
+            save_split(split_file, order, dataset=dataset, seed=seed, order="positions in each list file",
+                       missing_dropped={part: lst.dropped for part, lst in lists.items()})
     return {part: lists[part].take(order[part]) for part in PARTS}

@@ -32,6 +32,11 @@ class Dataset:
     # MMHH --similar_weight config: the weight of similar pairs its released code set per
     # data set (COCO 1, NUS-WIDE 5); data sets it did not train on get 1
     similar_weight: float = 1.0
+    # list files published with the original MAH code (`<part>_image.txt`): the authors' image
+    # path prefix, and their label columns as a permutation of the alphabetical order
+    # (column j = alphabetical column original_columns[j]); empty where unknown
+    original_prefix: str = ""
+    original_columns: tuple = field(default=(), repr=False)
     note: str = ""
 
 
@@ -42,7 +47,12 @@ DATASETS = {d.name: d for d in (
             per_class=True, protocols=("dpsh", "deephash", "full"), class_names=CIFAR10_CLASSES,
             note="60,000 32x32 images; dpsh: 100 queries and 500 training images per class"),
     Dataset("flickr25k", 38, True, "lists", MAH_LIST_MEAN, MAH_LIST_STD, topk=5000, query=1700,
-            note="MIRFlickr-25K, 38 tag columns; 1,700 queries, 23,300 database"),
+            original_prefix="/home/yadan/github/CIKM2018-Code/ADSH-AAAI2018/ADSH_pytorch/data/Flickr-25/",
+            # the order the authors' script walked its tag folder (checked on all 25,000 rows of
+            # the published lists against the official annotation files)
+            original_columns=(7, 31, 17, 35, 16, 12, 25, 9, 28, 14, 0, 5, 29, 20, 34, 33, 22, 4, 13, 8, 15, 2, 30,
+                              21, 32, 10, 6, 37, 1, 19, 24, 26, 36, 3, 23, 18, 27, 11),
+            note="MIRFlickr-25K, 38 tag columns (alphabetical file order); 1,700 queries, 23,300 database"),
     Dataset("nuswide21", 21, True, "lists", MAH_LIST_MEAN, MAH_LIST_STD, topk=5000, query=100, per_class=True,
             similar_weight=5.0,
             note="NUS-WIDE, 21 most frequent concepts; 100 queries per concept (2,100)"),

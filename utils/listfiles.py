@@ -1,7 +1,8 @@
 """Image list files, in the two formats of the original code.
 
 - MAH style: `<split>_img.txt` (one image path a line) beside `<split>_label.txt`
-  (one class index, or one multi-hot row of 0/1, a line).
+  (one class index, or one multi-hot row of 0/1, a line); the lists published with
+  the original code name the image list `<split>_image.txt`.
 - HashNet/MMHH style: one file per split (train.txt, database.txt, test.txt), each
   line `path l1 ... lC` (multi-hot), or `path c` (one token: a class index).
 
@@ -10,6 +11,7 @@ absolute paths of old lists (e.g. `/home/someone/data/=/data/`). Every problem i
 reported as a UserError naming the list file and line.
 """
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +25,12 @@ class ImageList:
     paths: list  # resolved image paths
     labels: np.ndarray  # N x C uint8 multi-hot (single-label lists become one-hot)
     source: list  # (list file, line number) of each image, for error messages
+    dropped: int = 0  # listed images left out because their files are missing
 
     def take(self, order):
         """The images at positions `order`, in that order."""
-        return ImageList([self.paths[i] for i in order], self.labels[order], [self.source[i] for i in order])
+        return ImageList([self.paths[i] for i in order], self.labels[order], [self.source[i] for i in order],
+                         self.dropped)
 
 
 def parse_prefix(path_prefix):
@@ -74,18 +78,30 @@ def _label_row(tokens, classes, where):
     return row
 
 
-def _finish(paths, rows, source, check_exists):
+def _finish(paths, rows, source, check_exists, missing="error"):
+    """The ImageList; with check_exists, listed images that are absent are an error naming how
+    many and the first (missing="error"), or are left out with a note (missing="drop")."""
     if not paths:
         raise UserError(f"{source[0][0] if source else 'list'}: no images listed")
-    if check_exists:
-        for path, (list_file, line) in zip(paths, source):
-            if not os.path.isfile(path):
-                raise UserError(f"{list_file}:{line}: image {path} not found; fix --image-root "
-                                "(or --path-prefix OLD=NEW for absolute paths)")
-    return ImageList(paths, np.stack(rows), source)
+    listed = ImageList(paths, np.stack(rows), source)
+    if not check_exists:
+        return listed
+    absent = [i for i, path in enumerate(paths) if not os.path.isfile(path)]
+    if not absent:
+        return listed
+    list_file, line = source[absent[0]]
+    if missing == "error":
+        raise UserError(f"{list_file}:{line}: image {paths[absent[0]]} not found, and {len(absent)} of the "
+                        f"{len(paths)} images listed there are missing; fix --image-root (or --path-prefix OLD=NEW for "
+                        "absolute paths), or pass --missing-images drop to leave the missing ones out")
+    print(f"note: {list_file}: {len(absent)} of {len(paths)} listed images are missing and left out "
+          "(--missing-images drop)", file=sys.stderr)
+    kept = listed.take(np.setdiff1d(np.arange(len(paths)), absent))
+    kept.dropped = len(absent)
+    return kept
 
 
-def read_hashnet_list(list_file, classes, image_root=None, path_prefix=None, check_exists=True):
+def read_hashnet_list(list_file, classes, image_root=None, path_prefix=None, check_exists=True, missing="error"):
     """A HashNet/MMHH list file -> ImageList."""
     image_root = image_root or os.path.dirname(os.path.abspath(list_file))
     prefix = parse_prefix(path_prefix)
@@ -98,13 +114,24 @@ def read_hashnet_list(list_file, classes, image_root=None, path_prefix=None, che
         rows.append(_label_row(tokens[1:], classes, where))
         paths.append(_resolve(tokens[0], image_root, prefix))
         source.append((list_file, line_no))
-    return _finish(paths, rows, source, check_exists)
+    return _finish(paths, rows, source, check_exists, missing)
 
 
-def read_mah_lists(folder, split, classes, image_root=None, path_prefix=None, check_exists=True):
-    """`<folder>/<split>_img.txt` + `<split>_label.txt` -> ImageList."""
-    img_file = os.path.join(folder, f"{split}_img.txt")
-    label_file = os.path.join(folder, f"{split}_label.txt")
+def mah_list_files(folder, split):
+    """(image list, label list) of `split` in `folder`: `<split>_img.txt` + `<split>_label.txt`,
+    or the names of the lists published with the original code, `<split>_image.txt` + ..."""
+    for image_name in ("img", "image"):
+        img_file = os.path.join(folder, f"{split}_{image_name}.txt")
+        if os.path.exists(img_file):
+            return img_file, os.path.join(folder, f"{split}_label.txt")
+    return os.path.join(folder, f"{split}_img.txt"), os.path.join(folder, f"{split}_label.txt")
+
+
+def read_mah_lists(folder, split, classes, image_root=None, path_prefix=None, check_exists=True, missing="error",
+                   columns=()):
+    """`<folder>/<split>_img.txt` (or `_image.txt`) + `<split>_label.txt` -> ImageList.
+    columns: label column j of the file is column columns[j] of the result (a permutation)."""
+    img_file, label_file = mah_list_files(folder, split)
     images, labels = _read_lines(img_file), _read_lines(label_file)
     if len(images) != len(labels):
         raise UserError(f"{img_file} lists {len(images)} images but {label_file} has {len(labels)} label lines")
@@ -114,10 +141,13 @@ def read_mah_lists(folder, split, classes, image_root=None, path_prefix=None, ch
     for (line_no, path), (label_no, label) in zip(images, labels):
         if len(path.split()) != 1:
             raise UserError(f"{img_file}:{line_no}: expected one image path, got {path!r}")
-        rows.append(_label_row(label.split(), classes, f"{label_file}:{label_no}"))
+        row = _label_row(label.split(), classes, f"{label_file}:{label_no}")
+        if columns:
+            row[list(columns)] = row.copy()
+        rows.append(row)
         paths.append(_resolve(path, image_root, prefix))
         source.append((img_file, line_no))
-    return _finish(paths, rows, source, check_exists)
+    return _finish(paths, rows, source, check_exists, missing)
 
 
 def write_text_atomic(path, text):

