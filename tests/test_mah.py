@@ -473,3 +473,20 @@ def test_offline_pretrained_weights_give_a_clear_error(monkeypatch, tmp_path):
     (tmp_path / "bad.pth").write_bytes(b"garbage")
     with pytest.raises(UserError, match="not a resnet18 state_dict"):
         build_backbone("resnet18", pretrained=True, weights_path=str(tmp_path / "bad.pth"))
+
+
+def test_cpu_paper_preset_keeps_the_papers_recipe():
+    """cpu-paper changes only the backbone (ImageNet MobileNetV2), the input size and the epochs;
+    catches a code start or hold, another optimiser or lr schedule, or the script's sizes
+    replaced, any of which would change what its 4-bit comparison is about."""
+    parser = mah.get_args_parser()
+    paper = dict(bits="4", aux_for={4: (8, 16)}, head_weights="4,2,1", gamma=200, max_iter=41, epochs=3, batch_size=64,
+                 num_samples=2000, eval_every=1)
+    parser.set_defaults(script="t", arch="cascade", dataset="cifar10", paper=paper)
+    args = mah.resolve(parser.parse_args(["--preset", "cpu-paper"]))
+    assert (args.v_init, args.v_hold, args.optimizer, args.lr, args.lr_steps) == ("zeros", 0, "sgd", 1e-3,
+                                                                                   [10, 20, 30, 40, 50])
+    assert (args.backbone, args.pretrained, args.resize, args.crop, args.augment, args.epochs) == (
+        "mobilenet_v2", True, 64, 64, False, 1)
+    assert (args.head_weights, args.gamma, args.max_iter, args.batch_size, args.num_samples) == (
+        [4.0, 2.0, 1.0], 200, 41, 64, 2000)
