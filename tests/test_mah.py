@@ -63,7 +63,10 @@ def test_adsh_objective_is_the_original_calc_loss(single):
     r = float(B.sum() / (1 - B).sum())
     S = B * (1 + r) - r
     want = (((U.double() @ V.double().T - c * S) ** 2).sum() + gamma * ((V[index] - U).double() ** 2).sum()) / (m * n)
-    got = adsh.adsh_objective(V, U, index, db_labels[index], db_labels, r, gamma, single)
+    # S V and sum S^2 as the training loop forms them, from the labels without the dense S
+    SV = adsh.soft_times(db_labels[index], db_labels, V, r, single)
+    similar = float(adsh.similar_times(db_labels[index], db_labels, torch.ones(n, 1), single).sum())
+    got = adsh.adsh_objective(V, U, index, SV, similar + (m * n - similar) * r * r, gamma)
     assert got == pytest.approx(float(want), rel=1e-6)
 
 

@@ -87,17 +87,14 @@ def dcc_update(V, U, sample_index, sample_labels, db_labels, r, gamma, single_la
     return zeros
 
 
-def adsh_objective(V, U, sample_index, sample_labels, db_labels, r, gamma, single_label):
+def adsh_objective(V, U, sample_index, SV, S2, gamma):
     """The ADSH objective of one head after a V step, as the original's calc_loss logged it:
     [ ||U V^T - c S||^2 + gamma ||V_sample - U||^2 ] / (m n), S the m x n soft similarity.
 
     Expanded so that nothing m x n is formed: ||U V^T||^2 = <U^T U, V^T V>, the cross term
-    is <U, S V>, and sum S^2 = similar + r^2 dissimilar pairs."""
+    is <U, S V>; the caller passes SV = S V (m x c) and S2 = sum_ij S_ij^2, as for ADSHLoss."""
     (n, c), m = V.shape, len(U)
-    similar = float(similar_times(sample_labels, db_labels, torch.ones(n, 1, device=V.device), single_label).sum())
-    S2 = similar + (m * n - similar) * r * r
-    SV = soft_times(sample_labels, db_labels, V, r, single_label).double()  # m x c
-    U, V = U.double(), V.double()  # the terms are ~c^2 m n and cancel: float32 would lose the difference
+    U, V, SV = U.double(), V.double(), SV.double()  # the terms are ~c^2 m n and cancel: float32 would lose them
     pair = float(((U.T @ U) * (V.T @ V)).sum() - 2 * c * (U * SV).sum()) + c * c * S2
     quant = float((V[sample_index] - U).pow(2).sum())
     return (pair + gamma * quant) / (m * n)

@@ -279,8 +279,14 @@ def train_length(args, data, c0, device, out_dir):
         zeros = [0] * len(V)
         if it >= args.v_hold:  # held codes are fixed targets while the network learns to tell classes apart
             zeros = [dcc_update(v, u, index, sample_labels, db_labels, r, args.gamma, single) for v, u in zip(V, U)]
-        # the whole ADSH objective of every head after the V step (the original's calc_loss)
-        objective = [adsh_objective(v, u, index, sample_labels, db_labels, r, args.gamma, single) for v, u in zip(V, U)]
+        # the whole ADSH objective of every head after the V step (the original's calc_loss); one
+        # pass over the sample's similarities gives every head's S V and the similar-pair count
+        products = similar_times(sample_labels, db_labels, torch.cat([*V, torch.ones(n, 1, device=device)], 1),
+                                 single)  # m x (c0 + c1 + c2 + 1)
+        similar = float(products[:, -1].sum())
+        S2 = similar + (m * n - similar) * r * r
+        SV = ((1 + r) * products[:, :-1] - r * torch.cat(V, 1).sum(0)).split(lengths, 1)  # m x c_k each
+        objective = [adsh_objective(v, u, index, sv, S2, args.gamma) for v, u, sv in zip(V, U, SV)]
         seconds += time.time() - tic
         record = {"bits": c0, "iteration": it, "lr": lr, "loss": (head_loss / max(batches, 1)).tolist(),
                   "objective": objective, "sign_zeros": zeros, "seconds": round(seconds, 2)}
