@@ -6,6 +6,7 @@ import sys
 from argparse import Namespace
 
 import pytest
+from matplotlib.colors import to_rgba
 from PIL import Image
 
 from utils import report
@@ -73,7 +74,7 @@ def tree(tmp_path):
     del no_metrics["metrics"]
     write(res / "d/no_metrics.json", no_metrics)
     write(tmp_path / "README.md", README)
-    return Namespace(results=str(res), readme=str(tmp_path / "README.md"), fig=str(tmp_path / "fig"))
+    return Namespace(results=str(res), readme=str(tmp_path / "README.md"), fig=str(tmp_path / "fig"), data=[])
 
 
 def section(text, markers):
@@ -257,7 +258,8 @@ def test_missing_marker(tree):
 def test_no_results(tmp_path):
     os.makedirs(tmp_path / "results")
     write(tmp_path / "README.md", README)
-    args = Namespace(results=str(tmp_path / "results"), readme=str(tmp_path / "README.md"), fig=str(tmp_path / "fig"))
+    args = Namespace(results=str(tmp_path / "results"), readme=str(tmp_path / "README.md"), fig=str(tmp_path / "fig"),
+                     data=[])
     assert report.main(args) == [args.readme]
     text = open(args.readme).read()
     assert section(text, MAH_MARKERS) == f"\n{report.NO_RESULTS['mah']}\n"
@@ -265,7 +267,7 @@ def test_no_results(tmp_path):
     assert report.NO_RESULTS["mah"].startswith("No results yet: run ")
     assert not os.path.exists(args.fig)
     with pytest.raises(UserError, match="results folder .*nowhere does not exist"):
-        report.main(Namespace(results=str(tmp_path / "nowhere"), readme=args.readme, fig=args.fig))
+        report.main(Namespace(results=str(tmp_path / "nowhere"), readme=args.readme, fig=args.fig, data=[]))
 
 
 def test_figure_shows_group_with_most_runs():
@@ -289,3 +291,52 @@ def test_command_line(tree):
     assert out.returncode == 2
     assert out.stderr.splitlines()[-1].startswith(f"error: {tree.readme} has no marker {MAH_MARKERS[0]}")
     assert "Traceback" not in out.stderr
+
+
+def test_retrieval_picture_shows_the_kept_examples(tree, tmp_path, monkeypatch):
+    """--data draws each query row: the query image, then its top items in the kept order,
+    framed green when relevant and red when not. Catches swapped colours, images read for
+    the wrong names, or the picture drawn from a record other than the longest cascade."""
+    root = tmp_path / "flickr"
+    colours = {f"im{i}.jpg": (40 * i, 255 - 40 * i, 7 * i) for i in range(1, 5)}
+    os.makedirs(root / "mirflickr")
+    for file, rgb in colours.items():
+        Image.new("RGB", (8, 8), rgb).save(root / "mirflickr" / file, quality=100)
+    for bits, top in ((8, ["mirflickr/im2.jpg", "mirflickr/im3.jpg"]), (4, ["mirflickr/im4.jpg"] * 2)):
+        record = mah("flickr25k", "MAH-cascade", bits, 0.8, 0.8, 1.0)
+        record["retrieval"] = [{"query": "mirflickr/im1.jpg", "top": top, "distance": [0, 1],
+                                "relevant": [True, False], "tied": 7}]
+        write(os.path.join(tree.results, f"f/flickr25k_MAH-cascade_{bits}bits.json"), record)
+    made = []
+
+    class Recorded(report.Figure):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append(self)
+
+    monkeypatch.setattr(report, "Figure", Recorded)
+    tree.data = [f"flickr25k={root}"]
+    written = report.main(tree)
+    assert written[-1] == os.path.join(tree.fig, "FLICKR_retrieval.png")
+    axes = made[-1].axes
+    assert len(axes) == 3
+    drawn = [ax.images[0].get_array()[0, 0].tolist() for ax in axes]
+    expected = [colours[f] for f in ("im1.jpg", "im2.jpg", "im3.jpg")]
+    for got, want in zip(drawn, expected):  # JPEG is lossy: a few levels off at most
+        assert max(abs(a - b) for a, b in zip(got, want)) <= 3
+    frames = [ax.spines["left"].get_edgecolor() for ax in axes[1:]]
+    assert frames == [to_rgba("tab:green"), to_rgba("tab:red")]
+    assert [ax.get_title() for ax in axes] == ["query", "d=0", "d=1"]
+
+
+def test_retrieval_picture_bad_inputs(tree, tmp_path):
+    tree.data = ["cifar10"]
+    with pytest.raises(UserError, match="expected DATASET=ROOT"):
+        report.main(tree)
+    record = mah("flickr25k", "MAH-cascade", 8, 0.8, 0.8, 1.0)
+    record["retrieval"] = [{"query": "mirflickr/absent.jpg", "top": [], "distance": [], "relevant": [], "tied": 0}]
+    write(os.path.join(tree.results, "f/flickr25k_MAH-cascade_8bits.json"), record)
+    os.makedirs(tmp_path / "empty")
+    tree.data = [f"flickr25k={tmp_path / 'empty'}"]
+    with pytest.raises(UserError, match="absent.jpg: cannot read this image"):
+        report.main(tree)

@@ -13,10 +13,11 @@ class Feeder:
     file_transform; square resizes list-file images to resize x resize (HashNet's way).
     mean/std: the normalisation, per channel; None takes the data set table's (what MAH
     used), MMHH passes ImageNet's, which its released code used for every data set.
+    crop_scale: the area range of list-file training crops (see file_transform).
     """
 
     def __init__(self, data, part, device, train, resize, crop, augment=False, workers=4, square=False, mean=None,
-                 std=None):
+                 std=None, crop_scale=(0.08, 1.0)):
         self.part, self.device, self.train = getattr(data, part), device, train
         info = data.info
         mean, std = info.mean if mean is None else mean, info.std if std is None else std
@@ -27,7 +28,8 @@ class Feeder:
                                       augment=augment)
         else:
             self.arrays = None
-            transform = file_transform(mean, std, resize, crop, train=train and augment, square=square)
+            transform = file_transform(mean, std, resize, crop, train=train and augment, square=square,
+                                       scale=crop_scale)
             self.files = FileImages(self.part.list, transform)
             self.workers = workers
 

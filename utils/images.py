@@ -61,16 +61,17 @@ def _random_crop_flip(x, generator, pad=4):
     return padded[index, channel, rows, cols]
 
 
-def file_transform(mean, std, resize=256, crop=224, train=False, square=False):
+def file_transform(mean, std, resize=256, crop=224, train=False, square=False, scale=(0.08, 1.0)):
     """PIL -> tensor transform for list-file images.
 
     MAH (train and test alike): Resize(resize), CenterCrop(crop). MMHH/HashNet: resize
-    to a square (square=True); training adds RandomResizedCrop(crop) and flips.
+    to a square (square=True). Training adds RandomResizedCrop(crop) keeping a `scale`
+    range of the area (torchvision's default for HashNet/MMHH) and flips.
     """
     size = (resize, resize) if square else resize
     steps = [transforms.Resize(size)]
     if train:
-        steps += [transforms.RandomResizedCrop(crop), transforms.RandomHorizontalFlip()]
+        steps += [transforms.RandomResizedCrop(crop, scale=scale), transforms.RandomHorizontalFlip()]
     else:
         steps += [transforms.CenterCrop(crop)]
     return transforms.Compose(steps + [transforms.ToTensor(), transforms.Normalize(mean, std)])

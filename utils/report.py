@@ -4,7 +4,8 @@
 path order), rewrites the README between the marker comments of the MAH and of the MMHH
 section, and draws fig/<DATASET>.png: MAH mAP@5000 against code length beside the
 published curves (the original's "Precision@5K" is mAP@5000), and true precision@5000
-in a panel of its own. MAH tables lead with the tie-aware MAP, which does not depend on
+in a panel of its own. With --data DATASET=ROOT it also draws fig/<DATASET>_retrieval.png:
+the retrieval examples a run kept (utils.retrieval), with the images read from ROOT. MAH tables lead with the tie-aware MAP, which does not depend on
 the database order; the index-tie MAP of runs made over a class-grouped database is
 marked as such. Nothing depends on the clock, so a rerun on the same results leaves
 every file byte-identical.
@@ -15,14 +16,19 @@ import json
 import os
 import sys
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 from utils.atomic import atomic_write
+from utils.cache import unpacked
+from utils.cifar10 import load_cifar10
 from utils.errors import UserError, run
 
 NAMES = {"cifar10": "CIFAR-10", "nuswide21": "NUS-WIDE", "flickr25k": "FLICKR"}
 FIGURES = {"cifar10": "CIFAR.png", "nuswide21": "NUSWIDE.png", "flickr25k": "FLICKR.png"}
+RETRIEVAL_FIGURES = {d: f.replace(".png", "_retrieval.png") for d, f in FIGURES.items()}
 MAH_METHODS = ("MAH-flat", "MAH-cascade")
 MMHH_METHODS = ("MMHH", "Hamming")
 MAH_BITS = (4, 6, 8, 10, 12)
@@ -41,8 +47,8 @@ PUBLISHED_MAP5000 = {
     ("cifar10", "MAH-cascade"): dict(zip(MAH_BITS, (0.77, 0.88, 0.93, 0.94, 0.945))),
     ("nuswide21", "MAH-flat"): dict(zip(MAH_BITS, (0.76, 0.82, 0.83, 0.86, 0.86))),
     ("nuswide21", "MAH-cascade"): dict(zip(MAH_BITS, (0.845, 0.85, 0.87, 0.90, 0.91))),
-    ("flickr25k", "MAH-flat"): dict(zip(MAH_BITS, (0.88, 0.90, 0.91, 0.92, 0.93))),
-    ("flickr25k", "MAH-cascade"): dict(zip(MAH_BITS, (0.88, 0.90, 0.91, 0.91, 0.915))),
+    ("flickr25k", "MAH-flat"): dict(zip(MAH_BITS, (0.880, 0.898, 0.910, 0.916, 0.931))),
+    ("flickr25k", "MAH-cascade"): dict(zip(MAH_BITS, (0.883, 0.901, 0.913, 0.908, 0.915))),
 }
 
 STRING, INTEGER, NUMBER, OBJECT, BOOLEAN = (str,), (int,), (int, float), (dict,), (bool,)
@@ -70,6 +76,9 @@ def get_args_parser():
     p.add_argument("--readme", default="README.md", help="README whose marked result sections are rewritten "
                                                          "(default: README.md)")
     p.add_argument("--fig", default="fig", help="folder of the figures (default: fig)")
+    p.add_argument("--data", action="append", default=[], metavar="DATASET=ROOT",
+                   help="where a data set's images are (the --data-root its runs read), to draw "
+                        "fig/<DATASET>_retrieval.png; repeatable (default: none, no retrieval pictures)")
     return p
 
 
@@ -344,9 +353,76 @@ def draw(path, dataset, groups):
     atomic_write(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None}))
 
 
+def data_roots(pairs):
+    """--data DATASET=ROOT options as {dataset: root}."""
+    roots = {}
+    for pair in pairs:
+        dataset, sep, root = pair.partition("=")
+        if not sep or dataset not in FIGURES or not root:
+            raise UserError(f"--data {pair!r}: expected DATASET=ROOT with DATASET one of {', '.join(FIGURES)}")
+        roots[dataset] = root
+    return roots
+
+
+def shown_record(runs):
+    """The record whose retrieval examples are drawn: the longest MAH-cascade code with
+    examples, else the longest of any method."""
+    have = sorted(((m == "MAH-cascade", b), r) for (m, b), r in runs.items() if r.get("retrieval"))
+    return have[-1][1] if have else None
+
+
+def image_reader(dataset, root):
+    """name -> H x W x 3 uint8 image, for the item names of utils.retrieval."""
+    if dataset == "cifar10":
+        images = load_cifar10(root).images
+        return lambda row: images[row]
+    folder = unpacked(root)
+
+    def read(path):
+        try:
+            with Image.open(os.path.join(folder, path)) as im:
+                return np.asarray(im.convert("RGB"))
+        except OSError as e:
+            raise UserError(f"{os.path.join(folder, path)}: cannot read this image ({e}); is --data "
+                            f"{dataset}={root} the data its runs read?") from e
+    return read
+
+
+def draw_retrieval(path, record, read):
+    """One row per query: the query, then its top database items framed green when relevant
+    and red when not, each with its Hamming distance."""
+    shown = record["retrieval"]
+    top = max(len(e["top"]) for e in shown)
+    fig = Figure(figsize=(1.1 * (top + 1), 1.25 * len(shown) + 0.5), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(shown), top + 1, squeeze=False)
+    for row, example in zip(axes, shown):
+        cells = [(example["query"], "black", "query")] + [
+            (item, "tab:green" if rel else "tab:red", f"d={d}")
+            for item, rel, d in zip(example["top"], example["relevant"], example["distance"])]
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_frame_on(False)
+        for ax, (item, colour, label) in zip(row, cells):
+            ax.imshow(read(item))
+            ax.set_frame_on(True)
+            for spine in ax.spines.values():
+                spine.set_color(colour)
+                spine.set_linewidth(3)
+            ax.set_title(label, fontsize=7, pad=2)
+        row[0].set_ylabel(f"{example['tied']} items\nwithin d={example['distance'][-1]}", fontsize=7)
+    fig.suptitle(f"{name(record['dataset'])}, {record['method']} {record['bits']} bits ({record['preset']}, seed "
+                 f"{record['seed']}): top {top} by Hamming distance, ties in database order; green relevant, "
+                 "red not", fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None}))
+
+
 # ---------------------------------------------------------------------------- main
 
 def main(args):
+    roots = data_roots(args.data)
     records = load_records(args.results)
     try:
         with open(args.readme, "rb") as f:
@@ -368,6 +444,18 @@ def main(args):
             draw(path, dataset, groups)
             print(f"wrote {path}")
             written.append(path)
+    for dataset, root in roots.items():
+        record = None
+        if any(g[0] == dataset for g in groups):
+            record = shown_record(groups[figure_group(groups, dataset)[0]])
+        if record is None:
+            print(f"note: no {dataset} result with retrieval examples; no retrieval picture", file=sys.stderr)
+            continue
+        os.makedirs(args.fig, exist_ok=True)
+        path = os.path.join(args.fig, RETRIEVAL_FIGURES[dataset])
+        draw_retrieval(path, record, image_reader(dataset, root))
+        print(f"wrote {path}")
+        written.append(path)
     return written
 
 

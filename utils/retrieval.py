@@ -1,0 +1,43 @@
+"""Examples of retrieval for the results file and the picture the report draws from them.
+
+A run keeps, for the first few queries of its (seeded) query order, the ten database items
+its codes rank first and whether each is relevant. Items are named so that the report can
+find their images again without the run: CIFAR-10 rows of the archive in its canonical
+order (utils.cifar10), list-file images by their path under the data root.
+"""
+import os
+
+import numpy as np
+from utils.cache import unpacked
+from utils.metrics import hamming_distance
+
+QUERIES, TOP = 5, 10
+
+
+def item_names(data, part, data_root):
+    """Names of the items of `part` ("query" or "database"), in the part's order: ints (rows
+    of the canonical CIFAR-10 / digits array) or image paths relative to `data_root`."""
+    p = getattr(data, part)
+    if p.index is not None:
+        return [int(i) for i in p.index]
+    root = os.path.realpath(unpacked(data_root))  # a .tar's images are read from its unpacked copy
+    return [os.path.relpath(os.path.realpath(path), root) for path in p.list.paths]
+
+
+def examples(query_codes, db_codes, query_labels, db_labels, query_names, db_names, queries=QUERIES, top=TOP):
+    """For the first `queries` queries: the `top` database items nearest in Hamming distance,
+    ties broken by database order, as {"query", "top", "distance", "relevant", "tied"}, where
+    "tied" counts the database items at most as far as the last one shown (how arbitrary the
+    choice among equals is: at 4 bits thousands share a distance)."""
+    dist = hamming_distance(query_codes[:queries], db_codes)  # Q x n
+    ql, dl = np.asarray(query_labels[:queries]), np.asarray(db_labels)
+    if dl.ndim == 1:  # class ids: relevant = same class
+        relevant = ql[:, None] == dl[None, :]  # Q x n
+    else:  # multi-hot: relevant = at least one label shared
+        relevant = (ql.astype(np.float32) @ dl.astype(np.float32).T) > 0  # Q x n
+    out = []
+    for d, rel, name in zip(dist, relevant, query_names):
+        order = np.argsort(d, kind="stable")[:top]  # stable: ties in database order
+        out.append({"query": name, "top": [db_names[j] for j in order], "distance": d[order].tolist(),
+                    "relevant": rel[order].tolist(), "tied": int((d <= d[order[-1]]).sum())})
+    return out
