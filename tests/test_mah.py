@@ -478,6 +478,25 @@ def test_offline_pretrained_weights_give_a_clear_error(monkeypatch, tmp_path):
         build_backbone("resnet18", pretrained=True, weights_path=str(tmp_path / "bad.pth"))
 
 
+def test_cpu_pretrained_preset_keeps_the_zero_start_and_the_scripts_weights():
+    """cpu-pretrained (issue 14) may change the optimiser and schedule but must keep V from zeros
+    with no hold and each script's head weights, gamma, batch and sample; 41 outer iterations
+    for every script so that flat and cascade get the same budget. Catches a hold or class-code
+    start slipping in (the 4-bit comparison would be about something else), or FLICKR's 300
+    and 100 iterations left in."""
+    parser = mah.get_args_parser()
+    parser.set_defaults(script="t", arch="flat", dataset="flickr25k", paper=dict(
+        bits="6", aux_for={6: (8, 16)}, head_weights="4,2,1", gamma=200, max_iter=300, epochs=1, batch_size=100,
+        num_samples=2000, eval_every=10))
+    args = mah.resolve(parser.parse_args(["--preset", "cpu-pretrained", "--bits", "4"]))
+    assert (args.v_init, args.v_hold, args.optimizer, args.lr, args.lr_steps, args.max_iter, args.epochs) == (
+        "zeros", 0, "adam", 1e-4, [30], 41, 1)
+    assert (args.backbone, args.pretrained, args.resize, args.crop, args.augment) == ("mobilenet_v2", True, 64, 64,
+                                                                                      True)
+    assert (args.head_weights, args.gamma, args.batch_size, args.num_samples) == ([4.0, 2.0, 1.0], 200, 100, 2000)
+    assert mah.aux_lengths(args, 6) == (12, 24)  # the one rule outside the paper preset, not the script's 8,16
+
+
 def test_cpu_paper_preset_keeps_the_papers_recipe():
     """cpu-paper changes only the backbone (ImageNet MobileNetV2), the input size and the epochs;
     catches a code start or hold, another optimiser or lr schedule, or the script's sizes
