@@ -12,7 +12,7 @@ from PIL import Image
 
 from utils import adsh, mah, runs
 from utils.batches import label_matrix
-from utils.data import load_data
+from utils.data import load_data, load_digits
 from utils.models import CascadeHeads, FlatHeads, MAHNet, SmallConvNet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -306,13 +306,41 @@ def check_results(out, dataset, method, bits):
     return record
 
 
+def check_retrieval(record, label_of, n_query):
+    """The kept retrieval examples: the first queries, ten items each in non-decreasing
+    distance, each marked relevant exactly when it shares the query's class (an int) or a
+    label (a multi-hot row), looked up here by the item's name. Catches names that do not
+    point at the ranked items, relevance by another rule, or an unsorted top ten."""
+    shown = record["retrieval"]
+    assert len(shown) == min(5, n_query)
+    for example in shown:
+        assert len(example["top"]) == 10 and len(set(map(str, example["top"]))) == 10
+        assert example["distance"] == sorted(example["distance"]) and example["tied"] >= 10
+        assert 0 <= example["distance"][-1] <= record["bits"]
+        query = label_of(example["query"])
+        for name, relevant in zip(example["top"], example["relevant"]):
+            item = label_of(name)
+            assert relevant == bool(np.any(query & item) if np.ndim(item) else query == item)
+
+
+def list_labels(root):
+    """name -> multi-hot row of the MAH list files that list_dataset wrote."""
+    table = {}
+    for part in ("database", "test"):
+        names = open(os.path.join(root, f"{part}_img.txt")).read().split()
+        rows = np.loadtxt(os.path.join(root, f"{part}_label.txt"), dtype=int, ndmin=2)
+        table.update(zip(names, rows))
+    return table.__getitem__
+
+
 @pytest.mark.parametrize("script", SCRIPTS[:2])
 def test_cifar_scripts_on_digits(script, tmp_path):
     result = run_script(script, "--dataset", "digits", "--bits", "4,6", "--output-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     method = "MAH-" + script.split("_")[0]
+    labels = load_digits()[1]  # the item names of digits are rows of this array
     for bits in (4, 6):
-        check_results(str(tmp_path), "digits", method, bits)
+        check_retrieval(check_results(str(tmp_path), "digits", method, bits), labels.__getitem__, 5)
     assert os.path.exists(tmp_path / "split.json") and os.path.exists(tmp_path / "checkpoint.pt")
 
 
@@ -338,7 +366,7 @@ def test_list_scripts_on_generated_multi_label_lists(script, tmp_path):
     result = run_script(script, "--data-root", root, "--output-dir", out, "--workers", "0")
     assert result.returncode == 0, result.stderr
     bits = {"cascade_FLICKR": 8, "flat_FLICKR": 6, "cascade_NUS_WIDE": 8, "flat_NUS_WIDE": 4}[script]
-    check_results(out, dataset, "MAH-" + script.split("_")[0], bits)
+    check_retrieval(check_results(out, dataset, "MAH-" + script.split("_")[0], bits), list_labels(root), 10)
 
 
 SHARED_CIFAR = os.path.join(os.path.dirname(REPO), "shared", "data", "cifar10-jpeg.tar.gz")
