@@ -245,6 +245,31 @@ def mah_table(group, runs):
     return "\n".join([heading(group), ""] + table(header, rows) + [""] + note + commands(runs, methods, bits))
 
 
+def seed_tables(records):
+    """Per (data set, preset, backbone, device): the tie-aware MAP of every (method, bits) run
+    under two or more seeds, as mean, spread (max - min) and the values."""
+    cells = {}
+    for r in records:
+        # one value per seed: of two runs for one cell, the later file wins, as in the tables
+        key = (r["dataset"], r["preset"], r["backbone"], r["device"])
+        cells.setdefault(key, {}).setdefault((r["method"], r["bits"]), {})[r["seed"]] = r["metrics"]["map_tie_aware"]
+    out = []
+    for (dataset, preset, backbone, device), runs in sorted(cells.items()):
+        runs = {k: v for k, v in runs.items() if len(v) > 1}
+        if not runs:
+            continue
+        rows = []
+        for (m, b), by_seed in sorted(runs.items(), key=lambda kv: (ordered(runs, MAH_METHODS).index(kv[0][0]),
+                                                                    kv[0][1])):
+            values = [by_seed[k] for k in sorted(by_seed)]
+            rows.append([m, str(b), ", ".join(map(str, sorted(by_seed))), f"{sum(values) / len(values):.4f}",
+                         f"{max(values) - min(values):.4f}", ", ".join(f"{v:.4f}" for v in values)])
+        out.append("\n".join([f"**{name(dataset)}** (`{dataset}`): preset `{preset}`, backbone `{backbone}`, device "
+                              f"`{device}`, over seeds: tie-aware MAP", ""] + table(
+            ["method", "bits", "seeds", "mean", "spread (max - min)", "per seed"], rows)))
+    return out
+
+
 def mmhh_setting(record):
     m = record["metrics"]
     return m["radius"], "the full ranking" if m["topk"] == -1 else f"the top {m['topk']}", OPT_TEST[m["opt_test"]]
@@ -287,7 +312,8 @@ def mah_section(records):
              "figures call \"Precision@5K\"; the published values are read off those figures (approximate). "
              "precision@5000 is the true precision of the first 5,000. Auxiliary bits: the lengths of heads 1 "
              "and 2. Every figure is from the last outer iteration.")
-    return "\n\n".join([intro] + [mah_table(g, runs) for g, runs in sorted(groups_of(records).items())])
+    return "\n\n".join([intro] + [mah_table(g, runs) for g, runs in sorted(groups_of(records).items())]
+                       + seed_tables(records))
 
 
 def mmhh_section(records):
@@ -295,7 +321,10 @@ def mmhh_section(records):
         return NO_RESULTS["mmhh"]
     intro = ("Written by `python -m utils.report` from the results files; edits here are overwritten. "
              "Cells: MAP@H<=r / MAP@TopK.")
-    return "\n\n".join([intro] + [mmhh_table(g, runs) for g, runs in sorted(groups_of(records).items())])
+    # one table per test convention: a snapshot tested both ways gives two records of one cell
+    tables = [(g, opt, runs) for opt in (False, True)
+              for g, runs in groups_of([r for r in records if r["metrics"]["opt_test"] == opt]).items()]
+    return "\n\n".join([intro] + [mmhh_table(g, runs) for g, _, runs in sorted(tables, key=lambda t: t[:2])])
 
 
 def replace_section(text, kind, body, readme):
