@@ -192,10 +192,8 @@ def test_figures(tree):
     assert sorted(os.listdir(tree.fig)) == ["CIFAR.png", "NUSWIDE.png"]  # no temporary files left
 
 
-def test_figure_compares_map_at_5000_with_the_published_curves(tree, monkeypatch):
-    """The published "Precision@5K" values are mAP@5000: the left panel must plot our mAP@5000
-    beside them, true precision@5000 only on the right. Catches plotting precision@5000
-    against the published curves (the old mismatch) or swapped panels."""
+def figures_made(monkeypatch):
+    """A list that collects every matplotlib Figure the report makes from now on."""
     made = []
 
     class Recorded(report.Figure):
@@ -204,6 +202,14 @@ def test_figure_compares_map_at_5000_with_the_published_curves(tree, monkeypatch
             made.append(self)
 
     monkeypatch.setattr(report, "Figure", Recorded)
+    return made
+
+
+def test_figure_compares_map_at_5000_with_the_published_curves(tree, monkeypatch):
+    """The published "Precision@5K" values are mAP@5000: the left panel must plot our mAP@5000
+    beside them, true precision@5000 only on the right. Catches plotting precision@5000
+    against the published curves (the old mismatch) or swapped panels."""
+    made = figures_made(monkeypatch)
     report.main(tree)
     left, right = made[0].axes  # CIFAR-10 first
     curves = {line.get_label(): list(line.get_ydata()) for line in left.lines}
@@ -307,14 +313,7 @@ def test_retrieval_picture_shows_the_kept_examples(tree, tmp_path, monkeypatch):
         record["retrieval"] = [{"query": "mirflickr/im1.jpg", "top": top, "distance": [0, 1],
                                 "relevant": [True, False], "tied": 7}]
         write(os.path.join(tree.results, f"f/flickr25k_MAH-cascade_{bits}bits.json"), record)
-    made = []
-
-    class Recorded(report.Figure):
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
-            made.append(self)
-
-    monkeypatch.setattr(report, "Figure", Recorded)
+    made = figures_made(monkeypatch)
     tree.data = [f"flickr25k={root}"]
     written = report.main(tree)
     assert written[-1] == os.path.join(tree.fig, "FLICKR_retrieval.png")
