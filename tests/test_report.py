@@ -302,7 +302,8 @@ def test_command_line(tree):
 def test_retrieval_picture_shows_the_kept_examples(tree, tmp_path, monkeypatch):
     """--data draws each query row: the query image, then its top items in the kept order,
     framed green when relevant and red when not. Catches swapped colours, images read for
-    the wrong names, or the picture drawn from a record other than the longest cascade."""
+    the wrong names, or the picture drawn from a record other than the longest cascade of the
+    largest group that kept examples."""
     root = tmp_path / "flickr"
     colours = {f"im{i}.jpg": (40 * i, 255 - 40 * i, 7 * i) for i in range(1, 5)}
     os.makedirs(root / "mirflickr")
@@ -313,6 +314,9 @@ def test_retrieval_picture_shows_the_kept_examples(tree, tmp_path, monkeypatch):
         record["retrieval"] = [{"query": "mirflickr/im1.jpg", "top": top, "distance": [0, 1],
                                 "relevant": [True, False], "tied": 7}]
         write(os.path.join(tree.results, f"f/flickr25k_MAH-cascade_{bits}bits.json"), record)
+    for bits in (4, 6, 8):  # a group with more runs but no examples: the picture comes from the other
+        write(os.path.join(tree.results, f"g/flickr25k_MAH-flat_{bits}bits.json"),
+              mah("flickr25k", "MAH-flat", bits, 0.8, 0.8, 1.0, preset="paper"))
     made = figures_made(monkeypatch)
     tree.data = [f"flickr25k={root}"]
     written = report.main(tree)

@@ -474,9 +474,9 @@ def main(args):
             print(f"wrote {path}")
             written.append(path)
     for dataset, root in roots.items():
-        record = None
-        if any(g[0] == dataset for g in groups):
-            record = shown_record(groups[figure_group(groups, dataset)[0]])
+        # of the groups whose runs kept examples, the one with most runs
+        kept = {g: runs for g, runs in groups.items() if g[0] == dataset and shown_record(runs)}
+        record = shown_record(kept[figure_group(kept, dataset)[0]]) if kept else None
         if record is None:
             print(f"note: no {dataset} result with retrieval examples; no retrieval picture", file=sys.stderr)
             continue
