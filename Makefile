@@ -15,9 +15,13 @@ $(VENV)/.installed: requirements.txt requirements-test.txt requirements-weights.
 test: $(VENV)/.installed
 	$(PYTHON) -m pytest
 
-# README result tables and fig/*.png from results/
+# README result tables and fig/*.png from results/; the retrieval pictures too for
+# the data sets whose images are in ../shared/data (REPORT_DATA names them)
+SHARED := ../shared/data
+REPORT_DATA ?= $(if $(wildcard $(SHARED)/cifar10-jpeg.tar.gz),--data cifar10=$(SHARED)/cifar10-jpeg.tar.gz) \
+	$(if $(wildcard $(SHARED)/mirflickr25k-20k.tar),--data flickr25k=$(SHARED)/mirflickr25k-20k.tar)
 report: $(VENV)/.installed
-	$(PYTHON) -m utils.report
+	$(PYTHON) -m utils.report $(REPORT_DATA)
 
 bench: $(VENV)/.installed
 	$(PYTHON) bench/bench_metrics.py
