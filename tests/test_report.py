@@ -363,12 +363,14 @@ def test_seed_table_mean_and_spread_by_hand():
 def test_mmhh_conventions_of_one_snapshot_get_a_table_each(tree):
     """A snapshot tested with and without --opt-test gives two records of one (loss, bits) cell;
     both must be shown, each under its convention. Catches the later file silently replacing
-    the other."""
+    the other, or a test's time shown as a training run's."""
     optimised = mmhh("MMHH", 16, 0.71, 0.8, 1.0)
     optimised["metrics"]["opt_test"] = True
+    optimised["snapshot"] = "/runs/snap/mmhh16.pt"  # a test_mmhh.py record: its seconds are the test's
     write(os.path.join(tree.results, "mmhh/opt/cifar10_MMHH_16bits.json"), optimised)
     report.main(tree)
     text = section(open(tree.readme).read(), MMHH_MARKERS)
     assert "test codes: DeepHash/HashNet default" in text and "test codes: optimised (--opt-test)" in text
+    assert "| MMHH | minutes (test only) | 0.0 |" in text and "| MMHH | minutes | 10.0 | 11.0 |" in text
     assert "| MMHH | MAP@H<=2 / MAP@TopK | 0.6100 / 0.7000 | 0.6500 / 0.7300 |" in text
     assert "| MMHH | MAP@H<=2 / MAP@TopK | 0.7100 / 0.8000 |" in text
