@@ -42,6 +42,23 @@ def soft_times(labels_a, labels_b, x, r, single_label):
     return (1 + r) * similar_times(labels_a, labels_b, x, single_label) - r * x.sum(0, keepdim=True)
 
 
+def stack_codes(V):
+    """[V_0 ... V_k 1] (n x (sum c_k + 1)) and its column sums: one product of a block of
+    similarity rows with it gives every head's S V and the similar-pair count (soft_products)."""
+    stacked = torch.cat([*V, torch.ones(len(V[0]), 1, device=V[0].device)], 1)
+    return stacked, stacked.sum(0)
+
+
+def soft_products(row_labels, db_labels, stacked, column_sums, r, lengths, single_label):
+    """Every head's S V (B x c_k each) and sum_ij S_ij^2 of the soft similarity (1 similar,
+    -r otherwise) of `row_labels` (B x C) to the database, from stack_codes' output."""
+    products = similar_times(row_labels, db_labels, stacked, single_label)  # B x (sum c + 1)
+    similar = float(products[:, -1].sum())
+    S2 = similar + (len(row_labels) * len(db_labels) - similar) * r * r
+    SV = ((1 + r) * products[:, :-1] - r * column_sums[:-1]).split(lengths, 1)
+    return SV, S2
+
+
 class ADSHLoss(nn.Module):
     """L_c = [ sum_i sum_j (u_i.v_j - c S_ij)^2 + gamma sum_i ||v_idx(i) - u_i||^2 ] / (n B).
 

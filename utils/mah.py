@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from utils import metrics, retrieval
 from utils.adsh import (ADSHLoss, adsh_objective, class_codes, dcc_update, label_codes, nested_class_codes,
-                        similar_times, soft_ratio)
+                        soft_products, soft_ratio, stack_codes)
 from utils.data import load_data
 from utils.errors import UserError
 from utils.batches import Feeder, label_matrix
@@ -57,8 +57,9 @@ def get_args_parser():
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
                    help="paper = the spec exactly; cpu-paper = the spec with ImageNet MobileNetV2 at 64 px and one "
                         "epoch per outer iteration, for a CPU; cpu-pretrained = cpu-paper with Adam, augmentation "
-                        "and 41 outer iterations for every script, tuned to learn within 15 minutes; cpu-small = small backbone from scratch on 32x32 in "
-                        "minutes on a CPU; smoke = seconds, for tests (default: paper)")
+                        "and 41 outer iterations for every script, tuned to learn within 15 minutes; cpu-small = "
+                        "small backbone from scratch on 32x32 in minutes on a CPU; smoke = seconds, for tests "
+                        "(default: paper)")
     p.add_argument("--bits", help="target code length(s), e.g. '4' or '4,6,8,10,12', each trained in turn "
                                   "(default: the script's)")
     p.add_argument("--aux-bits", help="the two auxiliary code lengths, absolute, e.g. '8,16' (default: "
@@ -80,7 +81,7 @@ def get_args_parser():
                                       "10,20,30,40,50 as the original; 30 for cpu-pretrained)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), help="sgd (weight decay 5e-4, as the original) or adam "
                                                                 "(default: sgd; adam for cpu-small and cpu-pretrained)")
-    p.add_argument("--momentum", type=float, help="momentum of sgd (default: 0, as the original)")
+    p.add_argument("--momentum", type=float, default=0.0, help="momentum of sgd (default: 0, as the original)")
     p.add_argument("--v-init", choices=("zeros", "labels", "nested"),
                    help="database codes before the first DCC: zeros (as the original), labels (each class a "
                         "distinct seeded code, V = sign(labels @ codes)) or nested (as labels, each longer head's "
@@ -129,11 +130,10 @@ def _ints(text, what):
 def resolve(args):
     """Fill unset options from the preset, then from the script's paper defaults; check them."""
     preset = PRESETS[args.preset]
-    for key in set(preset) | set(PAPER_KEYS) | {"lr", "optimizer", "momentum", "lr_steps", "backbone", "pretrained", "augment",
+    for key in set(preset) | set(PAPER_KEYS) | {"lr", "optimizer", "lr_steps", "backbone", "pretrained", "augment",
                                                 "v_init", "v_hold"}:
         if getattr(args, key, None) is None:
             setattr(args, key, preset.get(key, args.paper.get(key)))
-    args.momentum = args.momentum or 0.0  # the original's SGD had none
     args.bits = _ints(args.bits, "--bits")
     for c in args.bits:
         if not 1 <= c <= 64:
@@ -258,8 +258,7 @@ def train_length(args, data, c0, device, out_dir):
         # constants while V is: the Gram matrices, and [V_0 V_1 V_2 1] whose product with a
         # batch's similarity rows gives every head's S V and the similar-pair counts at once
         grams = [v.T @ v for v in V]  # c_k x c_k
-        stacked = torch.cat([*V, torch.ones(n, 1, device=device)], 1)  # n x (c0 + c1 + c2 + 1)
-        column_sums = stacked.sum(0)
+        stacked, column_sums = stack_codes(V)  # n x (c0 + c1 + c2 + 1), its column sums
         U = [torch.zeros(m, c, device=device) for c in lengths]
         generator = torch.Generator().manual_seed(args.seed * 1_000_003 + c0 * 10_007 + it)  # augmentation
         head_loss = np.zeros(len(lengths))
@@ -269,10 +268,7 @@ def train_length(args, data, c0, device, out_dir):
             for pos, x in db.batches(sample, args.batch_size, generator):  # fixed order, no shuffling
                 pos = pos.to(device)
                 outputs = model(x.contiguous(memory_format=torch.channels_last))  # one B x c_k per head
-                products = similar_times(sample_labels[pos], db_labels, stacked, single)  # B x (sum c + 1)
-                similar = float(products[:, -1].sum())
-                S2 = similar + (len(pos) * n - similar) * r * r  # soft S: 1 for similar, -r otherwise
-                SV = ((1 + r) * products[:, :-1] - r * column_sums[:-1]).split(lengths, 1)  # B x c_k each
+                SV, S2 = soft_products(sample_labels[pos], db_labels, stacked, column_sums, r, lengths, single)
                 parts = [loss(u, v, index[pos], g, sv, S2) for loss, u, v, g, sv in zip(losses, outputs, V, grams, SV)]
                 loss = sum(w * p for w, p in zip(args.head_weights, parts))
                 if not torch.isfinite(loss):
@@ -294,12 +290,8 @@ def train_length(args, data, c0, device, out_dir):
         if it >= args.v_hold:  # held codes are fixed targets while the network learns to tell classes apart
             zeros = [dcc_update(v, u, index, sample_labels, db_labels, r, args.gamma, single) for v, u in zip(V, U)]
         # the whole ADSH objective of every head after the V step (the original's calc_loss); one
-        # pass over the sample's similarities gives every head's S V and the similar-pair count
-        products = similar_times(sample_labels, db_labels, torch.cat([*V, torch.ones(n, 1, device=device)], 1),
-                                 single)  # m x (c0 + c1 + c2 + 1)
-        similar = float(products[:, -1].sum())
-        S2 = similar + (m * n - similar) * r * r
-        SV = ((1 + r) * products[:, :-1] - r * torch.cat(V, 1).sum(0)).split(lengths, 1)  # m x c_k each
+        # pass over the sample's similarities gives every head's S V (m x c_k) and sum S^2
+        SV, S2 = soft_products(sample_labels, db_labels, *stack_codes(V), r, lengths, single)
         objective = [adsh_objective(v, u, index, sv, S2, args.gamma) for v, u, sv in zip(V, U, SV)]
         seconds += time.time() - tic
         record = {"bits": c0, "iteration": it, "lr": lr, "loss": (head_loss / max(batches, 1)).tolist(),
@@ -331,8 +323,8 @@ def main(args):
         saved = read_json(os.path.join(args.resume, "run.json"), "run record")
         folder, paper = args.resume, args.paper
         # defaults for runs from before these options
-        args = argparse.Namespace(**{"v_init": "zeros", "v_hold": 0, "momentum": 0.0, "command": None, "missing_images": "error",
-                                     **saved})
+        args = argparse.Namespace(**{"v_init": "zeros", "v_hold": 0, "momentum": 0.0, "command": None,
+                                     "missing_images": "error", **saved})
         args.paper, args.resume, args.output_dir = paper, folder, folder
     else:
         args = resolve(args)

@@ -105,13 +105,15 @@ def get_train_parser():
          help="folder of the final snapshot (default: snapshot/hash/ in the repository)")
     _add(p, "--hash_bit", type=int, default=48, help="code length K (default: 48)")
     _add(p, "--lr", type=float, help="learning rate of the backbone; the hash layer gets 10x (default: 3e-4; "
-                                     "cpu-small 1e-3, cpu-pretrained 1e-4; HashNet_Step and DANN_INV always start at 3e-4, as released)")
+                                     "cpu-small 1e-3, cpu-pretrained 1e-4; HashNet_Step and DANN_INV always start "
+                                     "at 3e-4, as released)")
     _add(p, "--annotation", default="empty", help="run name, part of the snapshot and log names (default: empty)")
     _add(p, "--loss_lambda", type=float, help="weight of the quantization loss; 0 allowed (default: 0.1; always 0 "
                                               "with --image_loss_type HashNet, as released)")
     _add(p, "--num_iters", type=int, help="training iterations (default: 1000; cpu-small 5000, cpu-pretrained 2000)")
     _add(p, "--pre_model_path", default="", help="start from this snapshot's model weights (default: none)")
-    _add(p, "--image_network", help=f"{', '.join(NETWORKS)} (default: AlexNetFc; cpu-small SmallFc, cpu-pretrained MobileNetV2Fc)")
+    _add(p, "--image_network", help=f"{', '.join(NETWORKS)} (default: AlexNetFc; cpu-small SmallFc, "
+                                    "cpu-pretrained MobileNetV2Fc)")
     _add(p, "--pretrained", action=argparse.BooleanOptionalAction,
          help="ImageNet weights through torchvision (default: yes, except the small convnet)")
     _add(p, "--weights", help="a local file of the backbone's ImageNet weights (offline use)")
@@ -137,8 +139,8 @@ def get_train_parser():
                                                   "MAP@H<=r (default: 0)")
     _add(p, "--decay_step", type=int, help="Stair_Step halves the lr every this many iterations (default: 200; "
                                            "cpu-small 2000, cpu-pretrained 1000)")
-    _add(p, "--weight_decay", type=float, help="weight decay of Stair_Step (default: 0.1; cpu-small and cpu-pretrained 5e-4); the "
-                                               "other schedules use 5e-4")
+    _add(p, "--weight_decay", type=float, help="weight decay of Stair_Step (default: 0.1; cpu-small and "
+                                               "cpu-pretrained 5e-4); the other schedules use 5e-4")
     _add(p, "--similar_weight_type", "--similar_weight", "--similar-weight", default="config",
          help="weight of similar pairs: a number, 'config' (the data set's: COCO 1, NUS-WIDE 5, others 1) or "
               "'auto' (dissimilar / similar pairs of each pair matrix) (default: config)")

@@ -5,10 +5,10 @@ path order), rewrites the README between the marker comments of the MAH and of t
 section, and draws fig/<DATASET>.png: MAH mAP@5000 against code length beside the
 published curves (the original's "Precision@5K" is mAP@5000), and true precision@5000
 in a panel of its own. With --data DATASET=ROOT it also draws fig/<DATASET>_retrieval.png:
-the retrieval examples a run kept (utils.retrieval), with the images read from ROOT. MAH tables lead with the tie-aware MAP, which does not depend on
-the database order; the index-tie MAP of runs made over a class-grouped database is
-marked as such. Nothing depends on the clock, so a rerun on the same results leaves
-every file byte-identical.
+the retrieval examples a run kept (utils.retrieval), with the images read from ROOT. MAH
+tables lead with the tie-aware MAP, which does not depend on the database order; the
+index-tie MAP of runs made over a class-grouped database is marked as such. Nothing
+depends on the clock, so a rerun on the same results leaves every file byte-identical.
 """
 import argparse
 import glob
@@ -258,9 +258,9 @@ def seed_tables(records):
         runs = {k: v for k, v in runs.items() if len(v) > 1}
         if not runs:
             continue
+        methods = ordered(runs, MAH_METHODS)
         rows = []
-        for (m, b), by_seed in sorted(runs.items(), key=lambda kv: (ordered(runs, MAH_METHODS).index(kv[0][0]),
-                                                                    kv[0][1])):
+        for (m, b), by_seed in sorted(runs.items(), key=lambda kv: (methods.index(kv[0][0]), kv[0][1])):
             values = [by_seed[k] for k in sorted(by_seed)]
             rows.append([m, str(b), ", ".join(map(str, sorted(by_seed))), f"{sum(values) / len(values):.4f}",
                          f"{max(values) - min(values):.4f}", ", ".join(f"{v:.4f}" for v in values)])

@@ -8,6 +8,7 @@ order (utils.cifar10), list-file images by their path under the data root.
 import os
 
 import numpy as np
+
 from utils.cache import unpacked
 from utils.metrics import hamming_distance
 
