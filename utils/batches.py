@@ -2,7 +2,7 @@
 both kinds of data set: in-memory arrays and list files (utils.images)."""
 import torch
 
-from utils.images import ArrayImages, FileImages, file_transform
+from utils.images import ArrayImages, FileImages, SeededItems, file_transform
 
 
 class Feeder:
@@ -47,7 +47,10 @@ class Feeder:
                 rows = torch.as_tensor(self.part.index[order[start:start + batch_size]])
                 yield pos, self.arrays.batch(rows, train=self.train, generator=generator)
             return
-        subset = torch.utils.data.Subset(self.files, [int(i) for i in order])
+        # one seed per pass, from the generator: item k's crop is drawn from seed + k, whatever the
+        # number of workers (with none, torchvision would draw from the global generator)
+        seed = None if generator is None else int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+        subset = SeededItems(self.files, [int(i) for i in order], seed)
         loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=self.workers,
                                              generator=generator)
         start = 0

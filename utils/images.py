@@ -96,3 +96,22 @@ class FileImages(torch.utils.data.Dataset):
             raise UserError(f"{list_file}:{line}: cannot read image {path} ({type(e).__name__}); "
                             "replace the file or drop its line")
         return self.transform(image), i
+
+
+class SeededItems(torch.utils.data.Dataset):
+    """Items `index` of `dataset`, item k transformed under the global torch generator seeded
+    with seed + k (seed None: untouched), so that random crops depend on the seed and the
+    position only, not on worker processes or on what the process drew before."""
+
+    def __init__(self, dataset, index, seed):
+        self.dataset, self.index, self.seed = dataset, index, seed
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, k):
+        if self.seed is None:
+            return self.dataset[self.index[k]]
+        with torch.random.fork_rng(devices=[]):  # the caller's generator state is restored after
+            torch.manual_seed(self.seed + k)
+            return self.dataset[self.index[k]]

@@ -92,18 +92,19 @@ def get_args_parser():
     p.add_argument("--backbone", help="resnet50, resnet18, alexnet, vgg11, mobilenet_v2 or small (default: resnet50)")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
                    help="start from torchvision's ImageNet weights (default: yes for resnet50 and the paper preset)")
-    p.add_argument("--weights", help="a local file of the backbone's ImageNet weights (offline use)")
+    p.add_argument("--weights", help="a local file of the backbone's ImageNet weights, for offline use (default: none: torchvision's "
+                        "download; for mobilenet_v2 offline, the packaged weights)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction,
                    help="random crop and flip of training images: a 4-pixel shift of 32x32 arrays, a crop of at least "
                         "3/4 of the area of list-file images (default: no; yes for cpu-small and cpu-pretrained)")
     p.add_argument("--data-root", help="where the data set is, a folder or a .tar (see data/README.md); not needed for "
-                                       "digits")
+                                       "digits (default: none)")
     p.add_argument("--image-root", help="where relative image paths of list files start (default: --data-root)")
-    p.add_argument("--path-prefix", help="OLD=NEW: rewrite absolute image paths of old list files")
+    p.add_argument("--path-prefix", help="OLD=NEW: rewrite absolute image paths of old list files (default: none)")
     p.add_argument("--missing-images", choices=("error", "drop"), default="error",
                    help="list rows whose image file is absent: stop with the count and the first one, or leave them "
                         "out and record how many in split.json (default: error)")
-    p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-root if missing")
+    p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-root if missing (default: off)")
     p.add_argument("--protocol", default="dpsh", help="split of array data sets: dpsh, deephash or full "
                                                       "(default: dpsh, as MAH)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and initialisation (default: 0)")
@@ -111,7 +112,8 @@ def get_args_parser():
                                               "CUDA)")
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers for list-file data (default: 4)")
     p.add_argument("--output-dir", help="run folder (default: runs/<script>/<timestamp>)")
-    p.add_argument("--resume", help="continue the killed run in this folder, with its own arguments")
+    p.add_argument("--resume", help="continue the killed run in this folder, with its own arguments (default: none, a "
+                                       "new run)")
     return p
 
 
@@ -261,6 +263,9 @@ def train_length(args, data, c0, device, out_dir):
         stacked, column_sums = stack_codes(V)  # n x (c0 + c1 + c2 + 1), its column sums
         U = [torch.zeros(m, c, device=device) for c in lengths]
         generator = torch.Generator().manual_seed(args.seed * 1_000_003 + c0 * 10_007 + it)  # augmentation
+        # dropout (AlexNet, VGG) draws from the global generator: seeded per outer iteration, so that
+        # a resumed run draws as a whole one
+        torch.manual_seed(int(np.random.default_rng([args.seed, c0, it, 1]).integers(2 ** 62)))
         head_loss = np.zeros(len(lengths))
         batches = 0
         for epoch in range(args.epochs):

@@ -67,9 +67,9 @@ def _add(p, name, *aliases, **kw):
 
 def _common(p):
     _add(p, "--gpu_id", default="0", help="CUDA device number, or 'cpu' (default: 0; the CPU when there is no CUDA)")
-    _add(p, "--data_root", help="where the data set is: list files, or CIFAR-10 in any form (see data/README.md)")
+    _add(p, "--data_root", help="where the data set is: list files, or CIFAR-10 in any form (see data/README.md) (default: none; not needed for digits)")
     _add(p, "--image_root", help="where relative image paths of list files start (default: --data_root)")
-    _add(p, "--path_prefix", help="OLD=NEW: rewrite absolute image paths of old list files")
+    _add(p, "--path_prefix", help="OLD=NEW: rewrite absolute image paths of old list files (default: none)")
     _add(p, "--workers", type=int, default=4, help="DataLoader workers for list-file data (default: 4)")
     _add(p, "--missing_images", choices=("error", "drop"),
          help="list rows whose image file is absent: stop with the count and the first one, or leave them out and "
@@ -116,7 +116,8 @@ def get_train_parser():
                                     "cpu-pretrained MobileNetV2Fc)")
     _add(p, "--pretrained", action=argparse.BooleanOptionalAction,
          help="ImageNet weights through torchvision (default: yes, except the small convnet)")
-    _add(p, "--weights", help="a local file of the backbone's ImageNet weights (offline use)")
+    _add(p, "--weights", help="a local file of the backbone's ImageNet weights, for offline use "
+                             "(default: none: torchvision's download; for MobileNetV2Fc offline, the packaged weights)")
     _add(p, "--optimizer", choices=("sgd", "adam"), help="sgd (momentum 0.9, Nesterov, as the original) or adam "
                                                          "(default: sgd; cpu-small and cpu-pretrained adam)")
     _add(p, "--image_loss_type", default="DHN", choices=("DHN", "HashNet"),
@@ -172,8 +173,9 @@ def get_train_parser():
                                                 "(default: 0)")
     _add(p, "--log_every", type=int, default=50, help="iterations per log line (default: 50)")
     _add(p, "--resume", action="store_true", help="continue the run of this annotation from its last checkpoint "
-                                                  "(written at the end of every epoch)")
-    _add(p, "--tensorboard", action="store_true", help="also log to TensorBoard (needs the tensorboard package)")
+                                                  "(written at the end of every epoch) (default: off, a new run)")
+    _add(p, "--tensorboard", action="store_true", help="also log to TensorBoard, which needs the tensorboard "
+                                                       "package (default: off)")
     return p
 
 
@@ -183,7 +185,7 @@ def get_test_parser():
     _add(p, "--dataset", help="data set to test on (default: the snapshot's)")
     _add(p, "--batch_size", type=int, default=16, help="images per batch (default: 16)")
     _add(p, "--output_path", help="save codes, outputs and labels as .npy files in this folder (default: off)")
-    _add(p, "--model_path", required=True, help="the snapshot, with or without its .pt suffix")
+    _add(p, "--model_path", required=True, help="the snapshot, with or without its .pt suffix (required)")
     _add(p, "--radius", type=int, default=2, help="0 reports MAP@TopK with the data set's R, r > 0 MAP@H<=r "
                                                   "(default: 2)")
     _add(p, "--annotation", default="empty", help="run name: results go to --log_dir/<annotation>/ (default: empty, "
@@ -452,6 +454,8 @@ def train_main(args):
         epoch = t // per_epoch
         order = np.random.default_rng([args.seed, epoch]).permutation(n)[:per_epoch * B]
         generator = torch.Generator().manual_seed(args.seed * 1_000_003 + epoch)  # augmentation of this epoch
+        # dropout draws from the global generator: seeded per epoch, so a resumed run draws as a whole one
+        torch.manual_seed(int(np.random.default_rng([args.seed, epoch, 1]).integers(2 ** 62)))
         for pos, x in train.batches(order, B, generator):
             if t >= args.num_iters:
                 break

@@ -45,7 +45,7 @@ def get_args_parser():
     p = argparse.ArgumentParser(description="Build the MAH list files of MIRFlickr-25K.")
     p.add_argument("--root", required=True,
                    help="folder holding mirflickr/ (or mirflickr/ itself), or a .tar of it (unpacked once into "
-                        "cache/); the list paths start from the folder holding mirflickr/")
+                        "cache/); the list paths start from the folder holding mirflickr/ (required)")
     p.add_argument("--split", choices=("published", "seeded"), default="published",
                    help="the original MAH code's published lists, or --queries images drawn from --seed "
                         "(default: published)")

@@ -1,0 +1,275 @@
+"""Does the test suite see real bugs? Apply small semantic mutations (a flipped sign, a
+dropped call, a swapped option, an off-by-one in a schedule, a wrong default) one at a
+time to a copy of the working tree, run the tests that guard that code, and report
+which mutations the tests kill (some test fails) and which survive (all pass).
+
+    python bench/mutation_check.py              # every mutation (about 20 minutes on 2 cores)
+    python bench/mutation_check.py --list       # the mutations, no runs
+    python bench/mutation_check.py --only M03,N12
+
+Not part of `make test` (it runs the guarding tests once per mutation). The copy holds
+the tracked and untracked-but-not-ignored files, with ../shared beside it as the suite
+expects; the unmutated copy must pass the same tests first. A mutation whose text is no
+longer found in its file is reported as stale (the list must follow the code).
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+MAH_TESTS = ["tests/test_mah.py", "tests/test_mah_training.py", "tests/test_learning.py"]
+MMHH_TESTS = ["tests/test_mmhh.py", "tests/test_mmhh_training.py", "tests/test_learning.py"]
+METRIC_TESTS = ["tests/test_metrics.py"]
+RUN_TESTS = ["tests/test_runs.py"]
+
+# (id, what the bug is, file, text, replacement, tests that must kill it)
+MUTATIONS = [
+    # MAH: similarity, loss and the training loop
+    ("M01", "dissimilar term of S V flipped where the loop builds it", "utils/adsh.py",
+     "- r * column_sums[:-1]", "+ r * column_sums[:-1]", MAH_TESTS),
+    ("M02", "sum S^2 without the r^2 of dissimilar pairs", "utils/adsh.py",
+     "- similar) * r * r", "- similar) * r", MAH_TESTS),
+    ("M03", "soft similarity of dissimilar pairs +r instead of -r in DCC", "utils/adsh.py",
+     "- r * x.sum(0, keepdim=True)", "+ r * x.sum(0, keepdim=True)", MAH_TESTS),
+    ("M04", "r = similar / all pairs instead of similar / dissimilar", "utils/adsh.py",
+     "similar / max(total - similar, 1)", "similar / max(total, 1)", MAH_TESTS),
+    ("M05", "cross term of the ADSH loss with the wrong sign", "utils/adsh.py",
+     "- 2 * c * (u * SV).sum()", "+ 2 * c * (u * SV).sum()", MAH_TESTS),
+    ("M06", "quantization term of the ADSH loss unweighted", "utils/adsh.py",
+     "(pair + self.gamma * quant)", "(pair + quant)", MAH_TESTS),
+    ("M07", "head weights ignored in the summed loss", "utils/mah.py",
+     "loss = sum(w * p for w, p in zip(args.head_weights, parts))", "loss = sum(parts)", MAH_TESTS),
+    ("M08", "U keeps zeros instead of the last epoch's outputs", "utils/mah.py",
+     "u_all[pos] = u.detach()", "u_all[pos] = 0 * u.detach()", MAH_TESTS),
+    ("M09", "U from the first epoch instead of the last", "utils/mah.py",
+     "last = epoch == args.epochs - 1", "last = epoch == 0", MAH_TESTS),
+    ("M10", "the database sample drawn once instead of every outer iteration", "utils/mah.py",
+     "default_rng([args.seed, c0, it])", "default_rng([args.seed, c0])", MAH_TESTS),
+    ("M11", "--lr-steps never applied", "utils/mah.py",
+     'group["lr"] /= 10', 'group["lr"] /= 1', MAH_TESTS),
+    ("M12", "lr step one outer iteration early", "utils/mah.py",
+     "if it in args.lr_steps:", "if it + 1 in args.lr_steps:", MAH_TESTS),
+    ("M13", "the hold one iteration longer", "utils/mah.py",
+     "if it >= args.v_hold:", "if it > args.v_hold:", MAH_TESTS),
+    ("M14", "weight decay dropped from MAH's optimiser", "utils/mah.py",
+     "lr=args.lr, weight_decay=5e-4, momentum", "lr=args.lr, weight_decay=0.0, momentum", MAH_TESTS),
+    ("M15", "--momentum default 0.9 instead of the original's 0", "utils/mah.py",
+     'default=0.0, help="momentum of sgd', 'default=0.9, help="momentum of sgd', MAH_TESTS),
+    ("M16", "list-file crops back to torchvision's 0.08 area", "utils/mah.py",
+     "crop_scale=(0.75, 1.0))", "crop_scale=(0.08, 1.0))", MAH_TESTS),
+    ("M17", "optimizer state not restored on resume", "utils/mah.py",
+     '            opt.load_state_dict(ckpt["optimizer"])\n            V = ', "            V = ", MAH_TESTS),
+    # MAH: DCC
+    ("M18", "DCC column takes +sign instead of -sign", "utils/adsh.py",
+     "column = -torch.sign(value)", "column = torch.sign(value)", MAH_TESTS),
+    ("M19", "DCC's quantization term with the wrong sign", "utils/adsh.py",
+     "Q[sample_index] -= 2 * gamma * U", "Q[sample_index] += 2 * gamma * U", MAH_TESTS),
+    ("M20", "DCC without removing column k from V_{-k}", "utils/adsh.py",
+     "2 * (V @ gram[:, k] - V[:, k] * gram[k, k])", "2 * (V @ gram[:, k])", MAH_TESTS),
+    ("M21", "DCC maps sign(0) to -1", "utils/adsh.py",
+     "column.masked_fill(zero, 1.0)", "column.masked_fill(zero, -1.0)", MAH_TESTS),
+    # MAH: evaluation and heads
+    ("M22", "model.eval() dropped before MAH encodes queries", "utils/mah.py",
+     "    model.eval()\n    order = ", "    order = ", MAH_TESTS),
+    ("M23", "an output of exactly 0 coded -1", "utils/mah.py",
+     "torch.where(torch.cat(head) >= 0, 1.0, -1.0)", "torch.where(torch.cat(head) > 0, 1.0, -1.0)", MAH_TESTS),
+    ("M24", "the last outer iteration not evaluated (an earlier one reported)", "utils/mah.py",
+     "== 0 or it == args.max_iter - 1:", "== 0:", MAH_TESTS),
+    ("M25", "a tanh between the cascade's stages", "utils/models.py",
+     "z1 = self.second(z2)", "z1 = self.second(torch.tanh(z2))", MAH_TESTS),
+    ("M26", "flat heads without tanh", "utils/models.py",
+     "return [torch.tanh(h(f)) for h in self.heads]", "return [h(f) for h in self.heads]", MAH_TESTS),
+    # augmentation
+    ("A01", "crop and flip of array images computed and discarded", "utils/images.py",
+     "x = _random_crop_flip(x, generator)", "_random_crop_flip(x, generator)", MAH_TESTS),
+    ("A02", "list-file training images never augmented", "utils/batches.py",
+     "train=train and augment,", "train=False,", MAH_TESTS + MMHH_TESTS),
+    ("A03", "flips never drawn (crops only)", "utils/images.py",
+     "flip = (torch.rand(b, generator=generator) < 0.5)", "flip = (torch.rand(b, generator=generator) < 0.0)",
+     MAH_TESTS),
+    # MMHH: losses
+    ("N01", "margin test strict (d < margin) instead of d <= margin", "utils/losses.py",
+     'd.detach() <= margins["margin"]', 'd.detach() < margins["margin"]', MMHH_TESTS),
+    ("N02", "similar pairs inside the margin weighted sim_out", "utils/losses.py",
+     'torch.where(inside, S * margins["sim_in"]', 'torch.where(inside, S * margins["sim_out"]', MMHH_TESTS),
+    ("N03", "-log p of similar pairs without log 2", "utils/losses.py",
+     "similar = math.log(2) + torch.log1p(d / gamma)", "similar = torch.log1p(d / gamma)", MMHH_TESTS),
+    ("N04", "-log(1 - p) of dissimilar pairs negated", "utils/losses.py",
+     "torch.log(d + gamma) - torch.log(d + gamma / 2)", "torch.log(d + gamma / 2) - torch.log(d + gamma)",
+     MMHH_TESTS),
+    ("N05", "w_s applied to dissimilar pairs", "utils/losses.py",
+     "W = (1 - S) + S * w_s", "W = S + (1 - S) * w_s", MMHH_TESTS),
+    ("N06", "Hamming estimate K (1 - cos) instead of K/2 (1 - cos)", "utils/losses.py",
+     "return K / 2 * (1 - cos)", "return K * (1 - cos)", MMHH_TESTS),
+    ("N07", "HashNet loss - S x flipped", "utils/losses.py",
+     "F.softplus(x) - S * x", "F.softplus(x) + S * x", MMHH_TESTS),
+    ("N08", "HashNet loss normalised by the pair count instead of the weight", "utils/losses.py",
+     "/ (w_s * similar + (S.numel() - similar))", "/ S.numel()", MMHH_TESTS),
+    ("N09", "quantization loss log cosh(h) instead of log cosh(|h| - 1)", "utils/losses.py",
+     "x = (H.abs() - 1).abs()", "x = H.abs()", MMHH_TESTS),
+    ("N10", "auto similar weight inverted", "utils/losses.py",
+     "(S.numel() - similar) / similar if similar", "similar / (S.numel() - similar) if similar", MMHH_TESTS),
+    # MMHH: schedules and optimiser
+    ("N11", "Stair_Step halves one iteration early", "utils/optim.py",
+     "lr * 0.5 ** (t // decay_step)", "lr * 0.5 ** ((t + 1) // decay_step)", MMHH_TESTS),
+    ("N12", "Stair_Step divides by 10 instead of 2", "utils/optim.py",
+     "lr * 0.5 ** (t // decay_step)", "lr * 0.1 ** (t // decay_step)", MMHH_TESTS),
+    ("N13", "HashNet_Step every 1000 iterations instead of 2000", "utils/optim.py",
+     "lr * 0.5 ** (t // 2000)", "lr * 0.5 ** (t // 1000)", MMHH_TESTS),
+    ("N14", "DANN_INV power -0.5 instead of -0.75", "utils/optim.py",
+     "(1 + 3e-4 * t) ** -0.75", "(1 + 3e-4 * t) ** -0.5", MMHH_TESTS),
+    ("N15", "weight decay of the schedules swapped", "utils/optim.py",
+     'stair_weight_decay if schedule == "Stair_Step" else 5e-4',
+     '5e-4 if schedule == "Stair_Step" else stair_weight_decay', MMHH_TESTS),
+    ("N16", "hash layer at lr x1 instead of x10", "utils/optim.py",
+     '"hash_layer": 10.0', '"hash_layer": 1.0', MMHH_TESTS),
+    ("N17", "the schedule never applied in training", "utils/mmhh.py",
+     "            set_learning_rate(opt, lr)\n", "", MMHH_TESTS),
+    ("N18", "HashNet's continuation scale never applied", "utils/mmhh.py",
+     "model.scale.fill_(continuation_scale(t))", "model.scale.fill_(1.0)", MMHH_TESTS),
+    ("N19", "continuation scale one step late", "utils/mmhh.py",
+     "200 * ((t + 1) // 200)", "200 * (t // 200)", MMHH_TESTS),
+    ("N20", "Nesterov dropped from MMHH's SGD", "utils/optim.py",
+     "momentum=0.9, nesterov=True", "momentum=0.9, nesterov=False", MMHH_TESTS),
+    ("N21", "quantization loss dropped from the training loss", "utils/mmhh.py",
+     "loss = pair + args.loss_lambda * quant", "loss = pair", MMHH_TESTS),
+    ("N22", "the same batch order every epoch", "utils/mmhh.py",
+     "default_rng([args.seed, epoch])", "default_rng([args.seed])", MMHH_TESTS),
+    # MMHH: memory bank
+    ("N23", "memory momentum applied to the new outputs", "utils/memory.py",
+     "beta * self.codes[index] + (1 - beta) * h.detach()", "(1 - beta) * self.codes[index] + beta * h.detach()",
+     MMHH_TESTS),
+    ("N24", "memory rows not normalised after the update", "utils/memory.py",
+     "F.normalize(rows, dim=1) if self.normalize else rows", "rows", MMHH_TESTS),
+    ("N25", "memory used one iteration before its warm-up ends", "utils/memory.py",
+     "(h, labels) if t < self.warmup else", "(h, labels) if t < self.warmup - 1 else", MMHH_TESTS),
+    ("N26", "memory momentum linear instead of sqrt", "utils/memory.py",
+     "(1 - beta0) * math.sqrt(t / total)", "(1 - beta0) * (t / total)", MMHH_TESTS),
+    ("N27", "memory rows updated at batch positions instead of item indices", "utils/mmhh.py",
+     "memory.update(t, index, h)", "memory.update(t, pos.to(device), h)", MMHH_TESTS),
+    ("N28", "memory update dropped", "utils/mmhh.py",
+     "                memory.update(t, index, h)\n", "", MMHH_TESTS),
+    ("N29", "memory not restored on resume", "utils/mmhh.py",
+     'memory.codes = ckpt["memory"].to(device)', "pass", MMHH_TESTS),
+    ("N30", "MODEL-initialised memory taken from random codes", "utils/mmhh.py",
+     'if args.semi_init_type == "MODEL":', 'if args.semi_init_type == "RANDOM":', MMHH_TESTS),
+    # MMHH: model and test
+    ("N31", "hash layer initialised uniform with the same spread", "utils/models.py",
+     "nn.init.normal_(self.hash_layer.weight, 0.0, 0.01)",
+     "nn.init.uniform_(self.hash_layer.weight, -0.01 * 3 ** 0.5, 0.01 * 3 ** 0.5)", MMHH_TESTS),
+    ("N32", "hash layer bias left at PyTorch's default", "utils/models.py",
+     "        nn.init.zeros_(self.hash_layer.bias)\n", "", MMHH_TESTS),
+    ("N33", "model.eval() dropped before MMHH encodes", "utils/mmhh.py",
+     "    model.eval()\n    out = ", "    out = ", MMHH_TESTS),
+    ("N34", "--opt-test and default conventions swapped", "utils/mmhh.py",
+     'pr_average="nonempty") if opt else', 'pr_average="nonempty") if not opt else', MMHH_TESTS),
+    ("N35", "MAP@TopK's empty-query convention swapped", "utils/mmhh.py",
+     'empty="zero" if opt else "skip"', 'empty="skip" if opt else "zero"', MMHH_TESTS),
+    ("N36", "--rank_by scores ignored", "utils/mmhh.py",
+     'if args.rank_by == "scores" else {}', 'if False else {}', MMHH_TESTS),
+    ("N37", "default radius 2 used whatever --radius says", "utils/mmhh.py",
+     "r = radius if radius > 0 else 2", "r = 2", MMHH_TESTS),
+    # metrics
+    ("X01", "ball d < r instead of d <= r", "utils/metrics.py",
+     "ball, found = n[:, :radius + 1].sum(1), r[:, :radius + 1].sum(1)",
+     "ball, found = n[:, :radius].sum(1), r[:, :radius].sum(1)", METRIC_TESTS),
+    ("X02", "AP normalised by the ranking length instead of the relevant count", "utils/metrics.py",
+     "ap = sums / hits.clamp(min=1)", "ap = sums / length", METRIC_TESTS),
+    ("X03", "expected precision of a tie bucket without the (t-1) beta term", "utils/metrics.py",
+     "per_bucket = r / n.clamp(min=1) * (n * beta + (b + 1 - beta - beta * a) * dh)",
+     "per_bucket = r / n.clamp(min=1) * ((b + 1) * dh)", METRIC_TESTS),
+    ("X04", "empty='skip' ignored", "utils/metrics.py",
+     "mean.add(ap, (hits > 0) | (empty == \"zero\"))", "mean.add(ap, hits >= 0)", METRIC_TESTS),
+    # atomic writes
+    ("R01", "results written in place instead of through a temporary file", "utils/atomic.py",
+     'tmp = f"{path}.{os.getpid()}.tmp"', "tmp = path", RUN_TESTS),
+]
+
+
+def copy_tree(dst):
+    """The working tree's tracked and untracked-not-ignored files, copied under dst/repo, with
+    dst/shared pointing at ../shared (the suite reads its fixtures from there)."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        src = os.path.join(REPO, name)
+        if os.path.isfile(src):
+            os.makedirs(os.path.dirname(os.path.join(dst, "repo", name)), exist_ok=True)
+            shutil.copy2(src, os.path.join(dst, "repo", name))
+    shared = os.path.join(os.path.dirname(REPO), "shared")
+    if os.path.exists(shared):
+        os.symlink(shared, os.path.join(dst, "shared"))
+    return os.path.join(dst, "repo")
+
+
+def run_tests(repo, tests, timeout):
+    """(passed, seconds, the first failing test or the reason)."""
+    tests = [t for t in tests if os.path.exists(os.path.join(repo, t))]
+    env = {**os.environ, "HASHING_CACHE": os.environ.get("HASHING_CACHE") or os.path.join(REPO, "cache")}
+    tic = time.time()
+    try:
+        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-W",
+                               "ignore", *tests], cwd=repo, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return False, time.time() - tic, f"timeout after {timeout} s"
+    failed = [line.split(" ", 1)[1].split(" - ")[0] for line in done.stdout.splitlines() if line.startswith("FAILED ")]
+    reason = failed[0] if failed else (done.stdout.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    return done.returncode == 0, time.time() - tic, reason
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", help="comma-separated mutation ids (default: all)")
+    p.add_argument("--list", action="store_true", help="print the mutations and exit")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per test run (default: 900)")
+    p.add_argument("--json", help="also write the outcome to this file (default: none)")
+    args = p.parse_args()
+    chosen = [m for m in MUTATIONS if not args.only or m[0] in args.only.split(",")]
+    if args.list:
+        for mid, what, path, *_ in chosen:
+            print(f"{mid}  {path:<18} {what}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
+        repo = copy_tree(tmp)
+        needed = sorted({t for m in chosen for t in m[5]})
+        ok, seconds, reason = run_tests(repo, needed, args.timeout)
+        print(f"unmutated: {'pass' if ok else 'FAIL'} ({seconds:.0f} s) {'' if ok else reason}", flush=True)
+        if not ok:
+            print("the tests fail without any mutation; fix that first", file=sys.stderr)
+            return 1
+        outcome = []
+        for mid, what, path, old, new, tests in chosen:
+            target = os.path.join(repo, path)
+            with open(target) as f:
+                original = f.read()
+            if original.count(old) != 1:
+                status, seconds, reason = "stale", 0.0, f"text found {original.count(old)} times in {path}"
+            else:
+                with open(target, "w") as f:
+                    f.write(original.replace(old, new))
+                passed, seconds, reason = run_tests(repo, tests, args.timeout)
+                status = "SURVIVED" if passed else "killed"
+                with open(target, "w") as f:
+                    f.write(original)
+            outcome.append(dict(id=mid, what=what, status=status, seconds=round(seconds, 1), by=reason))
+            print(f"{mid} {status:<8} {seconds:5.0f} s  {what}  [{reason if status != 'SURVIVED' else ''}]",
+                  flush=True)
+    killed = sum(o["status"] == "killed" for o in outcome)
+    live = [o["id"] for o in outcome if o["status"] == "SURVIVED"]
+    stale = [o["id"] for o in outcome if o["status"] == "stale"]
+    print(f"\nkilled {killed} of {len(outcome) - len(stale)} mutations ({100 * killed / max(len(outcome) - len(stale), 1):.0f}%)"
+          f"; survived: {', '.join(live) or 'none'}; stale: {', '.join(stale) or 'none'}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(outcome, f, indent=1)
+    return 0 if not live and not stale else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Run plumbing: writes that are interrupted leave the previous file whole."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from utils import runs
+from utils.atomic import atomic_write
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path):
+    """The writer raises after half of the new content: the old file is intact and no partial
+    file is left beside it. Catches writing in place (the old file would be truncated)."""
+    path = tmp_path / "results.json"
+    path.write_text("old\n")
+
+    def half_then_fail(f):
+        f.write("new, but only ha")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(str(path), half_then_fail, mode="w")
+    assert path.read_text() == "old\n"
+
+
+KILLED_WRITER = """
+import io, os, signal, sys
+sys.path.insert(0, {repo!r})
+import torch
+from utils.atomic import atomic_write
+
+new = io.BytesIO()
+torch.save({{"iteration": 2, "weights": torch.zeros(100000)}}, new)
+data = new.getvalue()
+
+def half_then_killed(f):
+    f.write(data[:len(data) // 2])
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+atomic_write({path!r}, half_then_killed)
+"""
+
+
+def test_a_checkpoint_write_killed_midway_keeps_the_previous_checkpoint(tmp_path):
+    """A real SIGKILL after half of a 400 kB checkpoint has reached the disk: the previous
+    checkpoint loads as it was. Catches checkpoints written in place."""
+    path = str(tmp_path / "checkpoint.pt")
+    runs.save_checkpoint(path, {"iteration": 1, "weights": torch.ones(3)})
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER.format(repo=REPO, path=path)], capture_output=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    partial = [name for name in os.listdir(tmp_path) if name != "checkpoint.pt"]
+    assert len(partial) == 1 and os.path.getsize(tmp_path / partial[0]) > 100_000  # killed mid-write
+    state = runs.load_checkpoint(path)
+    assert state["iteration"] == 1 and torch.equal(state["weights"], torch.ones(3))
+
+
+def test_results_json_is_replaced_whole(tmp_path):
+    """write_json over an existing record leaves the new record, readable, and nothing else."""
+    path = str(tmp_path / "r" / "x.json")
+    runs.write_json(path, {"a": 1})
+    runs.write_json(path, {"a": 2})
+    assert json.load(open(path)) == {"a": 2} and os.listdir(tmp_path / "r") == ["x.json"]
