@@ -23,8 +23,9 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-MAH_TESTS = ["tests/test_mah.py", "tests/test_mah_training.py", "tests/test_learning.py"]
-MMHH_TESTS = ["tests/test_mmhh.py", "tests/test_mmhh_training.py", "tests/test_learning.py"]
+# the quick, targeted files first: pytest stops at the first failure
+MAH_TESTS = ["tests/test_mah_training.py", "tests/test_mah.py", "tests/test_learning.py"]
+MMHH_TESTS = ["tests/test_mmhh_training.py", "tests/test_mmhh.py", "tests/test_learning.py"]
 METRIC_TESTS = ["tests/test_metrics.py"]
 RUN_TESTS = ["tests/test_runs.py"]
 
@@ -154,7 +155,7 @@ MUTATIONS = [
     ("N27", "memory rows updated at batch positions instead of item indices", "utils/mmhh.py",
      "memory.update(t, index, h)", "memory.update(t, pos.to(device), h)", MMHH_TESTS),
     ("N28", "memory update dropped", "utils/mmhh.py",
-     "                memory.update(t, index, h)\n", "", MMHH_TESTS),
+     "memory.update(t, index, h)", "pass", MMHH_TESTS),
     ("N29", "memory not restored on resume", "utils/mmhh.py",
      'memory.codes = ckpt["memory"].to(device)', "pass", MMHH_TESTS),
     ("N30", "MODEL-initialised memory taken from random codes", "utils/mmhh.py",
@@ -175,6 +176,23 @@ MUTATIONS = [
      'if args.rank_by == "scores" else {}', 'if False else {}', MMHH_TESTS),
     ("N37", "default radius 2 used whatever --radius says", "utils/mmhh.py",
      "r = radius if radius > 0 else 2", "r = 2", MMHH_TESTS),
+    ("N38", "dropout draws not seeded per epoch (a resumed run differs)", "utils/mmhh.py",
+     "        torch.manual_seed(int(np.random.default_rng([args.seed, epoch, 1]).integers(2 ** 62)))\n", "",
+     MMHH_TESTS),
+    # seeding, scripts and options
+    ("S01", "list-file crops from the global generator (unseeded without workers)", "utils/images.py",
+     "            torch.manual_seed(self.seed + k)\n", "", MAH_TESTS),
+    ("S02", "MAH dropout draws not seeded per outer iteration", "utils/mah.py",
+     "        torch.manual_seed(int(np.random.default_rng([args.seed, c0, it, 1]).integers(2 ** 62)))\n", "",
+     MAH_TESTS),
+    ("S03", "cascade FLICKR's gamma 100 -> 200", "cascade_FLICKR.py",
+     "gamma=100,", "gamma=200,", ["tests/test_options.py"]),
+    ("S04", "flat NUS-WIDE's head weights swapped to 4,2,1", "flat_NUS_WIDE.py",
+     'head_weights="10,2,1"', 'head_weights="4,2,1"', ["tests/test_options.py"]),
+    ("S05", "--workers default changed, help not", "utils/mah.py",
+     '"--workers", type=int, default=4,', '"--workers", type=int, default=2,', ["tests/test_options.py"]),
+    ("S06", "cpu-pretrained's lr step at 20", "utils/mah.py",
+     'lr=1e-4, lr_steps="30"', 'lr=1e-4, lr_steps="20"', ["tests/test_options.py", "tests/test_mah.py"]),
     # metrics
     ("X01", "ball d < r instead of d <= r", "utils/metrics.py",
      "ball, found = n[:, :radius + 1].sum(1), r[:, :radius + 1].sum(1)",

@@ -244,6 +244,8 @@ def test_flat_and_cascade_shapes_and_chain():
     f = torch.randn(4, 10)
     flat = FlatHeads(10, (4, 8, 16))
     assert [o.shape for o in flat(f)] == [(4, 4), (4, 8), (4, 16)]
+    for got, head in zip(flat(f), flat.heads):  # y_k = tanh(W_k f + b_k), each from the features
+        torch.testing.assert_close(got, torch.tanh(f @ head.weight.T + head.bias))
     cascade = CascadeHeads(10, (4, 8, 16))
     out = cascade(f)
     assert [o.shape for o in out] == [(4, 4), (4, 8), (4, 16)]

@@ -361,13 +361,21 @@ def test_mah_list_file_training_crops_keep_three_quarters_of_the_area(tmp_path, 
     ("digits", ["--optimizer", "adam", "--augment", "--lr-steps", "1", "--v-init", "labels", "--v-hold", "1",
                 "--bits", "4,6"]),
     ("nuswide21", ["--optimizer", "adam", "--augment", "--lr-steps", "1", "--workers", "2", "--bits", "4,6"]),
+    ("dropout", ["--bits", "4,6"]),
 ])
 def test_a_run_killed_in_its_second_length_resumes_to_the_same_results(tmp_path, monkeypatch, dataset, extra):
     """Killed after the checkpoint of iteration 1 of the second code length, then resumed: every
     length's metrics and the last codes equal an uninterrupted run's, with Adam (whose moments
     must be restored), augmentation, an lr step and a hold before the kill, on the digits and on
     list files read by two worker processes (crops from the seeded generator). Catches the
-    optimiser state not restored, an lr step replayed or lost, and unseeded crops."""
+    optimiser state not restored, an lr step replayed or lost, and unseeded crops; with a dropout
+    layer (AlexNet and VGG have them), masks drawn from an unseeded generator after the resume."""
+    if dataset == "dropout":
+        from utils.models import SmallConvNet
+
+        dataset = "digits"
+        monkeypatch.setattr(mah, "build_backbone", lambda *a: (torch.nn.Sequential(SmallConvNet(), torch.nn.Dropout()),
+                                                               SmallConvNet().out_features))
     root = noise_lists(tmp_path / "data") if dataset != "digits" else None
     data = ["--data-root", root] if root else []
     argv = ["--max-iter", 3, "--eval-every", 3, *data, *extra]

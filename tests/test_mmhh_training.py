@@ -191,15 +191,18 @@ def dropout_network(name, bits, pretrained, weights=None, seed=0):
     return HashModel(torch.nn.Sequential(MeanColour(), torch.nn.Dropout(0.5)), 3, bits)
 
 
-def test_resume_with_dropout_and_memory_gives_the_same_snapshot(tmp_path, monkeypatch):
+@pytest.mark.parametrize("loss", [["--distance_type", "Hamming"],
+                                  ["--distance_type", "MMHH", "--batch_type", "BatchInitMem", "--batch_params", 2]])
+def test_resume_with_dropout_and_memory_gives_the_same_snapshot(tmp_path, monkeypatch, loss):
     """AlexNet and VGG train with dropout, drawn from the global generator; a run killed after its
-    first epoch and resumed must see the same masks as an uninterrupted one. Catches dropout drawn
-    from an unseeded generator state after a resume, and the memory not restored."""
+    first epoch and resumed must see the same masks as an uninterrupted one (HashNet's loss on
+    batch pairs, where the masks change the gradients), and the memory bank must come back as it
+    was (MMHH with BatchInitMem). Catches dropout drawn from an unseeded generator state after a
+    resume, and the memory not restored."""
     monkeypatch.setattr(mmhh, "build_network", dropout_network)
 
     def args(annotation, *extra):
-        return digits_args(tmp_path, "--num_iters", 8, "--batch_size", 400, "--annotation", annotation,
-                           "--distance_type", "MMHH", "--batch_type", "BatchInitMem", "--batch_params", 2, *extra)
+        return digits_args(tmp_path, "--num_iters", 8, "--batch_size", 400, "--annotation", annotation, *loss, *extra)
 
     mmhh.train_main(args("whole"))
     real = mmhh.save_checkpoint
@@ -219,7 +222,8 @@ def test_resume_with_dropout_and_memory_gives_the_same_snapshot(tmp_path, monkey
     cut = torch.load(tmp_path / "snap" / "cut_digits_digits_iter_00008.pt", weights_only=True)
     for key, value in whole["model"].items():
         assert torch.equal(value, cut["model"][key]), key
-    assert torch.equal(whole["memory"], cut["memory"])
+    if "BatchInitMem" in loss:
+        assert torch.equal(whole["memory"], cut["memory"])
 
 
 # ----------------------------------------------------------------------- model and test
