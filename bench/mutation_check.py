@@ -179,6 +179,10 @@ MUTATIONS = [
     ("N38", "dropout draws not seeded per epoch (a resumed run differs)", "utils/mmhh.py",
      "        torch.manual_seed(int(np.random.default_rng([args.seed, epoch, 1]).integers(2 ** 62)))\n", "",
      MMHH_TESTS),
+    ("N39", "the last partial --log_every window never logged", "utils/mmhh.py",
+     "t % args.log_every == 0 or t == args.num_iters", "t % args.log_every == 0", MMHH_TESTS),
+    ("N40", "--pre_model_path ignored", "utils/mmhh.py",
+     'model.load_state_dict(load_checkpoint(snapshot_path(args.pre_model_path))["model"])', "pass", MMHH_TESTS),
     # seeding, scripts and options
     ("S01", "list-file crops from the global generator (unseeded without workers)", "utils/images.py",
      "            torch.manual_seed(self.seed + k)\n", "", MAH_TESTS),

@@ -304,3 +304,33 @@ def test_map_topk_conventions_and_rank_by_reach_the_results(tmp_path, colour_mod
     assert results["plain"]["radius"] == 1
     ball = naive_ball(q, d, ql, dl, 1, False)
     assert results["plain"]["map_within_radius"] == pytest.approx(ball["map_within_radius"], abs=1e-12)
+
+
+# ------------------------------------------------------------------- options of the README
+
+def test_log_every_averages_the_iterations_since_the_last_line(tmp_path, colour_model):
+    """--log_every 2 over 5 iterations: lines at 2, 4 and 5, each the mean of the per-iteration
+    values of a --log_every 1 run of the same seed. Catches lines at other iterations, a
+    running mean not reset, or the last partial window dropped."""
+    every = {}
+    for k in (1, 2):
+        mmhh.train_main(digits_args(tmp_path / str(k), "--num_iters", 5, "--log_every", k))
+        every[k] = log_lines(tmp_path / str(k) / "log" / "empty_digits_digits" / "log.jsonl")
+    assert [line["iteration"] for line in every[2]] == [2, 4, 5]
+    for line, window in zip(every[2], ([0, 1], [2, 3], [4])):
+        for key in ("pair_loss", "quantization_loss", "loss"):
+            assert line[key] == pytest.approx(np.mean([every[1][i][key] for i in window]), rel=1e-6), key
+
+
+def test_pre_model_path_starts_from_the_snapshots_weights(tmp_path, colour_model):
+    """--pre_model_path: a run at lr 0 started from another run's snapshot ends with that
+    snapshot's weights (not its own seed's initialisation). Catches the option ignored."""
+    mmhh.train_main(digits_args(tmp_path, "--num_iters", 3, "--annotation", "first", "--seed", 1))
+    first = tmp_path / "snap" / "first_digits_digits_iter_00003.pt"
+    mmhh.train_main(digits_args(tmp_path, "--num_iters", 3, "--annotation", "second", "--lr", 0, "--pre_model_path",
+                                str(first)))
+    a = torch.load(first, weights_only=True)["model"]
+    b = torch.load(tmp_path / "snap" / "second_digits_digits_iter_00003.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[key], b[key]) for key in ("hash_layer.weight", "hash_layer.bias"))
+    fresh = colour_network("SmallFc", 8, False, seed=0).hash_layer.weight
+    assert not torch.equal(fresh, b["hash_layer.weight"])
