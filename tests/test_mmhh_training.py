@@ -101,10 +101,8 @@ def test_the_hashnet_scale_rises_at_the_200th_forward(tmp_path, colour_model, lo
     assert scales[199] == 1.0 and scales[200] == pytest.approx(at_200)
 
 
-def test_each_epoch_is_a_new_permutation_of_full_batches(tmp_path, monkeypatch, colour_model):
-    """Batches of 400 from the 1,697 training digits: each epoch visits 4 x 400 distinct items,
-    and the two epochs of 8 iterations visit them in different orders. Catches one order for
-    every epoch and repeated items within an epoch."""
+def record_epoch_orders(monkeypatch):
+    """The item order the training loop hands its training feeder, one array per epoch."""
     orders, feeders = [], mmhh.feeders
 
     def recording(data, part, device, args, train=False):
@@ -115,6 +113,14 @@ def test_each_epoch_is_a_new_permutation_of_full_batches(tmp_path, monkeypatch, 
         return feeder
 
     monkeypatch.setattr(mmhh, "feeders", recording)
+    return orders
+
+
+def test_each_epoch_is_a_new_permutation_of_full_batches(tmp_path, monkeypatch, colour_model):
+    """Batches of 400 from the 1,697 training digits: each epoch visits 4 x 400 distinct items,
+    and the two epochs of 8 iterations visit them in different orders. Catches one order for
+    every epoch and repeated items within an epoch."""
+    orders = record_epoch_orders(monkeypatch)
     mmhh.train_main(digits_args(tmp_path, "--num_iters", 8, "--batch_size", 400))
     assert len(orders) == 2
     assert all(len(o) == 1600 and len(set(o.tolist())) == 1600 for o in orders)
@@ -137,21 +143,14 @@ def colour_outputs(tmp_path, bits=8):
 def run_with_memory(tmp_path, monkeypatch, *extra):
     """A 4-iteration BatchInitMem run at lr 0 (the model stays as initialised) recording the
     memory's start codes and the epoch's item order; returns (start, order, final memory)."""
-    started, orders, memory, feeders = [], [], mmhh.Memory, mmhh.feeders
+    started, memory = [], mmhh.Memory
 
     def start(codes, *a, **kw):
         started.append(codes.clone())
         return memory(codes, *a, **kw)
 
-    def recording(data, part, device, args, train=False):
-        feeder = feeders(data, part, device, args, train)
-        if train:
-            batches = feeder.batches
-            feeder.batches = lambda order, *a: (orders.append(np.array(order)), batches(order, *a))[1]
-        return feeder
-
     monkeypatch.setattr(mmhh, "Memory", start)
-    monkeypatch.setattr(mmhh, "feeders", recording)
+    orders = record_epoch_orders(monkeypatch)
     mmhh.train_main(digits_args(tmp_path, "--num_iters", 4, "--batch_size", 400, "--lr", 0, "--distance_type",
                                 "MMHH", "--batch_type", "BatchInitMem", "--semi_init_momentum", 0.5, *extra))
     snapshot = torch.load(tmp_path / "snap" / "empty_digits_digits_iter_00004.pt", weights_only=True)
