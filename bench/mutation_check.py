@@ -285,7 +285,8 @@ def main():
     killed = sum(o["status"] == "killed" for o in outcome)
     live = [o["id"] for o in outcome if o["status"] == "SURVIVED"]
     stale = [o["id"] for o in outcome if o["status"] == "stale"]
-    print(f"\nkilled {killed} of {len(outcome) - len(stale)} mutations ({100 * killed / max(len(outcome) - len(stale), 1):.0f}%)"
+    tried = len(outcome) - len(stale)
+    print(f"\nkilled {killed} of {tried} mutations ({100 * killed / max(tried, 1):.0f}%)"
           f"; survived: {', '.join(live) or 'none'}; stale: {', '.join(stale) or 'none'}")
     if args.json:
         with open(args.json, "w") as f:

@@ -92,8 +92,8 @@ def get_args_parser():
     p.add_argument("--backbone", help="resnet50, resnet18, alexnet, vgg11, mobilenet_v2 or small (default: resnet50)")
     p.add_argument("--pretrained", action=argparse.BooleanOptionalAction,
                    help="start from torchvision's ImageNet weights (default: yes for resnet50 and the paper preset)")
-    p.add_argument("--weights", help="a local file of the backbone's ImageNet weights, for offline use (default: none: torchvision's "
-                        "download; for mobilenet_v2 offline, the packaged weights)")
+    p.add_argument("--weights", help="a local file of the backbone's ImageNet weights, for offline use (default: "
+                                     "none: torchvision's download; for mobilenet_v2 offline, the packaged weights)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction,
                    help="random crop and flip of training images: a 4-pixel shift of 32x32 arrays, a crop of at least "
                         "3/4 of the area of list-file images (default: no; yes for cpu-small and cpu-pretrained)")
@@ -104,7 +104,8 @@ def get_args_parser():
     p.add_argument("--missing-images", choices=("error", "drop"), default="error",
                    help="list rows whose image file is absent: stop with the count and the first one, or leave them "
                         "out and record how many in split.json (default: error)")
-    p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-root if missing (default: off)")
+    p.add_argument("--download", action="store_true",
+                   help="download CIFAR-10 into --data-root if missing (default: off)")
     p.add_argument("--protocol", default="dpsh", help="split of array data sets: dpsh, deephash or full "
                                                       "(default: dpsh, as MAH)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and initialisation (default: 0)")

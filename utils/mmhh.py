@@ -67,7 +67,8 @@ def _add(p, name, *aliases, **kw):
 
 def _common(p):
     _add(p, "--gpu_id", default="0", help="CUDA device number, or 'cpu' (default: 0; the CPU when there is no CUDA)")
-    _add(p, "--data_root", help="where the data set is: list files, or CIFAR-10 in any form (see data/README.md) (default: none; not needed for digits)")
+    _add(p, "--data_root", help="where the data set is: list files, or CIFAR-10 in any form (see data/README.md) "
+                                "(default: none; not needed for digits)")
     _add(p, "--image_root", help="where relative image paths of list files start (default: --data_root)")
     _add(p, "--path_prefix", help="OLD=NEW: rewrite absolute image paths of old list files (default: none)")
     _add(p, "--workers", type=int, default=4, help="DataLoader workers for list-file data (default: 4)")

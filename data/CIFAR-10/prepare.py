@@ -32,7 +32,8 @@ PARTS = {"database": "database", "query": "test", "train": "train"}  # split par
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-root", required=True, help="CIFAR-10 in any supported form (folder or archive) (required)")
+    p.add_argument("--data-root", required=True,
+                   help="CIFAR-10 in any supported form, folder or archive (required)")
     p.add_argument("--out", required=True, help="output folder, created (required)")
     p.add_argument("--protocol", default="dpsh", choices=("dpsh", "deephash", "full"),
                    help="split protocol (default: dpsh, as MAH/ADSH)")

@@ -32,7 +32,8 @@ WINDOWS_PREFIX = "ImageData\\"  # Imagelist paths read C:\ImageData\Flickr\<conc
 
 def get_args_parser():
     p = argparse.ArgumentParser(description="Build the MAH list files of NUS-WIDE (most frequent concepts).")
-    p.add_argument("--root", required=True, help="folder where the NUS-WIDE lists and ground truth were unzipped (required)")
+    p.add_argument("--root", required=True,
+                   help="folder where the NUS-WIDE lists and ground truth were unzipped (required)")
     p.add_argument("--image-list", default=None, help="the image list (default: <root>/ImageList/Imagelist.txt)")
     p.add_argument("--concepts", default=None, help="the concept list (default: <root>/Concepts81.txt)")
     p.add_argument("--labels-dir", default=None,
