@@ -5,7 +5,6 @@ and resume with dropout. Expected values come from the spec's formulas (MMHH.md)
 loops written here; the network is the hash layer on the mean colour (test_mmhh.py's
 colour_model) unless said otherwise, so that runs take a second."""
 import math
-import os
 
 import numpy as np
 import pytest
