@@ -34,9 +34,12 @@ def integer_scores(seed, n, dim=3):
     return np.random.default_rng(seed).integers(-2, 3, size=(n, dim)).astype(np.float64)
 
 
-@pytest.fixture(autouse=True, params=["auto", "direct", "table"])
+@pytest.fixture(autouse=True, params=["compiled", "direct", "table"])
 def counts_path(request, monkeypatch):
-    """Run every test with per-distance counts from Q x cells work and from the 2^K table."""
+    """Run every test on the CPU's compiled path and on the torch path (CUDA's), the latter with
+    per-distance counts from Q x cells work and from the 2^K table."""
+    if request.param != "compiled":
+        monkeypatch.setattr(metrics, "_COMPILED", False)
     if request.param == "direct":
         monkeypatch.setattr(metrics, "_use_table", lambda *args: False)
     elif request.param == "table":

@@ -22,9 +22,12 @@ Inputs may be numpy arrays or torch tensors; work happens on the device of the
 CUDA tensor among them (CPU otherwise). Inputs are never modified.
 """
 import functools
+import types
 
 import numpy as np
 import torch
+
+from utils import hamming_kernels
 
 __all__ = [
     "hamming_distance",
@@ -38,6 +41,11 @@ __all__ = [
 # Query x database elements handled per chunk: bounds peak memory (a chunk holds a
 # few arrays of this many int64 at most) while keeping per-chunk overhead small.
 _CHUNK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 26}
+# Counts and index-order rankings on the CPU from utils.hamming_kernels (False: the
+# torch path everywhere, as on CUDA; the tests run both).
+_COMPILED = True
+# Query x label-group relevance entries per compiled call (bool): bounds its memory.
+_RELEVANCE_ELEMENTS = 1 << 24
 
 
 # --------------------------------------------------------------------------- inputs
@@ -180,7 +188,11 @@ def _use_table(bits, n_groups, n_query, n_cells):
 
 
 class _Problem:
-    """Validated inputs, with the database grouped into cells of equal (code, label set)."""
+    """Validated inputs; per-distance counts and index-order rankings of the queries.
+
+    On the CPU these come from compiled passes (_Compiled); on a CUDA device, and for
+    rankings by scores, from torch over cells of equal (code, label set).
+    """
 
     def __init__(self, query_codes, db_codes, query_labels, db_labels, query_scores=None, db_scores=None):
         q, db = _codes(query_codes, db_codes)
@@ -196,82 +208,116 @@ class _Problem:
         self.query_codes = q.to(dev)
         self.query_scores = None if qs is None else qs.to(dev, torch.float32)
         self.db_scores = None if ds is None else ds.to(dev, torch.float32)
-        db, dl = db.to(dev), dl.to(dev)
+        self._inputs = db.to(dev), ql.to(dev), dl.to(dev)
+        self.compiled = _Compiled(q, db, ql, dl) if dev.type == "cpu" and _COMPILED else None
 
-        # Label groups: distinct class ids, or distinct multi-hot rows.
-        if dl.dim() == 1:
-            self.group_labels, group = torch.unique(dl, return_inverse=True)  # G, N
-            self.query_labels = ql.to(dev)
+    @functools.cached_property
+    def grouped(self):
+        """The torch path's database: label groups and cells of equal (code, label group)."""
+        db, ql, dl = self._inputs
+        g = types.SimpleNamespace()
+        if dl.dim() == 1:  # label groups: distinct class ids, or distinct multi-hot rows
+            g.group_labels, group = torch.unique(dl, return_inverse=True)  # G, N
+            g.query_labels = ql
         else:
             group = _row_ids(dl)
-            self.group_labels = dl[_first_of(group, int(group.max()) + 1)].to(torch.float32)  # G x C
-            self.query_labels = ql.to(dev, torch.float32)
-        n_groups = self.group_labels.shape[0]
+            g.group_labels = dl[_first_of(group, int(group.max()) + 1)].to(torch.float32)  # G x C
+            g.query_labels = ql.to(torch.float32)
+        n_groups = g.group_labels.shape[0]
 
-        # Cells: distinct (code, label group) pairs.
         cell = torch.unique(_row_ids(db) * n_groups + group, return_inverse=True)[1]  # N
         n_cells = int(cell.max()) + 1
         first = _first_of(cell, n_cells)
-        self.cell_codes = db[first].to(self.code_dtype)  # U x K
-        self.cell_group = group[first]  # U
-        self.cell_counts = torch.bincount(cell, minlength=n_cells).to(torch.float64)  # U
+        g.cell_codes = db[first].to(self.code_dtype)  # U x K
+        g.cell_group = group[first]  # U
+        g.cell_counts = torch.bincount(cell, minlength=n_cells).to(torch.float64)  # U
         # Where most items are alone in their cell, look distances up per item directly.
-        self.item_cell = cell if 2 * n_cells <= self.n_db else None
-        if self.item_cell is None:
-            self.cell_codes, self.cell_group = db.to(self.code_dtype), group
-            self.cell_counts = torch.ones(self.n_db, dtype=torch.float64, device=dev)
-
-        self.use_table = _use_table(self.bits, n_groups, self.n_query, n_cells)
-        self._db_groups = db, group  # for the table, built on first use
+        g.item_cell = cell if 2 * n_cells <= self.n_db else None
+        if g.item_cell is None:
+            g.cell_codes, g.cell_group = db.to(self.code_dtype), group
+            g.cell_counts = torch.ones(self.n_db, dtype=torch.float64, device=self.device)
+        g.use_table = _use_table(self.bits, n_groups, self.n_query, n_cells)
+        g.db, g.group = db, group  # for the table, built on first use
+        return g
 
     @functools.cached_property
     def table(self):
         """2^K x G x (K+1) float64: items of each label group at each distance from every code."""
-        db, group = self._db_groups
-        n_groups, n_codes = self.group_labels.shape[0], 2 ** self.bits
-        hist = torch.bincount(group * n_codes + _pack(db)[:, 0], minlength=n_groups * n_codes)
+        g = self.grouped
+        n_groups, n_codes = g.group_labels.shape[0], 2 ** self.bits
+        hist = torch.bincount(g.group * n_codes + _pack(g.db)[:, 0], minlength=n_groups * n_codes)
         return _distance_table(hist.view(n_groups, n_codes).double(), self.bits).transpose(0, 1).contiguous()
 
-    def chunks(self):
+    def chunks(self, torch_ranking=False):
+        """Query slices: bounded Q x N work per slice for the torch path, one slice for compiled work.
+
+        torch_ranking: the caller ranks by index with ranked_relevance (always torch).
+        """
+        if self.compiled is not None and self.query_scores is None and not torch_ranking:
+            yield slice(0, self.n_query)  # the compiled passes hold O(Q x K) memory
+            return
         size = max(1, _CHUNK_ELEMENTS.get(self.device.type, _CHUNK_ELEMENTS["cpu"]) // self.n_db)
         for start in range(0, self.n_query, size):
             yield slice(start, min(start + size, self.n_query))
 
     def group_relevance(self, rows):
-        """Qc x G bool: does each query share a label with each label group."""
-        if self.group_labels.dim() == 1:
-            return self.query_labels[rows, None] == self.group_labels[None, :]
-        return (self.query_labels[rows] @ self.group_labels.T) > 0
+        """Qc x G bool: does each query share a label with each label group (torch path)."""
+        g = self.grouped
+        if g.group_labels.dim() == 1:
+            return g.query_labels[rows, None] == g.group_labels[None, :]
+        return (g.query_labels[rows] @ g.group_labels.T) > 0
 
     def cells(self, rows):
-        """Hamming distance (Qc x U) and relevance (Qc x U bool) of the queries to every cell."""
+        """Hamming distance (Qc x U) and relevance (Qc x U bool) of the queries to every cell (torch path)."""
+        g = self.grouped
         q = self.query_codes[rows].to(self.code_dtype) * -0.5
-        dist = (q @ self.cell_codes.T).add_(self.bits / 2).to(self.dist_dtype)  # (K - q.v) / 2, exact
+        dist = (q @ g.cell_codes.T).add_(self.bits / 2).to(self.dist_dtype)  # (K - q.v) / 2, exact
         rel = self.group_relevance(rows)
-        return dist, rel.gather(1, self.cell_group.expand(rel.shape[0], -1))
+        return dist, rel.gather(1, g.cell_group.expand(rel.shape[0], -1))
 
     def bucket_counts(self, rows, dist=None, rel=None):
-        """Items n and relevant items r at each distance 0..K: two Qc x (K+1) float64 tensors."""
-        if self.use_table:
+        """Items n and relevant items r at each distance 0..K: two Qc x (K+1) float64 tensors.
+
+        dist, rel: the torch path's cells(rows), when the caller has them already.
+        """
+        if self.compiled is not None:
+            return self.compiled.bucket_counts(rows)
+        g = self.grouped
+        if g.use_table:
             per_group = self.table[_pack(self.query_codes[rows])[:, 0]]  # Qc x G x (K+1)
             relevant = self.group_relevance(rows).unsqueeze(2)  # Qc x G x 1
             return per_group.sum(1), (per_group * relevant).sum(1)
         if dist is None:
             dist, rel = self.cells(rows)
         index = dist.long()
-        counts = self.cell_counts.expand_as(index)
+        counts = g.cell_counts.expand_as(index)
         n = torch.zeros(dist.shape[0], self.bits + 1, dtype=torch.float64, device=self.device)
         r = torch.zeros_like(n)
         return n.scatter_add_(1, index, counts), r.scatter_add_(1, index, counts * rel)
 
+    def precision_sums(self, rows, length, dist=None, rel=None, radius=None):
+        """Sum of precision at the relevant ranks among the first `length` ranks, and their count (Qc each).
+
+        length: an int for every query, or a Qc int64 tensor (one per query);
+        dist, rel, radius: as in ranked_relevance (dist, rel computed when not given).
+        """
+        if self.compiled is not None and self.query_scores is None:
+            return self.compiled.index_precision_sums(rows, length)
+        if dist is None:
+            dist, rel = self.cells(rows)
+        longest = length if isinstance(length, int) else max(int(length.max()), 1)
+        ranked = self.ranked_relevance(rows, dist, rel, longest, radius)
+        return _precision_sums(ranked, None if isinstance(length, int) else length)
+
     def ranked_relevance(self, rows, dist, rel, length, radius=None):
-        """Relevance of the first `length` items of each query's ranking (Qc x length bool).
+        """Relevance of the first `length` items of each query's ranking (Qc x length bool), torch path.
 
         Ranking: by (distance, index), or by (-score, index) when scores are given;
         with `radius`, items farther than it are ranked after every item inside.
         """
-        if self.item_cell is not None:  # cell -> item columns, Qc x U -> Qc x N
-            index = self.item_cell.expand(dist.shape[0], -1)
+        item_cell = self.grouped.item_cell
+        if item_cell is not None:  # cell -> item columns, Qc x U -> Qc x N
+            index = item_cell.expand(dist.shape[0], -1)
             dist, rel = dist.gather(1, index), rel.gather(1, index)
         if self.query_scores is None:
             order = _stable_argsort(dist)[:, :length]
@@ -281,6 +327,126 @@ class _Problem:
                 scores = scores.masked_fill(dist > radius, float("-inf"))
             order = _top_by_score(scores, length)
         return rel.gather(1, order)
+
+
+class _Compiled:
+    """The CPU path: packed codes, label groups and cells for utils.hamming_kernels.
+
+    Queries with the same code and label set have the same counts and ranking, so
+    each distinct one is computed once.
+    """
+
+    def __init__(self, q, db, ql, dl):
+        q, db, ql, dl = q.numpy(), db.numpy(), ql.numpy(), dl.numpy()
+        self.bits, self.n_db = q.shape[1], db.shape[0]
+        self.db_words = hamming_kernels.pack_rows(db)  # N x W uint64
+        self.db_group, self._group_values, query_keys = _label_groups(ql, dl)
+        query_words = hamming_kernels.pack_rows(q)  # Q x W
+        _, first, inverse = np.unique(np.concatenate([query_words.view(np.int64), query_keys], 1), axis=0,
+                                      return_index=True, return_inverse=True)
+        self.inverse = inverse.reshape(-1)  # Q: distinct query of each query
+        self.query_words, self.query_keys = query_words[first], query_keys[first]  # Qd x W, Qd x L
+        self.cells = _code_cells(self.db_words, self.db_group, len(self._group_values), self.bits)
+        # n from a table of all 2^K codes where building it costs less than scanning the cells
+        words, _, counts = self.cells
+        table_cost = self.bits ** 2 << max(self.bits - 1, 0)
+        if self.bits <= 16 and table_cost < len(self.query_words) * len(counts):
+            self.table = hamming_kernels.distance_table(words, counts, self.bits)
+        else:
+            self.table = np.zeros((0, self.bits + 1), np.int64)
+
+    def _relevance(self, distinct):
+        """Qd' x G bool: does each of these distinct queries share a label with each group."""
+        keys, values = self.query_keys[distinct], self._group_values
+        if values.ndim == 1:  # class ids
+            return keys[:, :1] == values[None, :]
+        rel = np.zeros((len(keys), len(values)), bool)
+        for w in range(values.shape[1]):  # multi-hot rows, packed
+            rel |= (keys[:, None, w] & values[None, :, w]) != 0
+        return rel
+
+    def _batches(self, distinct):
+        """Slices of `distinct` whose relevance rows stay within _RELEVANCE_ELEMENTS."""
+        size = max(1, _RELEVANCE_ELEMENTS // max(len(self._group_values), 1))
+        for start in range(0, len(distinct), size):
+            yield distinct[start:start + size]
+
+    @functools.cached_property
+    def counts(self):
+        """n, r of every distinct query: two Qd x (K+1) float64 arrays."""
+        out = [hamming_kernels.bucket_counts(self.query_words[d], self._relevance(d), *self.cells, self.table)
+               for d in self._batches(np.arange(len(self.query_words)))]
+        return np.concatenate([n for n, _ in out]), np.concatenate([r for _, r in out])
+
+    def bucket_counts(self, rows):
+        n, r = self.counts
+        index = self.inverse[rows]
+        return torch.from_numpy(n[index]), torch.from_numpy(r[index])
+
+    def index_precision_sums(self, rows, length):
+        """Sums and counts (Qc float64 tensors) over the first `length` ranks by (distance, index)."""
+        distinct, back = np.unique(self.inverse[rows], return_inverse=True)
+        lengths = np.empty(len(distinct), np.int64)
+        lengths[back.reshape(-1)] = length if isinstance(length, int) else length.numpy()
+        n, r = self.counts
+        sums, hits = [], []
+        for at in self._batches(np.arange(len(distinct))):
+            d = distinct[at]
+            s, h = hamming_kernels.index_precision_sums(self.query_words[d], self._relevance(d), self.db_words,
+                                                        self.db_group, n[d], r[d], lengths[at])
+            sums.append(s)
+            hits.append(h)
+        back = back.reshape(-1)
+        return torch.from_numpy(np.concatenate(sums)[back]), torch.from_numpy(np.concatenate(hits)[back] * 1.0)
+
+
+def _label_groups(ql, dl):
+    """Label groups of the database: group id per item (N int64), the groups' labels, and query keys.
+
+    Class ids: groups are ids (G) and keys the query ids (Q x 1). Multi-hot rows:
+    groups are the distinct packed rows (G x L uint64 viewed as int64), keys the
+    packed query rows (Q x L). Equal keys mean equal relevance to every group.
+    """
+    if dl.ndim == 1:
+        dl, ql = dl.astype(np.int64), ql.astype(np.int64)
+        low, high = int(dl.min()), int(dl.max())
+        if high - low < 4 * len(dl) + 1024:  # ids in a small range: every value a group, no sort
+            values, group = np.arange(low, high + 1), dl - low
+        else:
+            values, group = np.unique(dl, return_inverse=True)
+        return group.reshape(-1), values, ql[:, None]
+    words = hamming_kernels.pack_rows(dl).view(np.int64)  # N x L
+    if words.shape[1] == 1:
+        values, group = np.unique(words[:, 0], return_inverse=True)
+        values = values[:, None]
+    else:
+        values, group = np.unique(words, axis=0, return_inverse=True)
+    return group.reshape(-1), values, hamming_kernels.pack_rows(ql).view(np.int64)
+
+
+def _code_cells(words, group, n_groups, bits):
+    """Database items grouped by equal (code, label group), sorted by group.
+
+    Returns words U x W, group_start G+1 (the cells of group g are
+    group_start[g]:group_start[g + 1]) and count U (int64). With one code word,
+    (group, code) packs into one integer: counted densely when the key space is
+    small, else by a sort; wider codes keep one cell per item.
+    """
+    if words.shape[1] > 1 or bits + max(n_groups - 1, 1).bit_length() > 63:
+        order = np.argsort(group, kind="stable")
+        words, group, counts = words[order], group[order], np.ones(len(group), np.int64)
+    else:
+        key = (group.astype(np.uint64) << np.uint64(bits)) | words[:, 0]  # N
+        if n_groups << bits <= 1 << 20:
+            counts = np.bincount(key.astype(np.int64), minlength=n_groups << bits)
+            key = np.flatnonzero(counts).astype(np.uint64)
+            counts = counts[key.astype(np.int64)]
+        else:
+            key, counts = np.unique(key, return_counts=True)
+        words = np.ascontiguousarray((key & np.uint64((1 << bits) - 1))[:, None])
+        group = (key >> np.uint64(bits)).astype(np.int64)
+    group_start = np.searchsorted(group, np.arange(n_groups + 1))
+    return words, group_start, counts.astype(np.int64)
 
 
 def _stable_argsort(keys):
@@ -419,7 +585,7 @@ def mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk=
             n, r = p.bucket_counts(rows)
             sums, hits = _expected_precision_sums(n, r, harmonic), r.sum(1)
         else:
-            sums, hits = _precision_sums(p.ranked_relevance(rows, *p.cells(rows), length))
+            sums, hits = p.precision_sums(rows, length)
         ap = sums / hits.clamp(min=1)
         mean.add(ap, (hits > 0) | (empty == "zero"))
     return mean.value()
@@ -439,7 +605,7 @@ def precision_recall_at_ranks(query_codes, db_codes, query_labels, db_labels, ra
     ks = torch.tensor([min(k, p.n_db) for k in ranks], device=p.device)  # R
     precision = torch.zeros(len(ranks), dtype=torch.float64, device=p.device)
     recall = torch.zeros_like(precision)
-    for rows in p.chunks():
+    for rows in p.chunks(torch_ranking=ties == "index"):
         n, r = p.bucket_counts(rows)
         if ties == "expected":
             found = _counts_in_first(ks.expand(n.shape[0], -1), n, r)  # Qc x R
@@ -487,15 +653,14 @@ def map_within_radius(query_codes, db_codes, query_labels, db_labels, radius=2, 
     radius = min(int(radius), p.bits)
     mean, precision, recall = _Mean(), _Mean(), _Mean()
     for rows in p.chunks():
-        dist, rel = p.cells(rows)
+        dist, rel = (None, None) if p.compiled is not None else p.cells(rows)
         n, r = p.bucket_counts(rows, dist, rel)
         ball, found = n[:, :radius + 1].sum(1), r[:, :radius + 1].sum(1)  # Qc
         total = r.sum(1)
         counted = (ball > 0) | (pr_average == "all")  # Qc bool: queries in the precision and recall means
         precision.add(found / ball.clamp(min=1), counted)
         recall.add(found / total.clamp(min=1), counted)
-        length = max(int(ball.max()), 1)
-        sums, hits = _precision_sums(p.ranked_relevance(rows, dist, rel, length, radius), ball.long())
+        sums, hits = p.precision_sums(rows, ball.long(), dist, rel, radius)
         include = torch.where(ball == 0, empty_ball == "zero", (hits > 0) | (no_relevant == "zero"))
         mean.add(sums / hits.clamp(min=1), include)
     return {"map": mean.value(), "precision": precision.value(), "recall": recall.value()}
