@@ -1,4 +1,4 @@
-"""Time utils.metrics against the classic per-query loop, on the same random data.
+"""Time utils.metrics against the classic per-query loop, fairly, on the same random data.
 
 The classic loop is the evaluation of the 2017-2019 hashing repositories (MAH,
 ADSH, DPSH, DeepHash-pytorch), written afresh here: for each query, relevance
@@ -8,11 +8,21 @@ Its tie-aware twin replaces the last step by the closed-form tie-aware AP of
 the sorted distances. Data: class prototypes with bit noise (realistic label
 structure: the codes of a class cluster, so distances tie heavily).
 
+How it times: in one process, on the same data, each side is called once
+untimed (compilation, caches), then --repeat times each, interleaved (classic,
+library, classic, library, ...); it prints the median and the best of each
+side, the ratio of medians and of bests, and the load of the machine while
+the case ran (CPU time of other processes per second, in cores, from
+/proc/stat). With --baseline FILE a third side, another version of
+utils/metrics.py (for instance `git show REV:utils/metrics.py > old.py`), is
+interleaved too, and library-vs-baseline ratios are printed.
+
     python bench/bench_metrics.py                 # CPU, the sizes of the issue
     python bench/bench_metrics.py --device cuda   # library on the GPU
     python bench/bench_metrics.py --small         # a quick look (smaller sizes)
 """
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -131,21 +141,86 @@ def _nus_peak(which, n_query, n_db, bits, seed):
     return (_status_kb("VmHWM") - before) / 1024
 
 
-def best_of(fn, repeat):
-    times, result = [], None
-    for _ in range(repeat):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        result = fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times), result
+class OtherLoad:
+    """CPU time used by other processes while a case runs, in cores (Linux /proc/stat)."""
+
+    def __enter__(self):
+        self.start = (self._busy(), time.process_time(), time.perf_counter())
+        return self
+
+    def __exit__(self, *exc):
+        busy, own, wall = self._busy(), time.process_time(), time.perf_counter()
+        ticks = os.sysconf("SC_CLK_TCK")
+        self.cores = max(0.0, (busy - self.start[0]) / ticks - (own - self.start[1])) / (wall - self.start[2])
+
+    @staticmethod
+    def _busy():
+        with open("/proc/stat") as f:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+        return user + nice + system + irq + softirq + steal
+
+
+def timed(fn):
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, result
+
+
+def interleaved(sides, repeat):
+    """Time each of `sides` (name -> callable) `repeat` times, round-robin, after one untimed call each.
+
+    Returns name -> (sorted times, result of the last call), and the other processes' load.
+    """
+    for fn in sides.values():
+        fn()
+    times = {name: [] for name in sides}
+    results = {}
+    with OtherLoad() as load:
+        for _ in range(repeat):
+            for name, fn in sides.items():
+                seconds, results[name] = timed(fn)
+                times[name].append(seconds)
+    return {name: (sorted(times[name]), results[name]) for name in sides}, load.cores
+
+
+def summary(out, name):
+    times = out[name][0]
+    return float(np.median(times)), times[0]
 
 
 def to_device(arrays, device):
     return [torch.from_numpy(a).to(device) for a in arrays] if device != "cpu" else list(arrays)
+
+
+def load_module(path):
+    spec = importlib.util.spec_from_file_location("baseline_metrics", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def print_case(label, out, load, baseline, extra=""):
+    c_med, c_best = summary(out, "classic")
+    l_med, l_best = summary(out, "library")
+    line = (f"{label:<22} {c_med:>9.4f} {c_best:>9.4f} {l_med:>9.4f} {l_best:>9.4f} "
+            f"{c_med / l_med:>8.1f}x {c_best / l_best:>8.1f}x")
+    if baseline:
+        b_med, b_best = summary(out, "baseline")
+        line += f" {b_med:>9.4f} {b_med / l_med:>8.2f}x {b_best / l_best:>8.2f}x"
+    print(f"{line} {load:>5.2f}  {extra}", flush=True)
+
+
+def header(first, baseline):
+    cols = (f"{first:<22} {'classic':>9} {'':>9} {'library':>9} {'':>9} {'ratio of':>9} {'ratio of':>9}"
+            + (f" {'baseline':>9} {'lib. vs':>9} {'lib. vs':>9}" if baseline else "") + f" {'other':>5}")
+    sub = (f"{'':<22} {'median s':>9} {'best s':>9} {'median s':>9} {'best s':>9} {'medians':>9} {'bests':>9}"
+           + (f" {'median s':>9} {'baseline':>9} {'baseline':>9}" if baseline else "") + f" {'load':>5}")
+    print(cols)
+    print(sub)
 
 
 def main():
@@ -153,42 +228,48 @@ def main():
     parser.add_argument("--device", default="cpu", help="where the library computes: cpu or cuda (default: cpu)")
     parser.add_argument("--small", action="store_true", help="a tenth of the sizes, for a quick look")
     parser.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
-    parser.add_argument("--repeat", type=int, default=5, help="library timings: best of this many (default: 5)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed calls of each side, interleaved (default: 5)")
+    parser.add_argument("--baseline", default=None,
+                        help="another version of utils/metrics.py to time beside this one (default: none)")
     args = parser.parse_args()
     scale = 10 if args.small else 1
+    base = load_module(args.baseline) if args.baseline else None
     print(f"torch {torch.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
           f"{torch.get_num_threads()} torch threads, library on {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))
+          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
+          + f"; each side: 1 untimed call, then {args.repeat} timed calls interleaved"
+          + (f"; baseline {args.baseline}" if base else ""))
+    print(f"load average (1 min) at the start: {os.getloadavg()[0]:.2f}")
 
     n_query, n_db = 1000 // scale, 59000 // scale
     print(f"\nFull-ranking MAP, {n_query} queries x {n_db} database, 10 classes (CIFAR-10 scale)")
-    print(f"{'bits':>4} {'ties':>8} {'classic s':>10} {'library s':>10} {'speed-up':>9}  "
-          f"{'classic MAP':>11} {'library MAP':>11}")
+    header("bits, ties", base)
     for bits in (4, 8, 12, 32):
         q, db, ql, dl = single_label_data(np.random.default_rng([args.seed, bits]), n_query, n_db, bits)
         qh, dh = one_hot(ql, 10), one_hot(dl, 10)
         inputs = to_device((q, db, ql, dl), args.device)
         for ties, classic in (("index", classic_map), ("expected", classic_tie_aware_map)):
-            start = time.perf_counter()
-            want = classic(q, db, qh, dh)
-            classic_s = time.perf_counter() - start
-            lib_s, got = best_of(lambda: metrics.mean_average_precision(*inputs, ties=ties), args.repeat)
-            print(f"{bits:>4} {ties:>8} {classic_s:>10.3f} {lib_s:>10.4f} {classic_s / lib_s:>8.1f}x  "
-                  f"{want:>11.4f} {got:>11.4f}")
+            sides = {"classic": lambda: classic(q, db, qh, dh),
+                     "library": lambda: metrics.mean_average_precision(*inputs, ties=ties)}
+            if base:
+                sides["baseline"] = lambda: base.mean_average_precision(*inputs, ties=ties)
+            out, load = interleaved(sides, args.repeat)
+            print_case(f"{bits:>2} bits, {ties}", out, load, base,
+                       f"MAP classic {out['classic'][1]:.4f} library {out['library'][1]:.4f}")
     print("(classic 'index' MAP differs where numpy's unstable argsort orders ties differently)")
 
     n_query, n_db = 2100 // scale, 193734 // scale
     print(f"\nmAP@5000, {n_query} queries x {n_db} database, 21-label multi-hot (NUS-WIDE scale)")
-    print(f"{'bits':>4} {'classic s':>10} {'MB':>6} {'library s':>10} {'MB':>6} {'speed-up':>9}  "
-          f"{'classic':>7} {'library':>7}")
+    header("bits", base)
     for bits in (12, 48):
         q, db, ql, dl = multi_label_data(np.random.default_rng([args.seed, bits]), n_query, n_db, bits)
         qf, df = ql.astype(np.float32), dl.astype(np.float32)
-        start = time.perf_counter()
-        want = classic_map(q, db, qf, df, topk=5000)
-        classic_s = time.perf_counter() - start
         inputs = to_device((q, db, ql, dl), args.device)
-        lib_s, got = best_of(lambda: metrics.mean_average_precision(*inputs, topk=5000), args.repeat)
+        sides = {"classic": lambda: classic_map(q, db, qf, df, topk=5000),
+                 "library": lambda: metrics.mean_average_precision(*inputs, topk=5000)}
+        if base:
+            sides["baseline"] = lambda: base.mean_average_precision(*inputs, topk=5000)
+        out, load = interleaved(sides, args.repeat)
         classic_mb = peak_memory_mb(_nus_peak, "classic", n_query, n_db, bits, args.seed)
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -197,10 +278,14 @@ def main():
             lib_mb = (torch.cuda.max_memory_allocated() - before) / 2 ** 20
         else:
             lib_mb = peak_memory_mb(_nus_peak, "library", n_query, n_db, bits, args.seed)
-        print(f"{bits:>4} {classic_s:>10.3f} {classic_mb:>6.0f} {lib_s:>10.3f} {lib_mb:>6.0f} "
-              f"{classic_s / lib_s:>8.1f}x  {want:>7.4f} {got:>7.4f}")
-    print("(MB: peak memory the call adds, measured in a fresh process: resident memory for the classic loop "
+        print_case(f"{bits:>2} bits", out, load, base,
+                   f"mAP classic {out['classic'][1]:.4f} library {out['library'][1]:.4f}; "
+                   f"peak MB classic {classic_mb:.0f} library {lib_mb:.0f}")
+    print("(peak MB: memory the call adds, measured in a fresh process: resident memory for the classic loop "
           "and the CPU library, GPU memory for the library on cuda)")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f}; 'other load': CPU time of other "
+          "processes per second of the case, in cores")
+
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils import metrics
+from utils import hamming_kernels, metrics
 
 
 # ----------------------------------------------------------------------------- data
@@ -34,16 +34,15 @@ def integer_scores(seed, n, dim=3):
     return np.random.default_rng(seed).integers(-2, 3, size=(n, dim)).astype(np.float64)
 
 
-@pytest.fixture(autouse=True, params=["compiled", "direct", "table"])
+@pytest.fixture(autouse=True, params=["compiled-scan", "compiled-table", "direct", "table"])
 def counts_path(request, monkeypatch):
-    """Run every test on the CPU's compiled path and on the torch path (CUDA's), the latter with
-    per-distance counts from Q x cells work and from the 2^K table."""
-    if request.param != "compiled":
-        monkeypatch.setattr(metrics, "_COMPILED", False)
-    if request.param == "direct":
-        monkeypatch.setattr(metrics, "_use_table", lambda *args: False)
-    elif request.param == "table":
-        monkeypatch.setattr(metrics, "_use_table", lambda bits, *args: bits <= 16)
+    """Run every test on the CPU's compiled path and on the torch path (CUDA's), each with
+    per-distance counts from a scan of the database cells and from a 2^K distance table."""
+    compiled = request.param.startswith("compiled")
+    table = request.param.endswith("table")
+    monkeypatch.setattr(metrics, "_COMPILED", compiled)
+    name = "_use_distance_table" if compiled else "_use_table"
+    monkeypatch.setattr(metrics, name, lambda bits, *args: table and bits <= 16)
     return request.param
 
 
@@ -446,6 +445,83 @@ def test_read_only_and_strided_inputs_work():
     reversed_db = db[::-1]
     assert metrics.mean_average_precision(q, reversed_db, ql, dl[::-1]) == pytest.approx(
         ref_map(q, reversed_db, ql, dl[::-1]), abs=1e-12)
+
+
+# ------------------------------------------------ label groups, cells, compiled passes
+
+@pytest.mark.parametrize("bits", [20, 40])
+@pytest.mark.parametrize("multi", [False, True])
+def test_map_one_word_codes_with_sorted_cells_match_reference(bits, multi):
+    # (group, code) keys too many for dense counting: cells come from a sort.
+    # Catches a wrong shift or mask when a key is split back into code and group.
+    q, db, ql, dl = random_case(100 + bits, n_query=6, n_db=30, bits=bits, multi=multi)
+    db[5:10] = db[0]  # a tie group of five
+    q[1] = db[0]
+    assert metrics.mean_average_precision(q, db, ql, dl) == pytest.approx(ref_map(q, db, ql, dl), abs=1e-12)
+    assert metrics.mean_average_precision(q, db, ql, dl, topk=7) == pytest.approx(
+        ref_map(q, db, ql, dl, topk=7), abs=1e-12)
+    q, db, ql, dl = q[:4], db[3:10], ql[:4], dl[3:10]  # few items: every tie order is enumerated
+    want = np.mean([ref_expected_ap_exact(i, q, db, ql, dl) for i in range(len(q))])
+    assert metrics.mean_average_precision(q, db, ql, dl, ties="expected") == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("ids", [[7, 10 ** 9, -5], [-3, -2, -1]])
+def test_map_with_sparse_or_negative_class_ids_matches_reference(ids):
+    # Far-apart ids are grouped by a sort, close ones by an offset; catches an offset
+    # applied to one side only (queries of class -5 would find nothing).
+    q, db, ql, dl = random_case(110, n_query=8, n_db=40)
+    ids = np.array(ids)
+    ql, dl = ids[ql % 3], ids[dl]
+    ql[0] = 12345  # a class the database does not hold
+    for topk in (None, 9):
+        assert metrics.mean_average_precision(q, db, ql, dl, topk=topk) == pytest.approx(
+            ref_map(q, db, ql, dl, topk=topk), abs=1e-12)
+
+
+def test_map_with_more_than_64_labels_matches_reference():
+    # Label rows span two packed words: a label in the second word alone must still
+    # make items relevant (catches relevance read from the first word only).
+    q, db, ql, dl = random_case(120, n_query=6, n_db=30, bits=3, multi=True, classes=70)
+    ql[:, :64], dl[:5, :64] = 0, 0  # queries whose labels all lie in the second word
+    dl[:5, 64:] = 1
+    assert metrics.mean_average_precision(q, db, ql, dl) == pytest.approx(ref_map(q, db, ql, dl), abs=1e-12)
+    assert metrics.mean_average_precision(q, db, ql, dl) > 0
+    q, db, ql, dl = q[:4], db[:7], ql[:4], dl[:7]  # few items: every tie order is enumerated
+    want = np.mean([ref_expected_ap_exact(i, q, db, ql, dl) for i in range(len(q))])
+    assert metrics.mean_average_precision(q, db, ql, dl, ties="expected") == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("call", ALL_CALLS)
+def test_compiled_batches_of_queries_give_the_same_results(call, monkeypatch):
+    # One distinct query per compiled call: catches results put back in the wrong rows.
+    args = all_inputs(True)
+    want = call(*args)
+    monkeypatch.setattr(metrics, "_RELEVANCE_ELEMENTS", 1)
+    assert_same(call(*args), want)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 5, 8])
+def test_distance_table_counts_items_at_each_distance(bits):
+    # Against a direct count; catches the columns updated in ascending order (an item
+    # would move two distances in one pass) and a bit skipped.
+    rng = np.random.default_rng(bits)
+    codes = rng.integers(0, 2 ** bits, 12).astype(np.uint64)[:, None]
+    counts = rng.integers(1, 4, 12)
+    table = hamming_kernels.distance_table(codes, counts, bits)
+    want = np.zeros((2 ** bits, bits + 1), np.int64)
+    for x in range(2 ** bits):
+        for c, m in zip(codes[:, 0], counts):
+            want[x, bin(x ^ int(c)).count("1")] += m
+    np.testing.assert_array_equal(table, want)
+
+
+def test_pack_rows_bit_order():
+    # Bit k of word w is column 64w + k, set where the value is positive.
+    x = -np.ones((2, 70))
+    x[0, [0, 3, 63]] = 1
+    x[1, [64, 69]] = 1
+    np.testing.assert_array_equal(hamming_kernels.pack_rows(x),
+                                  np.array([[1 + 8 + 2 ** 63, 0], [0, 1 + 32]], dtype=np.uint64))
 
 
 # ---------------------------------------------------------------------- bad inputs

@@ -329,6 +329,15 @@ class _Problem:
         return rel.gather(1, order)
 
 
+def _use_distance_table(bits, n_query, n_cells):
+    """Whether the compiled counts of all items come from a 2^K x (K+1) table rather than a scan.
+
+    The table costs about K^2 2^(K-1) additions once, the scan Q x cells; the table
+    needs one-word codes and stays within 2^16 x 17 int64 (9 MB).
+    """
+    return bits <= 16 and bits ** 2 << max(bits - 1, 0) < n_query * n_cells
+
+
 class _Compiled:
     """The CPU path: packed codes, label groups and cells for utils.hamming_kernels.
 
@@ -347,10 +356,8 @@ class _Compiled:
         self.inverse = inverse.reshape(-1)  # Q: distinct query of each query
         self.query_words, self.query_keys = query_words[first], query_keys[first]  # Qd x W, Qd x L
         self.cells = _code_cells(self.db_words, self.db_group, len(self._group_values), self.bits)
-        # n from a table of all 2^K codes where building it costs less than scanning the cells
         words, _, counts = self.cells
-        table_cost = self.bits ** 2 << max(self.bits - 1, 0)
-        if self.bits <= 16 and table_cost < len(self.query_words) * len(counts):
+        if _use_distance_table(self.bits, len(self.query_words), len(counts)):
             self.table = hamming_kernels.distance_table(words, counts, self.bits)
         else:
             self.table = np.zeros((0, self.bits + 1), np.int64)
