@@ -524,6 +524,14 @@ def test_pack_rows_bit_order():
                                   np.array([[1 + 8 + 2 ** 63, 0], [0, 1 + 32]], dtype=np.uint64))
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.int8])
+def test_half_precision_and_small_integer_code_tensors(dtype):
+    # numpy has no bfloat16: catches the CPU path handing such a tensor to numpy as is.
+    q, db, ql, dl = random_case(130)
+    got = metrics.mean_average_precision(torch.tensor(q, dtype=dtype), torch.tensor(db, dtype=dtype), ql, dl)
+    assert got == pytest.approx(ref_map(q, db, ql, dl), abs=1e-12)
+
+
 # ---------------------------------------------------------------------- bad inputs
 
 def bad_input_calls():

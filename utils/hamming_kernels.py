@@ -36,12 +36,25 @@ def pack_rows(x):
     return out
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)  # one thread: too little work per item to pay for waking a second one
 def _pack_into(x, out):
-    for i in prange(x.shape[0]):
-        for k in range(x.shape[1]):
-            if x[i, k] > 0:
-                out[i, k >> 6] |= np.uint64(1) << np.uint64(k & 63)
+    for i in range(x.shape[0]):
+        for w in range(out.shape[1]):
+            word = np.uint64(0)
+            for k in range(64 * w, min(64 * w + 64, x.shape[1])):
+                if x[i, k] > 0:
+                    word |= np.uint64(1) << np.uint64(k - 64 * w)
+            out[i, w] = word
+
+
+@njit(cache=True)
+def all_signs(x):
+    """Whether every entry of an array is -1 or +1."""
+    flat = x.ravel()
+    bad = 0
+    for j in range(flat.size):  # no branch in the loop: it vectorises
+        bad += (flat[j] != 1) & (flat[j] != -1)
+    return bad == 0
 
 
 # Queries handled together in one pass over the database: each item is loaded once for

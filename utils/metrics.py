@@ -73,6 +73,11 @@ def _tensor(x, name):
     return torch.from_numpy(a)
 
 
+def _numpy(t):
+    """A numpy view of a CPU tensor; half-precision floats (which numba lacks) become float32."""
+    return (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).numpy()
+
+
 def _device(*tensors):
     cuda = {t.device for t in tensors if t is not None and t.device.type != "cpu"}
     if len(cuda) > 1:
@@ -87,7 +92,8 @@ def _codes(query_codes, db_codes):
             raise ValueError(f"{name} must be 2-D (items x bits), got shape {tuple(t.shape)}")
         if t.dtype == torch.bool or t.is_complex():
             raise ValueError(f"{name} must hold +-1 values, got dtype {t.dtype}")
-        if not ((t == 1) | (t == -1)).all():
+        signs = hamming_kernels.all_signs(_numpy(t)) if t.device.type == "cpu" else ((t == 1) | (t == -1)).all()
+        if not signs:
             raise ValueError(f"{name} must hold only -1 and +1 (apply sign() and map 0 to +1 first)")
     if q.shape[1] != db.shape[1]:
         raise ValueError(f"code lengths differ: queries have {q.shape[1]} bits, database {db.shape[1]}")
@@ -346,7 +352,7 @@ class _Compiled:
     """
 
     def __init__(self, q, db, ql, dl):
-        q, db, ql, dl = q.numpy(), db.numpy(), ql.numpy(), dl.numpy()
+        q, db, ql, dl = map(_numpy, (q, db, ql, dl))
         self.bits, self.n_db = q.shape[1], db.shape[0]
         self.db_words = hamming_kernels.pack_rows(db)  # N x W uint64
         self.db_group, self._group_values, query_keys = _label_groups(ql, dl)
@@ -503,10 +509,14 @@ def _precision_sums(ranked, cutoff=None):
 
 
 def _harmonic(n, device):
-    """H[i] = sum_{j<=i} 1/j for i = 0..n, float64."""
-    h = torch.zeros(n + 1, dtype=torch.float64, device=device)
-    h[1:] = (1.0 / torch.arange(1, n + 1, dtype=torch.float64, device=device)).cumsum(0)
-    return h
+    """H[i] = sum_{j<=i} 1/j for i = 0..n, float64.
+
+    Built by numpy (one thread, summing in order) and moved: torch would start its
+    thread pool for this small job, which costs more than the job on a 2-core CPU.
+    """
+    h = np.zeros(n + 1)
+    np.cumsum(1.0 / np.arange(1, n + 1), out=h[1:])
+    return torch.from_numpy(h).to(device)
 
 
 def _expected_precision_sums(n, r, harmonic):
