@@ -176,16 +176,19 @@ def timed(fn):
 def interleaved(sides, repeat):
     """Time each of `sides` (name -> callable) `repeat` times, round-robin, after one untimed call each.
 
+    The order turns by one side each round, so that no side always runs right after
+    the same one (after the long classic loop a GPU or an idle core is cold).
     Returns name -> (sorted times, result of the last call), and the other processes' load.
     """
     for fn in sides.values():
         fn()
+    names = list(sides)
     times = {name: [] for name in sides}
     results = {}
     with OtherLoad() as load:
-        for _ in range(repeat):
-            for name, fn in sides.items():
-                seconds, results[name] = timed(fn)
+        for round_ in range(repeat):
+            for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+                seconds, results[name] = timed(sides[name])
                 times[name].append(seconds)
     return {name: (sorted(times[name]), results[name]) for name in sides}, load.cores
 
@@ -240,7 +243,7 @@ def main():
     print(f"torch {torch.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
           f"{torch.get_num_threads()} torch threads, library on {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
-          + f"; each side: 1 untimed call, then {args.repeat} timed calls interleaved"
+          + f"; each side: 1 untimed call, then {args.repeat} timed calls interleaved, the order turning each round"
           + (f"; baseline {args.baseline}" if base else ""))
     print(f"load average (1 min) at the start: {os.getloadavg()[0]:.2f}")
 

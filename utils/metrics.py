@@ -511,12 +511,16 @@ def _precision_sums(ranked, cutoff=None):
 def _harmonic(n, device):
     """H[i] = sum_{j<=i} 1/j for i = 0..n, float64.
 
-    Built by numpy (one thread, summing in order) and moved: torch would start its
-    thread pool for this small job, which costs more than the job on a 2-core CPU.
+    On the CPU numpy builds it on one thread: torch would start its thread pool for
+    this small job, which costs more than the job on a 2-core CPU.
     """
-    h = np.zeros(n + 1)
-    np.cumsum(1.0 / np.arange(1, n + 1), out=h[1:])
-    return torch.from_numpy(h).to(device)
+    if device.type == "cpu":
+        h = np.zeros(n + 1)
+        np.cumsum(1.0 / np.arange(1, n + 1), out=h[1:])
+        return torch.from_numpy(h)
+    h = torch.zeros(n + 1, dtype=torch.float64, device=device)
+    h[1:] = (1.0 / torch.arange(1, n + 1, dtype=torch.float64, device=device)).cumsum(0)
+    return h
 
 
 def _expected_precision_sums(n, r, harmonic):
