@@ -10,18 +10,20 @@ structure: the codes of a class cluster, so distances tie heavily).
 
 How it times: in one process, on the same data, each side is called once
 untimed (compilation, caches), then --repeat times each, interleaved (classic,
-library, classic, library, ...); it prints the median and the best of each
-side, the ratio of medians and of bests, and the load of the machine while
-the case ran (CPU time of other processes per second, in cores, from
-/proc/stat). With --baseline FILE a third side, another version of
-utils/metrics.py (for instance `git show REV:utils/metrics.py > old.py`), is
-interleaved too, and library-vs-baseline ratios are printed.
+library, classic, library, ...; with a third side the order turns each round),
+the garbage collector held off during each call as timeit does. It prints the
+median and the best of each side, the ratio of medians and of bests, and the
+load of the machine while the case ran (CPU time of other processes per second,
+in cores, from /proc/stat). With --baseline FILE a third side, another version
+of utils/metrics.py (for instance `git show REV:utils/metrics.py > old.py`), is
+timed too, and library-vs-baseline ratios are printed.
 
     python bench/bench_metrics.py                 # CPU, the sizes of the issue
     python bench/bench_metrics.py --device cuda   # library on the GPU
     python bench/bench_metrics.py --small         # a quick look (smaller sizes)
 """
 import argparse
+import gc
 import importlib.util
 import os
 import subprocess
@@ -164,13 +166,19 @@ class OtherLoad:
 
 
 def timed(fn):
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    result = fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, result
+    """Seconds of one call and its result; the garbage collector is held off while it runs, as timeit does."""
+    gc.collect()
+    gc.disable()
+    try:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter() - start, result
+    finally:
+        gc.enable()
 
 
 def interleaved(sides, repeat):
