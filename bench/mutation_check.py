@@ -208,6 +208,17 @@ MUTATIONS = [
      "per_bucket = r / n.clamp(min=1) * ((b + 1) * dh)", METRIC_TESTS),
     ("X04", "empty='skip' ignored", "utils/metrics.py",
      "mean.add(ap, (hits > 0) | (empty == \"zero\"))", "mean.add(ap, hits >= 0)", METRIC_TESTS),
+    ("X05", "compiled ranks start at 0 at every distance (items closer not counted)", "utils/hamming_kernels.py",
+     "ranked[k, d] = ranked[k, d - 1] + np.int64(n[rows[k], d - 1])", "ranked[k, d] = 0", METRIC_TESTS),
+    ("X06", "compiled top-k cut one rank late", "utils/hamming_kernels.py",
+     "if rank > limit[k]:", "if rank > limit[k] + 1:", METRIC_TESTS),
+    ("X07", "compiled relevant counts taken from every label group", "utils/hamming_kernels.py",
+     "                if rel_b[k, g]:\n                    for c in range", "                if True:\n"
+     "                    for c in range", METRIC_TESTS),
+    ("X08", "distance table columns updated in ascending order", "utils/hamming_kernels.py",
+     "for d in range(b + 1, 0, -1):", "for d in range(1, b + 2):", METRIC_TESTS),
+    ("X09", "duplicate queries mapped to the wrong distinct query", "utils/metrics.py",
+     "self.inverse = inverse.reshape(-1)", "self.inverse = inverse.reshape(-1)[::-1].copy()", METRIC_TESTS),
     # atomic writes
     ("R01", "results written in place instead of through a temporary file", "utils/atomic.py",
      'tmp = f"{path}.{os.getpid()}.tmp"', "tmp = path", RUN_TESTS),

@@ -13,10 +13,13 @@ Conventions (spec: METRICS.md, README "Metrics"):
 
 Why it is fast. Database items that share a code and a label set ("cells") are
 indistinguishable except for their index, so every per-distance count comes from
-Q x cells work (at most 2^K cells per label set), not Q x N; tie-aware AP and
-precision then need only those counts. Rankings by Hamming distance sort small
-integers, which numpy's stable sort does as an O(N) radix sort (torch's stable
-sort on CUDA). Queries are processed in chunks so memory stays bounded.
+Q x cells work (or a table over all 2^K codes), not Q x N; tie-aware AP and
+precision then need only those counts. On the CPU, compiled passes
+(utils.hamming_kernels) do this work, and rank by (distance, index) without a
+sort: an item's rank is the items at a smaller distance plus the earlier items
+at its own. On CUDA, and for rankings by scores, torch does it: rankings by
+Hamming distance sort small integers (numpy's O(N) radix sort on the CPU,
+torch's stable sort on CUDA), queries in chunks so memory stays bounded.
 
 Inputs may be numpy arrays or torch tensors; work happens on the device of the
 CUDA tensor among them (CPU otherwise). Inputs are never modified.
