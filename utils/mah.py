@@ -220,6 +220,70 @@ def build_model(args, lengths, device):
     return model, opt
 
 
+def initial_codes(args, db_labels, lengths, seed):
+    """V of every head before training (n x c_k each): zeros, or codes of the labels."""
+    if args.v_init == "zeros":
+        return [torch.zeros(len(db_labels), c, device=db_labels.device) for c in lengths]
+    # labels: one seed per head, so that heads of equal length differ; nested: see nested_class_codes
+    C = db_labels.shape[1]
+    books = ([class_codes(C, c, seed + k) for k, c in enumerate(lengths)] if args.v_init == "labels"
+             else nested_class_codes(C, lengths, seed))  # C x c each
+    return [label_codes(db_labels, B) for B in books]
+
+
+def train_one_iteration(args, c0, it, model, opt, losses, V, db, db_labels, single):
+    """Outer iteration `it`: epochs over a seeded database sample, then the DCC step of every
+    head (V updated in place). Returns the log record's training fields."""
+    n, m, lengths = len(db_labels), min(args.num_samples, len(db_labels)), [v.shape[1] for v in V]
+    sample = np.random.default_rng([args.seed, c0, it]).permutation(n)[:m]  # m database items
+    index = torch.as_tensor(sample, device=db_labels.device)
+    sample_labels = db_labels[index]  # m x C
+    r = soft_ratio(sample_labels, db_labels, single)
+    # constants while V is: the Gram matrices, and [V_0 V_1 V_2 1] whose product with a
+    # batch's similarity rows gives every head's S V and the similar-pair counts at once
+    grams = [v.T @ v for v in V]  # c_k x c_k
+    stacked, column_sums = stack_codes(V)  # n x (c0 + c1 + c2 + 1), its column sums
+    U = [torch.zeros(m, c, device=db_labels.device) for c in lengths]
+    generator = torch.Generator().manual_seed(args.seed * 1_000_003 + c0 * 10_007 + it)  # augmentation
+    # dropout (AlexNet, VGG) draws from the global generator: seeded per outer iteration, so that
+    # a resumed run draws as a whole one
+    torch.manual_seed(int(np.random.default_rng([args.seed, c0, it, 1]).integers(2 ** 62)))
+    head_loss = np.zeros(len(lengths))
+    batches = 0
+    for epoch in range(args.epochs):
+        last = epoch == args.epochs - 1
+        for pos, x in db.batches(sample, args.batch_size, generator):  # fixed order, no shuffling
+            pos = pos.to(db_labels.device)
+            outputs = model(x.contiguous(memory_format=torch.channels_last))  # one B x c_k per head
+            SV, S2 = soft_products(sample_labels[pos], db_labels, stacked, column_sums, r, lengths, single)
+            parts = [loss(u, v, index[pos], g, sv, S2) for loss, u, v, g, sv in zip(losses, outputs, V, grams, SV)]
+            loss = sum(w * p for w, p in zip(args.head_weights, parts))
+            if not torch.isfinite(loss):
+                raise UserError(f"the loss became {loss.item()} at iteration {it}; lower --lr (now "
+                                f"{opt.param_groups[0]['lr']:g}) or --gamma")
+            if last:  # U holds the outputs of the last epoch, taken before each step
+                for u_all, u in zip(U, outputs):
+                    u_all[pos] = u.detach()
+                head_loss += [p.item() for p in parts]
+                batches += 1
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    lr = opt.param_groups[0]["lr"]
+    if it in args.lr_steps:
+        for group in opt.param_groups:
+            group["lr"] /= 10
+    zeros = [0] * len(V)
+    if it >= args.v_hold:  # held codes are fixed targets while the network learns to tell classes apart
+        zeros = [dcc_update(v, u, index, sample_labels, db_labels, r, args.gamma, single) for v, u in zip(V, U)]
+    # the whole ADSH objective of every head after the V step (the original's calc_loss); one
+    # pass over the sample's similarities gives every head's S V (m x c_k) and sum S^2
+    SV, S2 = soft_products(sample_labels, db_labels, *stack_codes(V), r, lengths, single)
+    objective = [adsh_objective(v, u, index, sv, S2, args.gamma) for v, u, sv in zip(V, U, SV)]
+    return {"bits": c0, "iteration": it, "lr": lr, "loss": (head_loss / max(batches, 1)).tolist(),
+            "objective": objective, "sign_zeros": zeros}
+
+
 def train_length(args, data, c0, device, out_dir):
     """Train and evaluate one target code length; returns the final metrics and seconds."""
     lengths = (c0, *aux_lengths(args, c0))
@@ -227,19 +291,12 @@ def train_length(args, data, c0, device, out_dir):
     # list-file crops keep at least 3/4 of the image, about what the 4-pixel shift keeps of 32x32 arrays
     feed = dict(resize=args.resize, crop=args.crop, augment=args.augment, workers=args.workers,
                 crop_scale=(0.75, 1.0))
-    db, n = Feeder(data, "database", device, True, **feed), len(data.database.labels)
+    db = Feeder(data, "database", device, True, **feed)
     queries = Feeder(data, "query", device, False, **feed)
     db_labels = label_matrix(data.database.labels, data.info.classes, device)  # n x C
     single = bool((db_labels.sum(1) == 1).all())  # one label per item: similarity products factorise
-    C, seed = db_labels.shape[1], args.seed * 1_000_003 + c0 * 10_007
-    if args.v_init == "zeros":
-        V = [torch.zeros(n, c, device=device) for c in lengths]
-    else:  # labels: one seed per head, so that heads of equal length differ; nested: see nested_class_codes
-        books = ([class_codes(C, c, seed + k) for k, c in enumerate(lengths)] if args.v_init == "labels"
-                 else nested_class_codes(C, lengths, seed))  # C x c each
-        V = [label_codes(db_labels, B) for B in books]
+    V = initial_codes(args, db_labels, lengths, args.seed * 1_000_003 + c0 * 10_007)
     losses = [ADSHLoss(args.gamma) for _ in lengths]
-    m = min(args.num_samples, n)
     start, seconds, result = 0, 0.0, None
     ckpt_path = os.path.join(out_dir, "checkpoint.pt")
     if os.path.exists(ckpt_path):
@@ -254,54 +311,9 @@ def train_length(args, data, c0, device, out_dir):
                disable=None, file=sys.stderr)
     for it in bar:
         tic = time.time()
-        sample = np.random.default_rng([args.seed, c0, it]).permutation(n)[:m]  # m database items
-        index = torch.as_tensor(sample, device=device)
-        sample_labels = db_labels[index]  # m x C
-        r = soft_ratio(sample_labels, db_labels, single)
-        # constants while V is: the Gram matrices, and [V_0 V_1 V_2 1] whose product with a
-        # batch's similarity rows gives every head's S V and the similar-pair counts at once
-        grams = [v.T @ v for v in V]  # c_k x c_k
-        stacked, column_sums = stack_codes(V)  # n x (c0 + c1 + c2 + 1), its column sums
-        U = [torch.zeros(m, c, device=device) for c in lengths]
-        generator = torch.Generator().manual_seed(args.seed * 1_000_003 + c0 * 10_007 + it)  # augmentation
-        # dropout (AlexNet, VGG) draws from the global generator: seeded per outer iteration, so that
-        # a resumed run draws as a whole one
-        torch.manual_seed(int(np.random.default_rng([args.seed, c0, it, 1]).integers(2 ** 62)))
-        head_loss = np.zeros(len(lengths))
-        batches = 0
-        for epoch in range(args.epochs):
-            last = epoch == args.epochs - 1
-            for pos, x in db.batches(sample, args.batch_size, generator):  # fixed order, no shuffling
-                pos = pos.to(device)
-                outputs = model(x.contiguous(memory_format=torch.channels_last))  # one B x c_k per head
-                SV, S2 = soft_products(sample_labels[pos], db_labels, stacked, column_sums, r, lengths, single)
-                parts = [loss(u, v, index[pos], g, sv, S2) for loss, u, v, g, sv in zip(losses, outputs, V, grams, SV)]
-                loss = sum(w * p for w, p in zip(args.head_weights, parts))
-                if not torch.isfinite(loss):
-                    raise UserError(f"the loss became {loss.item()} at iteration {it}; lower --lr (now "
-                                    f"{opt.param_groups[0]['lr']:g}) or --gamma")
-                if last:  # U holds the outputs of the last epoch, taken before each step
-                    for u_all, u in zip(U, outputs):
-                        u_all[pos] = u.detach()
-                    head_loss += [p.item() for p in parts]
-                    batches += 1
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        lr = opt.param_groups[0]["lr"]
-        if it in args.lr_steps:
-            for group in opt.param_groups:
-                group["lr"] /= 10
-        zeros = [0] * len(V)
-        if it >= args.v_hold:  # held codes are fixed targets while the network learns to tell classes apart
-            zeros = [dcc_update(v, u, index, sample_labels, db_labels, r, args.gamma, single) for v, u in zip(V, U)]
-        # the whole ADSH objective of every head after the V step (the original's calc_loss); one
-        # pass over the sample's similarities gives every head's S V (m x c_k) and sum S^2
-        SV, S2 = soft_products(sample_labels, db_labels, *stack_codes(V), r, lengths, single)
-        objective = [adsh_objective(v, u, index, sv, S2, args.gamma) for v, u, sv in zip(V, U, SV)]
+        record = train_one_iteration(args, c0, it, model, opt, losses, V, db, db_labels, single)
         seconds += time.time() - tic
-        record = {"bits": c0, "iteration": it, "lr": lr, "loss": (head_loss / max(batches, 1)).tolist(),
-                  "objective": objective, "sign_zeros": zeros, "seconds": round(seconds, 2)}
+        record["seconds"] = round(seconds, 2)
         if (it + 1) % args.eval_every == 0 or it == args.max_iter - 1:
             result = evaluate(model, queries, V, data, args.batch_size)
             record["metrics"] = result

@@ -394,6 +394,34 @@ def data_for(name, settings, run_dir):
 
 # ------------------------------------------------------------------------- training
 
+def train_one_step(args, t, model, opt, memory, x, L1, index, margins, similar_weight_default):
+    """Iteration t on the batch x (B images, labels L1: B x C, training-set rows index): the
+    schedules, the pair and quantization losses, one optimizer step, the memory update.
+    Returns the learning rate, the similar weight and [pair, quantization, total] losses."""
+    lr = learning_rate(args.lr_schedule_type, t, args.lr, args.decay_step)
+    set_learning_rate(opt, lr)
+    if args.image_loss_type == "HashNet":
+        model.scale.fill_(continuation_scale(t))
+    h = model(x.contiguous(memory_format=torch.channels_last))  # B x K
+    H2, L2 = memory.operand(t, h, L1) if memory is not None else (h, L1)
+    S = similarity(L1, L2)  # B x B or B x N
+    w_s = similar_weight(args.similar_weight_type, S, similar_weight_default)
+    if args.distance_type == "MMHH":
+        pair = mmhh_loss(h, H2, S, args.gamma, margins, w_s)
+    else:
+        pair = hashnet_loss(h, H2, S, args.sigmoid_param, w_s)
+    quant = quantization_loss(h)
+    loss = pair + args.loss_lambda * quant
+    if not torch.isfinite(loss):
+        raise UserError(f"the loss became {loss.item()} at iteration {t}; lower --lr (now {lr:g})")
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if memory is not None:
+        memory.update(t, index, h)
+    return lr, w_s, [pair.item(), quant.item(), loss.item()]
+
+
 def train_main(args):
     args = resolve(args)
     run_dir = os.path.join(args.log_dir, f"{args.annotation}_{args.s_dataset}_{args.t_dataset}")
@@ -460,30 +488,10 @@ def train_main(args):
         for pos, x in train.batches(order, B, generator):
             if t >= args.num_iters:
                 break
-            lr = learning_rate(args.lr_schedule_type, t, args.lr, args.decay_step)
-            set_learning_rate(opt, lr)
-            if args.image_loss_type == "HashNet":
-                model.scale.fill_(continuation_scale(t))
             index = torch.as_tensor(order[pos.numpy()], device=device)
-            h = model(x.contiguous(memory_format=torch.channels_last))  # B x K
-            L1 = labels[index]  # B x C
-            H2, L2 = memory.operand(t, h, L1) if memory is not None else (h, L1)
-            S = similarity(L1, L2)  # B x B or B x N
-            w_s = similar_weight(args.similar_weight_type, S, info.similar_weight)
-            if args.distance_type == "MMHH":
-                pair = mmhh_loss(h, H2, S, args.gamma, margins, w_s)
-            else:
-                pair = hashnet_loss(h, H2, S, args.sigmoid_param, w_s)
-            quant = quantization_loss(h)
-            loss = pair + args.loss_lambda * quant
-            if not torch.isfinite(loss):
-                raise UserError(f"the loss became {loss.item()} at iteration {t}; lower --lr (now {lr:g})")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if memory is not None:
-                memory.update(t, index, h)
-            sums += [pair.item(), quant.item(), loss.item()]
+            lr, w_s, parts = train_one_step(args, t, model, opt, memory, x, labels[index], index, margins,
+                                            info.similar_weight)
+            sums += parts
             count += 1
             t += 1
             bar.update(1)
