@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils import metrics, retrieval
+from utils import distributed, metrics, retrieval
 from utils.adsh import (ADSHLoss, adsh_objective, class_codes, dcc_update, label_codes, nested_class_codes,
                         soft_products, soft_ratio, stack_codes)
 from utils.data import load_data
@@ -233,7 +233,11 @@ def initial_codes(args, db_labels, lengths, seed):
 
 def train_one_iteration(args, c0, it, model, opt, losses, V, db, db_labels, single):
     """Outer iteration `it`: epochs over a seeded database sample, then the DCC step of every
-    head (V updated in place). Returns the log record's training fields."""
+    head (V updated in place). Returns the log record's training fields.
+
+    Under torchrun every process draws the same sample and the same batches (augmentation
+    included) and trains on its share of each batch; U is summed over the processes (each
+    filled its own rows), so DCC sees the whole sample's outputs."""
     n, m, lengths = len(db_labels), min(args.num_samples, len(db_labels)), [v.shape[1] for v in V]
     sample = np.random.default_rng([args.seed, c0, it]).permutation(n)[:m]  # m database items
     index = torch.as_tensor(sample, device=db_labels.device)
@@ -253,22 +257,30 @@ def train_one_iteration(args, c0, it, model, opt, losses, V, db, db_labels, sing
     for epoch in range(args.epochs):
         last = epoch == args.epochs - 1
         for pos, x in db.batches(sample, args.batch_size, generator):  # fixed order, no shuffling
-            pos = pos.to(db_labels.device)
+            mine = distributed.shard(len(pos))  # this process's share of the batch (all of it in one process)
+            # each process's loss is a mean over its share: weighted so that DDP's average of the
+            # gradients over processes is the gradient of the mean over the whole batch
+            weight = distributed.world_size() * len(pos[mine]) / len(pos)
+            pos, x = pos[mine].to(db_labels.device), x[mine]
             outputs = model(x.contiguous(memory_format=torch.channels_last))  # one B x c_k per head
             SV, S2 = soft_products(sample_labels[pos], db_labels, stacked, column_sums, r, lengths, single)
             parts = [loss(u, v, index[pos], g, sv, S2) for loss, u, v, g, sv in zip(losses, outputs, V, grams, SV)]
-            loss = sum(w * p for w, p in zip(args.head_weights, parts))
+            loss = weight * sum(w * p for w, p in zip(args.head_weights, parts))
             if not torch.isfinite(loss):
                 raise UserError(f"the loss became {loss.item()} at iteration {it}; lower --lr (now "
                                 f"{opt.param_groups[0]['lr']:g}) or --gamma")
             if last:  # U holds the outputs of the last epoch, taken before each step
                 for u_all, u in zip(U, outputs):
                     u_all[pos] = u.detach()
-                head_loss += [p.item() for p in parts]
+                head_loss += [weight * p.item() for p in parts]
                 batches += 1
             opt.zero_grad()
             loss.backward()
             opt.step()
+    for u in U:
+        distributed.sum_(u)
+    head_loss = distributed.sum_(torch.as_tensor(head_loss, device=db_labels.device)).cpu().numpy()
+    head_loss /= distributed.world_size()
     lr = opt.param_groups[0]["lr"]
     if it in args.lr_steps:
         for group in opt.param_groups:
@@ -276,6 +288,8 @@ def train_one_iteration(args, c0, it, model, opt, losses, V, db, db_labels, sing
     zeros = [0] * len(V)
     if it >= args.v_hold:  # held codes are fixed targets while the network learns to tell classes apart
         zeros = [dcc_update(v, u, index, sample_labels, db_labels, r, args.gamma, single) for v, u in zip(V, U)]
+        for v in V:  # every process computed the same V; rank 0's is made everyone's against float drift
+            distributed.broadcast_(v)
     # the whole ADSH objective of every head after the V step (the original's calc_loss); one
     # pass over the sample's similarities gives every head's S V (m x c_k) and sum S^2
     SV, S2 = soft_products(sample_labels, db_labels, *stack_codes(V), r, lengths, single)
@@ -297,6 +311,11 @@ def train_length(args, data, c0, device, out_dir):
     single = bool((db_labels.sum(1) == 1).all())  # one label per item: similarity products factorise
     V = initial_codes(args, db_labels, lengths, args.seed * 1_000_003 + c0 * 10_007)
     losses = [ADSHLoss(args.gamma) for _ in lengths]
+    m = min(args.num_samples, len(db_labels))
+    smallest = m % args.batch_size or min(args.batch_size, m)  # the last batch of an epoch
+    if smallest < distributed.world_size():
+        raise UserError(f"a batch of {smallest} items cannot be shared by {distributed.world_size()} processes; "
+                        "choose --num-samples and --batch-size so that every batch has one item per process")
     start, seconds, result = 0, 0.0, None
     ckpt_path = os.path.join(out_dir, "checkpoint.pt")
     if os.path.exists(ckpt_path):
@@ -306,13 +325,17 @@ def train_length(args, data, c0, device, out_dir):
             opt.load_state_dict(ckpt["optimizer"])
             V = [v.to(device) for v in ckpt["V"]]
             start, seconds = ckpt["iteration"] + 1, ckpt["seconds"]
+    net = distributed.wrap(model)  # under torchrun: DDP (gradients averaged over processes)
+    main_process = distributed.is_main()  # only rank 0 evaluates and writes
     log = JsonLog(os.path.join(out_dir, "log.jsonl"))
     bar = tqdm(range(start, args.max_iter), desc=f"{c0} bits", initial=start, total=args.max_iter,
-               disable=None, file=sys.stderr)
+               disable=None if main_process else True, file=sys.stderr)
     for it in bar:
         tic = time.time()
-        record = train_one_iteration(args, c0, it, model, opt, losses, V, db, db_labels, single)
+        record = train_one_iteration(args, c0, it, net, opt, losses, V, db, db_labels, single)
         seconds += time.time() - tic
+        if not main_process:
+            continue
         record["seconds"] = round(seconds, 2)
         if (it + 1) % args.eval_every == 0 or it == args.max_iter - 1:
             result = evaluate(model, queries, V, data, args.batch_size)
@@ -322,6 +345,8 @@ def train_length(args, data, c0, device, out_dir):
         save_checkpoint(ckpt_path, {"bits": c0, "iteration": it, "seconds": seconds, "model": model.state_dict(),
                                     "optimizer": opt.state_dict(), "V": [v.cpu() for v in V],
                                     "args": arguments(args)})
+    if not main_process:
+        return None
     if result is None:  # resumed after the last iteration had finished
         result = evaluate(model, queries, V, data, args.batch_size)
     first = np.arange(min(retrieval.QUERIES, len(queries)))
@@ -337,6 +362,15 @@ def arguments(args):
 
 
 def main(args):
+    """Train every --bits length; under torchrun (see README "Several GPUs") one of its processes."""
+    device = distributed.setup(args.gpu)
+    try:
+        return _main(args, device)
+    finally:
+        distributed.cleanup()
+
+
+def _main(args, device):
     if args.resume:
         saved = read_json(os.path.join(args.resume, "run.json"), "run record")
         folder, paper = args.resume, args.paper
@@ -347,32 +381,47 @@ def main(args):
     else:
         args = resolve(args)
         args.command = command_line()  # the command that can start this run again, kept across resumes
-        args.output_dir = args.output_dir or default_output_dir(args.script)
-        os.makedirs(args.output_dir, exist_ok=True)
-        write_json(os.path.join(args.output_dir, "run.json"), {**arguments(args), "command": args.command})
-    device = choose_device(args.gpu)
+        # one folder for all processes: rank 0's (its default name holds the time)
+        args.output_dir = distributed.broadcast_object(args.output_dir or default_output_dir(args.script))
+        if distributed.is_main():
+            os.makedirs(args.output_dir, exist_ok=True)
+            write_json(os.path.join(args.output_dir, "run.json"), {**arguments(args), "command": args.command})
+    device = device or choose_device(args.gpu)
+    main_process = distributed.is_main()
+    if not main_process:  # rank 0 draws and saves the split first, the others read it
+        distributed.barrier()
     data = load_data(args.dataset, args.data_root, args.image_root, args.path_prefix, args.protocol, args.seed,
                      split_file=os.path.join(args.output_dir, "split.json"), download=args.download,
                      missing=args.missing_images)
+    if main_process:
+        distributed.barrier()
     method = f"MAH-{args.arch}"
-    print(f"{method} on {data.info.name} ({len(data.query.labels)} queries, {len(data.database.labels)} database), "
-          f"preset {args.preset}, backbone {args.backbone}, device {device_name(device)}, commit {git_commit()}")
+    if main_process:
+        print(f"{method} on {data.info.name} ({len(data.query.labels)} queries, {len(data.database.labels)} database), "
+              f"preset {args.preset}, backbone {args.backbone}, device {device_name(device)}, commit {git_commit()}"
+              + (f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
     rows = []
     for c0 in args.bits:
         path = os.path.join(args.output_dir, "results", f"{data.info.name}_{method}_{c0}bits.json")
         if os.path.exists(path):  # finished before the run was resumed
             rows.append(read_json(path, "results file"))
             continue
-        result, shown, seconds, lengths, weights = train_length(args, data, c0, device, args.output_dir)
+        trained = train_length(args, data, c0, device, args.output_dir)
+        if not main_process:
+            continue
+        result, shown, seconds, lengths, weights = trained
         record = {"dataset": data.info.name, "method": method, "bits": c0, "aux_bits": list(lengths[1:]),
                   "database_order": "seeded random", "weights": weights,
                   "preset": args.preset, "backbone": args.backbone, "seed": args.seed, "metrics": result,
                   "seconds": round(seconds, 1), "device": device_name(device), "git_commit": git_commit(),
-                  "command": args.command or command_line(), "args": arguments(args), "retrieval": shown}
+                  "command": args.command or command_line(), "args": arguments(args), "retrieval": shown,
+                  "world_size": distributed.world_size()}
         if args.resume:
             record["resumed_by"] = command_line()
         write_json(path, record)
         rows.append(record)
+    if not main_process:
+        return rows
     print(f"\n{'bits':>4} {'tie-aware MAP':>13} {'MAP (index ties)':>16} {'mAP@5000':>8} {'P@5000':>7} "
           f"{'minutes':>7}")
     for row in rows:

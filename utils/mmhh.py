@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils import metrics
+from utils import distributed, metrics
 from utils.atomic import atomic_write
 from utils.batches import Feeder, label_matrix
 from utils.data import load_data
@@ -423,6 +423,9 @@ def train_one_step(args, t, model, opt, memory, x, L1, index, margins, similar_w
 
 
 def train_main(args):
+    if distributed.launched():
+        raise UserError("train_mmhh.py runs as one process for now (only the MAH scripts run under torchrun); "
+                        "start it with python, not torchrun")
     args = resolve(args)
     run_dir = os.path.join(args.log_dir, f"{args.annotation}_{args.s_dataset}_{args.t_dataset}")
     ckpt_path, log_path = os.path.join(run_dir, "checkpoint.pt"), os.path.join(run_dir, "log.jsonl")

@@ -19,6 +19,10 @@ def choose_device(gpu):
     """--gpu '1' -> cuda:1; 'cpu', or no CUDA at all -> the CPU (with a notice)."""
     if str(gpu).lower() == "cpu":
         return torch.device("cpu")
+    if "," in str(gpu):  # the original's DataParallel spelling
+        n = len(str(gpu).split(","))
+        raise UserError(f"--gpu {gpu}: one process drives one GPU; for {n} GPUs run `torchrun --nproc_per_node {n} "
+                        f"{os.path.basename(sys.argv[0])} ...` (README \"Several GPUs\")")
     if not str(gpu).isdigit():
         raise UserError(f"--gpu must be a CUDA device number or 'cpu', got {gpu!r}")
     if not torch.cuda.is_available():

@@ -1,0 +1,105 @@
+"""The MAH scripts under torchrun (two processes on the CPU, gloo) against one process.
+
+Each test starts real processes (`python -m torch.distributed.run --standalone`), on the
+embedded digits with the smoke preset, so they take a few seconds each.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NO_BATCHNORM = os.path.join(REPO, "tests", "scripts", "mah_no_batchnorm.py")
+SMOKE = ["--preset", "smoke", "--gpu", "cpu", "--workers", "0", "--max-iter", "3", "--eval-every", "3",
+         "--epochs", "2"]
+
+
+def start(script, *argv, processes=1, env=None, timeout=240):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                str(processes)] if processes > 1 else [sys.executable]
+    return subprocess.run([*launcher, script, *map(str, argv)], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def finished(out):
+    """V of every head, the results record and the log records of a finished run folder."""
+    V = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)["V"]
+    with open(os.path.join(out, "results", "digits_MAH-cascade_4bits.json")) as f:
+        result = json.load(f)
+    with open(os.path.join(out, "log.jsonl")) as f:
+        log = [json.loads(line) for line in f]
+    return V, result, log
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("two")
+    run = start(NO_BATCHNORM, *SMOKE, "--output-dir", out, processes=2)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return out
+
+
+def test_two_processes_learn_the_same_codes_as_one(tmp_path, two_processes):
+    # Same sample, batches and augmentation in both; each process trains on half of each
+    # batch and DDP averages the gradients. Catches a share left out of U (DCC would see
+    # zeros), a loss not weighted by the share, gradients not averaged, a V not shared.
+    one = start(NO_BATCHNORM, *SMOKE, "--output-dir", tmp_path)
+    assert one.returncode == 0, one.stderr[-2000:]
+    V1, result1, log1 = finished(tmp_path)
+    V2, result2, log2 = finished(two_processes)
+    for a, b in zip(V1, V2):
+        assert torch.equal(a, b)  # signs: the float differences below flip none of them here
+    assert result2["metrics"]["map_tie_aware"] == result1["metrics"]["map_tie_aware"]
+    assert result2["metrics"]["map"] == result1["metrics"]["map"]
+    assert (result1["world_size"], result2["world_size"]) == (1, 2)
+    # the same losses up to float summation order (the gradient of a half-batch sum plus
+    # DDP's average, against one sum over the batch): observed within 1e-6 relative
+    assert len(log2) == len(log1) == 3  # rank 0 alone writes the log
+    for a, b in zip(log1, log2):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+
+
+def test_a_run_killed_under_torchrun_fails_then_resumes_to_the_same_codes(tmp_path, two_processes):
+    # Rank 0 dies after its checkpoint of iteration 1; rank 1, waiting at the next
+    # collective, must not hang: torchrun ends it and the run exits non-zero. The resumed
+    # run (same world size) must end where the uninterrupted one did.
+    killed = start(NO_BATCHNORM, *SMOKE, "--output-dir", tmp_path, processes=2, env={"DIE_AFTER_ITERATION": "1"})
+    assert killed.returncode != 0
+    assert not os.path.exists(os.path.join(tmp_path, "results"))
+    resumed = start(NO_BATCHNORM, "--resume", tmp_path, processes=2)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    V, result, log = finished(tmp_path)
+    V2, result2, _ = finished(two_processes)
+    for a, b in zip(V, V2):
+        assert torch.equal(a, b)
+    assert result["metrics"]["map_tie_aware"] == result2["metrics"]["map_tie_aware"]
+    assert [r["iteration"] for r in log] == [0, 1, 2]  # iteration 2 once: rank 0 alone wrote
+
+
+def test_a_script_runs_under_torchrun(tmp_path):
+    # The real entry script with its batch-normalised backbone: one results file, from rank 0.
+    run = start(os.path.join(REPO, "flat_CIFAR-10.py"), "--dataset", "digits", "--bits", 4, *SMOKE, "--output-dir", tmp_path,
+                processes=2)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert os.listdir(os.path.join(tmp_path, "results")) == ["digits_MAH-flat_4bits.json"]
+    with open(os.path.join(tmp_path, "results", "digits_MAH-flat_4bits.json")) as f:
+        assert json.load(f)["world_size"] == 2
+    assert run.stdout.count("tie-aware MAP") == 1  # one summary, not one per process
+
+
+def test_gpu_list_gets_the_torchrun_command():
+    # The original's --gpu 0,1 (DataParallel): one line that names the torchrun command.
+    run = start(os.path.join(REPO, "cascade_CIFAR-10.py"), "--gpu", "0,1", "--dataset", "digits")
+    assert run.returncode != 0
+    assert "torchrun --nproc_per_node 2 cascade_CIFAR-10.py" in run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_train_mmhh_refuses_torchrun(tmp_path):
+    # Not distributed yet: two processes would train twice and write the same files.
+    run = start(os.path.join(REPO, "train_mmhh.py"), "--s_dataset", "digits", "--log_dir", tmp_path, processes=2)
+    assert run.returncode != 0
+    assert "runs as one process" in run.stderr

@@ -1,0 +1,103 @@
+"""Several processes under torchrun (torch.distributed): the process group, each process's
+share of a batch, and the few collectives the training loops need.
+
+Without torchrun (WORLD_SIZE unset or 1) there is no process group and every function is
+the single-process identity, so the loops read the same either way. Backend: NCCL when
+the processes use GPUs, gloo on CPUs. Rank 0 is the one that writes files.
+"""
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+# How long a process waits for the others at a collective before the run fails; rank 0
+# evaluates alone while the others wait at the next step, so this covers an evaluation.
+TIMEOUT = datetime.timedelta(minutes=30)
+
+
+def launched():
+    """Started by torchrun with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def setup(gpu):
+    """Join torchrun's process group; returns this process's device (None without torchrun).
+
+    gpu: the scripts' --gpu: 'cpu' keeps every process on the CPU (gloo); otherwise each
+    process takes the GPU of its LOCAL_RANK (NCCL) when CUDA is there.
+    """
+    if not launched():
+        return None
+    cuda = str(gpu).lower() != "cpu" and torch.cuda.is_available()
+    if cuda:
+        local = int(os.environ["LOCAL_RANK"])
+        torch.cuda.set_device(local)
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
+    return torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+
+
+def cleanup():
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank():
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size():
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main():
+    return rank() == 0
+
+
+def shard(n):
+    """This process's positions among n batch items: every world_size-th, from its rank."""
+    return slice(rank(), n, world_size())
+
+
+def sum_(tensor):
+    """Sum over processes, in place; returns the tensor."""
+    if dist.is_initialized():
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def broadcast_(tensor):
+    """Rank 0's values everywhere, in place; returns the tensor."""
+    if dist.is_initialized():
+        dist.broadcast(tensor, 0)
+    return tensor
+
+
+def broadcast_object(obj):
+    """Rank 0's (picklable) object in every process."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, 0)
+    return box[0]
+
+
+def barrier():
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def wrap(model):
+    """The model as DDP trains it (gradients averaged over processes); the model itself in one process.
+
+    On GPUs batch norm becomes SyncBatchNorm (statistics of the whole batch, as in one
+    process); gloo has no SyncBatchNorm, so on CPUs each process normalises its share.
+    """
+    if not dist.is_initialized():
+        return model
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return DistributedDataParallel(model, device_ids=[device.index])
+    return DistributedDataParallel(model)
