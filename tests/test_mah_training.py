@@ -403,3 +403,39 @@ def test_a_run_killed_in_its_second_length_resumes_to_the_same_results(tmp_path,
         assert a["metrics"] == b["metrics"], bits
     va, vb = (torch.load(run / "checkpoint.pt", weights_only=True)["V"] for run in (whole, cut))
     assert all(torch.equal(x, y) for x, y in zip(va, vb))
+
+
+@pytest.mark.parametrize("lists", [False, True])
+def test_shares_of_a_batch_are_the_batch_split(tmp_path, lists):
+    """Under torchrun each process asks the feeder for its share of every batch (every second
+    item, from its rank): the shares must be exactly the whole batch's items, positions and
+    augmented images, split; for list files only the share's images are read. Catches shares
+    drawn with their own random draws (a process would see other crops than one process)."""
+    data = load_data("nuswide21", str(noise_lists(tmp_path))) if lists else load_data("digits")
+    feeder = Feeder(data, "database", torch.device("cpu"), True, resize=32, crop=28, augment=True, workers=0)
+    order = np.arange(11)[::-1].copy()
+
+    def batches(share=None):
+        return list(feeder.batches(order, 4, torch.Generator().manual_seed(5), share=share))
+
+    read = []
+    if lists:
+        files = feeder.files
+
+        class Counting(torch.utils.data.Dataset):
+            def __len__(self):
+                return len(files)
+
+            def __getitem__(self, i):
+                read.append(i)
+                return files[i]
+
+        feeder.files = Counting()
+    whole = batches()
+    shares = [batches(slice(rank, 4, 2)) for rank in (0, 1)]
+    assert [len(p) for p, _ in whole] == [4, 4, 3]
+    if lists:  # 11 for the whole batches, then 6 and 5 for the two shares
+        assert len(read) == 22 and sorted(read[11:17]) == sorted(order[[0, 2, 4, 6, 8, 10]].tolist())
+    for (pos, x), (pos0, x0), (pos1, x1) in zip(whole, *shares):
+        assert torch.equal(pos[0::2], pos0) and torch.equal(pos[1::2], pos1)
+        assert torch.equal(x[0::2], x0) and torch.equal(x[1::2], x1)

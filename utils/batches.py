@@ -36,27 +36,31 @@ class Feeder:
     def __len__(self):
         return len(self.part.labels)
 
-    def batches(self, order, batch_size, generator=None):
+    def batches(self, order, batch_size, generator=None, share=None):
         """(positions into `order`, B x 3 x S x S images of part items order[positions]).
 
         generator: a seeded CPU torch.Generator that every random transform draws from
-        (for list files it seeds the DataLoader workers), so batches can be re-derived."""
+        (for list files it seeds the DataLoader workers), so batches can be re-derived.
+        share: a slice of every batch (utils.distributed.shard): only those items are
+        returned, and list-file images only of those are read; the random draws are the
+        whole batch's, so every share sees what one process would."""
+        share = slice(None) if share is None else share
         if self.arrays is not None:
             for start in range(0, len(order), batch_size):
                 pos = torch.arange(start, min(start + batch_size, len(order)))
                 rows = torch.as_tensor(self.part.index[order[start:start + batch_size]])
-                yield pos, self.arrays.batch(rows, train=self.train, generator=generator)
+                yield pos[share], self.arrays.batch(rows, train=self.train, generator=generator)[share]
             return
         # one seed per pass, from the generator: item k's crop is drawn from seed + k, whatever the
         # number of workers (with none, torchvision would draw from the global generator)
         seed = None if generator is None else int(torch.randint(0, 2 ** 62, (1,), generator=generator))
         subset = SeededItems(self.files, [int(i) for i in order], seed)
-        loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=self.workers,
+        groups = [list(range(start, min(start + batch_size, len(order))))[share]
+                  for start in range(0, len(order), batch_size)]
+        loader = torch.utils.data.DataLoader(subset, batch_sampler=groups, num_workers=self.workers,
                                              generator=generator)
-        start = 0
-        for x, _ in loader:
-            yield torch.arange(start, start + len(x)), x.to(self.device, non_blocking=True)
-            start += len(x)
+        for positions, (x, _) in zip(groups, loader):
+            yield torch.tensor(positions), x.to(self.device, non_blocking=True)
 
 
 def label_matrix(labels, classes, device):

@@ -256,12 +256,13 @@ def train_one_iteration(args, c0, it, model, opt, losses, V, db, db_labels, sing
     batches = 0
     for epoch in range(args.epochs):
         last = epoch == args.epochs - 1
-        for pos, x in db.batches(sample, args.batch_size, generator):  # fixed order, no shuffling
-            mine = distributed.shard(len(pos))  # this process's share of the batch (all of it in one process)
+        # fixed order, no shuffling; each process gets its share of every batch (all of it in one process)
+        for pos, x in db.batches(sample, args.batch_size, generator, share=distributed.shard(args.batch_size)):
             # each process's loss is a mean over its share: weighted so that DDP's average of the
             # gradients over processes is the gradient of the mean over the whole batch
-            weight = distributed.world_size() * len(pos[mine]) / len(pos)
-            pos, x = pos[mine].to(db_labels.device), x[mine]
+            start = int(pos[0]) // args.batch_size * args.batch_size
+            weight = distributed.world_size() * len(pos) / min(args.batch_size, m - start)
+            pos = pos.to(db_labels.device)
             outputs = model(x.contiguous(memory_format=torch.channels_last))  # one B x c_k per head
             SV, S2 = soft_products(sample_labels[pos], db_labels, stacked, column_sums, r, lengths, single)
             parts = [loss(u, v, index[pos], g, sv, S2) for loss, u, v, g, sv in zip(losses, outputs, V, grams, SV)]
