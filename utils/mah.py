@@ -70,7 +70,8 @@ def get_args_parser():
     p.add_argument("--gamma", type=float, help="quantization weight gamma of the ADSH loss (default: the script's)")
     p.add_argument("--max-iter", type=int, help="outer iterations (default: the script's, or the preset's)")
     p.add_argument("--epochs", type=int, help="passes over the sample per outer iteration (default: the script's)")
-    p.add_argument("--batch-size", type=int, help="images per batch (default: the script's)")
+    p.add_argument("--batch-size", type=int, help="images per batch, all processes together under torchrun "
+                                                  "(default: the script's)")
     p.add_argument("--num-samples", type=int, help="database items sampled per outer iteration (default: the "
                                                    "script's)")
     p.add_argument("--eval-every", type=int, help="evaluate every this many outer iterations and at the end "
@@ -110,7 +111,8 @@ def get_args_parser():
                                                       "(default: dpsh, as MAH)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and initialisation (default: 0)")
     p.add_argument("--gpu", default="0", help="CUDA device number, or 'cpu' (default: 0; the CPU when there is no "
-                                              "CUDA)")
+                                              "CUDA; under torchrun each process takes the GPU of its local rank, "
+                                              "or the CPU with 'cpu')")
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers for list-file data (default: 4)")
     p.add_argument("--output-dir", help="run folder (default: runs/<script>/<timestamp>)")
     p.add_argument("--resume", help="continue the killed run in this folder, with its own arguments (default: none, a "
