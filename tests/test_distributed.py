@@ -56,7 +56,7 @@ def test_two_processes_learn_the_same_codes_as_one(tmp_path, two_processes):
     assert result2["metrics"]["map"] == result1["metrics"]["map"]
     assert (result1["world_size"], result2["world_size"]) == (1, 2)
     # the same losses up to float summation order (the gradient of a half-batch sum plus
-    # DDP's average, against one sum over the batch): observed within 1e-6 relative
+    # DDP's average, against one sum over the batch): observed within 2e-6 relative
     assert len(log2) == len(log1) == 3  # rank 0 alone writes the log
     for a, b in zip(log1, log2):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
