@@ -44,8 +44,9 @@ def two_processes(tmp_path_factory):
 
 def test_two_processes_learn_the_same_codes_as_one(tmp_path, two_processes):
     # Same sample, batches and augmentation in both; each process trains on half of each
-    # batch and DDP averages the gradients. Catches a share left out of U (DCC would see
-    # zeros), a loss not weighted by the share, gradients not averaged, a V not shared.
+    # batch and DDP averages the gradients; the queries are encoded in shares and gathered.
+    # Catches a share left out of U (DCC would see zeros), a loss not weighted by the share,
+    # gradients not averaged, a V not shared, gathered query codes out of order.
     one = start(NO_BATCHNORM, *SMOKE, "--output-dir", tmp_path)
     assert one.returncode == 0, one.stderr[-2000:]
     V1, result1, log1 = finished(tmp_path)

@@ -83,6 +83,19 @@ def broadcast_object(obj):
     return box[0]
 
 
+def gather_rows(x, n):
+    """All n rows of which this process holds its share (rows rank, rank + world_size, ...; see
+    shard), in order, in every process."""
+    if not dist.is_initialized():
+        return x
+    w = world_size()
+    padded = x.new_zeros((-(-n // w), *x.shape[1:]))  # every share padded to the longest
+    padded[:len(x)] = x
+    parts = [torch.empty_like(padded) for _ in range(w)]
+    dist.all_gather(parts, padded)
+    return torch.stack(parts, 1).flatten(0, 1)[:n]  # row i of process r is row i * w + r
+
+
 def barrier():
     if dist.is_initialized():
         dist.barrier()

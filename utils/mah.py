@@ -176,14 +176,17 @@ def aux_lengths(args, c0):
 
 
 @torch.no_grad()
-def encode(model, feeder, batch_size, order=None):
+def encode(model, feeder, batch_size, order=None, shared=False):
     """sign of every head's output (list of n x c_k), exact zeros mapped to +1, for the items
-    `order` of the feeder's part (default: all), in eval mode."""
+    `order` of the feeder's part (default: all), in eval mode. shared: every process encodes
+    its share of the items and all get every code (under torchrun; all must call)."""
     model.eval()
     order = np.arange(len(feeder)) if order is None else order
-    outputs = [model(x) for _, x in feeder.batches(order, batch_size)]
+    mine = order[distributed.shard(len(order))] if shared else order
+    outputs = [model(x) for _, x in feeder.batches(mine, batch_size)]
     model.train()
-    return [torch.where(torch.cat(head) >= 0, 1.0, -1.0) for head in zip(*outputs)]
+    codes = [torch.where(torch.cat(head) >= 0, 1.0, -1.0) for head in zip(*outputs)]
+    return [distributed.gather_rows(c, len(order)) for c in codes] if shared else codes
 
 
 def retrieval_metrics(q, V, ql, dl):
@@ -198,8 +201,12 @@ def retrieval_metrics(q, V, ql, dl):
 
 def evaluate(model, query_feeder, V, data, batch_size):
     """Metrics of the target head (sign of head 0 against V[0]) and true precision@5000;
-    under "aux", each auxiliary head's signs against its own V, as the original logged them."""
-    codes = encode(model, query_feeder, batch_size)
+    under "aux", each auxiliary head's signs against its own V, as the original logged them.
+    Under torchrun every process encodes its share of the queries; rank 0 alone computes the
+    metrics (None elsewhere)."""
+    codes = encode(model, query_feeder, batch_size, shared=True)
+    if not distributed.is_main():
+        return None
     ql, dl = data.query.labels, data.database.labels
     result = retrieval_metrics(codes[0], V[0], ql, dl)
     result["precision_at_5000"] = metrics.precision_at_k(codes[0], V[0], ql, dl, 5000)
@@ -337,21 +344,20 @@ def train_length(args, data, c0, device, out_dir):
         tic = time.time()
         record = train_one_iteration(args, c0, it, net, opt, losses, V, db, db_labels, single)
         seconds += time.time() - tic
+        if (it + 1) % args.eval_every == 0 or it == args.max_iter - 1:
+            result = record["metrics"] = evaluate(model, queries, V, data, args.batch_size)
         if not main_process:
             continue
         record["seconds"] = round(seconds, 2)
-        if (it + 1) % args.eval_every == 0 or it == args.max_iter - 1:
-            result = evaluate(model, queries, V, data, args.batch_size)
-            record["metrics"] = result
         log.write(**record)
         bar.set_postfix(loss=f"{float(np.dot(args.head_weights, record['loss'])):.4f}")
         save_checkpoint(ckpt_path, {"bits": c0, "iteration": it, "seconds": seconds, "model": model.state_dict(),
                                     "optimizer": opt.state_dict(), "V": [v.cpu() for v in V],
                                     "args": arguments(args)})
+    if start >= args.max_iter:  # resumed after the last iteration had finished
+        result = evaluate(model, queries, V, data, args.batch_size)
     if not main_process:
         return None
-    if result is None:  # resumed after the last iteration had finished
-        result = evaluate(model, queries, V, data, args.batch_size)
     first = np.arange(min(retrieval.QUERIES, len(queries)))
     shown = retrieval.examples(encode(model, queries, args.batch_size, first)[0], V[0], data.query.labels[first],
                                data.database.labels, retrieval.item_names(data, "query", args.data_root),
