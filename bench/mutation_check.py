@@ -28,6 +28,7 @@ MAH_TESTS = ["tests/test_mah_training.py", "tests/test_mah.py", "tests/test_lear
 MMHH_TESTS = ["tests/test_mmhh_training.py", "tests/test_mmhh.py", "tests/test_learning.py"]
 METRIC_TESTS = ["tests/test_metrics.py"]
 RUN_TESTS = ["tests/test_runs.py"]
+DIST_TESTS = ["tests/test_distributed.py"]
 
 # (id, what the bug is, file, text, replacement, tests that must kill it)
 MUTATIONS = [
@@ -45,7 +46,8 @@ MUTATIONS = [
     ("M06", "quantization term of the ADSH loss unweighted", "utils/adsh.py",
      "(pair + self.gamma * quant)", "(pair + quant)", MAH_TESTS),
     ("M07", "head weights ignored in the summed loss", "utils/mah.py",
-     "loss = sum(w * p for w, p in zip(args.head_weights, parts))", "loss = sum(parts)", MAH_TESTS),
+     "loss = weight * sum(w * p for w, p in zip(args.head_weights, parts))", "loss = weight * sum(parts)",
+     MAH_TESTS),
     ("M08", "U keeps zeros instead of the last epoch's outputs", "utils/mah.py",
      "u_all[pos] = u.detach()", "u_all[pos] = 0 * u.detach()", MAH_TESTS),
     ("M09", "U from the first epoch instead of the last", "utils/mah.py",
@@ -133,13 +135,14 @@ MUTATIONS = [
     ("N17", "the schedule never applied in training", "utils/mmhh.py",
      "    set_learning_rate(opt, lr)\n", "", MMHH_TESTS),
     ("N18", "HashNet's continuation scale never applied", "utils/mmhh.py",
-     "model.scale.fill_(continuation_scale(t))", "model.scale.fill_(1.0)", MMHH_TESTS),
+     "unwrap(model).scale.fill_(continuation_scale(t))", "unwrap(model).scale.fill_(1.0)", MMHH_TESTS),
     ("N19", "continuation scale one step late", "utils/mmhh.py",
      "200 * ((t + 1) // 200)", "200 * (t // 200)", MMHH_TESTS),
     ("N20", "Nesterov dropped from MMHH's SGD", "utils/optim.py",
      "momentum=0.9, nesterov=True", "momentum=0.9, nesterov=False", MMHH_TESTS),
     ("N21", "quantization loss dropped from the training loss", "utils/mmhh.py",
-     "loss = pair + args.loss_lambda * quant", "loss = pair", MMHH_TESTS),
+     "loss = pair_weight * pair + args.loss_lambda * quant_weight * quant", "loss = pair_weight * pair",
+     MMHH_TESTS),
     ("N22", "the same batch order every epoch", "utils/mmhh.py",
      "default_rng([args.seed, epoch])", "default_rng([args.seed])", MMHH_TESTS),
     # MMHH: memory bank
@@ -153,9 +156,10 @@ MUTATIONS = [
     ("N26", "memory momentum linear instead of sqrt", "utils/memory.py",
      "(1 - beta0) * math.sqrt(t / total)", "(1 - beta0) * (t / total)", MMHH_TESTS),
     ("N27", "memory rows updated at batch positions instead of item indices", "utils/mmhh.py",
-     "memory.update(t, index, h)", "memory.update(t, pos.to(device), h)", MMHH_TESTS),
+     "memory.update(t, distributed.gather_batch(index), h_all)",
+     "memory.update(t, torch.arange(len(h_all), device=h.device), h_all)", MMHH_TESTS),
     ("N28", "memory update dropped", "utils/mmhh.py",
-     "memory.update(t, index, h)", "pass", MMHH_TESTS),
+     "memory.update(t, distributed.gather_batch(index), h_all)", "pass", MMHH_TESTS),
     ("N29", "memory not restored on resume", "utils/mmhh.py",
      'memory.codes = ckpt["memory"].to(device)', "pass", MMHH_TESTS),
     ("N30", "MODEL-initialised memory taken from random codes", "utils/mmhh.py",
@@ -219,6 +223,17 @@ MUTATIONS = [
      "for d in range(b + 1, 0, -1):", "for d in range(1, b + 2):", METRIC_TESTS),
     ("X09", "duplicate queries mapped to the wrong distinct query", "utils/metrics.py",
      "self.inverse = inverse.reshape(-1)", "self.inverse = inverse.reshape(-1)[::-1].copy()", METRIC_TESTS),
+    # several processes (torchrun)
+    ("D01", "MAH: U not summed over the processes", "utils/mah.py",
+     "    for u in U:\n        distributed.sum_(u)\n", "", DIST_TESTS),
+    ("D02", "MAH: each process's loss not weighted by its share", "utils/mah.py",
+     "weight = distributed.world_size() * len(pos) / min(args.batch_size, m - start)", "weight = 1.0", DIST_TESTS),
+    ("D03", "MMHH: the pair loss against the process's share only", "utils/mmhh.py",
+     "h_all, L1_all = distributed.gather_batch(h), distributed.gather_batch(L1)", "h_all, L1_all = h, L1",
+     DIST_TESTS),
+    ("D04", "gathered shares out of order", "utils/distributed.py",
+     "return torch.stack(parts, 1).flatten(0, 1)[:n]", "return torch.stack(parts, 0).flatten(0, 1)[:n]",
+     DIST_TESTS),
     # atomic writes
     ("R01", "results written in place instead of through a temporary file", "utils/atomic.py",
      'tmp = f"{path}.{os.getpid()}.tmp"', "tmp = path", RUN_TESTS),

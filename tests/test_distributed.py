@@ -99,8 +99,48 @@ def test_gpu_list_gets_the_torchrun_command():
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
 
 
-def test_train_mmhh_refuses_torchrun(tmp_path):
-    # Not distributed yet: two processes would train twice and write the same files.
-    run = start(os.path.join(REPO, "train_mmhh.py"), "--s_dataset", "digits", "--log_dir", tmp_path, processes=2)
-    assert run.returncode != 0
-    assert "runs as one process" in run.stderr
+MMHH_NO_BATCHNORM = os.path.join(REPO, "tests", "scripts", "mmhh_no_batchnorm.py")
+
+
+def mmhh_log(folder):
+    [run] = os.listdir(folder)
+    with open(os.path.join(folder, run, "log.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize("setting", [
+    ["--distance_type", "MMHH", "--batch_type", "BatchInitMem", "--batch_params", "3"],
+    ["--distance_type", "Hamming", "--similar_weight_type", "auto"]], ids=["mmhh-memory", "hashnet-auto"])
+def test_mmhh_two_processes_have_the_losses_of_one(tmp_path, setting):
+    # Each process computes its half of the batch's rows against the whole batch (gathered,
+    # gradients sent back) or against the memory bank, which sees every process's rows.
+    # Catches a pair loss against the share only, an unweighted share, a similar weight or a
+    # HashNet normaliser of the share, a memory updated with one process's rows.
+    argv = ["--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--workers", "0", "--num_iters", 6,
+            "--log_every", 1, *setting]
+    logs, maps = [], []
+    for processes in (1, 2):
+        out = tmp_path / str(processes)
+        run = start(MMHH_NO_BATCHNORM, *argv, "--log_dir", out / "log", "--snap_path", out / "snap",
+                    "--test_output_dir", out / "test", processes=processes)
+        assert run.returncode == 0, run.stderr[-2000:]
+        logs.append(mmhh_log(out / "log"))
+        maps.append(run.stdout.split("MAP@TopK (full ranking):")[1].split()[0])
+    assert [r["iteration"] for r in logs[1]] == [r["iteration"] for r in logs[0]] == [1, 2, 3, 4, 5, 6]
+    for one, two in zip(*logs):  # float summation order only: observed within 1e-6 relative
+        for key in ("pair_loss", "quantization_loss", "loss", "similar_weight"):
+            assert two[key] == pytest.approx(one[key], rel=1e-5)
+    assert maps[0] == maps[1]
+
+
+def test_train_mmhh_runs_under_torchrun(tmp_path):
+    # The real script: one results file, from rank 0, that records the world size.
+    run = start(os.path.join(REPO, "train_mmhh.py"), "--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu",
+                "--workers", "0", "--log_dir", tmp_path / "log", "--snap_path", tmp_path / "snap",
+                "--test_output_dir", tmp_path / "test", processes=2)
+    assert run.returncode == 0, run.stderr[-2000:]
+    [folder] = os.listdir(tmp_path / "log")
+    [name] = os.listdir(tmp_path / "log" / folder / "results")
+    with open(tmp_path / "log" / folder / "results" / name) as f:
+        assert json.load(f)["world_size"] == 2
+    assert len(mmhh_log(tmp_path / "log")) == 1  # smoke: 3 iterations, one log line, written once

@@ -96,6 +96,34 @@ def gather_rows(x, n):
     return torch.stack(parts, 1).flatten(0, 1)[:n]  # row i of process r is row i * w + r
 
 
+class _GatherShares(torch.autograd.Function):
+    """Equal shares -> the whole batch in order; the gradient of every process's loss
+    reaches the rows it came from (summed over processes)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        parts = [torch.empty_like(x) for _ in range(world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.stack(parts, 1).flatten(0, 1)  # row i of process r is row i * w + r
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad.view(-1, world_size(), *grad.shape[1:])[:, rank()]
+
+
+def gather_batch(x):
+    """The whole batch of which every process holds an equal share (see shard), in order,
+    differentiable: a loss on it sends its gradient back to each share's process."""
+    return _GatherShares.apply(x) if dist.is_initialized() else x
+
+
+def unwrap(model):
+    """The model inside DDP (the model itself outside)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def barrier():
     if dist.is_initialized():
         dist.barrier()

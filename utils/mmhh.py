@@ -395,57 +395,84 @@ def data_for(name, settings, run_dir):
 # ------------------------------------------------------------------------- training
 
 def train_one_step(args, t, model, opt, memory, x, L1, index, margins, similar_weight_default):
-    """Iteration t on the batch x (B images, labels L1: B x C, training-set rows index): the
+    """Iteration t on the batch x (b images, labels L1: b x C, training-set rows index): the
     schedules, the pair and quantization losses, one optimizer step, the memory update.
-    Returns the learning rate, the similar weight and [pair, quantization, total] losses."""
+    Returns the learning rate, the similar weight and [pair, quantization, total] losses.
+
+    Under torchrun x is this process's share of the batch: the batch's outputs and labels are
+    gathered (the second operand of the pair loss and the memory update see all of them), the
+    similar weight and the losses' normalisers are the whole batch's, and each process's loss
+    is weighted so that DDP's average of the gradients is the gradient of the whole loss."""
     lr = learning_rate(args.lr_schedule_type, t, args.lr, args.decay_step)
     set_learning_rate(opt, lr)
     if args.image_loss_type == "HashNet":
-        model.scale.fill_(continuation_scale(t))
-    h = model(x.contiguous(memory_format=torch.channels_last))  # B x K
-    H2, L2 = memory.operand(t, h, L1) if memory is not None else (h, L1)
-    S = similarity(L1, L2)  # B x B or B x N
-    w_s = similar_weight(args.similar_weight_type, S, similar_weight_default)
-    if args.distance_type == "MMHH":
+        distributed.unwrap(model).scale.fill_(continuation_scale(t))
+    h = model(x.contiguous(memory_format=torch.channels_last))  # b x K
+    h_all, L1_all = distributed.gather_batch(h), distributed.gather_batch(L1)  # B x K, B x C
+    H2, L2 = memory.operand(t, h_all, L1_all) if memory is not None else (h_all, L1_all)
+    S = similarity(L1, L2)  # b x B or b x N: this share's rows
+    S_all = S if S.shape[0] == len(L1_all) else similarity(L1_all, L2)  # the whole pair matrix
+    w_s = similar_weight(args.similar_weight_type, S_all, similar_weight_default)
+    processes = distributed.world_size()
+    if args.distance_type == "MMHH":  # a mean over the pairs
         pair = mmhh_loss(h, H2, S, args.gamma, margins, w_s)
-    else:
+        pair_weight = processes * S.numel() / S_all.numel()
+    else:  # normalised by the pairs' total weight
         pair = hashnet_loss(h, H2, S, args.sigmoid_param, w_s)
-    quant = quantization_loss(h)
-    loss = pair + args.loss_lambda * quant
+        pair_weight = processes * float(w_s * S.sum() + (S.numel() - S.sum())) / \
+            float(w_s * S_all.sum() + (S_all.numel() - S_all.sum()))
+    quant = quantization_loss(h)  # a mean over the rows
+    quant_weight = processes * len(h) / len(h_all)
+    loss = pair_weight * pair + args.loss_lambda * quant_weight * quant
     if not torch.isfinite(loss):
         raise UserError(f"the loss became {loss.item()} at iteration {t}; lower --lr (now {lr:g})")
     opt.zero_grad()
     loss.backward()
     opt.step()
     if memory is not None:
-        memory.update(t, index, h)
-    return lr, w_s, [pair.item(), quant.item(), loss.item()]
+        memory.update(t, distributed.gather_batch(index), h_all)
+    # the whole batch's losses: each process's weighted share, summed
+    parts = torch.stack([pair_weight * pair.detach(), quant_weight * quant.detach(), loss.detach()]) / processes
+    return lr, w_s, distributed.sum_(parts).tolist()
 
 
 def train_main(args):
-    if distributed.launched():
-        raise UserError("train_mmhh.py runs as one process for now (only the MAH scripts run under torchrun); "
-                        "start it with python, not torchrun")
+    device = distributed.setup(args.gpu_id)  # under torchrun (README "Several GPUs"); None in one process
+    try:
+        return _train_main(args, device)
+    finally:
+        distributed.cleanup()
+
+
+def _train_main(args, device):
     args = resolve(args)
+    main_process = distributed.is_main()  # only rank 0 writes, and tests at the end
     run_dir = os.path.join(args.log_dir, f"{args.annotation}_{args.s_dataset}_{args.t_dataset}")
     ckpt_path, log_path = os.path.join(run_dir, "checkpoint.pt"), os.path.join(run_dir, "log.jsonl")
-    os.makedirs(run_dir, exist_ok=True)
     if args.resume and not os.path.exists(ckpt_path):
         raise UserError(f"--resume: {run_dir} has no checkpoint.pt; run without --resume to start this run")
-    if not args.resume:  # the run folder of an annotation is reused: start it over
-        for path in (ckpt_path, log_path):
-            if os.path.exists(path):
-                os.remove(path)
-    device = choose_device(args.gpu_id)
+    if not main_process:  # rank 0 prepares the folder and saves the split first, the others read it
+        distributed.barrier()
+    else:
+        os.makedirs(run_dir, exist_ok=True)
+        if not args.resume:  # the run folder of an annotation is reused: start it over
+            for path in (ckpt_path, log_path):
+                if os.path.exists(path):
+                    os.remove(path)
+    device = device or choose_device(args.gpu_id)
     data = data_for(args.s_dataset, vars(args), run_dir)
+    if main_process:
+        distributed.barrier()
     target = target_settings(vars(args))
     same = get_dataset(args.t_dataset).name == data.info.name and \
         (target["data_root"], target["image_root"]) == (args.data_root, args.image_root)
     test_data = data if same else data_for(args.t_dataset, target, None)
     info = data.info
-    print(f"{args.distance_type} loss on {info.name} ({len(data.train.labels)} train, {len(data.query.labels)} "
+    if main_process:
+        print(f"{args.distance_type} loss on {info.name} ({len(data.train.labels)} train, {len(data.query.labels)} "
           f"queries, {len(data.database.labels)} database), {args.hash_bit} bits, preset {args.preset}, "
-          f"{args.image_network}, device {device_name(device)}, commit {git_commit()}")
+              f"{args.image_network}, device {device_name(device)}, commit {git_commit()}"
+              + (f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
 
     model = build_network(args.image_network, args.hash_bit, args.pretrained, args.weights, args.seed)
     if args.pre_model_path:
@@ -457,6 +484,9 @@ def train_main(args):
     n = len(train)
     B = min(args.batch_size, n)
     per_epoch = n // B  # full batches only: every pair matrix has the same size
+    if B % distributed.world_size():
+        raise UserError(f"--batch_size {B} cannot be shared equally by {distributed.world_size()} processes; "
+                        "make it a multiple of the number of processes")
     margins = parse_margin_params(args.margin_params)
 
     memory = None
@@ -476,10 +506,12 @@ def train_main(args):
         if memory is not None:
             memory.codes = ckpt["memory"].to(device)
         t, seconds = ckpt["iteration"], ckpt["seconds"]
-    write_json(os.path.join(run_dir, "run.json"), vars(args))
-    log, board = JsonLog(log_path), _tensorboard(args, run_dir)
-    bar = tqdm(total=args.num_iters, initial=t, desc=f"{args.distance_type} {args.hash_bit} bits", disable=None,
-               file=sys.stderr)
+    net = distributed.wrap(model)  # under torchrun: DDP (gradients averaged over processes)
+    if main_process:
+        write_json(os.path.join(run_dir, "run.json"), vars(args))
+    log, board = JsonLog(log_path), _tensorboard(args, run_dir) if main_process else None
+    bar = tqdm(total=args.num_iters, initial=t, desc=f"{args.distance_type} {args.hash_bit} bits",
+               disable=None if main_process else True, file=sys.stderr)
     sums, count = np.zeros(3), 0
     while t < args.num_iters:
         tic = time.time()
@@ -488,17 +520,17 @@ def train_main(args):
         generator = torch.Generator().manual_seed(args.seed * 1_000_003 + epoch)  # augmentation of this epoch
         # dropout draws from the global generator: seeded per epoch, so a resumed run draws as a whole one
         torch.manual_seed(int(np.random.default_rng([args.seed, epoch, 1]).integers(2 ** 62)))
-        for pos, x in train.batches(order, B, generator):
+        for pos, x in train.batches(order, B, generator, distributed.shard(B)):  # this process's share
             if t >= args.num_iters:
                 break
             index = torch.as_tensor(order[pos.numpy()], device=device)
-            lr, w_s, parts = train_one_step(args, t, model, opt, memory, x, labels[index], index, margins,
+            lr, w_s, parts = train_one_step(args, t, net, opt, memory, x, labels[index], index, margins,
                                             info.similar_weight)
             sums += parts
             count += 1
             t += 1
             bar.update(1)
-            if t % args.log_every == 0 or t == args.num_iters:
+            if main_process and (t % args.log_every == 0 or t == args.num_iters):
                 mean = sums / count
                 record = {"iteration": t, "lr": lr, "pair_loss": mean[0], "quantization_loss": mean[1],
                           "loss": mean[2], "similar_weight": w_s, "scale": float(model.scale),
@@ -511,8 +543,11 @@ def train_main(args):
                 sums, count = np.zeros(3), 0
         seconds += time.time() - tic
         # at epoch ends only, so that a resumed run sees the batches an uninterrupted one would
-        save_checkpoint(ckpt_path, state(model, opt, memory, t, seconds, args))
+        if main_process:
+            save_checkpoint(ckpt_path, state(model, opt, memory, t, seconds, args))
     bar.close()
+    if not main_process:
+        return None
     snapshot = os.path.join(args.snap_path, f"{args.annotation}_{args.s_dataset}_{args.t_dataset}_iter_"
                                             f"{args.num_iters:05d}.pt")
     save_checkpoint(snapshot, state(model, opt, memory, t, seconds, args))
@@ -526,6 +561,7 @@ def train_main(args):
     record = results_record(test_data, args, result, seconds, device, args.hash_bit)
     record["test_output"] = os.path.abspath(outputs)
     record["weights"] = getattr(model.backbone, "pretrained_from", None)
+    record["world_size"] = distributed.world_size()
     write_json(os.path.join(run_dir, "results", f"{test_data.info.name}_{record['method']}_{args.hash_bit}bits.json"),
                record)
     return record

@@ -1,0 +1,22 @@
+"""train_mmhh.py with a backbone that has no batch norm and no dropout, for the torchrun
+tests (see mah_no_batchnorm.py: with these, one process and several must agree).
+Arguments as for train_mmhh.py."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from utils import mmhh  # noqa: E402
+from utils.errors import run  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mah_no_batchnorm import backbone  # noqa: E402
+
+
+def build_network(name, bits, pretrained, weights=None, seed=0):
+    mmhh.torch.manual_seed(seed)
+    return mmhh.HashModel(*backbone(), bits)
+
+
+if __name__ == "__main__":
+    mmhh.build_network = build_network
+    run(mmhh.train_main, mmhh.get_train_parser().parse_args())
