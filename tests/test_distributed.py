@@ -13,8 +13,9 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NO_BATCHNORM = os.path.join(REPO, "tests", "scripts", "mah_no_batchnorm.py")
+# 45 sampled items in batches of 16: the last batch of 13 splits into shares of 7 and 6
 SMOKE = ["--preset", "smoke", "--gpu", "cpu", "--workers", "0", "--max-iter", "3", "--eval-every", "3",
-         "--epochs", "2"]
+         "--epochs", "2", "--num-samples", "45"]
 
 
 def start(script, *argv, processes=1, env=None, timeout=240):
@@ -45,7 +46,8 @@ def two_processes(tmp_path_factory):
 def test_two_processes_learn_the_same_codes_as_one(tmp_path, two_processes):
     # Same sample, batches and augmentation in both; each process trains on half of each
     # batch and DDP averages the gradients; the queries are encoded in shares and gathered.
-    # Catches a share left out of U (DCC would see zeros), a loss not weighted by the share,
+    # Catches a share left out of U (DCC would see zeros), a loss not weighted by its share
+    # (the unequal shares of the last batch),
     # gradients not averaged, a V not shared, gathered query codes out of order.
     one = start(NO_BATCHNORM, *SMOKE, "--output-dir", tmp_path)
     assert one.returncode == 0, one.stderr[-2000:]
