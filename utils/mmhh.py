@@ -101,7 +101,8 @@ def get_train_parser():
          help="paper = the released code's defaults; cpu-pretrained = ImageNet MobileNetV2 at 64 px with Adam "
               "for 2,000 iterations, about 5 minutes on 2 cores; cpu-small = small convnet from scratch on 32x32 "
               "images in minutes on a CPU; smoke = seconds, for tests (default: paper)")
-    _add(p, "--batch_size", type=int, help="images per batch, all processes together under torchrun (default: 48; cpu-small 64)")
+    _add(p, "--batch_size", type=int,
+         help="images per batch, all processes together under torchrun (default: 48; cpu-small 64)")
     _add(p, "--snap_path", default=os.path.join(REPO, "snapshot", "hash"),
          help="folder of the final snapshot (default: snapshot/hash/ in the repository)")
     _add(p, "--hash_bit", type=int, default=48, help="code length K (default: 48)")
