@@ -61,7 +61,8 @@ def worker(args):
 
 def run_setting(args, processes):
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--device", args.device, "--backbone",
-               args.backbone, "--size", str(args.size), "--batch-size", str(args.batch_size), "--steps", str(args.steps)]
+               args.backbone, "--size", str(args.size), "--batch-size", str(args.batch_size),
+               "--steps", str(args.steps)]
     if processes > 1:
         command[1:1] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
     out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)

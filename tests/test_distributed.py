@@ -84,8 +84,8 @@ def test_a_run_killed_under_torchrun_fails_then_resumes_to_the_same_codes(tmp_pa
 
 def test_a_script_runs_under_torchrun(tmp_path):
     # The real entry script with its batch-normalised backbone: one results file, from rank 0.
-    run = start(os.path.join(REPO, "flat_CIFAR-10.py"), "--dataset", "digits", "--bits", 4, *SMOKE, "--output-dir", tmp_path,
-                processes=2)
+    run = start(os.path.join(REPO, "flat_CIFAR-10.py"), "--dataset", "digits", "--bits", 4, *SMOKE,
+                "--output-dir", tmp_path, processes=2)
     assert run.returncode == 0, run.stderr[-2000:]
     assert os.listdir(os.path.join(tmp_path, "results")) == ["digits_MAH-flat_4bits.json"]
     with open(os.path.join(tmp_path, "results", "digits_MAH-flat_4bits.json")) as f:
