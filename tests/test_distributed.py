@@ -146,3 +146,25 @@ def test_train_mmhh_runs_under_torchrun(tmp_path):
     with open(tmp_path / "log" / folder / "results" / name) as f:
         assert json.load(f)["world_size"] == 2
     assert len(mmhh_log(tmp_path / "log")) == 1  # smoke: 3 iterations, one log line, written once
+
+
+def test_a_killed_mmhh_run_resumes_under_torchrun(tmp_path):
+    # Batches of 400 (4 per epoch): rank 0 dies after the checkpoint of iteration 4; the
+    # resumed two-process run must log what an uninterrupted one logs and end with its MAP.
+    argv = ["--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--workers", "0", "--num_iters", 8,
+            "--batch_size", 400, "--log_every", 1, "--distance_type", "MMHH"]
+    runs = {}
+    for name, env in (("whole", {}), ("cut", {"DIE_AFTER_ITERATION": "4"})):
+        out = tmp_path / name
+        folders = ["--log_dir", out / "log", "--snap_path", out / "snap", "--test_output_dir", out / "test"]
+        run = start(MMHH_NO_BATCHNORM, *argv, *folders, processes=2, env=env)
+        if name == "cut":
+            assert run.returncode != 0
+            run = start(MMHH_NO_BATCHNORM, *argv, *folders, "--resume", processes=2)
+        assert run.returncode == 0, run.stderr[-2000:]
+        runs[name] = (mmhh_log(out / "log"), run.stdout.split("MAP@TopK (full ranking):")[1].split()[0])
+    (whole, whole_map), (cut, cut_map) = runs["whole"], runs["cut"]
+    assert [r["iteration"] for r in cut] == list(range(1, 9))
+    for a, b in zip(whole, cut):
+        assert b["loss"] == a["loss"]
+    assert cut_map == whole_map
