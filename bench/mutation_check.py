@@ -232,7 +232,7 @@ MUTATIONS = [
      "h_all, L1_all = distributed.gather_batch(h), distributed.gather_batch(L1)", "h_all, L1_all = h, L1",
      DIST_TESTS),
     ("D04", "gathered shares out of order", "utils/distributed.py",
-     "return torch.stack(parts, 1).flatten(0, 1)[:n]", "return torch.stack(parts, 0).flatten(0, 1)[:n]",
+     "return torch.stack(parts, 1).flatten(0, 1)", "return torch.stack(parts, 0).flatten(0, 1)",
      DIST_TESTS),
     # atomic writes
     ("R01", "results written in place instead of through a temporary file", "utils/atomic.py",

@@ -88,12 +88,9 @@ def gather_rows(x, n):
     shard), in order, in every process."""
     if not dist.is_initialized():
         return x
-    w = world_size()
-    padded = x.new_zeros((-(-n // w), *x.shape[1:]))  # every share padded to the longest
+    padded = x.new_zeros((-(-n // world_size()), *x.shape[1:]))  # every share padded to the longest
     padded[:len(x)] = x
-    parts = [torch.empty_like(padded) for _ in range(w)]
-    dist.all_gather(parts, padded)
-    return torch.stack(parts, 1).flatten(0, 1)[:n]  # row i of process r is row i * w + r
+    return gather_batch(padded)[:n]  # the padding rows land past row n
 
 
 class _GatherShares(torch.autograd.Function):
