@@ -84,6 +84,9 @@ def main():
     if args.worker:
         return worker(args)
     processes = args.processes or (torch.cuda.device_count() if args.device == "cuda" else 2)
+    if processes < 2:
+        sys.exit(f"error: the comparison needs 2 or more processes ({args.device}: {processes}); "
+                 + ("it needs a machine with several GPUs" if args.device == "cuda" else "pass --processes 2 or more"))
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, device {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
           + f"; MAH-cascade step, backbone {args.backbone} at {args.size} px, global batch {args.batch_size}, "

@@ -234,6 +234,11 @@ MUTATIONS = [
     ("D04", "gathered shares out of order", "utils/distributed.py",
      "return torch.stack(parts, 1).flatten(0, 1)", "return torch.stack(parts, 0).flatten(0, 1)",
      DIST_TESTS),
+    ("D05", "no process group for one torchrun process (a one-GPU machine never runs NCCL)", "utils/distributed.py",
+     'return "RANK" in os.environ and "WORLD_SIZE" in os.environ', 'return int(os.environ.get("WORLD_SIZE", "1")) > 1',
+     DIST_TESTS),
+    ("D06", "a query set smaller than the processes let through", "utils/mah.py",
+     "    if len(queries) < distributed.world_size():", "    if False:", DIST_TESTS),
     # atomic writes
     ("R01", "results written in place instead of through a temporary file", "utils/atomic.py",
      'tmp = f"{path}.{os.getpid()}.tmp"', "tmp = path", RUN_TESTS),

@@ -1,9 +1,11 @@
 """Several processes under torchrun (torch.distributed): the process group, each process's
 share of a batch, and the few collectives the training loops need.
 
-Without torchrun (WORLD_SIZE unset or 1) there is no process group and every function is
-the single-process identity, so the loops read the same either way. Backend: NCCL when
-the processes use GPUs, gloo on CPUs. Rank 0 is the one that writes files.
+Without torchrun there is no process group and every function is the single-process
+identity, so the loops read the same either way. Under torchrun there is a process group
+even for one process (`--nproc_per_node 1`), which runs the collectives, NCCL's included, on
+a machine with one GPU. Backend: NCCL when the processes use GPUs, gloo on CPUs. Rank 0 is
+the one that writes files.
 """
 import datetime
 import os
@@ -12,14 +14,16 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from utils.errors import UserError
+
 # How long a process waits for the others at a collective before the run fails; rank 0
 # evaluates alone while the others wait at the next step, so this covers an evaluation.
 TIMEOUT = datetime.timedelta(minutes=30)
 
 
 def launched():
-    """Started by torchrun with more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Started by torchrun (or another launcher that sets RANK and WORLD_SIZE)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
 def setup(gpu):
@@ -31,16 +35,31 @@ def setup(gpu):
     if not launched():
         return None
     cuda = str(gpu).lower() != "cpu" and torch.cuda.is_available()
-    if cuda:
-        local = int(os.environ["LOCAL_RANK"])
-        torch.cuda.set_device(local)
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
-    return torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+    if not cuda:
+        dist.init_process_group("gloo", timeout=TIMEOUT)
+        return torch.device("cpu")
+    local, count = int(os.environ["LOCAL_RANK"]), torch.cuda.device_count()
+    if local >= count:
+        raise UserError(f"torchrun started process {local} on a machine with {count} CUDA device(s), one "
+                        f"per process: use --nproc_per_node {count} or fewer")
+    device = torch.device("cuda", local)
+    torch.cuda.set_device(device)
+    # bound to its GPU, the group's barriers and object broadcasts use that GPU, not a guess
+    dist.init_process_group("nccl", timeout=TIMEOUT, device_id=device)
+    return device
 
 
 def cleanup():
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def describe():
+    """', N processes (backend)' under torchrun, '' in one plain process: for a run's first line."""
+    if not dist.is_initialized():
+        return ""
+    n = world_size()
+    return f", {n} process{'es' if n > 1 else ''} ({dist.get_backend()})"
 
 
 def rank():

@@ -326,6 +326,9 @@ def train_length(args, data, c0, device, out_dir):
     if smallest < distributed.world_size():
         raise UserError(f"a batch of {smallest} items cannot be shared by {distributed.world_size()} processes; "
                         "choose --num-samples and --batch-size so that every batch has one item per process")
+    if len(queries) < distributed.world_size():  # each encodes its share of the queries (see evaluate)
+        raise UserError(f"the query set ({len(queries)} items) cannot be shared by {distributed.world_size()} "
+                        "processes: run with at most as many processes as queries")
     start, seconds, result = 0, 0.0, None
     ckpt_path = os.path.join(out_dir, "checkpoint.pt")
     if os.path.exists(ckpt_path):
@@ -408,7 +411,7 @@ def _main(args, device):
     if main_process:
         print(f"{method} on {data.info.name} ({len(data.query.labels)} queries, {len(data.database.labels)} database), "
               f"preset {args.preset}, backbone {args.backbone}, device {device_name(device)}, commit {git_commit()}"
-              + (f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
+              + distributed.describe())
     rows = []
     for c0 in args.bits:
         path = os.path.join(args.output_dir, "results", f"{data.info.name}_{method}_{c0}bits.json")

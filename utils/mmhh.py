@@ -471,9 +471,9 @@ def _train_main(args, device):
     info = data.info
     if main_process:
         print(f"{args.distance_type} loss on {info.name} ({len(data.train.labels)} train, {len(data.query.labels)} "
-          f"queries, {len(data.database.labels)} database), {args.hash_bit} bits, preset {args.preset}, "
+              f"queries, {len(data.database.labels)} database), {args.hash_bit} bits, preset {args.preset}, "
               f"{args.image_network}, device {device_name(device)}, commit {git_commit()}"
-              + (f", {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
+              + distributed.describe())
 
     model = build_network(args.image_network, args.hash_bit, args.pretrained, args.weights, args.seed)
     if args.pre_model_path:
