@@ -145,6 +145,11 @@ def test_gpu_list_gets_the_torchrun_command():
 MMHH_NO_BATCHNORM = os.path.join(REPO, "tests", "scripts", "mmhh_no_batchnorm.py")
 
 
+def mmhh_folders(out):
+    """train_mmhh.py's output folders, all under out."""
+    return ["--log_dir", out / "log", "--snap_path", out / "snap", "--test_output_dir", out / "test"]
+
+
 def mmhh_log(folder):
     [run] = os.listdir(folder)
     with open(os.path.join(folder, run, "log.jsonl")) as f:
@@ -164,8 +169,7 @@ def test_mmhh_two_processes_have_the_losses_of_one(tmp_path, setting):
     logs, maps = [], []
     for processes in (None, 2):
         out = tmp_path / str(processes)
-        run = start(MMHH_NO_BATCHNORM, *argv, "--log_dir", out / "log", "--snap_path", out / "snap",
-                    "--test_output_dir", out / "test", processes=processes)
+        run = start(MMHH_NO_BATCHNORM, *argv, *mmhh_folders(out), processes=processes)
         assert run.returncode == 0, run.stderr[-2000:]
         logs.append(mmhh_log(out / "log"))
         maps.append(run.stdout.split("MAP@TopK (full ranking):")[1].split()[0])
@@ -179,8 +183,7 @@ def test_mmhh_two_processes_have_the_losses_of_one(tmp_path, setting):
 def test_train_mmhh_runs_under_torchrun(tmp_path):
     # The real script: one results file, from rank 0, that records the world size.
     run = start(os.path.join(REPO, "train_mmhh.py"), "--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu",
-                "--workers", "0", "--log_dir", tmp_path / "log", "--snap_path", tmp_path / "snap",
-                "--test_output_dir", tmp_path / "test", processes=2)
+                "--workers", "0", *mmhh_folders(tmp_path), processes=2)
     assert run.returncode == 0, run.stderr[-2000:]
     [folder] = os.listdir(tmp_path / "log")
     [name] = os.listdir(tmp_path / "log" / folder / "results")
@@ -197,7 +200,7 @@ def test_a_killed_mmhh_run_resumes_under_torchrun(tmp_path):
     runs = {}
     for name, env in (("whole", {}), ("cut", {"DIE_AFTER_ITERATION": "4"})):
         out = tmp_path / name
-        folders = ["--log_dir", out / "log", "--snap_path", out / "snap", "--test_output_dir", out / "test"]
+        folders = mmhh_folders(out)
         run = start(MMHH_NO_BATCHNORM, *argv, *folders, processes=2, env=env)
         if name == "cut":
             assert run.returncode != 0
@@ -245,8 +248,7 @@ def test_nccl_mmhh_has_the_losses_of_one_gpu_process(tmp_path, processes):
     logs = []
     for launch in (None, processes):
         out = tmp_path / str(launch)
-        run = start(MMHH_NO_BATCHNORM, *argv, "--log_dir", out / "log", "--snap_path", out / "snap",
-                    "--test_output_dir", out / "test", processes=launch)
+        run = start(MMHH_NO_BATCHNORM, *argv, *mmhh_folders(out), processes=launch)
         assert run.returncode == 0, run.stderr[-2000:]
         logs.append(mmhh_log(out / "log"))
     assert "(nccl)" in run.stdout
@@ -265,8 +267,7 @@ def test_the_real_scripts_run_under_nccl(tmp_path, processes):
     with open(tmp_path / "mah" / "results" / "digits_MAH-flat_4bits.json") as f:
         assert json.load(f)["world_size"] == processes
     mmhh = start(os.path.join(REPO, "train_mmhh.py"), "--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "0",
-                 "--workers", "0", "--log_dir", tmp_path / "log", "--snap_path", tmp_path / "snap",
-                 "--test_output_dir", tmp_path / "test", processes=processes)
+                 "--workers", "0", *mmhh_folders(tmp_path), processes=processes)
     assert mmhh.returncode == 0, mmhh.stderr[-2000:]
     assert "(nccl)" in mah.stdout and "(nccl)" in mmhh.stdout
 
