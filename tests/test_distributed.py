@@ -20,9 +20,17 @@ NO_BATCHNORM = os.path.join(REPO, "tests", "scripts", "mah_no_batchnorm.py")
 SMOKE = ["--preset", "smoke", "--workers", "0", "--max-iter", "3", "--eval-every", "3", "--epochs", "2",
          "--num-samples", "45"]
 CPU = [*SMOKE, "--gpu", "cpu"]
-# NCCL: one process per CUDA device, so a machine with one GPU runs the one-process case only
-NCCL = [pytest.param(n, marks=pytest.mark.skipif(torch.cuda.device_count() < n, reason=f"needs {n} CUDA device(s)"))
-        for n in (1, 2)]
+
+
+def needs_gpus(n):
+    """NCCL takes one CUDA device per process: a machine with one GPU runs the one-process case only."""
+    return pytest.mark.skipif(torch.cuda.device_count() < n, reason=f"needs {n} CUDA device(s)")
+
+
+NCCL = [pytest.param(n, marks=needs_gpus(n), id=f"nccl-{n}") for n in (1, 2)]
+# (--gpu, processes) of the real scripts' runs: two CPU processes (gloo), and NCCL where there are GPUs
+LAUNCHES = [pytest.param("cpu", 2, id="gloo-2"), *(pytest.param("0", n, marks=needs_gpus(n), id=f"nccl-{n}")
+                                                    for n in (1, 2))]
 
 
 def start(script, *argv, processes=None, env=None, timeout=240):
@@ -97,14 +105,18 @@ def test_a_run_killed_under_torchrun_fails_then_resumes_to_the_same_codes(tmp_pa
     assert [r["iteration"] for r in log] == [0, 1, 2]  # iteration 2 once: rank 0 alone wrote
 
 
-def test_a_script_runs_under_torchrun(tmp_path):
-    # The real entry script with its batch-normalised backbone: one results file, from rank 0.
-    run = start(os.path.join(REPO, "flat_CIFAR-10.py"), "--dataset", "digits", "--bits", 4, *CPU,
-                "--output-dir", tmp_path, processes=2)
+@pytest.mark.parametrize("gpu, processes", LAUNCHES)
+def test_a_script_runs_under_torchrun(tmp_path, gpu, processes):
+    # The real entry script with its batch-normalised backbone (on GPUs SyncBatchNorm inside
+    # DDP): one results file, from rank 0, on the backend of the device. Catches a conversion
+    # or a DDP set-up that fails on CUDA, a process that writes beside rank 0.
+    run = start(os.path.join(REPO, "flat_CIFAR-10.py"), "--dataset", "digits", "--bits", 4, *SMOKE, "--gpu", gpu,
+                "--output-dir", tmp_path, processes=processes)
     assert run.returncode == 0, run.stderr[-2000:]
+    assert ("(gloo)" if gpu == "cpu" else "(nccl)") in run.stdout
     assert os.listdir(os.path.join(tmp_path, "results")) == ["digits_MAH-flat_4bits.json"]
     with open(os.path.join(tmp_path, "results", "digits_MAH-flat_4bits.json")) as f:
-        assert json.load(f)["world_size"] == 2
+        assert json.load(f)["world_size"] == processes
     assert run.stdout.count("tie-aware MAP") == 1  # one summary, not one per process
 
 
@@ -180,15 +192,18 @@ def test_mmhh_two_processes_have_the_losses_of_one(tmp_path, setting):
     assert maps[0] == maps[1]
 
 
-def test_train_mmhh_runs_under_torchrun(tmp_path):
-    # The real script: one results file, from rank 0, that records the world size.
-    run = start(os.path.join(REPO, "train_mmhh.py"), "--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu",
-                "--workers", "0", *mmhh_folders(tmp_path), processes=2)
+@pytest.mark.parametrize("gpu, processes", LAUNCHES)
+def test_train_mmhh_runs_under_torchrun(tmp_path, gpu, processes):
+    # The real script (batch norm: SyncBatchNorm on GPUs): one results file, from rank 0,
+    # that records the world size, on the backend of the device.
+    run = start(os.path.join(REPO, "train_mmhh.py"), "--s_dataset", "digits", "--preset", "smoke", "--gpu_id", gpu,
+                "--workers", "0", *mmhh_folders(tmp_path), processes=processes)
     assert run.returncode == 0, run.stderr[-2000:]
+    assert ("(gloo)" if gpu == "cpu" else "(nccl)") in run.stdout
     [folder] = os.listdir(tmp_path / "log")
     [name] = os.listdir(tmp_path / "log" / folder / "results")
     with open(tmp_path / "log" / folder / "results" / name) as f:
-        assert json.load(f)["world_size"] == 2
+        assert json.load(f)["world_size"] == processes
     assert len(mmhh_log(tmp_path / "log")) == 1  # smoke: 3 iterations, one log line, written once
 
 
@@ -255,21 +270,6 @@ def test_nccl_mmhh_has_the_losses_of_one_gpu_process(tmp_path, processes):
     for one, many in zip(*logs):
         for key in ("pair_loss", "quantization_loss", "loss"):
             assert many[key] == pytest.approx(one[key], rel=1e-4)
-
-
-@pytest.mark.parametrize("processes", NCCL)
-def test_the_real_scripts_run_under_nccl(tmp_path, processes):
-    # The entry scripts with batch-normalised backbones: on GPUs their batch norm becomes
-    # SyncBatchNorm inside DDP. Catches a conversion or a DDP set-up that fails on CUDA.
-    mah = start(os.path.join(REPO, "flat_CIFAR-10.py"), "--dataset", "digits", "--bits", 4, *SMOKE, "--gpu", "0",
-                "--output-dir", tmp_path / "mah", processes=processes)
-    assert mah.returncode == 0, mah.stderr[-2000:]
-    with open(tmp_path / "mah" / "results" / "digits_MAH-flat_4bits.json") as f:
-        assert json.load(f)["world_size"] == processes
-    mmhh = start(os.path.join(REPO, "train_mmhh.py"), "--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "0",
-                 "--workers", "0", *mmhh_folders(tmp_path), processes=processes)
-    assert mmhh.returncode == 0, mmhh.stderr[-2000:]
-    assert "(nccl)" in mah.stdout and "(nccl)" in mmhh.stdout
 
 
 def test_more_processes_than_gpus_get_one_line(monkeypatch):
