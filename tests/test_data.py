@@ -365,15 +365,15 @@ def test_list_parts_come_in_a_saved_seeded_order(tmp_path):
              for part in ("database", "test")}
     lists["train"] = lists["database"]
     split_file = str(tmp_path / "split.json")
-    a = data._shuffled(lists, 0, split_file, "cifar10")
+    a = data._shuffled(lists, 0, split_file, "cifar10")[0]
     positions = [int(p.rsplit("_", 1)[1][:-4]) for p in a["database"].paths]
     assert sorted(positions) == list(range(50)) and positions != list(range(50))
     assert a["train"].paths == a["database"].paths
     np.testing.assert_array_equal(a["database"].labels.argmax(1), np.array(positions) % 10)
-    assert data._shuffled(lists, 0, None, "cifar10")["query"].paths == a["query"].paths  # seeded
-    assert data._shuffled(lists, 1, None, "cifar10")["query"].paths != a["query"].paths
+    assert data._shuffled(lists, 0, None, "cifar10")[0]["query"].paths == a["query"].paths  # seeded
+    assert data._shuffled(lists, 1, None, "cifar10")[0]["query"].paths != a["query"].paths
     # the saved order is reused whatever the seed
-    assert data._shuffled(lists, 5, split_file, "cifar10")["query"].paths == a["query"].paths
+    assert data._shuffled(lists, 5, split_file, "cifar10")[0]["query"].paths == a["query"].paths
     with pytest.raises(UserError, match="the list files changed"):
         data._shuffled({**lists, "test": lists["test"].take(np.arange(10))}, 0, split_file, "cifar10")
 

@@ -16,7 +16,7 @@ from utils.datasets import get_dataset
 from utils.errors import UserError
 from utils.cache import unpacked
 from utils.listfiles import mah_list_files, read_hashnet_list, read_mah_lists
-from utils.splits import PARTS, load_or_make_split, load_split, save_split
+from utils.splits import PARTS, load_or_make_split, load_split, make_split, save_split
 
 
 PUBLISHED = "mah-original-lists"  # the FLICKR split published with the original MAH code, in the shared archive
@@ -36,6 +36,12 @@ class RetrievalData:
     database: Part
     train: Part
     images: np.ndarray = None  # array data sets: N x 32 x 32 x 3 uint8
+    drawn: tuple = None  # (split, what it was made from) when drawn by this load and not saved yet
+
+    def save_split(self, path):
+        """Write the split this load drew to `path` (a run does so once its inputs are checked)."""
+        if self.drawn:
+            save_split(path, self.drawn[0], **self.drawn[1])
 
 
 def load_digits():
@@ -51,6 +57,8 @@ def load_digits():
 
 def load_data(name, data_root=None, image_root=None, path_prefix=None, protocol="dpsh", seed=0,
               split_file=None, cache_dir=None, download=False, missing="error"):
+    """The data set's parts. split_file: a saved split to reuse when it exists, else where the
+    split drawn from `seed` is saved; None draws one and keeps it in `drawn`, unsaved."""
     info = get_dataset(name)
     if info.source == "lists":
         return _load_lists(info, data_root, image_root, path_prefix, seed, split_file, missing)
@@ -64,11 +72,15 @@ def load_data(name, data_root=None, image_root=None, path_prefix=None, protocol=
                             "form or as train/ + test/ image folders (see data/README.md), or add --download")
         arr = load_cifar10(data_root, cache_dir=cache_dir, download=download)
         images, labels, n_train, split = arr.images, arr.labels, arr.n_train, arr.split
-    if split is None:  # a prepared layout fixes its own split
+    drawn = None
+    if split is None and split_file is None:
+        split = make_split(labels, protocol, seed, info.query, info.train, n_train)
+        drawn = split, dict(protocol=protocol, seed=seed, dataset=info.name)
+    elif split is None:  # a prepared layout fixes its own split
         split = load_or_make_split(split_file, labels, protocol, seed, info.query, info.train, n_train,
                                    dataset=info.name)
     parts = {name: Part(labels[index], index=index) for name, index in split.items()}
-    return RetrievalData(info, parts["query"], parts["database"], parts["train"], images=images)
+    return RetrievalData(info, parts["query"], parts["database"], parts["train"], images=images, drawn=drawn)
 
 
 def _load_lists(info, data_root, image_root, path_prefix, seed, split_file, missing):
@@ -105,17 +117,19 @@ def _load_lists(info, data_root, image_root, path_prefix, seed, split_file, miss
                 list_file, line = lst.source[bad[0]]
                 raise UserError(f"{list_file}:{line}: {info.name} is single-label, but this line has "
                                 f"{lst.labels[bad[0]].sum()} labels set")
-    read = _shuffled(read, seed, split_file, info.name)
+    read, drawn = _shuffled(read, seed, split_file, info.name)
     labels = {part: lst.labels if info.multi_label else lst.labels.argmax(1) for part, lst in read.items()}
     parts = {part: Part(labels[part], list=lst) for part, lst in read.items()}
-    return RetrievalData(info, parts["query"], parts["database"], parts["train"])
+    return RetrievalData(info, parts["query"], parts["database"], parts["train"], drawn=drawn)
 
 
 def _shuffled(read, seed, split_file, dataset):
     """The lists {"database", "test", "train"} as {"query", "database", "train"}, each in a
     seeded random order (see utils.splits: list files are often grouped by class), saved as
-    positions into each list in `split_file` and reused from there."""
+    positions into each list in `split_file` and reused from there; and the split drawn, with
+    what it was made from, when no split_file was given (else None)."""
     lists = {"query": read["test"], "database": read["database"], "train": read["train"]}
+    drawn = None
     if split_file and os.path.exists(split_file):
         order = load_split(split_file, {part: len(lst.paths) for part, lst in lists.items()}, dataset=dataset)
     else:
@@ -123,7 +137,11 @@ def _shuffled(read, seed, split_file, dataset):
         order = {part: rng.permutation(len(lst.paths)) for part, lst in lists.items()}
         if lists["train"] is lists["database"]:  # MAH lists: training on the database, in the same order
             order["train"] = order["database"]
-        if split_file:  # with the count of listed images left out for missing files (--missing-images drop)
-            save_split(split_file, order, dataset=dataset, seed=seed, order="positions in each list file",
-                       missing_dropped={part: lst.dropped for part, lst in lists.items()})
-    return {part: lists[part].take(order[part]) for part in PARTS}
+        # with the count of listed images left out for missing files (--missing-images drop)
+        meta = dict(dataset=dataset, seed=seed, order="positions in each list file",
+                    missing_dropped={part: lst.dropped for part, lst in lists.items()})
+        if split_file:
+            save_split(split_file, order, **meta)
+        else:
+            drawn = order, meta
+    return {part: lists[part].take(order[part]) for part in PARTS}, drawn

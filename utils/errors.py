@@ -1,5 +1,8 @@
-"""Errors a user can fix: entry scripts print them as one line and exit non-zero."""
+"""Errors a user can fix, and Ctrl-C: entry scripts print either as one line and exit non-zero."""
 import sys
+
+# Exit status of a run stopped by Ctrl-C: 128 + SIGINT, as a shell reports it.
+INTERRUPTED = 130
 
 
 class UserError(Exception):
@@ -7,13 +10,39 @@ class UserError(Exception):
     names the problem and the fix, and no traceback is shown."""
 
 
+class Progress:
+    """Where a run is, for the line Ctrl-C prints: `where` says how far it got and `resume`
+    is the command that continues it (None while there is nothing to continue)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.where, self.resume = "before training started", None
+
+    def update(self, where=None, resume=None):
+        self.where = where or self.where
+        self.resume = resume or self.resume
+
+    def interrupted(self):
+        then = f"continue with: {self.resume}" if self.resume else "nothing to resume yet"
+        return f"interrupted {self.where}; {then}"
+
+
+PROGRESS = Progress()
+
+
 def run(main, *args):
-    """Call an entry point's main; a UserError becomes one line on stderr and exit status 2."""
+    """Call an entry point's main; a UserError becomes one line on stderr and exit status 2,
+    Ctrl-C one line saying where the run stopped and how to continue it, exit status 130."""
     try:
         return main(*args)
     except UserError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"\n{PROGRESS.interrupted()}", file=sys.stderr)
+        sys.exit(INTERRUPTED)
 
 
 def one_line(error):

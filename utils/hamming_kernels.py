@@ -11,10 +11,35 @@ Two passes, both O(database) per query with O(1) work per item and no sort:
   database index order. An item's rank is known without sorting: items at a
   smaller distance (prefix sums of n) plus the earlier items at its distance
   (a running count), which is what a stable sort by distance would give.
+
+Threads. The two passes run on numba's own thread pool ("workqueue"), not its OpenMP
+layer: starting that layer sets the OpenMP thread count of the whole process, which is
+torch's too, so training after the first evaluation would run on threads the user did
+not ask for. They use as many threads as torch does (torch.get_num_threads(): what
+OMP_NUM_THREADS or torch.set_num_threads chose), unless NUMBA_NUM_THREADS says otherwise.
 """
+import os
+
+import numba
 import numpy as np
+import torch
 from numba import njit, prange, types
 from numba.extending import intrinsic
+
+if "NUMBA_THREADING_LAYER" not in os.environ:  # a layer the user chose is kept
+    numba.config.THREADING_LAYER = "workqueue"
+
+
+def thread_count():
+    """The threads the parallel passes use: NUMBA_NUM_THREADS when set, else torch's count
+    (within numba's pool)."""
+    if "NUMBA_NUM_THREADS" in os.environ:
+        return numba.config.NUMBA_NUM_THREADS
+    return max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+
+
+def _follow_torch_threads():
+    numba.set_num_threads(thread_count())
 
 
 @intrinsic
@@ -104,8 +129,20 @@ def distance_table(cell_words, cell_count, bits):
     return table
 
 
+def bucket_counts(*args):
+    """_bucket_counts on the threads torch uses (see the module's note)."""
+    _follow_torch_threads()
+    return _bucket_counts(*args)
+
+
+def index_precision_sums(*args):
+    """_index_precision_sums on the threads torch uses (see the module's note)."""
+    _follow_torch_threads()
+    return _index_precision_sums(*args)
+
+
 @njit(parallel=True, cache=True)
-def bucket_counts(query_words, rel, cell_words, group_start, cell_count, table):
+def _bucket_counts(query_words, rel, cell_words, group_start, cell_count, table):
     """n, r: Q x (K+1) float64, items and relevant items at each distance from each query.
 
     query_words: Q x W uint64; rel: Q x G bool; cell_words: U x W uint64, cells
@@ -142,7 +179,7 @@ def bucket_counts(query_words, rel, cell_words, group_start, cell_count, table):
 
 
 @njit(parallel=True, cache=True)
-def index_precision_sums(query_words, rel, item_words, item_group, n, r, length):
+def _index_precision_sums(query_words, rel, item_words, item_group, n, r, length):
     """Sum of precision at the relevant ranks among the first length[i] ranks, and their count.
 
     Ranking by (distance, database index). n, r: Q x (K+1) bucket counts of the

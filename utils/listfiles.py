@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from utils.atomic import atomic_write
 from utils.errors import UserError
@@ -50,11 +51,35 @@ def _resolve(path, image_root, prefix):
 
 
 def _read_lines(path):
+    """(line number, stripped text) of the non-empty lines of a UTF-8 list file (a byte-order
+    mark is allowed); a line that is not UTF-8 is a UserError naming file and line."""
     if not os.path.exists(path):
         raise UserError(f"list file {path} does not exist; check --data-root (see data/README.md)")
-    with open(path, encoding="utf-8") as f:
-        lines = [(i, line.strip()) for i, line in enumerate(f, 1)]
-    return [(i, line) for i, line in lines if line]
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise UserError(f"list file {path} cannot be read ({e.strerror}); check its permissions") from None
+    lines = []
+    for i, line in enumerate(raw.removeprefix(b"\xef\xbb\xbf").splitlines(), 1):
+        try:
+            text = line.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}:{i}: byte 0x{line[e.start]:02x} is not UTF-8; save the list file as UTF-8") \
+                from None
+        if text:
+            lines.append((i, text))
+    if not lines:
+        raise UserError(f"list file {path} lists no images; check that it is the right file")
+    return lines
+
+
+def _is_number(token):
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 def _label_row(tokens, classes, where):
@@ -81,14 +106,12 @@ def _label_row(tokens, classes, where):
 def _finish(paths, rows, source, check_exists, missing="error"):
     """The ImageList; with check_exists, listed images that are absent are an error naming how
     many and the first (missing="error"), or are left out with a note (missing="drop")."""
-    if not paths:
-        raise UserError(f"{source[0][0] if source else 'list'}: no images listed")
     listed = ImageList(paths, np.stack(rows), source)
     if not check_exists:
         return listed
     absent = [i for i, path in enumerate(paths) if not os.path.isfile(path)]
     if not absent:
-        return listed
+        return _readable(listed)
     list_file, line = source[absent[0]]
     if missing == "error":
         raise UserError(f"{list_file}:{line}: image {paths[absent[0]]} not found, and {len(absent)} of the "
@@ -98,7 +121,20 @@ def _finish(paths, rows, source, check_exists, missing="error"):
           "(--missing-images drop)", file=sys.stderr)
     kept = listed.take(np.setdiff1d(np.arange(len(paths)), absent))
     kept.dropped = len(absent)
-    return kept
+    return _readable(kept)
+
+
+def _readable(listed):
+    """The list, once every image's header has been read: a file that is not an image (empty,
+    cut short, another format) stops the run before training, not when a batch reaches it."""
+    for path, (list_file, line) in zip(listed.paths, listed.source):
+        try:
+            with Image.open(path):
+                pass
+        except Exception as e:  # PIL raises OSError subclasses and, for some broken headers, others
+            raise UserError(f"{list_file}:{line}: image {path} cannot be read ({type(e).__name__}); replace the "
+                            "file or drop its line") from None
+    return listed
 
 
 def read_hashnet_list(list_file, classes, image_root=None, path_prefix=None, check_exists=True, missing="error"):
@@ -111,6 +147,9 @@ def read_hashnet_list(list_file, classes, image_root=None, path_prefix=None, che
         tokens = line.split()
         if len(tokens) < 2:
             raise UserError(f"{where}: expected 'path label ...', got {line!r}")
+        if not all(_is_number(t) for t in tokens[1:]):  # labels are numbers: a word in them is part of the path
+            raise UserError(f"{where}: the image path has a space ({line!r}), and this format separates the path "
+                            "from its labels by spaces: rename the file, or use MAH-style lists (one path a line)")
         rows.append(_label_row(tokens[1:], classes, where))
         paths.append(_resolve(tokens[0], image_root, prefix))
         source.append((list_file, line_no))
@@ -138,9 +177,7 @@ def read_mah_lists(folder, split, classes, image_root=None, path_prefix=None, ch
     image_root = image_root or folder
     prefix = parse_prefix(path_prefix)
     paths, rows, source = [], [], []
-    for (line_no, path), (label_no, label) in zip(images, labels):
-        if len(path.split()) != 1:
-            raise UserError(f"{img_file}:{line_no}: expected one image path, got {path!r}")
+    for (line_no, path), (label_no, label) in zip(images, labels):  # a whole line is a path, spaces included
         row = _label_row(label.split(), classes, f"{label_file}:{label_no}")
         if columns:
             row[list(columns)] = row.copy()

@@ -15,15 +15,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils import distributed, metrics, retrieval
+from utils import distributed, metrics, options, retrieval
 from utils.adsh import (ADSHLoss, adsh_objective, class_codes, dcc_update, label_codes, nested_class_codes,
                         soft_products, soft_ratio, stack_codes)
 from utils.data import load_data
-from utils.errors import UserError
+from utils.errors import PROGRESS, UserError
 from utils.batches import Feeder, label_matrix
 from utils.models import MAHNet, build_backbone
-from utils.runs import (JsonLog, choose_device, command_line, default_output_dir, device_name, git_commit,
-                        load_checkpoint, read_json, save_checkpoint, write_json)
+from utils.options import Parser, check_resumed, nonnegative_float, nonnegative_int, numbers, positive_float
+from utils.runs import (JsonLog, RunFolder, check_device, check_finite, choose_device, command_line,
+                        default_output_dir, device_name, git_commit, load_checkpoint, load_state, read_json,
+                        save_checkpoint, thread_counts, write_json)
 
 # Training sizes and recipe per preset; None falls back to the script's paper defaults.
 PRESETS = {
@@ -52,7 +54,7 @@ PAPER_KEYS = ("bits", "aux_bits", "head_weights", "gamma", "max_iter", "epochs",
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description="MAH: collaborative multi-head asymmetric hashing", add_help=True)
+    p = Parser(description="MAH: collaborative multi-head asymmetric hashing")
     p.add_argument("--dataset", help="data set name from utils/datasets.py (default: the script's)")
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
                    help="paper = the spec exactly; cpu-paper = the spec with ImageNet MobileNetV2 at 64 px and one "
@@ -67,7 +69,8 @@ def get_args_parser():
                                       "target length)")
     p.add_argument("--head-weights", help="loss weights w0,w1,w2 of the target and auxiliary heads (default: the "
                                           "script's)")
-    p.add_argument("--gamma", type=float, help="quantization weight gamma of the ADSH loss (default: the script's)")
+    p.add_argument("--gamma", type=nonnegative_float, help="quantization weight gamma >= 0 of the ADSH loss (default: "
+                                                          "the script's)")
     p.add_argument("--max-iter", type=int, help="outer iterations (default: the script's, or the preset's)")
     p.add_argument("--epochs", type=int, help="passes over the sample per outer iteration (default: the script's)")
     p.add_argument("--batch-size", type=int, help="images per batch, all processes together under torchrun "
@@ -76,13 +79,14 @@ def get_args_parser():
                                                    "script's)")
     p.add_argument("--eval-every", type=int, help="evaluate every this many outer iterations and at the end "
                                                   "(default: the script's)")
-    p.add_argument("--lr", type=float, help="learning rate (default: 1e-3, as the original; 1e-4 for "
-                                            "cpu-pretrained)")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default: 1e-3, as the original; 1e-4 for "
+                                                     "cpu-pretrained)")
     p.add_argument("--lr-steps", help="outer iterations after which lr /= 10, e.g. '10,20' (default: "
                                       "10,20,30,40,50 as the original; 30 for cpu-pretrained)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), help="sgd (weight decay 5e-4, as the original) or adam "
                                                                 "(default: sgd; adam for cpu-small and cpu-pretrained)")
-    p.add_argument("--momentum", type=float, default=0.0, help="momentum of sgd (default: 0, as the original)")
+    p.add_argument("--momentum", type=options.momentum, default=0.0, help="momentum of sgd, in [0, 1) (default: 0, "
+                                                                          "as the original)")
     p.add_argument("--v-init", choices=("zeros", "labels", "nested"),
                    help="database codes before the first DCC: zeros (as the original), labels (each class a "
                         "distinct seeded code, V = sign(labels @ codes)) or nested (as labels, each longer head's "
@@ -109,28 +113,23 @@ def get_args_parser():
                    help="download CIFAR-10 into --data-root if missing (default: off)")
     p.add_argument("--protocol", default="dpsh", help="split of array data sets: dpsh, deephash or full "
                                                       "(default: dpsh, as MAH)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and initialisation (default: 0)")
+    p.add_argument("--seed", type=options.seed, default=0, help="seed of the split, sampling and initialisation "
+                                                                "(default: 0)")
     p.add_argument("--gpu", default="0", help="CUDA device number, or 'cpu' (default: 0; the CPU when there is no "
                                               "CUDA; under torchrun each process takes the GPU of its local rank, "
                                               "or the CPU with 'cpu')")
-    p.add_argument("--workers", type=int, default=4, help="DataLoader workers for list-file data (default: 4)")
+    p.add_argument("--workers", type=nonnegative_int, default=4, help="DataLoader workers for list-file data "
+                                                                      "(default: 4)")
     p.add_argument("--output-dir", help="run folder (default: runs/<script>/<timestamp>)")
-    p.add_argument("--resume", help="continue the killed run in this folder, with its own arguments (default: none, a "
-                                       "new run)")
+    p.add_argument("--resume", help="continue the killed run in this folder, with its own arguments; only --gpu, "
+                                    "--workers and the data location may be given beside it (default: none, a new run)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let a new run replace the run in --output-dir: that run's files are removed once this run's "
+                        "inputs are checked (default: off: a folder that holds a run is refused)")
     return p
 
 
 # ------------------------------------------------------------------------ options
-
-def _ints(text, what):
-    try:
-        values = [int(t) for t in str(text).split(",") if t.strip()]
-    except ValueError:
-        raise UserError(f"{what} must be comma-separated integers, got {text!r}")
-    if not values:
-        raise UserError(f"{what} is empty")
-    return values
-
 
 def resolve(args):
     """Fill unset options from the preset, then from the script's paper defaults; check them."""
@@ -139,13 +138,14 @@ def resolve(args):
                                                 "v_init", "v_hold"}:
         if getattr(args, key, None) is None:
             setattr(args, key, preset.get(key, args.paper.get(key)))
-    args.bits = _ints(args.bits, "--bits")
+    args.bits = numbers(args.bits, "--bits", int, unique=True)
     for c in args.bits:
         if not 1 <= c <= 64:
             raise UserError(f"--bits {c}: code lengths must be 1 to 64")
-    args.head_weights = [float(w) for w in str(args.head_weights).split(",")]
-    if len(args.head_weights) != 3:
-        raise UserError(f"--head-weights needs three weights w0,w1,w2, got {len(args.head_weights)}")
+    args.head_weights = numbers(args.head_weights, "--head-weights (w0,w1,w2)", count=3, minimum=0)
+    if not args.head_weights[0]:
+        raise UserError("--head-weights: w0, the target head's weight, must be above 0 (its codes are the ones "
+                        "retrieved)")
     for key in ("max_iter", "epochs", "batch_size", "num_samples", "eval_every"):
         if getattr(args, key) < 1:
             raise UserError(f"--{key.replace('_', '-')} must be at least 1")
@@ -155,7 +155,7 @@ def resolve(args):
     if args.v_hold >= args.max_iter:
         print(f"note: --v-hold {args.v_hold} >= --max-iter {args.max_iter}: the database codes stay as initialised "
               "(no DCC)", file=sys.stderr)
-    args.lr_steps = _ints(args.lr_steps, "--lr-steps") if str(args.lr_steps).strip() else []
+    args.lr_steps = numbers(args.lr_steps, "--lr-steps", int) if str(args.lr_steps).strip() else []
     for c0 in args.bits:  # fail before any data is loaded
         aux_lengths(args, c0)
     return args
@@ -163,9 +163,7 @@ def resolve(args):
 
 def aux_lengths(args, c0):
     if args.aux_bits:
-        aux = _ints(args.aux_bits, "--aux-bits")
-        if len(aux) != 2:
-            raise UserError(f"--aux-bits needs two lengths c1,c2, got {args.aux_bits!r}")
+        aux = numbers(args.aux_bits, "--aux-bits (c1,c2)", int, count=2)
     else:  # the script's lengths belong to the paper's recipe; every other preset has the one rule
         aux = args.paper.get("aux_for", {}).get(c0) if args.preset == "paper" else None
         aux = aux or (2 * c0, 4 * c0)
@@ -308,6 +306,27 @@ def train_one_iteration(args, c0, it, model, opt, losses, V, db, db_labels, sing
             "objective": objective, "sign_zeros": zeros}
 
 
+def check_sizes(data, args):
+    """Fail before anything is written when the processes cannot share the batches or queries."""
+    m = min(args.num_samples, len(data.database.labels))
+    smallest = m % args.batch_size or min(args.batch_size, m)  # the last batch of an epoch
+    if smallest < distributed.world_size():
+        raise UserError(f"a batch of {smallest} items cannot be shared by {distributed.world_size()} processes; "
+                        "choose --num-samples and --batch-size so that every batch has one item per process")
+    if len(data.query.labels) < distributed.world_size():  # each encodes its share of the queries (see evaluate)
+        raise UserError(f"the query set ({len(data.query.labels)} items) cannot be shared by "
+                        f"{distributed.world_size()} processes: run with at most as many processes as queries")
+
+
+def writer(args, lengths):
+    """What a checkpoint of this run records of its writer, checked when it is resumed."""
+    return {"kind": f"MAH-{args.arch}", "lengths": list(lengths), "backbone": args.backbone}
+
+
+def divergence_advice(args, opt):
+    return f"lower --lr (now {opt.param_groups[0]['lr']:g}) or --gamma (now {args.gamma:g})"
+
+
 def train_length(args, data, c0, device, out_dir):
     """Train and evaluate one target code length; returns the final metrics and seconds."""
     lengths = (c0, *aux_lengths(args, c0))
@@ -321,31 +340,31 @@ def train_length(args, data, c0, device, out_dir):
     single = bool((db_labels.sum(1) == 1).all())  # one label per item: similarity products factorise
     V = initial_codes(args, db_labels, lengths, args.seed * 1_000_003 + c0 * 10_007)
     losses = [ADSHLoss(args.gamma) for _ in lengths]
-    m = min(args.num_samples, len(db_labels))
-    smallest = m % args.batch_size or min(args.batch_size, m)  # the last batch of an epoch
-    if smallest < distributed.world_size():
-        raise UserError(f"a batch of {smallest} items cannot be shared by {distributed.world_size()} processes; "
-                        "choose --num-samples and --batch-size so that every batch has one item per process")
-    if len(queries) < distributed.world_size():  # each encodes its share of the queries (see evaluate)
-        raise UserError(f"the query set ({len(queries)} items) cannot be shared by {distributed.world_size()} "
-                        "processes: run with at most as many processes as queries")
     start, seconds, result = 0, 0.0, None
     ckpt_path = os.path.join(out_dir, "checkpoint.pt")
-    if os.path.exists(ckpt_path):
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt["bits"] == c0:
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            V = [v.to(device) for v in ckpt["V"]]
-            start, seconds = ckpt["iteration"] + 1, ckpt["seconds"]
-    net = distributed.wrap(model)  # under torchrun: DDP (gradients averaged over processes)
     main_process = distributed.is_main()  # only rank 0 evaluates and writes
     log = JsonLog(os.path.join(out_dir, "log.jsonl"))
+    if os.path.exists(ckpt_path):  # a resumed run (a new one never finds one: see RunFolder)
+        advice = f"this is not the checkpoint of the run in {out_dir}; start afresh in another --output-dir"
+        wrote = writer(args, lengths)
+        ckpt = load_checkpoint(ckpt_path, {k: wrote[k] for k in ("kind", "backbone")}, advice)
+        if ckpt.get("bits") == c0:  # else the checkpoint of a length finished before
+            ckpt = load_checkpoint(ckpt_path, wrote, advice)
+            load_state(model, ckpt["model"], ckpt_path, advice)
+            load_state(opt, ckpt["optimizer"], ckpt_path, advice)
+            V = [v.to(device) for v in ckpt["V"]]
+            start, seconds = ckpt["iteration"] + 1, ckpt["seconds"]
+    if main_process:  # the iterations after the checkpoint are done again: their old lines go
+        log.keep(lambda r: r.get("bits") != c0 or r.get("iteration", start) < start)
+    net = distributed.wrap(model)  # under torchrun: DDP (gradients averaged over processes)
     bar = tqdm(range(start, args.max_iter), desc=f"{c0} bits", initial=start, total=args.max_iter,
                disable=None if main_process else True, file=sys.stderr)
     for it in bar:
+        PROGRESS.update(where=f"in outer iteration {it + 1} of {args.max_iter} at {c0} bits ({it} of them in the "
+                              "checkpoint)")
         tic = time.time()
         record = train_one_iteration(args, c0, it, net, opt, losses, V, db, db_labels, single)
+        check_finite(model, f"after outer iteration {it}", divergence_advice(args, opt))
         seconds += time.time() - tic
         if (it + 1) % args.eval_every == 0 or it == args.max_iter - 1:
             result = record["metrics"] = evaluate(model, queries, V, data, args.batch_size)
@@ -356,7 +375,7 @@ def train_length(args, data, c0, device, out_dir):
         bar.set_postfix(loss=f"{float(np.dot(args.head_weights, record['loss'])):.4f}")
         save_checkpoint(ckpt_path, {"bits": c0, "iteration": it, "seconds": seconds, "model": model.state_dict(),
                                     "optimizer": opt.state_dict(), "V": [v.cpu() for v in V],
-                                    "args": arguments(args)})
+                                    "args": arguments(args), "written_by": writer(args, lengths)})
     if start >= args.max_iter:  # resumed after the last iteration had finished
         result = evaluate(model, queries, V, data, args.batch_size)
     if not main_process:
@@ -370,7 +389,45 @@ def train_length(args, data, c0, device, out_dir):
 
 def arguments(args):
     """The resolved arguments as saved in checkpoints and results (no per-script table, no command)."""
-    return {k: v for k, v in vars(args).items() if k not in ("paper", "command")}
+    return {k: v for k, v in options.public(args).items() if k not in ("paper", "command")}
+
+
+# Options that may differ from the run's when it is resumed: where it computes, not what.
+RESUME_MAY_CHANGE = ("resume", "gpu", "workers")
+# and where its data is (the saved split fixes which images), reported in one line
+RESUME_MAY_MOVE = ("data_root", "image_root", "path_prefix")
+
+
+def flag(dest):
+    return "--" + dest.replace("_", "-")
+
+
+def resumed(args):
+    """The arguments of the run in --resume (its run.json), after checking that the folder
+    holds a run of this script and that every option given beside --resume is the run's."""
+    folder, record = args.resume, os.path.join(args.resume, "run.json")
+    saved = read_json(record, "run record")
+    if saved.get("kind") == "MMHH" or "distance_type" in saved:
+        raise UserError(f"{folder} holds a train_mmhh.py run; continue it with train_mmhh.py --resume")
+    saved = read_json(record, "run record", keys=("script", "arch", "dataset", "bits", "preset"))
+    if saved["script"] != args.script:
+        raise UserError(f"{folder} holds a run of {saved['script']}.py, not {args.script}.py; continue it with "
+                        f"python {saved['script']}.py --resume {folder}")
+    if "overwrite" in options.given(args):
+        raise UserError("--overwrite starts a new run and --resume continues one: give one of them")
+    check_resumed(args, saved, RESUME_MAY_CHANGE + RESUME_MAY_MOVE, flag)
+    moved = [k for k in RESUME_MAY_MOVE if k in options.given(args) and getattr(args, k) != saved.get(k)]
+    for key in moved:
+        print(f"notice: resuming with {flag(key)} {getattr(args, key)} instead of the run's {saved.get(key)}",
+              file=sys.stderr)
+    # defaults for runs from before these options
+    run_args = argparse.Namespace(**{"v_init": "zeros", "v_hold": 0, "momentum": 0.0, "command": None,
+                                     "missing_images": "error", **saved})
+    for key in ("gpu", "workers", *moved):
+        if key in options.given(args):
+            setattr(run_args, key, getattr(args, key))
+    run_args.paper, run_args.resume, run_args.output_dir, run_args.overwrite = args.paper, folder, folder, False
+    return run_args
 
 
 def main(args):
@@ -383,30 +440,45 @@ def main(args):
 
 
 def _main(args, device):
-    if args.resume:
-        saved = read_json(os.path.join(args.resume, "run.json"), "run record")
-        folder, paper = args.resume, args.paper
-        # defaults for runs from before these options
-        args = argparse.Namespace(**{"v_init": "zeros", "v_hold": 0, "momentum": 0.0, "command": None,
-                                     "missing_images": "error", **saved})
-        args.paper, args.resume, args.output_dir = paper, folder, folder
-    else:
-        args = resolve(args)
+    PROGRESS.reset()
+    args = resumed(args) if args.resume else resolve(args)
+    check_device(args.gpu)
+    if not args.resume:
         args.command = command_line()  # the command that can start this run again, kept across resumes
         # one folder for all processes: rank 0's (its default name holds the time)
         args.output_dir = distributed.broadcast_object(args.output_dir or default_output_dir(args.script))
-        if distributed.is_main():
-            os.makedirs(args.output_dir, exist_ok=True)
-            write_json(os.path.join(args.output_dir, "run.json"), {**arguments(args), "command": args.command})
-    device = device or choose_device(args.gpu)
     main_process = distributed.is_main()
-    if not main_process:  # rank 0 draws and saves the split first, the others read it
-        distributed.barrier()
-    data = load_data(args.dataset, args.data_root, args.image_root, args.path_prefix, args.protocol, args.seed,
-                     split_file=os.path.join(args.output_dir, "split.json"), download=args.download,
-                     missing=args.missing_images)
-    if main_process:
-        distributed.barrier()
+    resume_command = f"python {args.script}.py --resume {args.output_dir}"
+    folder = RunFolder(args.output_dir, "--output-dir", resume=bool(args.resume), overwrite=args.overwrite,
+                       resume_hint=f"--resume {args.output_dir}")
+    split_file = os.path.join(args.output_dir, "split.json")
+    try:
+        with folder.starting():  # nothing is removed or written until the inputs are checked
+            if main_process:  # only rank 0 writes
+                folder.claim()
+            device = device or choose_device(args.gpu)
+            if not main_process:  # rank 0 draws and saves the split first, the others read it
+                distributed.barrier()
+            data = load_data(args.dataset, args.data_root, args.image_root, args.path_prefix, args.protocol,
+                             args.seed, split_file=split_file if args.resume or not main_process else None,
+                             download=args.download, missing=args.missing_images)
+            check_sizes(data, args)
+            build_backbone(args.backbone, args.pretrained, args.weights)  # the weights are there and load
+            if main_process:
+                folder.start()
+                data.save_split(split_file)
+                if not args.resume:
+                    write_json(folder.file("run.json"), {**arguments(args), "command": args.command,
+                                                         "kind": "MAH", "threads": thread_counts()})
+                distributed.barrier()
+        PROGRESS.update(resume=resume_command)
+        return train_lengths(args, data, device)
+    finally:
+        folder.release()
+
+
+def train_lengths(args, data, device):
+    main_process = distributed.is_main()
     method = f"MAH-{args.arch}"
     if main_process:
         print(f"{method} on {data.info.name} ({len(data.query.labels)} queries, {len(data.database.labels)} database), "
@@ -416,7 +488,7 @@ def _main(args, device):
     for c0 in args.bits:
         path = os.path.join(args.output_dir, "results", f"{data.info.name}_{method}_{c0}bits.json")
         if os.path.exists(path):  # finished before the run was resumed
-            rows.append(read_json(path, "results file"))
+            rows.append(read_json(path, "results file", keys=("bits", "metrics", "seconds")))
             continue
         trained = train_length(args, data, c0, device, args.output_dir)
         if not main_process:
@@ -427,7 +499,7 @@ def _main(args, device):
                   "preset": args.preset, "backbone": args.backbone, "seed": args.seed, "metrics": result,
                   "seconds": round(seconds, 1), "device": device_name(device), "git_commit": git_commit(),
                   "command": args.command or command_line(), "args": arguments(args), "retrieval": shown,
-                  "world_size": distributed.world_size()}
+                  "world_size": distributed.world_size(), "threads": thread_counts()}
         if args.resume:
             record["resumed_by"] = command_line()
         write_json(path, record)

@@ -10,6 +10,7 @@ snapshot again, on its own.
 """
 import argparse
 import os
+import shlex
 import sys
 import time
 
@@ -17,20 +18,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils import distributed, metrics
+from utils import distributed, metrics, options
 from utils.atomic import atomic_write
 from utils.batches import Feeder, label_matrix
 from utils.data import load_data
 from utils.datasets import IMAGENET_MEAN, IMAGENET_STD, get_dataset
-from utils.errors import UserError
+from utils.errors import PROGRESS, UserError, one_line
 from utils.adsh import similarity
 from utils.losses import hashnet_loss, mmhh_loss, parse_margin_params, quantization_loss, similar_weight
 from utils.memory import Memory
 from utils.models import NETWORKS, HashModel, build_backbone
 from utils.optim import FIXED_LR_SCHEDULES, RELEASED_LR, SCHEDULES, build_optimizer, learning_rate, \
     set_learning_rate, weight_decay
-from utils.runs import REPO, JsonLog, choose_device, command_line, device_name, git_commit, load_checkpoint, \
-    save_checkpoint, write_json
+from utils.options import Parser, check_resumed, nonnegative_float, nonnegative_int, positive_float
+from utils.runs import REPO, JsonLog, RunFolder, check_device, check_finite, choose_device, command_line, device_name, \
+    git_commit, load_checkpoint, load_state, make_folder, read_json, save_checkpoint, thread_counts, write_json
 
 # The released code's defaults of the options that presets change or resolve() may override
 # (a None in the parser stands for "not given", so an override can say what it replaced).
@@ -71,7 +73,7 @@ def _common(p):
                                 "(default: none; not needed for digits)")
     _add(p, "--image_root", help="where relative image paths of list files start (default: --data_root)")
     _add(p, "--path_prefix", help="OLD=NEW: rewrite absolute image paths of old list files (default: none)")
-    _add(p, "--workers", type=int, default=4, help="DataLoader workers for list-file data (default: 4)")
+    _add(p, "--workers", type=nonnegative_int, default=4, help="DataLoader workers for list-file data (default: 4)")
     _add(p, "--missing_images", choices=("error", "drop"),
          help="list rows whose image file is absent: stop with the count and the first one, or leave them out and "
               "record how many in split.json (default: error; test_mmhh.py: the snapshot's)")
@@ -86,8 +88,8 @@ def _common(p):
 
 
 def get_train_parser():
-    p = argparse.ArgumentParser(description="Train MMHH's hashing network with HashNet's pair loss (the released "
-                                            "default) or the MMHH loss (--distance_type MMHH)")
+    p = Parser(description="Train MMHH's hashing network with HashNet's pair loss (the released default) or the MMHH "
+                           "loss (--distance_type MMHH)")
     _common(p)
     _add(p, "--s_dataset", default="cifar10", help="training data set: coco_80, nuswide_21, nuswide_81, imagenet100, "
                                                    "cifar10, digits, ... (default: cifar10)")
@@ -106,11 +108,11 @@ def get_train_parser():
     _add(p, "--snap_path", default=os.path.join(REPO, "snapshot", "hash"),
          help="folder of the final snapshot (default: snapshot/hash/ in the repository)")
     _add(p, "--hash_bit", type=int, default=48, help="code length K (default: 48)")
-    _add(p, "--lr", type=float, help="learning rate of the backbone; the hash layer gets 10x (default: 3e-4; "
+    _add(p, "--lr", type=positive_float, help="learning rate of the backbone; the hash layer gets 10x (default: 3e-4; "
                                      "cpu-small 1e-3, cpu-pretrained 1e-4; HashNet_Step and DANN_INV always start "
                                      "at 3e-4, as released)")
     _add(p, "--annotation", default="empty", help="run name, part of the snapshot and log names (default: empty)")
-    _add(p, "--loss_lambda", type=float, help="weight of the quantization loss; 0 allowed (default: 0.1; always 0 "
+    _add(p, "--loss_lambda", type=nonnegative_float, help="weight of the quantization loss; 0 allowed (default: 0.1; always 0 "
                                               "with --image_loss_type HashNet, as released)")
     _add(p, "--num_iters", type=int, help="training iterations (default: 1000; cpu-small 5000, cpu-pretrained 2000)")
     _add(p, "--pre_model_path", default="", help="start from this snapshot's model weights (default: none)")
@@ -135,14 +137,15 @@ def get_train_parser():
     _add(p, "--lr_schedule_type", choices=SCHEDULES,
          help="learning-rate schedule: Stair_Step halves --lr every --decay_step; HashNet_Step halves 3e-4 every "
               "2000 iterations; DANN_INV is 3e-4 (1 + 3e-4 t)^-0.75 (default: Stair_Step)")
-    _add(p, "--gamma", type=float, default=1.0, help="scale of the Cauchy kernel of the MMHH loss (default: 1.0)")
-    _add(p, "--sigmoid_param", type=float, default=1.0, help="x = sigmoid_param <h_i, h_j> of the Hamming loss "
+    _add(p, "--gamma", type=positive_float, default=1.0, help="scale > 0 of the Cauchy kernel of the MMHH loss "
+                                                             "(default: 1.0)")
+    _add(p, "--sigmoid_param", type=positive_float, default=1.0, help="x = sigmoid_param <h_i, h_j> of the Hamming loss "
                                                              "(default: 1.0)")
     _add(p, "--radius", type=int, default=0, help="evaluation: 0 reports MAP@TopK with the data set's R, r > 0 "
                                                   "MAP@H<=r (default: 0)")
     _add(p, "--decay_step", type=int, help="Stair_Step halves the lr every this many iterations (default: 200; "
                                            "cpu-small 2000, cpu-pretrained 1000)")
-    _add(p, "--weight_decay", type=float, help="weight decay of Stair_Step (default: 0.1; cpu-small and "
+    _add(p, "--weight_decay", type=nonnegative_float, help="weight decay of Stair_Step (default: 0.1; cpu-small and "
                                                "cpu-pretrained 5e-4); the other schedules use 5e-4")
     _add(p, "--similar_weight_type", "--similar_weight", "--similar-weight", default="config",
          help="weight of similar pairs: a number, 'config' (the data set's: COCO 1, NUS-WIDE 5, others 1) or "
@@ -153,7 +156,7 @@ def get_train_parser():
     _add(p, "--batch_params", default="300", help="warm-up iterations of BatchInitMem (default: 300)")
     _add(p, "--semi_init_type", default="MODEL", choices=("MODEL", "RANDOM"),
          help="memory start: the model's outputs or randn (default: MODEL)")
-    _add(p, "--semi_init_momentum", type=float, default=0.5, help="beta0 of the memory momentum (default: 0.5)")
+    _add(p, "--semi_init_momentum", type=options.unit_interval, default=0.5, help="beta0 of the memory momentum (default: 0.5)")
     _add(p, "--margin_params", default="0.5:0.8:1.0:1.0:2.0",
          help="sim_in:dis_in:sim_out:dis_out:margin of the MMHH reweighting (default: 0.5:0.8:1.0:1.0:2.0)")
     _add(p, "--test_sample_ratio", type=float, default=0.1, help="fraction of queries and database (seeded) tested "
@@ -171,31 +174,37 @@ def get_train_parser():
     _add(p, "--protocol", help="split of array data sets: deephash (DeepHash/HashNet's: 100 queries and 500 "
                                 "training images per class), dpsh or full (default: deephash where the data set "
                                 "has it, else its own)")
-    _add(p, "--seed", type=int, default=0, help="seed of the split, batches, augmentation, init and test sample "
-                                                "(default: 0)")
+    _add(p, "--seed", type=options.seed, default=0, help="seed of the split, batches, augmentation, init and test "
+                                                         "sample (default: 0)")
     _add(p, "--log_every", type=int, default=50, help="iterations per log line (default: 50)")
-    _add(p, "--resume", action="store_true", help="continue the run of this annotation from its last checkpoint "
-                                                  "(written at the end of every epoch) (default: off, a new run)")
+    _add(p, "--resume", action="store_true",
+         help="continue the run of this --log_dir, --annotation and data sets from its last checkpoint (written at the "
+              "end of every epoch), with its own arguments; only --gpu_id, --workers and --tensorboard may be given "
+              "beside it (default: off, a new run)")
+    _add(p, "--overwrite", action="store_true",
+         help="let a new run replace the run of its annotation: that run's files are removed once this run's inputs "
+              "are checked, its snapshot and test outputs replaced (default: off: a folder that holds a run is "
+              "refused)")
     _add(p, "--tensorboard", action="store_true", help="also log to TensorBoard, which needs the tensorboard "
                                                        "package (default: off)")
     return p
 
 
 def get_test_parser():
-    p = argparse.ArgumentParser(description="Test an MMHH snapshot")
+    p = Parser(description="Test an MMHH snapshot")
     _common(p)
     _add(p, "--dataset", help="data set to test on (default: the snapshot's)")
-    _add(p, "--batch_size", type=int, default=16, help="images per batch (default: 16)")
+    _add(p, "--batch_size", type=options.positive_int, default=16, help="images per batch (default: 16)")
     _add(p, "--output_path", help="save codes, outputs and labels as .npy files in this folder (default: off)")
     _add(p, "--model_path", required=True, help="the snapshot, with or without its .pt suffix (required)")
-    _add(p, "--radius", type=int, default=2, help="0 reports MAP@TopK with the data set's R, r > 0 MAP@H<=r "
+    _add(p, "--radius", type=nonnegative_int, default=2, help="0 reports MAP@TopK with the data set's R, r > 0 MAP@H<=r "
                                                   "(default: 2)")
     _add(p, "--annotation", default="empty", help="run name: results go to --log_dir/<annotation>/ (default: empty, "
                                                   "as released)")
     _add(p, "--log_dir", default=os.path.join(REPO, "log"), help="(default: log/ in the repository)")
-    _add(p, "--test_sample_ratio", type=float, default=1.0, help="fraction of queries and database tested "
+    _add(p, "--test_sample_ratio", type=options.fraction, default=1.0, help="fraction of queries and database tested "
                                                                 "(default: 1.0)")
-    _add(p, "--seed", type=int, help="seed of the test sample (default: the snapshot's)")
+    _add(p, "--seed", type=options.seed, help="seed of the test sample (default: the snapshot's)")
     return p
 
 
@@ -230,8 +239,6 @@ def resolve(args):
         raise UserError(f"--test_sample_ratio must be in (0, 1], got {args.test_sample_ratio}")
     if args.radius < 0:
         raise UserError(f"--radius must be 0 (MAP@TopK) or a positive Hamming radius, got {args.radius}")
-    if args.loss_lambda < 0:
-        raise UserError(f"--loss_lambda must be >= 0, got {args.loss_lambda}")
     try:
         parse_margin_params(args.margin_params)
         warmup_iterations(args.batch_params)
@@ -324,6 +331,8 @@ def test_model(model, data, device, args, ratio, seed, radius, batch_size):
                                                                                      ratio, rng)
     q_out = encode(model, feeders(data, "query", device, args), q_idx, batch_size)  # Q x K
     d_out = encode(model, feeders(data, "database", device, args), d_idx, batch_size)  # N x K
+    if not (torch.isfinite(q_out).all() and torch.isfinite(d_out).all()):
+        raise UserError("the model's outputs are not finite (the training diverged): train again with a lower --lr")
     q_codes, d_codes = torch.where(q_out >= 0, 1.0, -1.0), torch.where(d_out >= 0, 1.0, -1.0)
     ql, dl = data.query.labels[q_idx], data.database.labels[d_idx]
     scores = dict(query_scores=q_out, db_scores=d_out) if args.rank_by == "scores" else {}
@@ -375,7 +384,7 @@ def results_record(data, args, result, seconds, device, bits):
     return {"paper": "MMHH", "dataset": data.info.name, "method": method, "bits": bits, "preset": args.preset,
             "backbone": args.image_network, "seed": args.seed, "metrics": result, "seconds": round(seconds, 1),
             "device": device_name(device), "git_commit": git_commit(), "command": command_line(),
-            "args": vars(args)}
+            "args": options.public(args), "threads": thread_counts()}
 
 
 def target_settings(settings):
@@ -445,39 +454,119 @@ def train_main(args):
         distributed.cleanup()
 
 
+def run_name(args):
+    """<annotation>_<s_dataset>_<t_dataset>: the run's folder under --log_dir, as the released
+    code named its logs (also before resolve(): --fake_cpu_demo and an empty --t_dataset)."""
+    source = "digits" if str(args.fake_cpu_demo) == "True" else args.s_dataset
+    return f"{args.annotation}_{source}_{(args.t_dataset if source == args.s_dataset else '') or source}"
+
+
+def writer(args):
+    """What a checkpoint or snapshot records of its writer, checked before its state is used."""
+    return {"kind": "train_mmhh.py model", "hash_bit": args.hash_bit, "image_network": args.image_network}
+
+
+# Options that may differ from the run's when it is resumed: where it computes, not what.
+RESUME_MAY_CHANGE = ("resume", "gpu_id", "workers", "tensorboard")
+
+
+def resumed(args):
+    """The arguments of the run that --log_dir, --annotation, --s_dataset and --t_dataset name
+    (its run.json), after checking that every option given beside --resume is the run's."""
+    record = os.path.join(args.log_dir, run_name(args), "run.json")
+    if not os.path.exists(record):
+        raise UserError(f"--resume: {os.path.dirname(record)} holds no run (no run.json); run without --resume to "
+                        "start this run, or give the --log_dir, --annotation and data sets of the run")
+    saved = read_json(record, "run record")
+    if saved.get("kind") == "MAH" or "arch" in saved:
+        raise UserError(f"{os.path.dirname(record)} holds a MAH run; continue it with its script's --resume")
+    saved = read_json(record, "run record", keys=("distance_type", "hash_bit", "image_network", "num_iters"))
+    if "overwrite" in options.given(args):
+        raise UserError("--overwrite starts a new run and --resume continues one: give one of them")
+    check_resumed(args, saved, RESUME_MAY_CHANGE, lambda dest: f"--{dest}")
+    run_args = argparse.Namespace(**saved)
+    for key in RESUME_MAY_CHANGE:
+        if key in options.given(args):
+            setattr(run_args, key, getattr(args, key))
+    run_args.resume, run_args.overwrite = True, False
+    return run_args
+
+
+def output_paths(args):
+    """The run folder, the snapshot file and the test output folder of a run."""
+    run_dir = os.path.join(args.log_dir, run_name(args))
+    snapshot = os.path.join(args.snap_path, f"{args.annotation}_{args.s_dataset}_{args.t_dataset}_iter_"
+                                            f"{args.num_iters:05d}.pt")
+    return run_dir, snapshot, os.path.join(args.test_output_dir, f"{args.annotation}_iter_{args.num_iters:05d}")
+
+
 def _train_main(args, device):
-    args = resolve(args)
+    PROGRESS.reset()
+    args = resumed(args) if args.resume else resolve(args)
+    check_device(args.gpu_id, "--gpu_id")
     main_process = distributed.is_main()  # only rank 0 writes, and tests at the end
-    run_dir = os.path.join(args.log_dir, f"{args.annotation}_{args.s_dataset}_{args.t_dataset}")
+    run_dir, snapshot, outputs = output_paths(args)
     ckpt_path, log_path = os.path.join(run_dir, "checkpoint.pt"), os.path.join(run_dir, "log.jsonl")
-    if args.resume and not os.path.exists(ckpt_path):
-        raise UserError(f"--resume: {run_dir} has no checkpoint.pt; run without --resume to start this run")
-    if not main_process:  # rank 0 prepares the folder and saves the split first, the others read it
-        distributed.barrier()
-    else:
-        os.makedirs(run_dir, exist_ok=True)
-        if not args.resume:  # the run folder of an annotation is reused: start it over
-            for path in (ckpt_path, log_path):
-                if os.path.exists(path):
-                    os.remove(path)
-    device = device or choose_device(args.gpu_id)
-    data = data_for(args.s_dataset, vars(args), run_dir)
-    if main_process:
-        distributed.barrier()
-    target = target_settings(vars(args))
-    same = get_dataset(args.t_dataset).name == data.info.name and \
-        (target["data_root"], target["image_root"]) == (args.data_root, args.image_root)
-    test_data = data if same else data_for(args.t_dataset, target, None)
+    locate = " ".join(f"--{k} {shlex.quote(str(getattr(args, k)))}" for k in ("log_dir", "annotation", "s_dataset",
+                                                                               "t_dataset"))
+    folder = RunFolder(run_dir, "--annotation", resume=args.resume, overwrite=args.overwrite,
+                       resume_hint=f"train_mmhh.py {locate} --resume")
+    try:
+        with folder.starting():  # nothing is removed or written until the inputs are checked
+            if main_process:
+                folder.writable(args.log_dir, "--log_dir")
+                folder.claim()
+            if main_process and not args.resume and not args.overwrite:
+                theirs = [path for path in (snapshot, os.path.join(outputs, "test_code.npy")) if os.path.exists(path)]
+                if theirs:
+                    raise UserError(f"{theirs[0]} belongs to another run of annotation {args.annotation}: use another "
+                                    "--annotation, or add --overwrite to replace that run's files")
+            if main_process:
+                for place, option in ((args.snap_path, "--snap_path"), (args.test_output_dir, "--test_output_dir")):
+                    folder.writable(place, option)
+            device = device or choose_device(args.gpu_id, "--gpu_id")
+            if not main_process:  # rank 0 saves the split first, the others read it
+                distributed.barrier()
+            data = data_for(args.s_dataset, vars(args), run_dir if args.resume or not main_process else None)
+            target = target_settings(vars(args))
+            same = get_dataset(args.t_dataset).name == data.info.name and \
+                (target["data_root"], target["image_root"]) == (args.data_root, args.image_root)
+            test_data = data if same else data_for(args.t_dataset, target, None)
+            model = build_network(args.image_network, args.hash_bit, args.pretrained, args.weights, args.seed)
+            if args.pre_model_path:
+                path = snapshot_path(args.pre_model_path, "--pre_model_path")
+                advice = "give --pre_model_path a snapshot of the same --hash_bit and --image_network"
+                load_state(model, load_checkpoint(path, writer(args), advice)["model"], path, advice)
+            B = min(args.batch_size, len(data.train.labels))
+            if B % distributed.world_size():
+                raise UserError(f"--batch_size {B} cannot be shared equally by {distributed.world_size()} "
+                                "processes; make it a multiple of the number of processes")
+            ckpt = None
+            if args.resume and os.path.exists(ckpt_path):
+                ckpt = load_checkpoint(ckpt_path, writer(args), f"this is not the checkpoint of the run in {run_dir}; "
+                                                                 "start afresh with another --annotation")
+            if main_process:
+                folder.start()
+                data.save_split(os.path.join(run_dir, "split.json"))
+                if not args.resume:
+                    write_json(os.path.join(run_dir, "run.json"), {**options.public(args), "kind": "MMHH",
+                                                                   "threads": thread_counts()})
+                distributed.barrier()
+        PROGRESS.update(resume=f"python train_mmhh.py {locate} --resume")
+        return train(args, data, test_data, model, ckpt, device, run_dir, snapshot, outputs)
+    finally:
+        folder.release()
+
+
+def train(args, data, test_data, model, ckpt, device, run_dir, snapshot, outputs):
+    """Train from the checkpoint `ckpt` (None: from the start), write the snapshot, test it."""
+    main_process = distributed.is_main()
     info = data.info
     if main_process:
         print(f"{args.distance_type} loss on {info.name} ({len(data.train.labels)} train, {len(data.query.labels)} "
               f"queries, {len(data.database.labels)} database), {args.hash_bit} bits, preset {args.preset}, "
               f"{args.image_network}, device {device_name(device)}, commit {git_commit()}"
               + distributed.describe())
-
-    model = build_network(args.image_network, args.hash_bit, args.pretrained, args.weights, args.seed)
-    if args.pre_model_path:
-        model.load_state_dict(load_checkpoint(snapshot_path(args.pre_model_path))["model"])
     model = model.to(device, memory_format=torch.channels_last)
     opt = build_optimizer(model, args.optimizer, args.lr, weight_decay(args.lr_schedule_type, args.weight_decay))
     train = feeders(data, "train", device, args, train=True)
@@ -485,9 +574,6 @@ def _train_main(args, device):
     n = len(train)
     B = min(args.batch_size, n)
     per_epoch = n // B  # full batches only: every pair matrix has the same size
-    if B % distributed.world_size():
-        raise UserError(f"--batch_size {B} cannot be shared equally by {distributed.world_size()} processes; "
-                        "make it a multiple of the number of processes")
     margins = parse_margin_params(args.margin_params)
 
     memory = None
@@ -500,20 +586,20 @@ def _train_main(args, device):
                         args.num_iters, args.norm_memory_batch)
 
     t, seconds = 0, 0.0
-    if args.resume:
-        ckpt = load_checkpoint(ckpt_path)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
+    ckpt_path = os.path.join(run_dir, "checkpoint.pt")
+    if ckpt is not None:
+        load_state(model, ckpt["model"], ckpt_path, "start afresh with another --annotation")
+        load_state(opt, ckpt["optimizer"], ckpt_path, "start afresh with another --annotation")
         if memory is not None:
             memory.codes = ckpt["memory"].to(device)
         t, seconds = ckpt["iteration"], ckpt["seconds"]
+    log, board = JsonLog(os.path.join(run_dir, "log.jsonl")), _tensorboard(args, run_dir) if main_process else None
+    if main_process:  # the iterations after the checkpoint are done again: their old lines go
+        log.keep(lambda r: r.get("iteration", t) <= t)
     net = distributed.wrap(model)  # under torchrun: DDP (gradients averaged over processes)
-    if main_process:
-        write_json(os.path.join(run_dir, "run.json"), vars(args))
-    log, board = JsonLog(log_path), _tensorboard(args, run_dir) if main_process else None
     bar = tqdm(total=args.num_iters, initial=t, desc=f"{args.distance_type} {args.hash_bit} bits",
                disable=None if main_process else True, file=sys.stderr)
-    sums, count = np.zeros(3), 0
+    sums, count, saved = np.zeros(3), 0, t
     while t < args.num_iters:
         tic = time.time()
         epoch = t // per_epoch
@@ -524,6 +610,7 @@ def _train_main(args, device):
         for pos, x in train.batches(order, B, generator, distributed.shard(B)):  # this process's share
             if t >= args.num_iters:
                 break
+            PROGRESS.update(where=f"at iteration {t + 1} of {args.num_iters} ({saved} of them in the checkpoint)")
             index = torch.as_tensor(order[pos.numpy()], device=device)
             lr, w_s, parts = train_one_step(args, t, net, opt, memory, x, labels[index], index, margins,
                                             info.similar_weight)
@@ -532,6 +619,7 @@ def _train_main(args, device):
             t += 1
             bar.update(1)
             if main_process and (t % args.log_every == 0 or t == args.num_iters):
+                check_finite(model, f"at iteration {t}", f"lower --lr (now {lr:g})")
                 mean = sums / count
                 record = {"iteration": t, "lr": lr, "pair_loss": mean[0], "quantization_loss": mean[1],
                           "loss": mean[2], "similar_weight": w_s, "scale": float(model.scale),
@@ -545,18 +633,23 @@ def _train_main(args, device):
         seconds += time.time() - tic
         # at epoch ends only, so that a resumed run sees the batches an uninterrupted one would
         if main_process:
+            check_finite(model, f"at iteration {t}", f"lower --lr (now {opt.param_groups[0]['lr']:g})")
             save_checkpoint(ckpt_path, state(model, opt, memory, t, seconds, args))
+            saved = t
     bar.close()
     if not main_process:
         return None
-    snapshot = os.path.join(args.snap_path, f"{args.annotation}_{args.s_dataset}_{args.t_dataset}_iter_"
-                                            f"{args.num_iters:05d}.pt")
+    check_finite(model, f"at iteration {t}", f"lower --lr (now {opt.param_groups[0]['lr']:g})")
     save_checkpoint(snapshot, state(model, opt, memory, t, seconds, args))
     print(f"snapshot: {snapshot}")
-    result, arrays = test_model(model, test_data, device, args, args.test_sample_ratio, args.seed, args.radius,
-                                args.batch_size)
+    PROGRESS.update(where="while testing the snapshot", resume=f"python test_mmhh.py --model_path {snapshot}")
+    try:
+        result, arrays = test_model(model, test_data, device, args, args.test_sample_ratio, args.seed, args.radius,
+                                    args.batch_size)
+    except UserError as e:
+        raise UserError(f"{one_line(e)} (the snapshot {snapshot} is saved: test it with python test_mmhh.py "
+                        f"--model_path {snapshot})") from None
     report(result, args.radius)
-    outputs = os.path.join(args.test_output_dir, f"{args.annotation}_iter_{args.num_iters:05d}")
     save_test_output(outputs, arrays, test_data.info.classes)
     print(f"test outputs: {outputs}")
     record = results_record(test_data, args, result, seconds, device, args.hash_bit)
@@ -569,9 +662,10 @@ def _train_main(args, device):
 
 
 def state(model, opt, memory, t, seconds, args):
-    """What checkpoints and snapshots hold: state_dicts, memory, iteration, seconds, arguments."""
+    """What checkpoints and snapshots hold: state_dicts, memory, iteration, seconds, arguments, writer."""
     return {"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": t, "seconds": seconds,
-            "memory": None if memory is None else memory.codes.cpu(), "args": vars(args)}
+            "memory": None if memory is None else memory.codes.cpu(), "args": options.public(args),
+            "written_by": writer(args)}
 
 
 def _tensorboard(args, run_dir):
@@ -588,12 +682,12 @@ def _tensorboard(args, run_dir):
 
 # ------------------------------------------------------------------------- test_mmhh
 
-def snapshot_path(path):
+def snapshot_path(path, option="--model_path"):
     """The snapshot file, given with or without its .pt suffix."""
     for candidate in (path, path + ".pt"):
         if os.path.isfile(candidate):
             return candidate
-    raise UserError(f"no snapshot at {path} (nor {path}.pt); give --model_path of a file train_mmhh.py wrote "
+    raise UserError(f"no snapshot at {path} (nor {path}.pt); give {option} of a file train_mmhh.py wrote "
                     "under --snap_path")
 
 
@@ -608,14 +702,18 @@ def snapshot_settings(saved, name):
 
 
 def test_main(args):
+    check_device(args.gpu_id, "--gpu_id")
     path = snapshot_path(args.model_path)
-    ckpt = load_checkpoint(path)
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "args" not in ckpt:
-        raise UserError(f"{args.model_path} is not a snapshot of train_mmhh.py (no model and args)")
+    advice = "give --model_path a snapshot that train_mmhh.py wrote"
+    ckpt = load_checkpoint(path, {"kind": writer(argparse.Namespace(hash_bit=0, image_network=""))["kind"]}, advice)
     saved = ckpt["args"]
-    device = choose_device(args.gpu_id)
+    results = os.path.join(args.log_dir, args.annotation, "results")
+    make_folder(results, "--log_dir")  # fails now rather than after the test
+    if args.output_path:
+        make_folder(args.output_path, "--output_path")
+    device = choose_device(args.gpu_id, "--gpu_id")
     model = build_network(saved["image_network"], saved["hash_bit"], pretrained=False)
-    model.load_state_dict(ckpt["model"])
+    load_state(model, ckpt["model"], path, advice)
     model = model.to(device, memory_format=torch.channels_last)
     for key in ("resize", "crop", "augment"):  # the snapshot's input pipeline
         setattr(args, key, saved[key])
@@ -635,13 +733,11 @@ def test_main(args):
                                 args.batch_size)
     report(result, args.radius)
     if args.output_path:
-        os.makedirs(args.output_path, exist_ok=True)
         for name, value in arrays.items():
             value = value.cpu().numpy() if torch.is_tensor(value) else value
-            np.save(os.path.join(args.output_path, f"{name}.npy"), value)
+            atomic_write(os.path.join(args.output_path, f"{name}.npy"), lambda f: np.save(f, value))
     trained = argparse.Namespace(**{**saved, "seed": seed})
     record = results_record(data, trained, result, time.time() - tic, device, saved["hash_bit"])
     record["snapshot"] = os.path.abspath(path)
-    write_json(os.path.join(args.log_dir, args.annotation, "results",
-                            f"{data.info.name}_{record['method']}_{saved['hash_bit']}bits.json"), record)
+    write_json(os.path.join(results, f"{data.info.name}_{record['method']}_{saved['hash_bit']}bits.json"), record)
     return record

@@ -1,37 +1,47 @@
 """Run plumbing shared by the training scripts: device, run folder, logs, checkpoints, results."""
+import contextlib
+import fcntl
 import functools
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
 
-from utils.atomic import atomic_write
+from utils.atomic import atomic_write, remove_temporaries, write_failure
 from utils.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def choose_device(gpu):
-    """--gpu '1' -> cuda:1; 'cpu', or no CUDA at all -> the CPU (with a notice)."""
+def choose_device(gpu, option="--gpu"):
+    """--gpu '1' -> cuda:1; 'cpu', or no CUDA at all -> the CPU (with a notice). option: the
+    flag's name in messages (train_mmhh.py's is --gpu_id)."""
+    check_device(gpu, option)
     if str(gpu).lower() == "cpu":
         return torch.device("cpu")
-    if "," in str(gpu):  # the original's DataParallel spelling
-        n = len(str(gpu).split(","))
-        raise UserError(f"--gpu {gpu}: one process drives one GPU; for {n} GPUs run `torchrun --nproc_per_node {n} "
-                        f"{os.path.basename(sys.argv[0])} ...` (README \"Several GPUs\")")
-    if not str(gpu).isdigit():
-        raise UserError(f"--gpu must be a CUDA device number or 'cpu', got {gpu!r}")
     if not torch.cuda.is_available():
-        print(f"notice: no CUDA device, --gpu {gpu} ignored; running on the CPU", file=sys.stderr)
+        print(f"notice: no CUDA device, {option} {gpu} ignored; running on the CPU", file=sys.stderr)
         return torch.device("cpu")
     if int(gpu) >= torch.cuda.device_count():
-        raise UserError(f"--gpu {gpu}: there are {torch.cuda.device_count()} CUDA devices (0.."
+        raise UserError(f"{option} {gpu}: there are {torch.cuda.device_count()} CUDA devices (0.."
                         f"{torch.cuda.device_count() - 1}); pick one of them or 'cpu'")
     return torch.device(f"cuda:{gpu}")
+
+
+def check_device(gpu, option="--gpu"):
+    """The spelling of --gpu alone (no CUDA needed), so a bad one fails before anything is made."""
+    if "," in str(gpu):  # the original's DataParallel spelling
+        n = len(str(gpu).split(","))
+        raise UserError(f"{option} {gpu}: one process drives one GPU; for {n} GPUs run `torchrun --nproc_per_node "
+                        f"{n} {os.path.basename(sys.argv[0])} ...` (README \"Several GPUs\")")
+    if str(gpu).lower() != "cpu" and not str(gpu).isdigit():
+        raise UserError(f"{option} must be a CUDA device number or 'cpu', got {gpu!r}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -63,12 +73,18 @@ def write_json(path, record):
     atomic_write(path, lambda f: f.write(json.dumps(record, indent=1, sort_keys=True) + "\n"), mode="w")
 
 
-def read_json(path, what):
+def read_json(path, what, keys=()):
+    """A JSON object from `path`, with every one of `keys`; anything else is a UserError."""
     try:
         with open(path) as f:
-            return json.load(f)
+            record = json.load(f)
     except (OSError, ValueError) as e:
         raise UserError(f"{what} {path} is missing or unreadable ({type(e).__name__}); check the path")
+    missing = [k for k in keys if k not in record] if isinstance(record, dict) else keys
+    if not isinstance(record, dict) or missing:
+        raise UserError(f"{what} {path} is not one this project wrote (no {', '.join(missing) or 'object'}); "
+                        "check the path")
+    return record
 
 
 def save_checkpoint(path, state):
@@ -77,12 +93,55 @@ def save_checkpoint(path, state):
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, written_by=None, advice="start a new run instead of resuming"):
+    """A checkpoint or snapshot of this project, checked before any of its state is used:
+    a dict with a model state and, for each key of `written_by` (e.g. {"kind": "MAH-flat",
+    "lengths": [4, 8, 16], "backbone": "small"}), the value its writer recorded. advice: what
+    the user should do instead, for the messages."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(f"checkpoint {path} is unreadable ({type(e).__name__}); it is corrupt or not a "
-                        "checkpoint of this project: start a new run instead of resuming")
+                        f"checkpoint of this project: {advice}")
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise UserError(f"{path} is not a checkpoint of this project (no model state): {advice}")
+    found = ckpt.get("written_by") or {}
+    if written_by and any(found.get(k) != v for k, v in written_by.items()):
+        raise UserError(f"{path} holds {describe_writer(found)}, not {describe_writer(written_by)}: {advice}")
+    return ckpt
+
+
+def describe_writer(fields):
+    """{"kind": "MAH-flat", "lengths": [4, 8, 16]} -> 'MAH-flat, lengths 4,8,16'."""
+    if not fields:
+        return "a model of unknown kind"
+    shown = [",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for v in fields.values()]
+    return ", ".join([shown[0]] + [f"{k} {v}" for k, v in zip(list(fields)[1:], shown[1:])])
+
+
+def load_state(module, state, path, advice):
+    """module.load_state_dict(state); a state of another shape is a UserError naming `path`."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path} does not fit this model ({first}): {advice}")
+
+
+def check_finite(model, where, advice):
+    """The parameters and buffers (batch-norm statistics) of `model` are all finite, or a
+    UserError saying where they stopped being so and what to change."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(f"the model diverged: {name} is no longer finite {where}; {advice}")
+
+
+def thread_counts():
+    """The thread counts a run computes with: its float sums follow them (README, "Reproducibility")."""
+    from utils import hamming_kernels  # the metrics' compiled passes, and how numba is configured
+
+    return {"torch": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads(),
+            "numba": hamming_kernels.thread_count(), "numba_layer": hamming_kernels.numba.config.THREADING_LAYER}
 
 
 class JsonLog:
@@ -92,8 +151,147 @@ class JsonLog:
         self.path = path
 
     def write(self, **record):
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record, sort_keys=True) + "\n")
+        except OSError as e:
+            raise UserError(write_failure(self.path, e)) from None
+
+    def keep(self, wanted):
+        """Rewrite the log (atomically) with only the records for which wanted(record) holds, and
+        without a line a killed write left half: a resumed run cuts it back to its checkpoint."""
+        if not os.path.exists(self.path):
+            return
+        kept = []
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and wanted(record):
+                    kept.append(line if line.endswith("\n") else line + "\n")
+        atomic_write(self.path, lambda f: f.write("".join(kept)), mode="w")
+
+
+# What a run folder holds once a run has written to it (the lock file is not among them).
+RUN_FILES = ("run.json", "split.json", "log.jsonl", "checkpoint.pt", "results", "tensorboard")
+LOCK = ".lock"
+
+
+class RunFolder:
+    """The folder of one run, held by an OS lock for as long as the run's process lives.
+
+    claim() makes the folder (and says so in one line if it cannot), takes the lock (a second
+    run on the folder stops at once), and refuses a folder that holds another run unless
+    resuming or `overwrite`. The run then checks its inputs, and only start() removes anything:
+    the old run's files under `overwrite`, temporaries of killed writes. A run that fails
+    before start() leaves no folder it made behind. The lock is flock(2) on `.lock`: the
+    kernel drops it when the process ends, however it ends, so it never goes stale.
+    """
+
+    def __init__(self, path, option, resume=False, overwrite=False, resume_hint=None):
+        self.path, self.option, self.resume, self.overwrite = path, option, resume, overwrite
+        self.resume_hint = resume_hint  # how a user continues the run, for messages
+        self.made, self.lock, self.started = [], None, False
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    def holds_run(self):
+        return [name for name in RUN_FILES if os.path.exists(self.file(name))]
+
+    def claim(self):
+        self.made += make_folder(self.path, self.option)
+        try:
+            self.lock = open(self.file(LOCK), "a+")
+        except OSError as e:
+            raise UserError(f"{self.option} {self.path} cannot be written ({e.strerror}); choose a folder you can "
+                            "write") from None
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.lock.seek(0)
+            holder = self.lock.read().strip() or "unknown"
+            self.lock.close()
+            self.lock = None
+            raise UserError(f"{self.path} is in use by another run (process {holder}); wait for it to end, or use "
+                            f"another {self.option}") from None
+        self.lock.seek(0)
+        self.lock.truncate()
+        self.lock.write(f"{os.getpid()}\n")
+        self.lock.flush()
+        held = self.holds_run()
+        if not self.resume and held and not self.overwrite:
+            raise UserError(f"{self.path} holds another run ({', '.join(held)}): continue it with "
+                            f"{self.resume_hint or '--resume'}, start afresh in another {self.option}, or add "
+                            "--overwrite to replace it")
+        return self
+
+    def writable(self, folder, option):
+        """Make `folder` (another place the run writes, e.g. a snapshot folder) and write a file
+        there, so that it fails now rather than after training."""
+        self.made += make_folder(folder, option)
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as e:
+            raise UserError(f"{option} {folder} cannot be written ({e.strerror}); choose a folder you can write") \
+                from None
+
+    def start(self):
+        """Inputs are checked: clear an overwritten run's files and killed writes' temporaries."""
+        if self.overwrite and not self.resume:
+            for name in self.holds_run():
+                target = self.file(name)
+                shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
+        for folder in (self.path, self.file("results")):
+            remove_temporaries(folder)
+        self.started = True
+
+    @contextlib.contextmanager
+    def starting(self):
+        """Around claim() and the input checks: an exception before start() removes the folders
+        claim() and writable() made (nothing else: a folder that held anything stays)."""
+        try:
+            yield self
+        except BaseException:
+            if not self.started:
+                self.abandon()
+            raise
+
+    def abandon(self):
+        for folder in reversed(self.made):
+            with contextlib.suppress(OSError):
+                if set(os.listdir(folder)) <= {LOCK}:
+                    if os.path.exists(os.path.join(folder, LOCK)):
+                        os.remove(os.path.join(folder, LOCK))
+                    os.rmdir(folder)
+        self.made = []
+        self.release()
+
+    def release(self):
+        if self.lock is not None:
+            self.lock.close()  # closing the file drops the lock
+            self.lock = None
+
+
+def make_folder(path, option):
+    """os.makedirs(path) with a one-line error; returns the folders it made, outermost first."""
+    made, head = [], os.path.abspath(path)
+    while head and not os.path.exists(head):
+        made.append(head)
+        head = os.path.dirname(head)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        for folder in made:  # whatever part of it was made
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise UserError(f"{option} {path} cannot be made ({e.strerror}); choose a folder you can write") from None
+    if not os.path.isdir(path):
+        raise UserError(f"{option} {path} is not a folder; choose a folder you can write")
+    return made[::-1]
 
 
 def default_output_dir(script):
