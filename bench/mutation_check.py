@@ -28,6 +28,7 @@ MAH_TESTS = ["tests/test_mah_training.py", "tests/test_mah.py", "tests/test_lear
 MMHH_TESTS = ["tests/test_mmhh_training.py", "tests/test_mmhh.py", "tests/test_learning.py"]
 METRIC_TESTS = ["tests/test_metrics.py"]
 RUN_TESTS = ["tests/test_runs.py"]
+FAILURE_TESTS = ["tests/test_failures.py", "tests/test_runs.py"]
 DIST_TESTS = ["tests/test_distributed.py"]
 
 # (id, what the bug is, file, text, replacement, tests that must kill it)
@@ -67,7 +68,7 @@ MUTATIONS = [
     ("M16", "list-file crops back to torchvision's 0.08 area", "utils/mah.py",
      "crop_scale=(0.75, 1.0))", "crop_scale=(0.08, 1.0))", MAH_TESTS),
     ("M17", "optimizer state not restored on resume", "utils/mah.py",
-     '            opt.load_state_dict(ckpt["optimizer"])\n            V = ', "            V = ", MAH_TESTS),
+     '            load_state(opt, ckpt["optimizer"], ckpt_path, advice)\n            V = ', "            V = ", MAH_TESTS),
     # MAH: DCC
     ("M18", "DCC column takes +sign instead of -sign", "utils/adsh.py",
      "column = -torch.sign(value)", "column = torch.sign(value)", MAH_TESTS),
@@ -186,7 +187,7 @@ MUTATIONS = [
     ("N39", "the last partial --log_every window never logged", "utils/mmhh.py",
      "t % args.log_every == 0 or t == args.num_iters", "t % args.log_every == 0", MMHH_TESTS),
     ("N40", "--pre_model_path ignored", "utils/mmhh.py",
-     'model.load_state_dict(load_checkpoint(snapshot_path(args.pre_model_path))["model"])', "pass", MMHH_TESTS),
+     'load_state(model, load_checkpoint(path, writer(args), advice)["model"], path, advice)', "pass", MMHH_TESTS),
     # seeding, scripts and options
     ("S01", "list-file crops from the global generator (unseeded without workers)", "utils/images.py",
      "            torch.manual_seed(self.seed + k)\n", "", MAH_TESTS),
@@ -198,7 +199,8 @@ MUTATIONS = [
     ("S04", "flat NUS-WIDE's head weights swapped to 4,2,1", "flat_NUS_WIDE.py",
      'head_weights="10,2,1"', 'head_weights="4,2,1"', ["tests/test_options.py"]),
     ("S05", "--workers default changed, help not", "utils/mah.py",
-     '"--workers", type=int, default=4,', '"--workers", type=int, default=2,', ["tests/test_options.py"]),
+     '"--workers", type=nonnegative_int, default=4,', '"--workers", type=nonnegative_int, default=2,',
+     ["tests/test_options.py"]),
     ("S06", "cpu-pretrained's lr step at 20", "utils/mah.py",
      'lr=1e-4, lr_steps="30"', 'lr=1e-4, lr_steps="20"', ["tests/test_options.py", "tests/test_mah.py"]),
     # metrics
@@ -238,10 +240,41 @@ MUTATIONS = [
      'return "RANK" in os.environ and "WORLD_SIZE" in os.environ', 'return int(os.environ.get("WORLD_SIZE", "1")) > 1',
      DIST_TESTS),
     ("D06", "a query set smaller than the processes let through", "utils/mah.py",
-     "    if len(queries) < distributed.world_size():", "    if False:", DIST_TESTS),
+     "    if len(data.query.labels) < distributed.world_size():", "    if False:", DIST_TESTS),
     # atomic writes
     ("R01", "results written in place instead of through a temporary file", "utils/atomic.py",
      'tmp = f"{path}.{os.getpid()}.tmp"', "tmp = path", RUN_TESTS),
+    # run folders, failures, threads
+    ("R02", "a folder that holds a run not refused", "utils/runs.py",
+     "        if not self.resume and held and not self.overwrite:", "        if False:", FAILURE_TESTS),
+    ("R03", "no lock on the run folder", "utils/runs.py",
+     "            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)", "            pass", FAILURE_TESTS),
+    ("R04", "--overwrite leaves the old run's files", "utils/runs.py",
+     "        if self.overwrite and not self.resume:", "        if False:", FAILURE_TESTS),
+    ("R05", "a failed write keeps its temporary", "utils/atomic.py",
+     "        with contextlib.suppress(OSError):\n            os.remove(tmp)", "        pass", FAILURE_TESTS),
+    ("R06", "MMHH log not cut back to the checkpoint on resume", "utils/mmhh.py",
+     '        log.keep(lambda r: r.get("iteration", t) <= t)', "        pass", FAILURE_TESTS),
+    ("R07", "MAH log not cut back to the checkpoint on resume", "utils/mah.py",
+     '        log.keep(lambda r: r.get("bits") != c0 or r.get("iteration", start) < start)', "        pass",
+     FAILURE_TESTS),
+    ("R08", "non-finite parameters and buffers not checked", "utils/runs.py",
+     "        if tensor.is_floating_point() and not torch.isfinite(tensor).all():", "        if False:", FAILURE_TESTS),
+    ("R09", "numba's OpenMP threading layer", "utils/hamming_kernels.py",
+     '    numba.config.THREADING_LAYER = "workqueue"', '    numba.config.THREADING_LAYER = "omp"', FAILURE_TESTS),
+    ("R10", "numba's threads not following torch's", "utils/hamming_kernels.py",
+     "    numba.set_num_threads(thread_count())", "    pass", FAILURE_TESTS),
+    ("R11", "options given with --resume ignored", "utils/options.py",
+     "    if differ or unknown:", "    if False:", FAILURE_TESTS),
+    ("R12", "a checkpoint's writer not checked", "utils/runs.py",
+     "    if written_by and any(found.get(k) != v for k, v in written_by.items()):", "    if False:", FAILURE_TESTS),
+    ("R13", "a byte-order mark kept in the first path", "utils/listfiles.py",
+     'raw.removeprefix(b"\\xef\\xbb\\xbf")', "raw", FAILURE_TESTS),
+    ("R14", "Ctrl-C not turned into its line and status 130", "utils/errors.py",
+     "        sys.exit(INTERRUPTED)", "        raise", FAILURE_TESTS),
+    ("R15", "learning rates not range-checked", "utils/options.py",
+     'positive_float = _number(float, lambda v: v > 0, "> 0")', 'positive_float = _number(float, lambda v: True, "> 0")',
+     FAILURE_TESTS),
 ]
 
 

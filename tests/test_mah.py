@@ -430,7 +430,7 @@ def test_killed_run_resumes_to_the_same_codes_and_map(tmp_path, monkeypatch):
     assert not os.path.exists(os.path.join(killed, "results"))
     monkeypatch.setattr(sys, "argv", ["cascade_CIFAR-10.py", "--resume", killed])
     resume_args = mah.get_args_parser().parse_args(["--resume", killed])
-    resume_args.paper = {}
+    resume_args.paper, resume_args.script = {}, "test"
     mah.main(resume_args)
     a = torch.load(os.path.join(whole, "checkpoint.pt"), weights_only=True)
     b = torch.load(os.path.join(killed, "checkpoint.pt"), weights_only=True)
@@ -470,7 +470,7 @@ def test_codes_are_held_as_initialised_then_learned(tmp_path, init, hold):
     (["--data-root", "/nonexistent/cifar"], "does not exist"),
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
     (["--gpu", "7x"], "--gpu must be a CUDA device number or 'cpu'"),
-    (["--head-weights", "1,2"], "needs three weights"),
+    (["--head-weights", "1,2"], "--head-weights (w0,w1,w2) needs 3 values"),
     (["--v-hold", "3"], "holding needs --v-init labels or nested"),
     (["--v-hold", "-1", "--v-init", "labels"], "holding needs --v-init labels or nested and a count of at least 0"),
     (["--resume", "/nonexistent/run"], "run record /nonexistent/run/run.json is missing"),

@@ -396,7 +396,7 @@ def test_a_run_killed_in_its_second_length_resumes_to_the_same_results(tmp_path,
     monkeypatch.setattr(mah, "save_checkpoint", real)
     torch.manual_seed(12345)  # what the resuming process drew before must not matter
     resume = mah.get_args_parser().parse_args(["--resume", str(cut)])
-    resume.paper = PAPER
+    resume.paper, resume.script = PAPER, "test"
     mah.main(resume)
     for bits in (4, 6):
         a, b = (json.load(open(run / "results" / f"{dataset}_MAH-cascade_{bits}bits.json")) for run in (whole, cut))

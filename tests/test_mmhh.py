@@ -274,13 +274,13 @@ def test_kill_and_resume_gives_the_same_snapshot(tmp_path, monkeypatch):
 @pytest.mark.parametrize("args, message", [
     (["--s_dataset", "mnist"], "unknown dataset 'mnist'; known: cifar10"),
     (["--hash_bit", "0"], "--hash_bit must be at least 1"),
-    (["--gpu_id", "x"], "--gpu must be a CUDA device number or 'cpu'"),
+    (["--gpu_id", "x"], "--gpu_id must be a CUDA device number or 'cpu'"),
     (["--margin_params", "1:2"], "--margin_params must be five numbers"),
     (["--similar_weight", "many"], "--similar_weight must be a positive number, 'config' or 'auto'"),
     (["--test_sample_ratio", "0"], "--test_sample_ratio must be in (0, 1]"),
     (["--s_dataset", "cifar10"], "cifar10 needs --data-root"),
     (["--s_dataset", "coco_80", "--data_root", "/nonexistent"], "coco80 needs --data-root"),
-    (["--resume", "--annotation", "never"], "has no checkpoint.pt"),
+    (["--resume", "--annotation", "never"], "holds no run (no run.json)"),
     (["--lr", "1e30", "--loss_lambda", "1e30"], "the loss became"),
 ])
 def test_bad_training_input_gives_one_line(tmp_path, args, message):
@@ -299,7 +299,7 @@ def test_bad_snapshots_give_one_line(tmp_path):
     assert out.returncode == 2 and "is unreadable" in out.stderr and "Traceback" not in out.stderr
     torch.save({"weights": 1}, tmp_path / "other.pt")
     out = script("test_mmhh.py", "--model_path", tmp_path / "other.pt", "--gpu_id", "cpu")
-    assert out.returncode == 2 and "not a snapshot of train_mmhh.py" in out.stderr
+    assert out.returncode == 2 and "is not a checkpoint of this project (no model state)" in out.stderr
 
 
 def test_resolve_rejects_unknown_networks():

@@ -130,7 +130,7 @@ def test_each_epoch_is_a_new_permutation_of_full_batches(tmp_path, monkeypatch, 
 
 def colour_outputs(tmp_path, bits=8):
     """The colour network's outputs (N x K) for every training digit in index order, computed
-    here: the same seed gives the run's initial weights, which lr 0 keeps."""
+    here: the same seed gives the run's initial weights, which a frozen run keeps."""
     args = digits_args(tmp_path, "--batch_size", 400)
     data = mmhh.data_for("digits", vars(mmhh.resolve(args)), None)
     model = colour_network("SmallFc", bits, False, seed=0)
@@ -139,10 +139,17 @@ def colour_outputs(tmp_path, bits=8):
         return torch.cat([model(x) for _, x in feeder.batches(np.arange(len(feeder)), 400)])
 
 
+def freeze(monkeypatch):
+    """Every step of the run at learning rate 0 (--lr must be > 0): the model stays as it starts."""
+    real = mmhh.set_learning_rate
+    monkeypatch.setattr(mmhh, "set_learning_rate", lambda opt, lr: real(opt, 0.0))
+
+
 def run_with_memory(tmp_path, monkeypatch, *extra):
     """A 4-iteration BatchInitMem run at lr 0 (the model stays as initialised) recording the
     memory's start codes and the epoch's item order; returns (start, order, final memory)."""
     started, memory = [], mmhh.Memory
+    freeze(monkeypatch)
 
     def start(codes, *a, **kw):
         started.append(codes.clone())
@@ -150,7 +157,7 @@ def run_with_memory(tmp_path, monkeypatch, *extra):
 
     monkeypatch.setattr(mmhh, "Memory", start)
     orders = record_epoch_orders(monkeypatch)
-    mmhh.train_main(digits_args(tmp_path, "--num_iters", 4, "--batch_size", 400, "--lr", 0, "--distance_type",
+    mmhh.train_main(digits_args(tmp_path, "--num_iters", 4, "--batch_size", 400, "--distance_type",
                                 "MMHH", "--batch_type", "BatchInitMem", "--semi_init_momentum", 0.5, *extra))
     snapshot = torch.load(tmp_path / "snap" / "empty_digits_digits_iter_00004.pt", weights_only=True)
     return started[0], orders[0], snapshot["memory"]
@@ -320,13 +327,13 @@ def test_log_every_averages_the_iterations_since_the_last_line(tmp_path, colour_
             assert line[key] == pytest.approx(np.mean([every[1][i][key] for i in window]), rel=1e-6), key
 
 
-def test_pre_model_path_starts_from_the_snapshots_weights(tmp_path, colour_model):
+def test_pre_model_path_starts_from_the_snapshots_weights(tmp_path, colour_model, monkeypatch):
     """--pre_model_path: a run at lr 0 started from another run's snapshot ends with that
     snapshot's weights (not its own seed's initialisation). Catches the option ignored."""
     mmhh.train_main(digits_args(tmp_path, "--num_iters", 3, "--annotation", "first", "--seed", 1))
     first = tmp_path / "snap" / "first_digits_digits_iter_00003.pt"
-    mmhh.train_main(digits_args(tmp_path, "--num_iters", 3, "--annotation", "second", "--lr", 0, "--pre_model_path",
-                                str(first)))
+    freeze(monkeypatch)
+    mmhh.train_main(digits_args(tmp_path, "--num_iters", 3, "--annotation", "second", "--pre_model_path", str(first)))
     a = torch.load(first, weights_only=True)["model"]
     b = torch.load(tmp_path / "snap" / "second_digits_digits_iter_00003.pt", weights_only=True)["model"]
     assert all(torch.equal(a[key], b[key]) for key in ("hash_layer.weight", "hash_layer.bias"))

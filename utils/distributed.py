@@ -141,8 +141,15 @@ def unwrap(model):
 
 
 def barrier():
+    """Wait for every process; a process that stopped on the way (rank 0 failing a check of
+    its inputs, say) is one line here too, not a traceback from the collective."""
     if dist.is_initialized():
-        dist.barrier()
+        try:
+            dist.barrier()
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"process {rank()}: another process of the run stopped ({first[:120]}); its error says "
+                            "why") from None
 
 
 def wrap(model):

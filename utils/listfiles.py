@@ -147,7 +147,7 @@ def read_hashnet_list(list_file, classes, image_root=None, path_prefix=None, che
         tokens = line.split()
         if len(tokens) < 2:
             raise UserError(f"{where}: expected 'path label ...', got {line!r}")
-        if not all(_is_number(t) for t in tokens[1:]):  # labels are numbers: a word in them is part of the path
+        if not _is_number(tokens[1]):  # labels are numbers: a word right after the path is more of the path
             raise UserError(f"{where}: the image path has a space ({line!r}), and this format separates the path "
                             "from its labels by spaces: rename the file, or use MAH-style lists (one path a line)")
         rows.append(_label_row(tokens[1:], classes, where))

@@ -143,9 +143,8 @@ def resolve(args):
         if not 1 <= c <= 64:
             raise UserError(f"--bits {c}: code lengths must be 1 to 64")
     args.head_weights = numbers(args.head_weights, "--head-weights (w0,w1,w2)", count=3, minimum=0)
-    if not args.head_weights[0]:
-        raise UserError("--head-weights: w0, the target head's weight, must be above 0 (its codes are the ones "
-                        "retrieved)")
+    if not any(args.head_weights):
+        raise UserError("--head-weights 0,0,0 leaves nothing to train; give at least one weight above 0")
     for key in ("max_iter", "epochs", "batch_size", "num_samples", "eval_every"):
         if getattr(args, key) < 1:
             raise UserError(f"--{key.replace('_', '-')} must be at least 1")
