@@ -419,9 +419,10 @@ def resumed(args):
     for key in moved:
         print(f"notice: resuming with {flag(key)} {getattr(args, key)} instead of the run's {saved.get(key)}",
               file=sys.stderr)
-    # defaults for runs from before these options
+    # defaults for runs from before these options; what run.json records beside the arguments goes
     run_args = argparse.Namespace(**{"v_init": "zeros", "v_hold": 0, "momentum": 0.0, "command": None,
-                                     "missing_images": "error", **saved})
+                                     "missing_images": "error",
+                                     **{k: v for k, v in saved.items() if k not in ("kind", "threads")}})
     for key in ("gpu", "workers", *moved):
         if key in options.given(args):
             setattr(run_args, key, getattr(args, key))

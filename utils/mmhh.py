@@ -484,7 +484,7 @@ def resumed(args):
     if "overwrite" in options.given(args):
         raise UserError("--overwrite starts a new run and --resume continues one: give one of them")
     check_resumed(args, saved, RESUME_MAY_CHANGE, lambda dest: f"--{dest}")
-    run_args = argparse.Namespace(**saved)
+    run_args = argparse.Namespace(**{k: v for k, v in saved.items() if k not in ("kind", "threads")})  # not arguments
     for key in RESUME_MAY_CHANGE:
         if key in options.given(args):
             setattr(run_args, key, getattr(args, key))
@@ -506,7 +506,7 @@ def _train_main(args, device):
     check_device(args.gpu_id, "--gpu_id")
     main_process = distributed.is_main()  # only rank 0 writes, and tests at the end
     run_dir, snapshot, outputs = output_paths(args)
-    ckpt_path, log_path = os.path.join(run_dir, "checkpoint.pt"), os.path.join(run_dir, "log.jsonl")
+    ckpt_path = os.path.join(run_dir, "checkpoint.pt")
     locate = " ".join(f"--{k} {shlex.quote(str(getattr(args, k)))}" for k in ("log_dir", "annotation", "s_dataset",
                                                                                "t_dataset"))
     folder = RunFolder(run_dir, "--annotation", resume=args.resume, overwrite=args.overwrite,
@@ -516,12 +516,10 @@ def _train_main(args, device):
             if main_process:
                 folder.writable(args.log_dir, "--log_dir")
                 folder.claim()
-            if main_process and not args.resume and not args.overwrite:
                 theirs = [path for path in (snapshot, os.path.join(outputs, "test_code.npy")) if os.path.exists(path)]
-                if theirs:
+                if theirs and not args.resume and not args.overwrite:
                     raise UserError(f"{theirs[0]} belongs to another run of annotation {args.annotation}: use another "
                                     "--annotation, or add --overwrite to replace that run's files")
-            if main_process:
                 for place, option in ((args.snap_path, "--snap_path"), (args.test_output_dir, "--test_output_dir")):
                     folder.writable(place, option)
             device = device or choose_device(args.gpu_id, "--gpu_id")

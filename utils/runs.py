@@ -243,8 +243,10 @@ class RunFolder:
         """Inputs are checked: clear an overwritten run's files and killed writes' temporaries."""
         if self.overwrite and not self.resume:
             for name in self.holds_run():
-                target = self.file(name)
-                shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
+                if os.path.isdir(self.file(name)):
+                    shutil.rmtree(self.file(name))
+                else:
+                    os.remove(self.file(name))
         for folder in (self.path, self.file("results")):
             remove_temporaries(folder)
         self.started = True
@@ -261,6 +263,8 @@ class RunFolder:
             raise
 
     def abandon(self):
+        """A failed start: remove the folders this run made, innermost first, if they hold no
+        more than the lock file; drop the lock."""
         for folder in reversed(self.made):
             with contextlib.suppress(OSError):
                 if set(os.listdir(folder)) <= {LOCK}:
