@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import redirect_stderr, redirect_stdout
+from io import StringIO
 
 import numpy as np
 import pytest
@@ -31,8 +33,6 @@ def entry(script, *argv, monkeypatch):
     """Run `script`.py as its command line would, in this process: (exit status, stdout, stderr lines)."""
     monkeypatch.setattr(sys, "argv", [f"{script}.py", *map(str, argv)])
     code = 0
-    from contextlib import redirect_stderr, redirect_stdout
-    from io import StringIO
     out, err = StringIO(), StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:
@@ -66,6 +66,22 @@ def mmhh_paths(tmp_path):
 
 def log_iterations(path):
     return [json.loads(line)["iteration"] for line in open(path)]
+
+
+def killed_run(script, *argv, monkeypatch):
+    """`script` run until its first checkpoint is written, then stopped as by Ctrl-C there."""
+    module = mmhh if script == "train_mmhh" else mah
+    real = module.save_checkpoint
+
+    def killed(path, state):
+        real(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "save_checkpoint", killed)
+    try:
+        return entry(script, *argv, monkeypatch=monkeypatch)
+    finally:
+        monkeypatch.setattr(module, "save_checkpoint", real)
 
 
 @pytest.fixture
@@ -102,16 +118,8 @@ def test_a_new_run_refuses_a_folder_with_an_unfinished_checkpoint(tmp_path, monk
     """A killed run (checkpoint, no results): a new run with another gamma is refused rather
     than continuing that checkpoint under the new gamma."""
     out = tmp_path / "killed"
-    real = mah.save_checkpoint
-
-    def killed(path, state):
-        real(path, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(mah, "save_checkpoint", killed)
-    code, _, err = entry("cascade_CIFAR-10", *MAH, "--output-dir", out, monkeypatch=monkeypatch)
+    code, _, err = killed_run("cascade_CIFAR-10", *MAH, "--output-dir", out, monkeypatch=monkeypatch)
     assert code == INTERRUPTED and os.path.exists(out / "checkpoint.pt") and not os.path.exists(out / "results")
-    monkeypatch.setattr(mah, "save_checkpoint", real)
     before = checksums(out)
     code, _, err = entry("cascade_CIFAR-10", *MAH, "--gamma", "50", "--output-dir", out, monkeypatch=monkeypatch)
     one_error(code, err, "holds another run", "checkpoint.pt")
@@ -177,7 +185,8 @@ def test_a_second_run_on_a_folder_in_use_stops_at_once(tmp_path):
 
 def test_train_mmhh_stops_at_once_on_an_annotation_in_use(tmp_path, monkeypatch):
     """A run folder held by another holder of the lock (here this process, through RunFolder):
-    train_mmhh.py with that annotation stops with one line and writes nothing."""
+    train_mmhh.py with that annotation stops with one line and writes nothing. Catches
+    train_mmhh.py claiming its folder without the lock."""
     folder = runs.RunFolder(str(tmp_path / "log" / "empty_digits_digits"), "--annotation").claim()
     try:
         code, _, err = entry("train_mmhh", *MMHH, *mmhh_paths(tmp_path), monkeypatch=monkeypatch)
@@ -193,16 +202,9 @@ def test_a_failed_rerun_keeps_a_killed_mmhh_runs_checkpoint_and_log(tmp_path, mo
     """A killed train_mmhh.py run, then the same command without --resume but with a bad
     --pre_model_path (also with --overwrite): both fail in one line and the checkpoint and log
     are byte for byte what the killed run left. Catches files removed before the checks."""
-    real = mmhh.save_checkpoint
-
-    def killed(path, state):
-        real(path, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(mmhh, "save_checkpoint", killed)
-    code, _, err = entry("train_mmhh", *MMHH, "--num_iters", "400", *mmhh_paths(tmp_path), monkeypatch=monkeypatch)
+    code, _, err = killed_run("train_mmhh", *MMHH, "--num_iters", "400", *mmhh_paths(tmp_path),
+                              monkeypatch=monkeypatch)
     assert code == INTERRUPTED and "--resume" in err[-1]
-    monkeypatch.setattr(mmhh, "save_checkpoint", real)
     before = checksums(tmp_path)
     assert {"log/empty_digits_digits/checkpoint.pt", "log/empty_digits_digits/log.jsonl"} <= set(before)
     for extra in ([], ["--overwrite"]):
@@ -253,7 +255,7 @@ def test_a_failed_write_keeps_the_previous_file_says_why_and_removes_its_tempora
     The same without a full disk (a folder that refuses writes: EACCES): 'cannot write'."""
     path = str(tmp_path / "checkpoint.pt")
     runs.save_checkpoint(path, {"iteration": 1, "model": {}})
-    size = len(b"x" * 3000)
+    size = 3000
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -274,17 +276,10 @@ def test_a_failed_write_keeps_the_previous_file_says_why_and_removes_its_tempora
 
 def test_a_killed_writes_temporary_is_removed_when_the_run_resumes(tmp_path, monkeypatch):
     """A temporary that a SIGKILL mid-write left (made here by hand, the name atomic_write
-    gives) is gone once the run resumes, and the run finishes."""
+    gives) is gone once the run resumes, and the run finishes. Catches start() no longer
+    clearing temporaries (they would pile up, one per killed write)."""
     out = tmp_path / "run"
-    real = mah.save_checkpoint
-
-    def killed(path, state):
-        real(path, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(mah, "save_checkpoint", killed)
-    entry("cascade_CIFAR-10", *MAH, "--output-dir", out, monkeypatch=monkeypatch)
-    monkeypatch.setattr(mah, "save_checkpoint", real)
+    killed_run("cascade_CIFAR-10", *MAH, "--output-dir", out, monkeypatch=monkeypatch)
     (out / "checkpoint.pt.99999.tmp").write_bytes(b"half a checkpoint")
     code, _, err = entry("cascade_CIFAR-10", "--resume", out, monkeypatch=monkeypatch)
     assert code == 0, err
@@ -311,7 +306,8 @@ def test_an_output_path_that_cannot_be_written_is_one_line_before_training(scrip
 
 
 def test_test_mmhh_checks_its_output_folders_before_testing(mmhh_run, tmp_path, monkeypatch):
-    """test_mmhh.py with --output_path in /proc, or --log_dir below a file: one line, no test run."""
+    """test_mmhh.py with --output_path in /proc, or --log_dir below a file: one line, no test run.
+    Catches the folders made only after the test (a traceback from np.save or write_json)."""
     (tmp_path / "file").write_text("a file\n")
     snapshot = tmp_path / "snap" / "empty_digits_digits_iter_00003"
     for option, bad in (("--output_path", "/proc/x"), ("--log_dir", tmp_path / "file" / "x")):
@@ -407,7 +403,8 @@ def test_non_finite_batch_norm_statistics_stop_the_run_before_anything_is_writte
 
 
 def test_a_model_with_non_finite_outputs_is_one_line_at_the_test(monkeypatch):
-    """test_model on a model whose outputs are inf: a UserError, not the metrics' ValueError."""
+    """test_model on a model whose outputs are inf: a UserError, not the metrics' ValueError
+    ("scores must be finite"). Catches the outputs' check dropped."""
     from utils.data import load_data
     from utils.models import HashModel, SmallConvNet
 
@@ -480,7 +477,9 @@ def test_list_files_in_utf8_with_a_bom_spaces_in_paths_and_a_latin1_byte(tmp_pat
 
 def test_list_file_errors_name_their_file(tmp_path, monkeypatch):
     """An empty list names its file; a HashNet-style line whose path has a space says why it is
-    refused; a corrupt image stops the run before training (MMHH: before any snapshot)."""
+    refused; a corrupt image stops the run before training (MMHH: before any snapshot).
+    Catches 'list: no images listed', a bare 'expected path label' message, and images first
+    read at the test after training."""
     from utils.listfiles import read_hashnet_list, read_mah_lists
 
     (tmp_path / "database_img.txt").write_text("\n\n")
@@ -534,8 +533,9 @@ def test_ctrl_c_is_one_line_with_the_resume_command_and_the_resume_finishes(tmp_
 
 
 def test_ctrl_c_in_train_mmhh_names_its_resume_command(tmp_path, monkeypatch):
-    """Ctrl-C at the first checkpoint of train_mmhh.py: exit 130 and one line whose command,
-    run as given, finishes the run."""
+    """Ctrl-C in iteration 251 of train_mmhh.py: exit 130 and one line saying how much the
+    checkpoint holds, whose command, run as given, finishes the run. Catches a resume command
+    that does not name the run (another --log_dir or annotation) or a stale position."""
     real = mmhh.train_one_step
 
     def interrupted(args, t, *rest):
@@ -608,7 +608,8 @@ def test_a_metrics_call_keeps_the_thread_count_the_user_set():
 
 
 def test_runs_record_their_thread_counts(mah_run, mmhh_run):
-    """run.json and the results files say how many threads torch and numba computed with."""
+    """run.json and the results files say how many threads torch and numba computed with.
+    Catches the record dropped from either file, or numba's count reported as its pool size."""
     out, _ = mah_run
     mmhh_dir, _ = mmhh_run
     want = {"torch": torch.get_num_threads(), "numba": min(torch.get_num_threads(), os.cpu_count())}
@@ -621,7 +622,8 @@ def test_runs_record_their_thread_counts(mah_run, mmhh_run):
 # ------------------------------------------------------------------------------- 13. smaller
 
 def test_device_errors_name_the_option_and_leave_no_folder(tmp_path, monkeypatch):
-    """--gpu_id abc is reported as --gpu_id; --gpu abc leaves no run folder behind."""
+    """--gpu_id abc is reported as --gpu_id; --gpu abc leaves no run folder behind. Catches the
+    option misnamed and the device checked after the folder is made."""
     one_error(*entry("train_mmhh", *MMHH[:-3], "abc", *mmhh_paths(tmp_path), monkeypatch=monkeypatch)[::2],
               "--gpu_id must be")
     one_error(*entry("cascade_CIFAR-10", *MAH[:-1], "abc", "--output-dir", tmp_path / "a" / "b",
@@ -631,7 +633,7 @@ def test_device_errors_name_the_option_and_leave_no_folder(tmp_path, monkeypatch
 
 def test_a_run_that_fails_its_checks_leaves_no_folder_it_made(tmp_path, monkeypatch):
     """A new run whose data cannot be found removes the folders it made for itself (and only
-    those: the parent that was there stays)."""
+    those: the parent that was there stays). Catches abandon() dropped from starting()."""
     one_error(*entry("cascade_CIFAR-10", *MAH[:-4], "--dataset", "cifar10", "--data-root", tmp_path / "none",
                      "--gpu", "cpu", "--output-dir", tmp_path / "a" / "b", monkeypatch=monkeypatch)[::2],
               "--data-root")
