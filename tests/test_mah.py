@@ -341,9 +341,24 @@ def test_cifar_scripts_on_digits(script, tmp_path):
     assert result.returncode == 0, result.stderr
     method = "MAH-" + script.split("_")[0]
     labels = load_digits()[1]  # the item names of digits are rows of this array
+    split = load_data("digits", split_file=str(tmp_path / "split.json"))
     for bits in (4, 6):
-        check_retrieval(check_results(str(tmp_path), "digits", method, bits), labels.__getitem__, 5)
+        record = check_results(str(tmp_path), "digits", method, bits)
+        check_retrieval(record, labels.__getitem__, 5)
+        check_pr_curve(record["metrics"]["pr_by_radius"], bits, split.query.labels, split.database.labels)
     assert os.path.exists(tmp_path / "split.json") and os.path.exists(tmp_path / "checkpoint.pt")
+
+
+def check_pr_curve(pr, bits, ql, dl):
+    """The results file's precision-recall curve of the Hamming ball: one point per radius
+    0..bits of the target head (an auxiliary head has 2 or 4 times the bits), recall growing
+    to 1 at radius bits where the ball is the whole database and precision is each query's
+    share of relevant items, counted here from the labels. Catches another head's codes, the
+    curve cut short, or the two lists swapped."""
+    assert len(pr["precision"]) == len(pr["recall"]) == bits + 1
+    assert np.all(np.diff(pr["recall"]) >= -1e-12) and pr["recall"][-1] == pytest.approx(1.0)
+    share = np.mean([(dl == c).mean() for c in ql])
+    assert pr["precision"][-1] == pytest.approx(share)
 
 
 def test_pretrained_mobilenet_v2_run_records_its_weights(tmp_path):

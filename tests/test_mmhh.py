@@ -570,7 +570,8 @@ def naive_ball(q_out, d_out, ql, dl, radius, opt):
 def test_opt_test_conventions_reach_the_results_and_test_outputs_hold_what_was_tested(tmp_path, colour_model):
     """Would catch: --opt-test not averaging precision and recall over non-empty balls only (or
     the default not over all queries); the end-of-training .npy files missing, of other shapes or
-    dtypes, or not the outputs whose signs the metrics used."""
+    dtypes, or not the outputs whose signs the metrics used; the results file's precision-recall
+    curve of other codes or conventions."""
     lists = write_lists(tmp_path / "nus", 21, (12, 40, 16), seed=3)
     radius, bits = 1, 16
     trained = mmhh.train_main(train_args(tmp_path, "--s_dataset", "nuswide_21", "--data_root", lists, "--annotation",
@@ -593,6 +594,12 @@ def test_opt_test_conventions_reach_the_results_and_test_outputs_hold_what_was_t
     assert opt["precision_within_radius"] != pytest.approx(plain["precision_within_radius"])
     assert {key: trained["metrics"][key] for key in opt} == pytest.approx(opt, abs=1e-12)
     assert trained["metrics"]["pr_average"] == "nonempty"
+    # the precision-recall curve of the results file: the naive ball at every radius, averaged over
+    # all queries (an empty ball counts 0) whatever --opt-test says
+    pr = trained["metrics"]["pr_by_radius"]
+    naive = [naive_ball(q_out, d_out, ql, dl, r, False) for r in range(bits + 1)]
+    assert pr["precision"] == pytest.approx([n["precision_within_radius"] for n in naive], abs=1e-12)
+    assert pr["recall"] == pytest.approx([n["recall_within_radius"] for n in naive], abs=1e-12)
     snap = tmp_path / "snap" / "opt_nuswide_21_nuswide_21_iter_00003"
     tested = mmhh.test_main(mmhh_test_args(tmp_path, "--model_path", snap, "--radius", radius, "--output_path",
                                       tmp_path / "codes"))

@@ -207,6 +207,7 @@ def evaluate(model, query_feeder, V, data, batch_size):
     ql, dl = data.query.labels, data.database.labels
     result = retrieval_metrics(codes[0], V[0], ql, dl)
     result["precision_at_5000"] = metrics.precision_at_k(codes[0], V[0], ql, dl, 5000)
+    result["pr_by_radius"] = retrieval.pr_curve(codes[0], V[0], ql, dl)
     result["aux"] = [dict(bits=v.shape[1], **retrieval_metrics(q, v, ql, dl)) for q, v in zip(codes[1:], V[1:])]
     return result
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils import distributed, metrics, options
+from utils import distributed, metrics, options, retrieval
 from utils.atomic import atomic_write
 from utils.batches import Feeder, label_matrix
 from utils.data import load_data
@@ -346,7 +346,7 @@ def test_model(model, data, device, args, ratio, seed, radius, batch_size):
     topk = data.info.topk
     map_topk = metrics.mean_average_precision(q_codes, d_codes, ql, dl, topk=None if topk < 0 else topk,
                                               empty="zero" if opt else "skip", **scores)
-    result = {"map_within_radius": ball["map"], "precision_within_radius": ball["precision"],
+    result = {"pr_by_radius": retrieval.pr_curve(q_codes, d_codes, ql, dl), "map_within_radius": ball["map"], "precision_within_radius": ball["precision"],
               "recall_within_radius": ball["recall"], "radius": r, "map_topk": map_topk, "topk": topk,
               "opt_test": opt, **conventions, "rank_by": args.rank_by, "queries": len(q_idx),
               "database": len(d_idx)}

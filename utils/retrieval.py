@@ -1,4 +1,5 @@
-"""Examples of retrieval for the results file and the picture the report draws from them.
+"""Examples of retrieval for the results file and the picture the report draws from them,
+and the precision-recall curve of the Hamming ball that the report plots.
 
 A run keeps, for the first few queries of its (seeded) query order, the ten database items
 its codes rank first and whether each is relevant. Items are named so that the report can
@@ -9,6 +10,7 @@ import os
 
 import numpy as np
 
+from utils import metrics
 from utils.cache import unpacked
 from utils.metrics import hamming_distance
 
@@ -42,3 +44,10 @@ def examples(query_codes, db_codes, query_labels, db_labels, query_names, db_nam
         out.append({"query": name, "top": [db_names[j] for j in order], "distance": d[order].tolist(),
                     "relevant": rel[order].tolist(), "tied": int((d <= d[order[-1]]).sum())})
     return out
+
+
+def pr_curve(q, d, ql, dl):
+    """Mean precision and recall of the Hamming ball d <= r for r = 0..K (metrics'
+    precision_recall_by_radius), as lists for a results file."""
+    precision, recall = metrics.precision_recall_by_radius(q, d, ql, dl)
+    return {"precision": precision.tolist(), "recall": recall.tolist()}
