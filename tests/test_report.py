@@ -1,4 +1,5 @@
-"""utils.report: README tables, figures, bad results files, markers, reruns, the command line."""
+"""utils.report: the README's results at a glance, the full tables of docs/results.md, figures,
+bad results files, markers, reruns, the command line."""
 import json
 import os
 import subprocess
@@ -16,8 +17,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAH_MARKERS = ("<!-- results-mah:start -->", "<!-- results-mah:end -->")
 MMHH_MARKERS = ("<!-- results-mmhh:start -->", "<!-- results-mmhh:end -->")
-README = (f"# Title\n\nText before.\n\n{MAH_MARKERS[0]}\nold MAH table\n{MAH_MARKERS[1]}\n\nText between.\n\n"
-          f"{MMHH_MARKERS[0]}\nold MMHH table\n{MMHH_MARKERS[1]}\n\nText after.\n")
+GLANCE_MARKERS = ("<!-- results-glance:start -->", "<!-- results-glance:end -->")
+DETAILS = (f"# Title\n\nText before.\n\n{MAH_MARKERS[0]}\nold MAH table\n{MAH_MARKERS[1]}\n\nText between.\n\n"
+           f"{MMHH_MARKERS[0]}\nold MMHH table\n{MMHH_MARKERS[1]}\n\nText after.\n")
+README = f"# Project\n\n{GLANCE_MARKERS[0]}\nold glance\n{GLANCE_MARKERS[1]}\n\nMore.\n"
 CASCADE_4 = "python cascade_CIFAR-10.py --preset cpu-small --bits 4 --gpu cpu --data-root D"
 
 
@@ -53,7 +56,8 @@ def write(path, content):
 
 @pytest.fixture
 def tree(tmp_path):
-    """A results folder of good and bad files, a README with both marker pairs, paths of the outputs."""
+    """A results folder of good and bad files, a README with the glance markers, a details page
+    with both marker pairs, paths of the outputs."""
     res = tmp_path / "results"
     write(res / "a/cifar10_MAH-cascade_4bits.json", mah("cifar10", "MAH-cascade", 4, 0.3333, 0.3, 60.0, "old"))
     # the same cell again, later in sorted path order: this one wins
@@ -74,7 +78,9 @@ def tree(tmp_path):
     del no_metrics["metrics"]
     write(res / "d/no_metrics.json", no_metrics)
     write(tmp_path / "README.md", README)
-    return Namespace(results=str(res), readme=str(tmp_path / "README.md"), fig=str(tmp_path / "fig"), data=[])
+    write(tmp_path / "docs" / "results.md", DETAILS)
+    return Namespace(results=str(res), readme=str(tmp_path / "README.md"), details=str(tmp_path / "docs" / "results.md"),
+                     fig=str(tmp_path / "fig"), data=[])
 
 
 def section(text, markers):
@@ -83,7 +89,7 @@ def section(text, markers):
 
 def test_mah_table(tree):
     report.main(tree)
-    mah_text = section(open(tree.readme).read(), MAH_MARKERS)
+    mah_text = section(open(tree.details).read(), MAH_MARKERS)
     head = "| method | quantity | 4 bits | 6 bits | 8 bits | 10 bits | 12 bits |"
     cifar = mah_text.split("**CIFAR-10** (`cifar10`): preset `cpu-small`, backbone `small`, device `cpu`, seed 0")[1]
     cifar = cifar.split("**NUS-WIDE**")[0]
@@ -125,7 +131,7 @@ def test_mah_table(tree):
 
 def test_mmhh_table(tree):
     report.main(tree)
-    lines = section(open(tree.readme).read(), MMHH_MARKERS).splitlines()
+    lines = section(open(tree.details).read(), MMHH_MARKERS).splitlines()
     assert ("**CIFAR-10** (`cifar10`): preset `cpu-small`, backbone `small`, device `cpu`, seed 0; "
             "MAP@H<=2 = MAP within Hamming radius 2, MAP@TopK over the full ranking; "
             "test codes: DeepHash/HashNet default") in lines
@@ -144,7 +150,7 @@ def test_mmhh_mixed_settings_named_per_cell(tree):
     other["metrics"].update(radius=3, topk=5000)
     write(os.path.join(tree.results, "mmhh/cifar10_MMHH_64bits.json"), other)
     report.main(tree)
-    text = section(open(tree.readme).read(), MMHH_MARKERS)
+    text = section(open(tree.details).read(), MMHH_MARKERS)
     assert "| MMHH | MAP@H<=r / MAP@TopK | 0.6100 / 0.7000 (H<=2, the full ranking, DeepHash/HashNet default) |" \
            " 0.6500 / 0.7300 (H<=2, the full ranking, DeepHash/HashNet default) |" \
            " 0.7000 / 0.8000 (H<=3, the top 5000, DeepHash/HashNet default) |" in text
@@ -164,7 +170,7 @@ def test_mmhh_loss_commands_from_before_the_hamming_default_name_the_loss(tree):
     for record in (old, named, hamming):
         write(os.path.join(tree.results, f"mmhh/x_{record['method']}_{record['bits']}.json"), record)
     report.main(tree)
-    lines = section(open(tree.readme).read(), MMHH_MARKERS).splitlines()
+    lines = section(open(tree.details).read(), MMHH_MARKERS).splitlines()
     assert "    python train_mmhh.py --hash_bit 64 --distance_type MMHH" in lines
     assert "    python train_mmhh.py --hash_bit 48 --distance_type MMHH" in lines
     assert "    python train_mmhh.py --hash_bit 64 --h" in lines
@@ -172,17 +178,20 @@ def test_mmhh_loss_commands_from_before_the_hamming_default_name_the_loss(tree):
 
 def test_text_outside_markers_kept(tree):
     report.main(tree)
-    text = open(tree.readme).read()
+    text = open(tree.details).read()
     outside = [text.split(MAH_MARKERS[0])[0], text.split(MAH_MARKERS[1])[1].split(MMHH_MARKERS[0])[0],
                text.split(MMHH_MARKERS[1])[1]]
     assert outside == ["# Title\n\nText before.\n\n", "\n\nText between.\n\n", "\n\nText after.\n"]
     assert "old MAH table" not in text and "old MMHH table" not in text
+    readme = open(tree.readme).read()
+    assert readme.startswith(f"# Project\n\n{GLANCE_MARKERS[0]}\n") and readme.endswith(f"{GLANCE_MARKERS[1]}\n\nMore.\n")
+    assert "old glance" not in readme
 
 
 def test_figures(tree):
     written = report.main(tree)
     figs = [os.path.join(tree.fig, f) for f in ("CIFAR.png", "NUSWIDE.png")]
-    assert written == [tree.readme] + figs
+    assert written == [tree.readme, tree.details] + figs  # no run recorded a PR curve: no _pr.png
     for path in figs:
         with open(path, "rb") as f:
             assert f.read(8) == PNG_SIGNATURE
@@ -212,16 +221,17 @@ def test_figure_compares_map_at_5000_with_the_published_curves(tree, monkeypatch
     made = figures_made(monkeypatch)
     report.main(tree)
     left, right = made[0].axes  # CIFAR-10 first
-    curves = {line.get_label(): list(line.get_ydata()) for line in left.lines}
-    assert curves["MAH-flat (ours)"] == pytest.approx([0.21, 0.97])  # mAP@5000 of the 4- and 8-bit records
-    assert curves["MAH-cascade (ours)"] == pytest.approx([0.5443, 0.8821])
-    assert curves["MAH-flat published (approx.)"] == [0.50, 0.84, 0.93, 0.93, 0.955]
-    assert {line.get_label(): list(line.get_ydata()) for line in right.lines} == {
+    ours = {c.get_label(): list(c.lines[0].get_ydata()) for c in left.containers}  # the error-bar plots
+    assert ours["MAH-flat (ours)"] == pytest.approx([0.21, 0.97])  # mAP@5000 of the 4- and 8-bit records
+    assert ours["MAH-cascade (ours)"] == pytest.approx([0.5443, 0.8821])
+    published = {line.get_label(): list(line.get_ydata()) for line in left.lines if "published" in line.get_label()}
+    assert published["MAH-flat published (approx.)"] == [0.50, 0.84, 0.93, 0.93, 0.955]
+    assert {c.get_label(): list(c.lines[0].get_ydata()) for c in right.containers} == {
         "MAH-flat (ours)": pytest.approx([0.1, 0.9]), "MAH-cascade (ours)": pytest.approx([0.4088, 0.827])}
 
 
 def test_rerun_byte_identical(tree):
-    paths = [tree.readme] + [os.path.join(tree.fig, f) for f in ("CIFAR.png", "NUSWIDE.png")]
+    paths = [tree.readme, tree.details] + [os.path.join(tree.fig, f) for f in ("CIFAR.png", "NUSWIDE.png")]
     report.main(tree)
     first = [open(p, "rb").read() for p in paths]
     report.main(tree)
@@ -250,52 +260,69 @@ def test_check_reasons(record, reason):
 
 
 def test_missing_marker(tree):
-    write(tree.readme, README.replace(MMHH_MARKERS[1], ""))
-    with pytest.raises(UserError, match=f"{tree.readme} has no marker {MMHH_MARKERS[1]} after {MMHH_MARKERS[0]}: "
+    """A marker missing from either file: a UserError naming file and marker, and neither file
+    nor any figure written. Catches the README written before the details page was checked."""
+    write(tree.details, DETAILS.replace(MMHH_MARKERS[1], ""))
+    with pytest.raises(UserError, match=f"{tree.details} has no marker {MMHH_MARKERS[1]} after {MMHH_MARKERS[0]}: "
                                         "add the pair"):
         report.main(tree)
-    assert open(tree.readme).read() == README.replace(MMHH_MARKERS[1], "")  # nothing written
-    assert not os.path.exists(tree.fig)
-    write(tree.readme, README.replace(MAH_MARKERS[0], ""))
+    assert open(tree.details).read() == DETAILS.replace(MMHH_MARKERS[1], "")  # nothing written
+    assert open(tree.readme).read() == README and not os.path.exists(tree.fig)
+    write(tree.details, DETAILS.replace(MAH_MARKERS[0], ""))
     with pytest.raises(UserError, match=f"has no marker {MAH_MARKERS[0]}: add the pair"):
+        report.main(tree)
+    write(tree.details, DETAILS)
+    write(tree.readme, README.replace(GLANCE_MARKERS[0], ""))
+    with pytest.raises(UserError, match=f"{tree.readme} has no marker {GLANCE_MARKERS[0]}: add the pair"):
         report.main(tree)
 
 
 def test_no_results(tmp_path):
     os.makedirs(tmp_path / "results")
     write(tmp_path / "README.md", README)
-    args = Namespace(results=str(tmp_path / "results"), readme=str(tmp_path / "README.md"), fig=str(tmp_path / "fig"),
-                     data=[])
-    assert report.main(args) == [args.readme]
-    text = open(args.readme).read()
+    write(tmp_path / "results.md", DETAILS)
+    args = Namespace(results=str(tmp_path / "results"), readme=str(tmp_path / "README.md"),
+                     details=str(tmp_path / "results.md"), fig=str(tmp_path / "fig"), data=[])
+    assert report.main(args) == [args.readme, args.details]
+    text = open(args.details).read()
     assert section(text, MAH_MARKERS) == f"\n{report.NO_RESULTS['mah']}\n"
     assert section(text, MMHH_MARKERS) == f"\n{report.NO_RESULTS['mmhh']}\n"
+    assert section(open(args.readme).read(), GLANCE_MARKERS) == f"\n{report.NO_RESULTS['mah']}\n"
     assert report.NO_RESULTS["mah"].startswith("No results yet: run ")
     assert not os.path.exists(args.fig)
     with pytest.raises(UserError, match="results folder .*nowhere does not exist"):
-        report.main(Namespace(results=str(tmp_path / "nowhere"), readme=args.readme, fig=args.fig, data=[]))
+        report.main(Namespace(results=str(tmp_path / "nowhere"), readme=args.readme, details=args.details,
+                              fig=args.fig, data=[]))
 
 
-def test_figure_shows_group_with_most_runs():
-    groups = report.groups_of([mah("cifar10", "MAH-flat", b, 0.5, 0.5, 1.0, preset="paper") for b in (4, 8)]
-                              + [mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0, preset="cpu-small"),
-                                 mah("nuswide21", "MAH-flat", 4, 0.5, 0.5, 1.0, preset="smoke")])
-    assert report.figure_group(groups, "cifar10") == (("cifar10", "paper", "small", "cpu", 0), 2)
-    tie = report.groups_of([mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0, preset=p) for p in ("smoke", "paper")])
-    assert report.figure_group(tie, "cifar10") == (("cifar10", "paper", "small", "cpu", 0), 2)
+def test_headline_is_cpu_pretrained_else_the_series_with_most_runs():
+    """The headline series of a data set: preset cpu-pretrained whatever the others hold; without
+    it, the series with most runs over all seeds, ties to the first in sorted order. Catches
+    the headline chosen by run count alone (a single-seed series with more lengths would win)."""
+    runs = [mah("cifar10", "MAH-flat", b, 0.5, 0.5, 1.0, preset="paper") for b in (4, 8, 12)]
+    runs += [dict(mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0, preset="cpu-small"), seed=s) for s in (0, 1)]
+    series = report.series_of(runs + [mah("nuswide21", "MAH-flat", 4, 0.5, 0.5, 1.0, preset="smoke")])
+    assert report.headline(series, "cifar10") == ("cifar10", "paper", "small", "cpu")
+    series = report.series_of(runs + [mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0, preset="cpu-pretrained")])
+    assert report.headline(series, "cifar10") == ("cifar10", "cpu-pretrained", "small", "cpu")
+    tie = report.series_of([mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0, preset=p) for p in ("smoke", "paper")])
+    assert report.headline(tie, "cifar10") == ("cifar10", "paper", "small", "cpu")
+    assert report.headline(tie, "flickr25k") is None
 
 
 def test_command_line(tree):
-    cmd = [sys.executable, "-m", "utils.report", "--results", tree.results, "--readme", tree.readme, "--fig", tree.fig]
+    cmd = [sys.executable, "-m", "utils.report", "--results", tree.results, "--readme", tree.readme, "--details",
+           tree.details, "--fig", tree.fig]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == [f"wrote {tree.readme}", f"wrote {os.path.join(tree.fig, 'CIFAR.png')}",
+    assert out.stdout.splitlines() == [f"wrote {tree.readme}", f"wrote {tree.details}",
+                                       f"wrote {os.path.join(tree.fig, 'CIFAR.png')}",
                                        f"wrote {os.path.join(tree.fig, 'NUSWIDE.png')}"]
-    assert "| MAH-cascade | tie-aware MAP | 0.5143 |" in open(tree.readme).read()
+    assert "| MAH-cascade | tie-aware MAP | 0.5143 |" in open(tree.details).read()
     write(tree.readme, "no markers here\n")
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
-    assert out.stderr.splitlines()[-1].startswith(f"error: {tree.readme} has no marker {MAH_MARKERS[0]}")
+    assert out.stderr.splitlines()[-1].startswith(f"error: {tree.readme} has no marker {GLANCE_MARKERS[0]}")
     assert "Traceback" not in out.stderr
 
 
@@ -369,8 +396,89 @@ def test_mmhh_conventions_of_one_snapshot_get_a_table_each(tree):
     optimised["snapshot"] = "/runs/snap/mmhh16.pt"  # a test_mmhh.py record: its seconds are the test's
     write(os.path.join(tree.results, "mmhh/opt/cifar10_MMHH_16bits.json"), optimised)
     report.main(tree)
-    text = section(open(tree.readme).read(), MMHH_MARKERS)
+    text = section(open(tree.details).read(), MMHH_MARKERS)
     assert "test codes: DeepHash/HashNet default" in text and "test codes: optimised (--opt-test)" in text
     assert "| MMHH | minutes (test only) | 0.0 |" in text and "| MMHH | minutes | 10.0 | 11.0 |" in text
     assert "| MMHH | MAP@H<=2 / MAP@TopK | 0.6100 / 0.7000 | 0.6500 / 0.7300 |" in text
     assert "| MMHH | MAP@H<=2 / MAP@TopK | 0.7100 / 0.8000 |" in text
+
+
+# ------------------------------------------------------------------ results at a glance
+
+def seeded(record, seed, **args):
+    return {**record, "seed": seed, "args": args}
+
+
+def test_glance_tables_over_seeds_by_hand(tmp_path):
+    """The README's headline tables, worked out by hand. CIFAR-10 (tie-aware MAP = map_ - 0.01):
+    flat 4 bits over seeds 0, 1, 2 is 0.39, 0.29, 0.34 -> mean 0.3400, half-range 0.0500;
+    cascade 0.60, 0.50, 0.30 -> 0.4667 ± 0.1500; paired cascade - flat 0.21, 0.21, -0.04 ->
+    +0.1267, of the published sign (+0.2701) in 2 of 3 seeds. FLICKR compares mAP@5000 (map_ +
+    0.02) with the figure's values. A cpu-small series with more runs stays out. MMHH: the loss
+    difference per test convention, MMHH ahead in 1 of 2 seeds. Catches the spread taken as
+    the full range, differences of means of unpaired seeds, the wrong metric per data set, or
+    the headline chosen by run count."""
+    res = tmp_path / "results"
+    pre = dict(preset="cpu-pretrained")
+    recipe = dict(pretrained=True, crop=64, max_iter=41, epochs=1, optimizer="adam", lr=1e-4)
+    for seed, (flat, cascade) in enumerate(((0.40, 0.61), (0.30, 0.51), (0.35, 0.31))):
+        write(res / f"s{seed}/f.json", seeded(mah("cifar10", "MAH-flat", 4, flat, 0.5, 60.0, **pre), seed, **recipe))
+        write(res / f"s{seed}/c.json", seeded(mah("cifar10", "MAH-cascade", 4, cascade, 0.5, 60.0, **pre), seed,
+                                              **recipe))
+    write(res / "s3/c12.json", seeded(mah("cifar10", "MAH-cascade", 12, 0.91, 0.5, 60.0, **pre), 3, **recipe))
+    for b in (4, 6, 8, 10, 12):
+        write(res / f"small/{b}.json", mah("cifar10", "MAH-flat", b, 0.99, 0.5, 60.0))
+    write(res / "fl/f.json", mah("flickr25k", "MAH-flat", 8, 0.80, 0.5, 60.0, **pre))
+    for seed, (a, h) in enumerate(((0.50, 0.40), (0.30, 0.45))):
+        for method, value in (("MMHH", a), ("Hamming", h)):
+            r = {**mmhh(method, 32, value, value + 0.1, 60.0), "dataset": "flickr25k", "preset": "cpu-pretrained"}
+            write(res / f"m{seed}/{method}.json", seeded(r, seed))
+            write(res / f"m{seed}/opt-{method}.json", seeded({**r, "metrics": {**r["metrics"], "opt_test": True,
+                                                                                "map_within_radius": value / 2}},
+                                                              seed))
+    text = report.glance_section(report.load_records(str(res)))
+    lines = text.splitlines()
+    assert ("**MAH, CIFAR-10**: tie-aware MAP (published: the paper's table (ResNet-50 at 224 px)). Ours: ImageNet "
+            "small at 64 px, preset `cpu-pretrained` (41 outer iterations x 1 epoch(s), adam at lr 0.0001), device "
+            "`cpu`; mean ± half the range over the seeds (their number in brackets).") in lines
+    for row in ("| MAH-flat, published | 0.4759 | 0.8197 | 0.9339 | 0.9335 | 0.9503 |",
+                "| MAH-flat, ours | 0.3400 ± 0.0500 (3) | no run | no run | no run | no run |",
+                "| MAH-cascade, ours | 0.4667 ± 0.1500 (3) | no run | no run | no run | 0.9000 ± 0.0000 (1) |",
+                "| cascade - flat, published | +0.2701 | +0.0753 | +0.0090 | +0.0154 | +0.0034 |",
+                "| cascade - flat, ours (mean over paired seeds) | +0.1267, sign as published in 2 of 3 | no pair | "
+                "no pair | no pair | no pair |",
+                "| MAH-flat, ours | no run | no run | 0.8200 ± 0.0000 (1) | no run | no run |",  # FLICKR: mAP@5000
+                "| MAH-flat, published | 0.8800 | 0.8980 | 0.9100 | 0.9160 | 0.9310 |",
+                "| MAP@H<=2, MMHH loss | 0.4000 ± 0.1000 (2) |",
+                "| MAP@H<=2, HashNet loss | 0.4250 ± 0.0250 (2) |",
+                "| MAP@H<=2, MMHH - HashNet | -0.0250, MMHH ahead in 1 of 2 |",
+                "| MAP@H<=2, --opt-test, MMHH loss | 0.2000 ± 0.0500 (2) |",
+                "| MAP@TopK, MMHH - HashNet | -0.0250, MMHH ahead in 1 of 2 |"):
+        assert row in lines, row
+    assert "0.9800" not in text  # the cpu-small series
+
+
+def test_figure_bars_span_the_seeds_and_pr_curves_average_them(tree, monkeypatch):
+    """Three seeds of the cascade at 4 bits (mAP@5000 0.50, 0.70, 0.60): the point is their mean
+    0.60 and the bar spans 0.50 to 0.70. Two of them recorded a PR curve: fig/CIFAR_pr.png
+    plots the mean of the two, recall on x. Catches bars of another width, a seed left out,
+    the PR axes swapped or a seed without a curve counted as zeros."""
+    for seed, value in enumerate((0.48, 0.68, 0.58)):
+        record = seeded(mah("cifar10", "MAH-cascade", 4, value, 0.5, 60.0, preset="cpu-pretrained"), seed)
+        if seed:
+            record["metrics"]["pr_by_radius"] = {"precision": [0.9, 0.5 + 0.1 * seed, 0.1],
+                                                 "recall": [0.1, 0.2 * seed, 1.0]}
+        write(os.path.join(tree.results, f"pre/{seed}.json"), record)
+    made = figures_made(monkeypatch)
+    written = report.main(tree)
+    assert os.path.join(tree.fig, "CIFAR_pr.png") in written
+    left = made[0].axes[0]
+    (bars,) = [c for c in left.containers if c.get_label() == "MAH-cascade (ours)"]
+    assert list(bars.lines[0].get_ydata()) == pytest.approx([0.60])
+    (segment,) = bars.lines[2][0].get_segments()
+    assert [y for _, y in segment] == pytest.approx([0.50, 0.70])
+    cascade = made[1].axes[1]
+    (curve,) = cascade.lines
+    assert list(curve.get_xdata()) == pytest.approx([0.1, 0.3, 1.0])
+    assert list(curve.get_ydata()) == pytest.approx([0.9, 0.65, 0.1])
+    assert curve.get_label() == "4 bits (2 seeds)" and cascade.get_xlabel() == "recall"

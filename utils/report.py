@@ -1,14 +1,21 @@
-"""README result tables and figures from the results files of the training scripts.
+"""Result tables and figures from the results files of the training scripts.
 
 `python -m utils.report` reads every results/**/*.json (MAH and MMHH records, in sorted
-path order), rewrites the README between the marker comments of the MAH and of the MMHH
-section, and draws fig/<DATASET>.png: MAH mAP@5000 against code length beside the
-published curves (the original's "Precision@5K" is mAP@5000), and true precision@5000
-in a panel of its own. With --data DATASET=ROOT it also draws fig/<DATASET>_retrieval.png:
-the retrieval examples a run kept (utils.retrieval), with the images read from ROOT. MAH
-tables lead with the tie-aware MAP, which does not depend on the database order; the
-index-tie MAP of runs made over a class-grouped database is marked as such. Nothing
-depends on the clock, so a rerun on the same results leaves every file byte-identical.
+path order) and rewrites, between marker comments:
+- README.md, "results at a glance": the headline runs (preset cpu-pretrained) of each data
+  set beside the published values, every cell the mean and half-range over its seeds, and
+  the cascade-minus-flat (MAH) or MMHH-minus-HashNet-loss difference with the number of
+  seeds in which it has the published (claimed) sign;
+- docs/results.md: every group of runs (data set, preset, backbone, device, seed) in full,
+  and the tables over seeds.
+It draws fig/<DATASET>.png (MAH mAP@5000 against code length beside the published curves,
+the original's "Precision@5K" being mAP@5000, and true precision@5000; mean and range over
+the seeds of the headline runs), fig/<DATASET>_pr.png (precision against recall of the
+Hamming ball, radius 0 to K, of the headline runs that recorded it) and, with --data
+DATASET=ROOT, fig/<DATASET>_retrieval.png (the retrieval examples a run kept, with the
+images read from ROOT). MAH tables lead with the tie-aware MAP, which does not depend on
+the database order. Nothing depends on the clock, so a rerun on the same results leaves
+every file byte-identical.
 """
 import argparse
 import glob
@@ -29,6 +36,13 @@ from utils.errors import UserError, run
 NAMES = {"cifar10": "CIFAR-10", "nuswide21": "NUS-WIDE", "flickr25k": "FLICKR"}
 FIGURES = {"cifar10": "CIFAR.png", "nuswide21": "NUSWIDE.png", "flickr25k": "FLICKR.png"}
 RETRIEVAL_FIGURES = {d: f.replace(".png", "_retrieval.png") for d, f in FIGURES.items()}
+PR_FIGURES = {d: f.replace(".png", "_pr.png") for d, f in FIGURES.items()}
+# The preset of the headline runs: ImageNet weights, the papers' zero start, within a CPU's budget
+HEADLINE_PRESET = "cpu-pretrained"
+# The quantity each data set's headline MAH table compares with the paper: its table's MAP
+# (CIFAR-10), or the mAP@5000 of its figures where it has no table
+HEADLINE_METRIC = {"cifar10": ("map_tie_aware", "tie-aware MAP"), "flickr25k": ("map_at_5000", "mAP@5000"),
+                   "nuswide21": ("map_at_5000", "mAP@5000")}
 MAH_METHODS = ("MAH-flat", "MAH-cascade")
 MMHH_METHODS = ("MMHH", "Hamming")
 MAH_BITS = (4, 6, 8, 10, 12)
@@ -69,12 +83,14 @@ NO_RESULTS = {
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description="Rewrite the README's result tables and draw fig/*.png from the "
-                                            "results JSON files")
+    p = argparse.ArgumentParser(description="Rewrite the result tables of the README and docs/results.md and draw "
+                                            "fig/*.png from the results JSON files")
     p.add_argument("--results", default="results", help="folder searched recursively for results *.json "
                                                         "(default: results)")
-    p.add_argument("--readme", default="README.md", help="README whose marked result sections are rewritten "
+    p.add_argument("--readme", default="README.md", help="README whose results-at-a-glance section is rewritten "
                                                          "(default: README.md)")
+    p.add_argument("--details", default=os.path.join("docs", "results.md"),
+                   help="page whose full MAH and MMHH result sections are rewritten (default: docs/results.md)")
     p.add_argument("--fig", default="fig", help="folder of the figures (default: fig)")
     p.add_argument("--data", action="append", default=[], metavar="DATASET=ROOT",
                    help="where a data set's images are (the --data-root its runs read), to draw "
@@ -329,6 +345,138 @@ def mmhh_section(records):
     return "\n\n".join([intro] + [mmhh_table(g, runs) for g, _, runs in sorted(tables, key=lambda t: t[:2])])
 
 
+# ------------------------------------------------------------------ over seeds, headline
+
+def series_of(records):
+    """{(dataset, preset, backbone, device): {(method, bits): {seed: record}}}; of two runs
+    of one seed and cell, the later file wins, as in the tables."""
+    series = {}
+    for r in records:
+        key = (r["dataset"], r["preset"], r["backbone"], r["device"])
+        series.setdefault(key, {}).setdefault((r["method"], r["bits"]), {})[r["seed"]] = r
+    return series
+
+
+def headline(series, dataset):
+    """The key of `dataset`'s headline series: preset cpu-pretrained when there is one, else
+    any; the one with most runs (ties: the first in sorted order). None without runs."""
+    mine = sorted(k for k in series if k[0] == dataset)
+    best = [k for k in mine if k[1] == HEADLINE_PRESET] or mine
+    return max(best, key=lambda k: sum(map(len, series[k].values()))) if best else None
+
+
+def spread(values):
+    """'mean ± half-range (n)' of a cell's values over seeds."""
+    return f"{np.mean(values):.4f} ± {(max(values) - min(values)) / 2:.4f} ({len(values)})"
+
+
+def regime(records):
+    """The training regime of a headline series in words, from its records' arguments."""
+    r = records[0]
+    a = r.get("args", {})
+    recipe = []
+    if r.get("paper") == "MMHH" and "num_iters" in a:
+        recipe.append(f"{a['num_iters']} iterations of {a['batch_size']} images")
+    elif "max_iter" in a:
+        recipe.append(f"{a['max_iter']} outer iterations x {a['epochs']} epoch(s)")
+    if "optimizer" in a and "lr" in a:
+        recipe.append(f"{a['optimizer']} at lr {a['lr']:g}")
+    return (f"{'ImageNet ' if a.get('pretrained') else ''}{r['backbone']}"
+            f"{' at ' + str(a['crop']) + ' px' if 'crop' in a else ''}, preset `{r['preset']}`"
+            f"{' (' + ', '.join(recipe) + ')' if recipe else ''}, device `{r['device']}`")
+
+
+def mah_glance(dataset, cells):
+    """The headline MAH table of one data set: published, ours over seeds, cascade - flat."""
+    metric, quantity = HEADLINE_METRIC.get(dataset, ("map_tie_aware", "tie-aware MAP"))
+    published = PUBLISHED_MAP if metric == "map_tie_aware" else PUBLISHED_MAP5000
+    bits = sorted(set(MAH_BITS) | {b for _, b in cells})
+    values = {cell: {seed: r["metrics"][metric] for seed, r in by_seed.items()} for cell, by_seed in cells.items()}
+    rows = []
+    for m in MAH_METHODS:
+        pub = published.get((dataset, m), {})
+        rows.append([f"{m}, published", *(f"{pub[b]:.4f}" if b in pub else "n/a" for b in bits)])
+        rows.append([f"{m}, ours", *(spread(list(values[m, b].values())) if (m, b) in values else "no run"
+                                     for b in bits)])
+    differences = []
+    for b in bits:
+        flat, cascade = values.get(("MAH-flat", b), {}), values.get(("MAH-cascade", b), {})
+        pub = [published.get((dataset, m), {}).get(b) for m in MAH_METHODS]
+        seeds = sorted(set(flat) & set(cascade))
+        if not seeds:
+            differences.append("no pair")
+            continue
+        d = [cascade[k] - flat[k] for k in seeds]
+        cell = f"{np.mean(d):+.4f}"
+        if None not in pub:  # seeds whose difference has the published sign
+            agree = sum(np.sign(x) == np.sign(pub[1] - pub[0]) for x in d)
+            cell += f", sign as published in {agree} of {len(seeds)}"
+        differences.append(cell)
+    pub = [published.get((dataset, m), {}) for m in MAH_METHODS]
+    rows.append(["cascade - flat, published", *(f"{pub[1][b] - pub[0][b]:+.4f}" if b in pub[0] and b in pub[1]
+                                                 else "n/a" for b in bits)])
+    rows.append(["cascade - flat, ours (mean over paired seeds)", *differences])
+    source = "the paper's table (ResNet-50 at 224 px)" if metric == "map_tie_aware" else \
+        "read off the paper's figure (approximate)"
+    about = (f"**MAH, {name(dataset)}**: {quantity} (published: {source}). Ours: "
+             f"{regime([r for by_seed in cells.values() for r in by_seed.values()])}; mean ± half the range over "
+             "the seeds (their number in brackets).")
+    return "\n".join([about, ""] + table(["", *(f"{b} bits" for b in bits)], rows))
+
+
+def mmhh_glance(dataset, cells):
+    """The headline MMHH table: the MMHH loss against HashNet's, each test convention."""
+    bits = sorted({b for _, b in cells})
+    quantities = [("MAP@H<=2", lambda r: not r["metrics"]["opt_test"], "map_within_radius"),
+                  ("MAP@H<=2, --opt-test", lambda r: r["metrics"]["opt_test"], "map_within_radius"),
+                  ("MAP@TopK", lambda r: not r["metrics"]["opt_test"], "map_topk")]
+    rows = []
+    for label, keep, metric in quantities:
+        values = {}
+        for (m, b), by_seed in cells.items():
+            values[m, b] = {seed: r["metrics"][metric] for seed, r in by_seed.items() if keep(r)}
+        for m in MMHH_METHODS:
+            loss = "MMHH loss" if m == "MMHH" else "HashNet loss"
+            rows.append([f"{label}, {loss}", *(spread(list(values[m, b].values())) if values.get((m, b)) else
+                                               "no run" for b in bits)])
+        cells_d = []
+        for b in bits:
+            a, h = values.get(("MMHH", b), {}), values.get(("Hamming", b), {})
+            seeds = sorted(set(a) & set(h))
+            d = [a[k] - h[k] for k in seeds]
+            cells_d.append(f"{np.mean(d):+.4f}, MMHH ahead in {sum(x > 0 for x in d)} of {len(d)}" if d else
+                           "no pair")
+        rows.append([f"{label}, MMHH - HashNet", *cells_d])
+    about = (f"**MMHH, {name(dataset)}**: the MMHH loss against HashNet's pair loss (the released default) in one "
+             "network; no published value for this data set. Ours: "
+             f"{regime([r for by_seed in cells.values() for r in by_seed.values()])}; mean ± half the range over "
+             "the seeds (their number in brackets).")
+    return "\n".join([about, ""] + table(["", *(f"{b} bits" for b in bits)], rows))
+
+
+def glance_section(records):
+    """README's results at a glance: each data set's headline series."""
+    parts = []
+    mah_series = series_of(records["mah"])
+    for dataset in FIGURES:
+        key = headline(mah_series, dataset)
+        if key:
+            parts.append(mah_glance(dataset, mah_series[key]))
+    # a snapshot tested under both conventions has two records of one seed and cell: keep both
+    mmhh_series = {}
+    for r in records["mmhh"]:
+        key = (r["dataset"], r["preset"], r["backbone"], r["device"])
+        mmhh_series.setdefault(key, {}).setdefault((r["method"], r["bits"]), {})[
+            r["seed"], r["metrics"]["opt_test"]] = r
+    for dataset in sorted({k[0] for k in mmhh_series}):
+        key = headline(mmhh_series, dataset)
+        parts.append(mmhh_glance(dataset, mmhh_series[key]))
+    if not parts:
+        return NO_RESULTS["mah"]
+    return "\n\n".join(["Written by `python -m utils.report` from the results files; edits here are "
+                         "overwritten."] + parts)
+
+
 def replace_section(text, kind, body, readme):
     """`text` with what lies between the start and end marker of `kind` replaced by `body`."""
     start, end = f"<!-- results-{kind}:start -->", f"<!-- results-{kind}:end -->"
@@ -343,25 +491,26 @@ def replace_section(text, kind, body, readme):
 
 # ---------------------------------------------------------------------------- figures
 
-def figure_group(groups, dataset):
-    """The group of `dataset` its figure shows: the one with most runs, ties to the first in sorted order."""
-    mine = sorted(g for g in groups if g[0] == dataset)
-    return max(mine, key=lambda g: len(groups[g])), len(mine)
-
-
-def draw(path, dataset, groups):
-    group, count = figure_group(groups, dataset)
-    _, preset, backbone, device, seed = group
-    runs = groups[group]
+def draw(path, dataset, series):
+    """MAH mAP@5000 (beside the published curves) and precision@5000 against code length: the
+    mean over the seeds of the headline series, bars from the lowest to the highest seed."""
+    key = headline(series, dataset)
+    _, preset, backbone, device = key
+    cells = series[key]
     fig = Figure(figsize=(10, 4.5), dpi=100)
     FigureCanvasAgg(fig)  # render off-screen, without pyplot's global state or a display
     left, right = fig.subplots(1, 2)
-    ticks = set()
+    ticks, seeds = set(), set()
     for m in MAH_METHODS:
-        bits = sorted(b for method, b in runs if method == m)
-        if bits:
-            for ax, key in ((left, "map_at_5000"), (right, "precision_at_5000")):
-                ax.plot(bits, [runs[m, b]["metrics"][key] for b in bits], "-o", color=COLOURS[m], label=f"{m} (ours)")
+        bits = sorted(b for method, b in cells if method == m)
+        for ax, metric in ((left, "map_at_5000"), (right, "precision_at_5000")):
+            if not bits:
+                continue
+            values = [[r["metrics"][metric] for r in cells[m, b].values()] for b in bits]
+            mean = np.array([np.mean(v) for v in values])
+            low, high = mean - [min(v) for v in values], [max(v) for v in values] - mean
+            ax.errorbar(bits, mean, yerr=[low, high], fmt="-o", capsize=3, color=COLOURS[m], label=f"{m} (ours)")
+        seeds |= {seed for b in bits for seed in cells[m, b]}
         published = PUBLISHED_MAP5000.get((dataset, m), {})
         if published:
             left.plot(sorted(published), [published[b] for b in sorted(published)], "--", color=COLOURS[m],
@@ -375,11 +524,48 @@ def draw(path, dataset, groups):
         ax.set_xlabel("code length (bits)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    title = f"{name(dataset)}, MAH: preset {preset}, backbone {backbone}, device {device}, seed {seed}"
-    if count > 1:
-        title += f" (the group with most runs of {count} result groups)"
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(f"{name(dataset)}, MAH: preset {preset}, backbone {backbone}, device {device}; mean over seeds "
+                 f"{', '.join(map(str, sorted(seeds)))}, bars from the lowest to the highest", fontsize=10)
     fig.tight_layout()
+    save(fig, path)
+
+
+def draw_pr(path, dataset, series):
+    """Precision against recall of the Hamming ball (radius 0 to K), one curve per code length,
+    a panel per method: the mean over the seeds of the headline series that recorded it.
+    Returns False (and draws nothing) when none did."""
+    key = headline(series, dataset)
+    cells = series[key]
+    curves = {cell: [r["metrics"]["pr_by_radius"] for r in by_seed.values() if "pr_by_radius" in r["metrics"]]
+              for cell, by_seed in cells.items()}
+    curves = {cell: c for cell, c in curves.items() if c}
+    if not curves:
+        return False
+    fig = Figure(figsize=(10, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    for ax, m in zip(fig.subplots(1, 2), MAH_METHODS):
+        lengths = sorted(b for method, b in curves if method == m)
+        for b in lengths:
+            precision = np.mean([c["precision"] for c in curves[m, b]], axis=0)
+            recall = np.mean([c["recall"] for c in curves[m, b]], axis=0)
+            ax.plot(recall, precision, "-o", markersize=3, label=f"{b} bits ({len(curves[m, b])} seeds)")
+        ax.set_title(m, fontsize=10)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.grid(alpha=0.3)
+        if lengths:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"{name(dataset)}, MAH, preset {key[1]}, backbone {key[2]}: precision and recall of the Hamming "
+                 "ball of radius 0, 1, ..., K (an empty ball counts precision 0); mean over the seeds recording it",
+                 fontsize=9)
+    fig.tight_layout()
+    save(fig, path)
+    return True
+
+
+def save(fig, path):
     # no Software entry: the PNG then holds nothing that changes between matplotlib versions or runs
     atomic_write(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None}))
 
@@ -447,38 +633,50 @@ def draw_retrieval(path, record, read):
                  f"{record['seed']}): top {top} by Hamming distance, ties in database order; green relevant, "
                  "red not", fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", metadata={"Software": None}))
+    save(fig, path)
 
 
 # ---------------------------------------------------------------------------- main
 
+def read_text(path, option):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is missing or not UTF-8 text ({type(e).__name__}); give {option} PATH") from e
+
+
 def main(args):
     roots = data_roots(args.data)
     records = load_records(args.results)
-    try:
-        with open(args.readme, "rb") as f:
-            text = f.read().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"README {args.readme} is missing or not UTF-8 text ({type(e).__name__}); give --readme "
-                        "PATH") from e
-    # both sections are checked before anything is written
-    text = replace_section(text, "mah", mah_section(records["mah"]), args.readme)
-    text = replace_section(text, "mmhh", mmhh_section(records["mmhh"]), args.readme)
-    atomic_write(args.readme, lambda f: f.write(text.encode("utf-8")))
-    print(f"wrote {args.readme}")
-    written = [args.readme]
-    groups = groups_of(records["mah"])
+    # every marker of both files is checked before anything is written
+    readme = replace_section(read_text(args.readme, "--readme"), "glance", glance_section(records), args.readme)
+    details = read_text(args.details, "--details")
+    details = replace_section(details, "mah", mah_section(records["mah"]), args.details)
+    details = replace_section(details, "mmhh", mmhh_section(records["mmhh"]), args.details)
+    written = []
+    for path, text in ((args.readme, readme), (args.details, details)):
+        atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+        print(f"wrote {path}")
+        written.append(path)
+    series = series_of(records["mah"])
     for dataset, file in FIGURES.items():
-        if any(g[0] == dataset for g in groups):
-            os.makedirs(args.fig, exist_ok=True)
-            path = os.path.join(args.fig, file)
-            draw(path, dataset, groups)
+        if not headline(series, dataset):
+            continue
+        os.makedirs(args.fig, exist_ok=True)
+        path = os.path.join(args.fig, file)
+        draw(path, dataset, series)
+        print(f"wrote {path}")
+        written.append(path)
+        path = os.path.join(args.fig, PR_FIGURES[dataset])
+        if draw_pr(path, dataset, series):  # only runs that recorded the curve
             print(f"wrote {path}")
             written.append(path)
     for dataset, root in roots.items():
-        # of the groups whose runs kept examples, the one with most runs
-        kept = {g: runs for g, runs in groups.items() if g[0] == dataset and shown_record(runs)}
-        record = shown_record(kept[figure_group(kept, dataset)[0]]) if kept else None
+        # the lowest seed of each cell; of the series whose runs kept examples, the headline one
+        first = {k: {cell: by_seed[min(by_seed)] for cell, by_seed in cells.items()} for k, cells in series.items()}
+        key = headline({k: cells for k, cells in series.items() if shown_record(first[k])}, dataset)
+        record = shown_record(first[key]) if key else None
         if record is None:
             print(f"note: no {dataset} result with retrieval examples; no retrieval picture", file=sys.stderr)
             continue
