@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt requirements-test.txt requirements-weights.
 test: $(VENV)/.installed
 	$(PYTHON) -m pytest
 
-# README result tables and fig/*.png from results/; the retrieval pictures too for
+# README and docs/results.md tables and fig/*.png from results/; the retrieval pictures too for
 # the data sets whose images are in ../shared/data (REPORT_DATA names them)
 SHARED := ../shared/data
 REPORT_DATA ?= $(if $(wildcard $(SHARED)/cifar10-jpeg.tar.gz),--data cifar10=$(SHARED)/cifar10-jpeg.tar.gz) \

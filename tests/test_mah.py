@@ -524,7 +524,7 @@ def test_offline_pretrained_weights_give_a_clear_error(monkeypatch, tmp_path):
 
 
 def test_cpu_pretrained_preset_keeps_the_zero_start_and_the_scripts_weights():
-    """cpu-pretrained (issue 14) may change the optimiser and schedule but must keep V from zeros
+    """cpu-pretrained may change the optimiser and schedule but must keep V from zeros
     with no hold and each script's head weights, gamma, batch and sample; 41 outer iterations
     for every script so that flat and cascade get the same budget. Catches a hold or class-code
     start slipping in (the 4-bit comparison would be about something else), or FLICKR's 300

@@ -334,7 +334,7 @@ def test_paper_preset_is_the_released_defaults():
 
 
 def test_cpu_pretrained_preset_resolves_to_what_the_readme_lists():
-    """The README's cpu-pretrained row (issue 14): ImageNet MobileNetV2 at 64 px, Adam 1e-4 halved
+    """The cpu-pretrained preset as docs/MMHH.md lists it: ImageNet MobileNetV2 at 64 px, Adam 1e-4 halved
     once at 1000 of 2000 iterations, weight decay 5e-4; the released batch, crops and loss
     weight. Catches a preset key misspelt (it would fall back to AlexNet at 224 px) or the
     released weight decay 0.1 left in."""

@@ -36,10 +36,10 @@ PRESETS = {
                       eval_every=10, v_init="nested", v_hold=30),
     # the paper's recipe at a 2-core budget: ImageNet MobileNetV2 (offline: utils/weights.py) at 64 px,
     # one epoch per outer iteration instead of three; SGD, lr steps, V from zeros and everything
-    # else as the script (issue 14's strict row)
+    # else as the script
     "cpu-paper": dict(backbone="mobilenet_v2", pretrained=True, resize=64, crop=64, augment=False, optimizer="sgd",
                       lr=1e-3, lr_steps="10,20,30,40,50", epochs=1, v_init="zeros", v_hold=0),
-    # what learns within 15 minutes on 2 cores, keeping V from zeros with no hold (issue 14): as
+    # what learns within 15 minutes on 2 cores, keeping V from zeros with no hold: as
     # cpu-paper, plus Adam at 1e-4 (plain SGD at 1e-3 is still climbing after 41 iterations) and
     # augmentation, lr / 10 after outer iteration 30, 41 outer iterations for every script
     "cpu-pretrained": dict(backbone="mobilenet_v2", pretrained=True, resize=64, crop=64, augment=True,

@@ -44,7 +44,7 @@ PRESETS = {
     # the small convnet from scratch on 32x32 arrays: Adam, a stronger lr and a plain weight decay
     "cpu-small": dict(image_network="SmallFc", pretrained=False, resize=32, crop=32, optimizer="adam", batch_size=64,
                       num_iters=5000, lr=1e-3, decay_step=2000, weight_decay=5e-4),
-    # issue 14's MAH cpu-pretrained, for MMHH: ImageNet MobileNetV2 at 64 px and Adam at 1e-4 (what learned
+    # MAH's cpu-pretrained, for MMHH: ImageNet MobileNetV2 at 64 px and Adam at 1e-4 (what learned
     # within the budget for MAH), the lr halved once at iteration 1000 of 2000, the released batch and crops
     "cpu-pretrained": dict(image_network="MobileNetV2Fc", pretrained=True, resize=64, crop=64, optimizer="adam",
                            num_iters=2000, lr=1e-4, decay_step=1000, weight_decay=5e-4),

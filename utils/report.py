@@ -366,7 +366,9 @@ def headline(series, dataset):
 
 
 def spread(values):
-    """'mean ± half-range (n)' of a cell's values over seeds."""
+    """'mean ± half-range (n)' of a cell's values over seeds; 'value (1)' for one seed."""
+    if len(values) == 1:
+        return f"{values[0]:.4f} (1)"
     return f"{np.mean(values):.4f} ± {(max(values) - min(values)) / 2:.4f} ({len(values)})"
 
 
@@ -378,7 +380,7 @@ def regime(records):
     if r.get("paper") == "MMHH" and "num_iters" in a:
         recipe.append(f"{a['num_iters']} iterations of {a['batch_size']} images")
     elif "max_iter" in a:
-        recipe.append(f"{a['max_iter']} outer iterations x {a['epochs']} epoch(s)")
+        recipe.append(f"{a['max_iter']} outer iterations x {a['epochs']} epoch{'s' * (a['epochs'] != 1)}")
     if "optimizer" in a and "lr" in a:
         recipe.append(f"{a['optimizer']} at lr {a['lr']:g}")
     return (f"{'ImageNet ' if a.get('pretrained') else ''}{r['backbone']}"
@@ -455,16 +457,17 @@ def mmhh_glance(dataset, cells):
 
 
 def glance_section(records):
-    """README's results at a glance: each data set's headline series."""
+    """README's results at a glance: each data set's headline series (preset cpu-pretrained;
+    the other presets are in docs/results.md only)."""
     parts = []
-    mah_series = series_of(records["mah"])
+    mah_series = {k: v for k, v in series_of(records["mah"]).items() if k[1] == HEADLINE_PRESET}
     for dataset in FIGURES:
         key = headline(mah_series, dataset)
         if key:
             parts.append(mah_glance(dataset, mah_series[key]))
     # a snapshot tested under both conventions has two records of one seed and cell: keep both
     mmhh_series = {}
-    for r in records["mmhh"]:
+    for r in (r for r in records["mmhh"] if r["preset"] == HEADLINE_PRESET):
         key = (r["dataset"], r["preset"], r["backbone"], r["device"])
         mmhh_series.setdefault(key, {}).setdefault((r["method"], r["bits"]), {})[
             r["seed"], r["metrics"]["opt_test"]] = r
@@ -548,7 +551,8 @@ def draw_pr(path, dataset, series):
         for b in lengths:
             precision = np.mean([c["precision"] for c in curves[m, b]], axis=0)
             recall = np.mean([c["recall"] for c in curves[m, b]], axis=0)
-            ax.plot(recall, precision, "-o", markersize=3, label=f"{b} bits ({len(curves[m, b])} seeds)")
+            n = len(curves[m, b])
+            ax.plot(recall, precision, "-o", markersize=3, label=f"{b} bits ({n} seed{'s' * (n != 1)})")
         ax.set_title(m, fontsize=10)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -557,9 +561,9 @@ def draw_pr(path, dataset, series):
         ax.grid(alpha=0.3)
         if lengths:
             ax.legend(fontsize=8)
-    fig.suptitle(f"{name(dataset)}, MAH, preset {key[1]}, backbone {key[2]}: precision and recall of the Hamming "
-                 "ball of radius 0, 1, ..., K (an empty ball counts precision 0); mean over the seeds recording it",
-                 fontsize=9)
+    fig.suptitle(f"{name(dataset)}, MAH, preset {key[1]}, backbone {key[2]}, device {key[3]}\nprecision and recall of "
+                 "the Hamming ball of radius 0, 1, ..., K (an empty ball counts precision 0), mean over the seeds that "
+                 "recorded it", fontsize=9)
     fig.tight_layout()
     save(fig, path)
     return True
