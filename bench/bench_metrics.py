@@ -18,7 +18,7 @@ in cores, from /proc/stat). With --baseline FILE a third side, another version
 of utils/metrics.py (for instance `git show REV:utils/metrics.py > old.py`), is
 timed too, and library-vs-baseline ratios are printed.
 
-    python bench/bench_metrics.py                 # CPU, CIFAR-10 sizes (1,000 x 59,000) and more
+    python bench/bench_metrics.py                 # CPU, at CIFAR-10 sizes (1,000 queries x 59,000 codes)
     python bench/bench_metrics.py --device cuda   # library on the GPU
     python bench/bench_metrics.py --small         # a quick look (smaller sizes)
 """
