@@ -400,7 +400,7 @@ def mah_glance(dataset, cells):
         rows.append([f"{m}, published", *(f"{pub[b]:.4f}" if b in pub else "n/a" for b in bits)])
         rows.append([f"{m}, ours", *(spread(list(values[m, b].values())) if (m, b) in values else "no run"
                                      for b in bits)])
-    differences = []
+    differences, agreement = [], {}  # agreement: bits -> (seeds of the published sign, paired seeds)
     for b in bits:
         flat, cascade = values.get(("MAH-flat", b), {}), values.get(("MAH-cascade", b), {})
         pub = [published.get((dataset, m), {}).get(b) for m in MAH_METHODS]
@@ -410,9 +410,10 @@ def mah_glance(dataset, cells):
             continue
         d = [cascade[k] - flat[k] for k in seeds]
         cell = f"{np.mean(d):+.4f}"
-        if None not in pub:  # seeds whose difference has the published sign
-            agree = sum(np.sign(x) == np.sign(pub[1] - pub[0]) for x in d)
-            cell += f", sign as published in {agree} of {len(seeds)}"
+        if None not in pub:
+            agree = int(sum(holds(x, pub[1] - pub[0], metric) for x in d))
+            cell += f", {'level' if level(pub[1] - pub[0], metric) else 'sign'} as published in {agree} of {len(seeds)}"
+            agreement[b] = (agree, len(seeds), level(pub[1] - pub[0], metric))
         differences.append(cell)
     pub = [published.get((dataset, m), {}) for m in MAH_METHODS]
     rows.append(["cascade - flat, published", *(f"{pub[1][b] - pub[0][b]:+.4f}" if b in pub[0] and b in pub[1]
@@ -423,7 +424,47 @@ def mah_glance(dataset, cells):
     about = (f"**MAH, {name(dataset)}**: {quantity} (published: {source}). Ours: "
              f"{regime([r for by_seed in cells.values() for r in by_seed.values()])}; mean ± half the range over "
              "the seeds (their number in brackets).")
-    return "\n".join([about, ""] + table(["", *(f"{b} bits" for b in bits)], rows))
+    return "\n".join([about, ""] + table(["", *(f"{b} bits" for b in bits)], rows) + ["", sign_summary(agreement)])
+
+
+# Values read off a figure are good to about this much: a published difference smaller than it
+# says "level", and so does one of ours
+FIGURE_RESOLUTION = 0.01
+
+
+def level(difference, metric):
+    return metric != "map_tie_aware" and abs(difference) < FIGURE_RESOLUTION
+
+
+def holds(ours, published, metric):
+    """Whether our cascade - flat difference says what the published one says: the same sign,
+    or, where the published values come from a figure and differ by less than it resolves,
+    a difference as small."""
+    return abs(ours) < FIGURE_RESOLUTION if level(published, metric) else np.sign(ours) == np.sign(published)
+
+
+def sign_summary(agreement):
+    """One sentence: at which lengths cascade - flat says what the paper says (its sign, or
+    level where the paper's figure shows them level) in every seed, in some, in none.
+    agreement: bits -> (seeds that agree, paired seeds, whether the paper shows them level)."""
+    def lengths(bits):
+        names = [str(b) for b in bits]
+        return (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]) + " bits"
+
+    sentences = []
+    for is_level, claim in ((False, "Cascade minus flat has the published sign"),
+                            (True, f"Cascade and flat are level (within {FIGURE_RESOLUTION:g}), as in the paper's "
+                                   "figure,")):
+        mine = {b: (k, n) for b, (k, n, lv) in agreement.items() if lv == is_level}
+        every = [b for b, (k, n) in mine.items() if k == n]
+        some = [b for b, (k, n) in mine.items() if 0 < k < n]
+        none = [b for b, (k, n) in mine.items() if k == 0]
+        parts = ([f"in every seed at {lengths(every)}"] if every else []) + \
+            [f"in {mine[b][0]} of {mine[b][1]} seeds at {b} bits" for b in some] + \
+            ([f"in no seed at {lengths(none)}"] if none else [])
+        if parts:
+            sentences.append(f"{claim} " + "; ".join(parts) + ".")
+    return " ".join(sentences) or "No length has runs of both architectures under one seed yet."
 
 
 def mmhh_glance(dataset, cells):
