@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from utils import mah, mmhh, report
+from utils import index, mah, mmhh, report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,7 +20,12 @@ def _prepare_parser(folder):
     return module.get_args_parser()
 
 
+def _index_parser(command):
+    return index.get_args_parser()._subparsers._group_actions[0].choices[command]
+
+
 PARSERS = {"MAH scripts": mah.get_args_parser, "train_mmhh.py": mmhh.get_train_parser,
+           **{f"utils.index {c}": (lambda c=c: _index_parser(c)) for c in ("build", "search", "info")},
            "test_mmhh.py": mmhh.get_test_parser, "utils.report": report.get_args_parser,
            **{f"data/{d}/prepare.py": (lambda d=d: _prepare_parser(d)) for d in ("CIFAR-10", "FLICKR", "NUS-WIDE")}}
 

@@ -1,4 +1,5 @@
 """Errors a user can fix, and Ctrl-C: entry scripts print either as one line and exit non-zero."""
+import os
 import sys
 
 # Exit status of a run stopped by Ctrl-C: 128 + SIGINT, as a shell reports it.
@@ -43,6 +44,9 @@ def run(main, *args):
     except KeyboardInterrupt:
         print(f"\n{PROGRESS.interrupted()}", file=sys.stderr)
         sys.exit(INTERRUPTED)
+    except BrokenPipeError:  # the reader of stdout stopped (`| head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 def one_line(error):

@@ -634,9 +634,15 @@ def shown_record(runs):
 
 
 def image_reader(dataset, root):
-    """name -> H x W x 3 uint8 image, for the item names of utils.retrieval."""
+    """name -> H x W x 3 uint8 image, for the item names of utils.retrieval: rows of the
+    CIFAR-10 or digits array, else image paths under `root` (a folder or an archive)."""
     if dataset == "cifar10":
         images = load_cifar10(root).images
+        return lambda row: images[row]
+    if dataset == "digits":
+        from utils.data import load_digits
+
+        images = load_digits()[0]
         return lambda row: images[row]
     folder = unpacked(root)
 
@@ -660,7 +666,7 @@ def draw_retrieval(path, record, read):
     axes = fig.subplots(len(shown), top + 1, squeeze=False)
     for row, example in zip(axes, shown):
         cells = [(example["query"], "black", "query")] + [
-            (item, "tab:green" if rel else "tab:red", f"d={d}")
+            (item, {True: "tab:green", False: "tab:red", None: "tab:gray"}[rel], f"d={d}")
             for item, rel, d in zip(example["top"], example["relevant"], example["distance"])]
         for ax in row:
             ax.set_xticks([])
@@ -674,9 +680,10 @@ def draw_retrieval(path, record, read):
                 spine.set_linewidth(3)
             ax.set_title(label, fontsize=7, pad=2)
         row[0].set_ylabel(f"{example['tied']} items\nwithin d={example['distance'][-1]}", fontsize=7)
-    fig.suptitle(f"{name(record['dataset'])}, {record['method']} {record['bits']} bits ({record['preset']}, seed "
-                 f"{record['seed']}): top {top} by Hamming distance, ties in database order; green relevant, "
-                 "red not", fontsize=8)
+    about = record.get("title") or (f"{name(record['dataset'])}, {record['method']} {record['bits']} bits "
+                                    f"({record['preset']}, seed {record['seed']})")
+    fig.suptitle(f"{about}: top {top} by Hamming distance, ties in database order; green relevant, red not",
+                 fontsize=8)
     fig.tight_layout()
     save(fig, path)
 

@@ -1,0 +1,159 @@
+"""Radius search and top k through utils.index against an exact linear scan (FAISS's
+IndexBinaryFlat), on the same codes and queries; and how fast `build` encodes images.
+
+For each database size N, code length K and kind of codes (uniformly random, or clustered
+like trained codes: 10 class prototypes with 15% bit noise, as bench/bench_metrics.py makes
+them), 1,000 queries of the same kind:
+- build: seconds, the memory the structure took (resident set growth), bytes per item;
+- radius r: the index's lookup against the flat scan's range search, `--rounds` calls of
+  each in turns, median seconds; the result sets must be identical (checked, said);
+  items returned per query, since a lookup cannot be faster than writing out its answer;
+- top 100 (`--topk`): utils.index.top_k (exact, ties by id) against the flat scan's search.
+Every line ends with the ratio of medians (scan / index: above 1, the index is faster).
+
+    python bench/bench_index.py                                 # N = 1e5 and 1e6, K = 12, 48, 64
+    python bench/bench_index.py --sizes 10000000 --bits 48 --radii 2 --rounds 3
+    python bench/bench_index.py --encode RUN_FOLDER             # build's images/s against forward alone
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from utils import index as ix  # noqa: E402
+
+
+def codes(kind, n, bits, rng, protos=None):
+    """n x bits codes in {0, 1}: random, or around `protos` (10 class prototypes, drawn when
+    not given) with 15% bit noise; returns the codes and the prototypes."""
+    if kind == "random":
+        return rng.random((n, bits)) < 0.5, None
+    protos = rng.random((10, bits)) < 0.5 if protos is None else protos
+    return protos[rng.integers(0, 10, n)] ^ (rng.random((n, bits)) < 0.15), protos
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def timed(call):
+    tic = time.perf_counter()
+    out = call()
+    return time.perf_counter() - tic, out
+
+
+def same_sets(a, b):
+    return all(np.array_equal(np.sort(x), np.sort(y)) for x, y in zip(a, b))
+
+
+def scan_within(flat, queries, r):
+    lims, _, I = flat.range_search(queries, r + 1)
+    return [I[lims[q]:lims[q + 1]] for q in range(len(queries))]
+
+
+def bench_codes(n, bits, kind, args, rng):
+    import faiss
+
+    database, protos = codes(kind, n, bits, rng)
+    db, queries = ix.pack(database), ix.pack(codes(kind, args.queries, bits, rng, protos)[0])  # queries alike
+    before = rss()
+    seconds, (structure, described) = timed(lambda: _built(db))
+    grown = max(rss() - before, 0)
+    flat = faiss.IndexBinaryFlat(db.shape[1] * 8)
+    flat.add(db)
+    print(f"N={n:.0e} K={bits} {kind}: build {seconds:.2f} s, {described['type']}"
+          f"{'' if described['type'] == 'IndexBinaryHash' else ' x' + str(described['substrings'])}, "
+          f"structure {grown / n:.1f} bytes/item beside {db.shape[1]} bytes/item of codes", flush=True)
+    for r in args.radii:
+        times = {"index": [], "scan": []}
+        for k in range(args.rounds):
+            for side in (("index", "scan") if k % 2 == 0 else ("scan", "index")):
+                if side == "index":
+                    t, got = timed(lambda: ix.within(structure, described, queries, r))
+                    got = [ids for ids, _ in got]
+                else:
+                    t, want = timed(lambda: scan_within(flat, queries, r))
+                times[side].append(t)
+        found = np.mean([len(x) for x in want])
+        a, b = statistics.median(times["index"]), statistics.median(times["scan"])
+        print(f"  r={r}: identical sets: {'yes' if same_sets(got, want) else 'NO'}; {found:.1f} items per query; "
+              f"median index {a * 1e3:.1f} ms, scan {b * 1e3:.1f} ms; scan / index = {b / a:.1f}", flush=True)
+    if args.topk:
+        times = {"index": [], "scan": []}
+        for k in range(args.rounds):
+            for side in (("index", "scan") if k % 2 == 0 else ("scan", "index")):
+                call = (lambda: ix.top_k(flat, queries, args.topk)) if side == "index" else \
+                    (lambda: flat.search(queries, args.topk))
+                times[side].append(timed(call)[0])
+        a, b = statistics.median(times["index"]), statistics.median(times["scan"])
+        print(f"  top {args.topk} (ties by id): median index {a * 1e3:.1f} ms, scan {b * 1e3:.1f} ms; "
+              f"scan / index = {b / a:.2f}", flush=True)
+
+
+def _built(db):
+    structure, described = ix.structure(db.shape[1] * 8)
+    structure.add(db)
+    return structure, described
+
+
+def bench_encode(run, images, rounds):
+    """build's encoding (read, decode, preprocess, forward) against the forward pass alone."""
+    import torch
+    from PIL import Image
+
+    from utils.data import load_digits
+
+    encoder = ix.load_encoder(run, torch.device("cpu"))
+    with tempfile.TemporaryDirectory() as tmp:
+        pictures = load_digits()[0]
+        paths = []
+        for i in range(images):
+            paths.append(os.path.join(tmp, f"{i}.png"))
+            Image.fromarray(pictures[i % len(pictures)]).save(paths[-1])
+        transform = ix.transform_of(encoder.preprocessing)
+        x = torch.stack([ix.read_image(p, transform, "bench") for p in paths[:64]])
+        times = {"build": [], "forward": []}
+        for k in range(rounds):
+            for side in (("build", "forward") if k % 2 == 0 else ("forward", "build")):
+                if side == "build":
+                    times[side].append(timed(lambda: ix.encode_files(encoder, paths, 64, 2, progress=False))[0])
+                else:
+                    times[side].append(timed(lambda: [encoder.codes(x) for _ in range(-(-images // 64))])[0])
+    a, b = (images / statistics.median(times[s]) for s in ("build", "forward"))
+    print(f"encoding {images} images with {encoder.kind}: build {a:.0f} images/s, forward alone {b:.0f} "
+          f"images/s; build / forward = {a / b:.2f}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="100000,1000000", help="database sizes N (default: 100000,1000000)")
+    p.add_argument("--bits", default="12,48,64", help="code lengths K (default: 12,48,64)")
+    p.add_argument("--kinds", default="random,clustered", help="kinds of codes (default: random,clustered)")
+    p.add_argument("--radii", default="0,1,2", help="radii (default: 0,1,2)")
+    p.add_argument("--queries", type=int, default=1000, help="queries (default: 1000)")
+    p.add_argument("--rounds", type=int, default=5, help="timed calls per side (default: 5)")
+    p.add_argument("--topk", type=int, default=100, help="k of the top-k comparison, 0 for none (default: 100)")
+    p.add_argument("--encode", help="a MAH run folder or MMHH snapshot: also time build's encoding (default: none)")
+    p.add_argument("--images", type=int, default=2000, help="images for --encode (default: 2000)")
+    args = p.parse_args()
+    args.radii = [int(r) for r in args.radii.split(",")]
+    rng = np.random.default_rng(0)
+    import faiss
+
+    print(f"faiss {faiss.__version__}, {os.cpu_count()} cores, {args.queries} queries, {args.rounds} rounds")
+    for n in (int(float(s)) for s in args.sizes.split(",")):
+        for bits in (int(b) for b in args.bits.split(",")):
+            for kind in args.kinds.split(","):
+                bench_codes(n, bits, kind, args, rng)
+    if args.encode:
+        bench_encode(args.encode, args.images, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
