@@ -440,7 +440,7 @@ def test_glance_tables_over_seeds_by_hand(tmp_path):
     lines = text.splitlines()
     assert ("**MAH, CIFAR-10**: tie-aware MAP (published: the paper's table (ResNet-50 at 224 px)). Ours: ImageNet "
             "small at 64 px, preset `cpu-pretrained` (41 outer iterations x 1 epoch, adam at lr 0.0001), device "
-            "`cpu`; mean ± half the range over the seeds (their number in brackets).") in lines
+            "`cpu`; mean ± half-range (seeds).") in lines
     for row in ("| MAH-flat, published | 0.4759 | 0.8197 | 0.9339 | 0.9335 | 0.9503 |",
                 "| MAH-flat, ours | 0.3400 ± 0.0500 (3) | no run | no run | no run | no run |",
                 "| MAH-cascade, ours | 0.4667 ± 0.1500 (3) | no run | no run | no run | 0.9000 (1) |",
@@ -497,3 +497,14 @@ def test_figure_bars_span_the_seeds_and_pr_curves_average_them(tree, monkeypatch
     assert list(curve.get_xdata()) == pytest.approx([0.1, 0.3, 1.0])
     assert list(curve.get_ydata()) == pytest.approx([0.9, 0.65, 0.1])
     assert curve.get_label() == "4 bits (2 seeds)" and cascade.get_xlabel() == "recall"
+
+
+def test_the_readme_is_a_front_page():
+    """README.md stays a page read in five minutes: 15,000 characters at most, the results at a
+    glance within its first 80 lines, and every docs/ page it links to present. Catches the
+    reference drifting back into the README, or a link to a page that was renamed."""
+    text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+    assert len(text) <= 15000
+    assert GLANCE_MARKERS[0] in text.splitlines()[:80]
+    for page in set(__import__("re").findall(r"\]\((docs/[^)#]+)\)", text)):
+        assert os.path.isfile(os.path.join(REPO, page)), page

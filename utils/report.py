@@ -422,8 +422,7 @@ def mah_glance(dataset, cells):
     source = "the paper's table (ResNet-50 at 224 px)" if metric == "map_tie_aware" else \
         "read off the paper's figure (approximate)"
     about = (f"**MAH, {name(dataset)}**: {quantity} (published: {source}). Ours: "
-             f"{regime([r for by_seed in cells.values() for r in by_seed.values()])}; mean ± half the range over "
-             "the seeds (their number in brackets).")
+             f"{regime([r for by_seed in cells.values() for r in by_seed.values()])}; mean ± half-range (seeds).")
     return "\n".join([about, ""] + table(["", *(f"{b} bits" for b in bits)], rows) + ["", sign_summary(agreement)])
 
 
@@ -490,10 +489,9 @@ def mmhh_glance(dataset, cells):
             cells_d.append(f"{np.mean(d):+.4f}, MMHH ahead in {sum(x > 0 for x in d)} of {len(d)}" if d else
                            "no pair")
         rows.append([f"{label}, MMHH - HashNet", *cells_d])
-    about = (f"**MMHH, {name(dataset)}**: the MMHH loss against HashNet's pair loss (the released default) in one "
-             "network; no published value for this data set. Ours: "
-             f"{regime([r for by_seed in cells.values() for r in by_seed.values()])}; mean ± half the range over "
-             "the seeds (their number in brackets).")
+    about = (f"**MMHH, {name(dataset)}**: the MMHH loss against HashNet's, one network (no published value). "
+             f"Ours: {regime([r for by_seed in cells.values() for r in by_seed.values()])}; mean ± half-range "
+             "(seeds).")
     return "\n".join([about, ""] + table(["", *(f"{b} bits" for b in bits)], rows))
 
 
