@@ -2,6 +2,7 @@
 bad results files, markers, reruns, the command line."""
 import json
 import os
+import re
 import subprocess
 import sys
 from argparse import Namespace
@@ -506,5 +507,5 @@ def test_the_readme_is_a_front_page():
     text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
     assert len(text) <= 15000
     assert GLANCE_MARKERS[0] in text.splitlines()[:80]
-    for page in set(__import__("re").findall(r"\]\((docs/[^)#]+)\)", text)):
+    for page in set(re.findall(r"\]\((docs/[^)#]+)\)", text)):
         assert os.path.isfile(os.path.join(REPO, page)), page
