@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils import distributed, metrics, options, retrieval
+from utils import distributed, metrics, options, protocols, retrieval
 from utils.adsh import (ADSHLoss, adsh_objective, class_codes, dcc_update, label_codes, nested_class_codes,
                         soft_products, soft_ratio, stack_codes)
 from utils.data import load_data
@@ -111,8 +111,15 @@ def get_args_parser():
                         "out and record how many in split.json (default: error)")
     p.add_argument("--download", action="store_true",
                    help="download CIFAR-10 into --data-root if missing (default: off)")
-    p.add_argument("--protocol", default="dpsh", help="split of array data sets: dpsh, deephash or full "
-                                                      "(default: dpsh, as MAH)")
+    p.add_argument("--protocol", default="dpsh", help="split of array data sets: dpsh, deephash or full; or unseen: "
+                                                      "the dpsh split (list files: theirs) with retrieval among "
+                                                      "classes never trained on (docs/protocols.md) (default: dpsh, "
+                                                      "as MAH)")
+    p.add_argument("--seen-fraction", type=options.open_fraction, default=0.75,
+                   help="--protocol unseen: the share of the classes seen in training, rounded (default: 0.75)")
+    p.add_argument("--label-noise", type=options.rate, default=0.0,
+                   help="the share of the database items whose labels (those the loss and DCC see) are replaced by "
+                        "those of an item sharing no label with them, seeded (docs/protocols.md) (default: 0)")
     p.add_argument("--seed", type=options.seed, default=0, help="seed of the split, sampling and initialisation "
                                                                 "(default: 0)")
     p.add_argument("--gpu", default="0", help="CUDA device number, or 'cpu' (default: 0; the CPU when there is no "
@@ -196,12 +203,15 @@ def retrieval_metrics(q, V, ql, dl):
     }
 
 
-def evaluate(model, query_feeder, V, data, batch_size):
+def evaluate(model, query_feeder, V, data, batch_size, database_feeder=None):
     """Metrics of the target head (sign of head 0 against V[0]) and true precision@5000;
     under "aux", each auxiliary head's signs against its own V, as the original logged them.
-    Under torchrun every process encodes its share of the queries; rank 0 alone computes the
-    metrics (None elsewhere)."""
+    database_feeder: a retrieval database that is not the training database (unseen classes):
+    its codes are the network's, as for queries. Under torchrun every process encodes its
+    share; rank 0 alone computes the metrics (None elsewhere)."""
     codes = encode(model, query_feeder, batch_size, shared=True)
+    if database_feeder is not None:
+        V = encode(model, database_feeder, batch_size, shared=True)
     if not distributed.is_main():
         return None
     ql, dl = data.query.labels, data.database.labels
@@ -306,9 +316,9 @@ def train_one_iteration(args, c0, it, model, opt, losses, V, db, db_labels, sing
             "objective": objective, "sign_zeros": zeros}
 
 
-def check_sizes(data, args):
+def check_sizes(data, args, pool):
     """Fail before anything is written when the processes cannot share the batches or queries."""
-    m = min(args.num_samples, len(data.database.labels))
+    m = min(args.num_samples, len(getattr(data, pool).labels))
     smallest = m % args.batch_size or min(args.batch_size, m)  # the last batch of an epoch
     if smallest < distributed.world_size():
         raise UserError(f"a batch of {smallest} items cannot be shared by {distributed.world_size()} processes; "
@@ -327,16 +337,22 @@ def divergence_advice(args, opt):
     return f"lower --lr (now {opt.param_groups[0]['lr']:g}) or --gamma (now {args.gamma:g})"
 
 
-def train_length(args, data, c0, device, out_dir):
-    """Train and evaluate one target code length; returns the final metrics and seconds."""
+def train_length(args, data, c0, device, out_dir, pool="database", train_labels=None):
+    """Train and evaluate one target code length; returns the final metrics and seconds.
+    pool: the part trained on, whose codes V DCC learns (the database, or under unseen
+    classes the training part); train_labels: the labels the loss and DCC see (noisy under
+    --label-noise; default: the pool's own)."""
     lengths = (c0, *aux_lengths(args, c0))
     model, opt = build_model(args, lengths, device)
     # list-file crops keep at least 3/4 of the image, about what the 4-pixel shift keeps of 32x32 arrays
     feed = dict(resize=args.resize, crop=args.crop, augment=args.augment, workers=args.workers,
                 crop_scale=(0.75, 1.0))
-    db = Feeder(data, "database", device, True, **feed)
+    db = Feeder(data, pool, device, True, **feed)
     queries = Feeder(data, "query", device, False, **feed)
-    db_labels = label_matrix(data.database.labels, data.info.classes, device)  # n x C
+    # a retrieval database other than the trained one gets the network's codes (see evaluate)
+    retrieval_db = None if pool == "database" else Feeder(data, "database", device, False, **feed)
+    train_labels = getattr(data, pool).labels if train_labels is None else train_labels
+    db_labels = label_matrix(train_labels, data.info.classes, device)  # n x C
     single = bool((db_labels.sum(1) == 1).all())  # one label per item: similarity products factorise
     V = initial_codes(args, db_labels, lengths, args.seed * 1_000_003 + c0 * 10_007)
     losses = [ADSHLoss(args.gamma) for _ in lengths]
@@ -367,7 +383,7 @@ def train_length(args, data, c0, device, out_dir):
         check_finite(model, f"after outer iteration {it}", divergence_advice(args, opt))
         seconds += time.time() - tic
         if (it + 1) % args.eval_every == 0 or it == args.max_iter - 1:
-            result = record["metrics"] = evaluate(model, queries, V, data, args.batch_size)
+            result = record["metrics"] = evaluate(model, queries, V, data, args.batch_size, retrieval_db)
         if not main_process:
             continue
         record["seconds"] = round(seconds, 2)
@@ -377,11 +393,12 @@ def train_length(args, data, c0, device, out_dir):
                                     "optimizer": opt.state_dict(), "V": [v.cpu() for v in V],
                                     "args": arguments(args), "written_by": writer(args, lengths)})
     if start >= args.max_iter:  # resumed after the last iteration had finished
-        result = evaluate(model, queries, V, data, args.batch_size)
+        result = evaluate(model, queries, V, data, args.batch_size, retrieval_db)
     if not main_process:
         return None
     first = np.arange(min(retrieval.QUERIES, len(queries)))
-    shown = retrieval.examples(encode(model, queries, args.batch_size, first)[0], V[0], data.query.labels[first],
+    database = V[0] if retrieval_db is None else encode(model, retrieval_db, args.batch_size)[0]
+    shown = retrieval.examples(encode(model, queries, args.batch_size, first)[0], database, data.query.labels[first],
                                data.database.labels, retrieval.item_names(data, "query", args.data_root),
                                retrieval.item_names(data, "database", args.data_root))
     return result, shown, seconds, lengths, getattr(model.backbone, "pretrained_from", None)
@@ -422,7 +439,7 @@ def resumed(args):
               file=sys.stderr)
     # defaults for runs from before these options; what run.json records beside the arguments goes
     run_args = argparse.Namespace(**{"v_init": "zeros", "v_hold": 0, "momentum": 0.0, "command": None,
-                                     "missing_images": "error",
+                                     "missing_images": "error", "seen_fraction": 0.75, "label_noise": 0.0,
                                      **{k: v for k, v in saved.items() if k not in ("kind", "threads")}})
     for key in ("gpu", "workers", *moved):
         if key in options.given(args):
@@ -460,38 +477,47 @@ def _main(args, device):
             device = device or choose_device(args.gpu)
             if not main_process:  # rank 0 draws and saves the split first, the others read it
                 distributed.barrier()
-            data = load_data(args.dataset, args.data_root, args.image_root, args.path_prefix, args.protocol,
-                             args.seed, split_file=split_file if args.resume or not main_process else None,
+            data = load_data(args.dataset, args.data_root, args.image_root, args.path_prefix,
+                             protocols.split_protocol(args.protocol, "dpsh"), args.seed,
+                             split_file=split_file if args.resume or not main_process else None,
                              download=args.download, missing=args.missing_images)
-            check_sizes(data, args)
+            # MAH trains on its database (its seen items under unseen classes)
+            data, pool, train_labels, protocol = protocols.prepare(data, args.protocol, args.seen_fraction,
+                                                                   args.label_noise, args.seed, "database")
+            check_sizes(data, args, pool)
             build_backbone(args.backbone, args.pretrained, args.weights)  # the weights are there and load
             if main_process:
                 folder.start()
                 data.save_split(split_file)
+                write_json(folder.file("protocol.json"), protocol)  # the corrupted items, the unseen classes
                 if not args.resume:
                     write_json(folder.file("run.json"), {**arguments(args), "command": args.command,
                                                          "kind": "MAH", "threads": thread_counts()})
                 distributed.barrier()
         PROGRESS.update(resume=resume_command)
-        return train_lengths(args, data, device)
+        return train_lengths(args, data, device, pool, train_labels, protocols.summary(protocol))
     finally:
         folder.release()
 
 
-def train_lengths(args, data, device):
+def train_lengths(args, data, device, pool, train_labels, protocol):
     main_process = distributed.is_main()
     method = f"MAH-{args.arch}"
     if main_process:
         print(f"{method} on {data.info.name} ({len(data.query.labels)} queries, {len(data.database.labels)} database), "
               f"preset {args.preset}, backbone {args.backbone}, device {device_name(device)}, commit {git_commit()}"
               + distributed.describe())
+        if protocol["protocol"] == "unseen" or protocol["label_noise"]:
+            print(f"protocol {protocol['protocol']}" + (f", unseen classes {protocol['unseen_classes']} "
+                  f"({protocol['train_items']} training items)" if protocol["protocol"] == "unseen" else "")
+                  + f", label noise {protocol['label_noise']:g} ({protocol['corrupted_items']} items)")
     rows = []
     for c0 in args.bits:
         path = os.path.join(args.output_dir, "results", f"{data.info.name}_{method}_{c0}bits.json")
         if os.path.exists(path):  # finished before the run was resumed
             rows.append(read_json(path, "results file", keys=("bits", "metrics", "seconds")))
             continue
-        trained = train_length(args, data, c0, device, args.output_dir)
+        trained = train_length(args, data, c0, device, args.output_dir, pool, train_labels)
         if not main_process:
             continue
         result, shown, seconds, lengths, weights = trained
@@ -500,7 +526,7 @@ def train_lengths(args, data, device):
                   "preset": args.preset, "backbone": args.backbone, "seed": args.seed, "metrics": result,
                   "seconds": round(seconds, 1), "device": device_name(device), "git_commit": git_commit(),
                   "command": args.command or command_line(), "args": arguments(args), "retrieval": shown,
-                  "world_size": distributed.world_size(), "threads": thread_counts()}
+                  "world_size": distributed.world_size(), "threads": thread_counts(), "protocol": protocol}
         if args.resume:
             record["resumed_by"] = command_line()
         write_json(path, record)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils import distributed, metrics, options, retrieval
+from utils import distributed, metrics, options, protocols, retrieval
 from utils.atomic import atomic_write
 from utils.batches import Feeder, label_matrix
 from utils.data import load_data
@@ -172,8 +172,14 @@ def get_train_parser():
          help="parsed and unused, as in the released code: the snapshot is written at the end, checkpoints at every "
               "epoch end (default: 1000)")
     _add(p, "--protocol", help="split of array data sets: deephash (DeepHash/HashNet's: 100 queries and 500 "
-                                "training images per class), dpsh or full (default: deephash where the data set "
-                                "has it, else its own)")
+                                "training images per class), dpsh or full; or unseen: the default split with "
+                                "retrieval among classes never trained on (docs/protocols.md) (default: deephash "
+                                "where the data set has it, else its own)")
+    _add(p, "--seen_fraction", type=options.open_fraction, default=0.75,
+         help="--protocol unseen: the share of the classes seen in training, rounded (default: 0.75)")
+    _add(p, "--label_noise", type=options.rate, default=0.0,
+         help="the share of the training images whose labels are replaced by those of an image sharing no label "
+              "with them, seeded; queries and database keep theirs (docs/protocols.md) (default: 0)")
     _add(p, "--seed", type=options.seed, default=0, help="seed of the split, batches, augmentation, init and test "
                                                          "sample (default: 0)")
     _add(p, "--log_every", type=int, default=50, help="iterations per log line (default: 50)")
@@ -268,8 +274,7 @@ def resolve(args):
             raise UserError(f"--t_dataset {args.t_dataset} is not --s_dataset {args.s_dataset}: give --t_data_root, "
                             f"where {target.name}'s data is")
     if args.protocol is None:
-        protocols = source.protocols
-        args.protocol = "deephash" if "deephash" in protocols or not protocols else protocols[0]
+        args.protocol = default_protocol(args.s_dataset)
     return args
 
 
@@ -384,7 +389,9 @@ def results_record(data, args, result, seconds, device, bits):
     return {"paper": "MMHH", "dataset": data.info.name, "method": method, "bits": bits, "preset": args.preset,
             "backbone": args.image_network, "seed": args.seed, "metrics": result, "seconds": round(seconds, 1),
             "device": device_name(device), "git_commit": git_commit(), "command": command_line(),
-            "args": options.public(args), "threads": thread_counts()}
+            "args": options.public(args), "threads": thread_counts(),
+            "protocol": {"protocol": args.protocol, "label_noise": getattr(args, "label_noise", 0.0),
+                         **({"seen_fraction": args.seen_fraction} if args.protocol == "unseen" else {})}}
 
 
 def target_settings(settings):
@@ -393,13 +400,24 @@ def target_settings(settings):
     return {**settings, "data_root": settings["t_data_root"], "image_root": settings["t_image_root"]}
 
 
+def default_protocol(dataset):
+    """DeepHash/HashNet's split where the data set has it, else its own first."""
+    available = get_dataset(dataset).protocols
+    return "deephash" if "deephash" in available or not available else available[0]
+
+
 def data_for(name, settings, run_dir):
-    """The data set `name` with the data options in `settings` (a dict of the train flags);
-    array data sets reuse the split saved in run_dir (when given)."""
-    return load_data(name, settings.get("data_root"), settings.get("image_root"), settings.get("path_prefix"),
-                     settings.get("protocol", "deephash"), settings.get("seed", 0),
+    """The data set `name` with the data options in `settings` (a dict of the train flags),
+    under --protocol unseen its unseen-classes parts (utils.protocols); array data sets reuse
+    the split saved in run_dir (when given)."""
+    protocol = settings.get("protocol") or "deephash"
+    data = load_data(name, settings.get("data_root"), settings.get("image_root"), settings.get("path_prefix"),
+                     protocols.split_protocol(protocol, default_protocol(name)), settings.get("seed", 0),
                      split_file=os.path.join(run_dir, "split.json") if run_dir else None,
                      missing=settings.get("missing_images") or "error")
+    if protocol == "unseen":
+        data = protocols.apply_unseen(data, settings.get("seen_fraction", 0.75), settings.get("seed", 0))[0]
+    return data
 
 
 # ------------------------------------------------------------------------- training
@@ -484,7 +502,9 @@ def resumed(args):
     if "overwrite" in options.given(args):
         raise UserError("--overwrite starts a new run and --resume continues one: give one of them")
     check_resumed(args, saved, RESUME_MAY_CHANGE, lambda dest: f"--{dest}")
-    run_args = argparse.Namespace(**{k: v for k, v in saved.items() if k not in ("kind", "threads")})  # not arguments
+    # defaults for runs from before these options; what run.json records beside the arguments goes
+    run_args = argparse.Namespace(**{"label_noise": 0.0, "seen_fraction": 0.75,
+                                     **{k: v for k, v in saved.items() if k not in ("kind", "threads")}})
     for key in RESUME_MAY_CHANGE:
         if key in options.given(args):
             setattr(run_args, key, getattr(args, key))
@@ -526,6 +546,8 @@ def _train_main(args, device):
             if not main_process:  # rank 0 saves the split first, the others read it
                 distributed.barrier()
             data = data_for(args.s_dataset, vars(args), run_dir if args.resume or not main_process else None)
+            train_labels, corrupted = protocols.noisy_labels(data.train.labels, data.info.classes, args.label_noise,
+                                                             args.seed)
             target = target_settings(vars(args))
             same = get_dataset(args.t_dataset).name == data.info.name and \
                 (target["data_root"], target["image_root"]) == (args.data_root, args.image_root)
@@ -546,18 +568,25 @@ def _train_main(args, device):
             if main_process:
                 folder.start()
                 data.save_split(os.path.join(run_dir, "split.json"))
+                protocol = {"protocol": args.protocol, "label_noise": args.label_noise,
+                            "corrupted_items": len(corrupted), "corrupted": corrupted.tolist()}
+                if args.protocol == "unseen":
+                    protocol.update(seen_fraction=args.seen_fraction, unseen_classes=protocols.unseen_classes(
+                        data.info.classes, args.seen_fraction, args.seed).tolist())
+                write_json(os.path.join(run_dir, "protocol.json"), protocol)
                 if not args.resume:
                     write_json(os.path.join(run_dir, "run.json"), {**options.public(args), "kind": "MMHH",
                                                                    "threads": thread_counts()})
                 distributed.barrier()
         PROGRESS.update(resume=f"python train_mmhh.py {locate} --resume")
-        return train(args, data, test_data, model, ckpt, device, run_dir, snapshot, outputs)
+        return train(args, data, test_data, model, ckpt, device, run_dir, snapshot, outputs, train_labels)
     finally:
         folder.release()
 
 
-def train(args, data, test_data, model, ckpt, device, run_dir, snapshot, outputs):
-    """Train from the checkpoint `ckpt` (None: from the start), write the snapshot, test it."""
+def train(args, data, test_data, model, ckpt, device, run_dir, snapshot, outputs, train_labels):
+    """Train from the checkpoint `ckpt` (None: from the start) with the training images' labels
+    `train_labels` (noisy under --label_noise), write the snapshot, test it."""
     main_process = distributed.is_main()
     info = data.info
     if main_process:
@@ -568,7 +597,7 @@ def train(args, data, test_data, model, ckpt, device, run_dir, snapshot, outputs
     model = model.to(device, memory_format=torch.channels_last)
     opt = build_optimizer(model, args.optimizer, args.lr, weight_decay(args.lr_schedule_type, args.weight_decay))
     train = feeders(data, "train", device, args, train=True)
-    labels = label_matrix(data.train.labels, info.classes, device)  # N x C
+    labels = label_matrix(train_labels, info.classes, device)  # N x C
     n = len(train)
     B = min(args.batch_size, n)
     per_epoch = n // B  # full batches only: every pair matrix has the same size

@@ -175,7 +175,7 @@ class JsonLog:
 
 
 # What a run folder holds once a run has written to it (the lock file is not among them).
-RUN_FILES = ("run.json", "split.json", "log.jsonl", "checkpoint.pt", "results", "tensorboard")
+RUN_FILES = ("run.json", "split.json", "protocol.json", "log.jsonl", "checkpoint.pt", "results", "tensorboard")
 LOCK = ".lock"
 
 
