@@ -44,7 +44,8 @@ HEADLINE_PRESET = "cpu-pretrained"
 HEADLINE_METRIC = {"cifar10": ("map_tie_aware", "tie-aware MAP"), "flickr25k": ("map_at_5000", "mAP@5000"),
                    "nuswide21": ("map_at_5000", "mAP@5000")}
 MAH_METHODS = ("MAH-flat", "MAH-cascade")
-MMHH_METHODS = ("MMHH", "Hamming")
+MMHH_METHODS = ("MMHH", "MMHH + memory", "Hamming")
+LOSS_NAMES = {"MMHH": "MMHH loss", "MMHH + memory": "MMHH loss, memory bank", "Hamming": "HashNet loss"}
 MAH_BITS = (4, 6, 8, 10, 12)
 COLOURS = {"MAH-flat": "tab:blue", "MAH-cascade": "tab:orange"}
 OPT_TEST = {True: "optimised (--opt-test)", False: "DeepHash/HashNet default"}
@@ -143,20 +144,30 @@ def read_record(path):
 
 
 def load_records(folder):
-    """{"mah": [...], "mmhh": [...]} of the usable records under `folder`, in sorted path order;
-    every other file is one `skipped` line on stderr."""
+    """{"mah": [...], "mmhh": [...], "protocols": [...]} of the usable records under `folder`, in
+    sorted path order; every other file is one `skipped` line on stderr. Runs under label noise
+    or unseen classes go to "protocols" (their own tables), the others to their paper's; an
+    MMHH run with the memory bank is method "MMHH + memory"."""
     if not os.path.isdir(folder):
         raise UserError(f"results folder {folder} does not exist: give --results DIR, the folder holding the "
                         "results JSON files")
-    records = {"mah": [], "mmhh": []}
+    records = {"mah": [], "mmhh": [], "protocols": []}
     for path in sorted(glob.glob(os.path.join(folder, "**", "*.json"), recursive=True)):
         try:
             kind, record = read_record(path)
         except ValueError as e:
             print(f"skipped {path}: {e}", file=sys.stderr)
             continue
-        records[kind].append(record)
+        if kind == "mmhh" and record.get("args", {}).get("batch_type") == "BatchInitMem":
+            record = {**record, "method": "MMHH + memory"}
+        records["protocols" if setting(record) != ("standard", 0.0) else kind].append(record)
     return records
+
+
+def setting(record):
+    """(protocol, label noise) of a run: ("standard", 0.0) for the papers' own setting."""
+    p = record.get("protocol") or {}
+    return ("unseen" if p.get("protocol") == "unseen" else "standard", float(p.get("label_noise", 0.0)))
 
 
 def groups_of(records):
@@ -293,7 +304,8 @@ def mmhh_setting(record):
 
 def mmhh_table(group, runs):
     bits = sorted({b for _, b in runs})
-    methods = ordered(runs, MMHH_METHODS)
+    methods = [m for m in MMHH_METHODS if m != "MMHH + memory" or any(method == m for method, _ in runs)]
+    methods += sorted({m for m, _ in runs} - set(methods))
     settings = sorted({mmhh_setting(r) for r in runs.values()})
     mixed = len(settings) > 1
     if mixed:
@@ -466,33 +478,173 @@ def sign_summary(agreement):
     return " ".join(sentences) or "No length has runs of both architectures under one seed yet."
 
 
+def mmhh_values(cells, keep, metric):
+    """{(method, bits): {seed key: value}} of the records `keep` selects."""
+    return {cell: {seed: r["metrics"][metric] for seed, r in by_seed.items() if keep(r)}
+            for cell, by_seed in cells.items()}
+
+
+MMHH_QUANTITIES = [("MAP@H<=2", lambda r: not r["metrics"]["opt_test"], "map_within_radius"),
+                   ("MAP@H<=2, --opt-test", lambda r: r["metrics"]["opt_test"], "map_within_radius"),
+                   ("MAP@TopK", lambda r: not r["metrics"]["opt_test"], "map_topk")]
+
+
 def mmhh_glance(dataset, cells):
-    """The headline MMHH table: the MMHH loss against HashNet's, each test convention."""
+    """The headline MMHH table: each MMHH variant against HashNet's loss, each test convention."""
     bits = sorted({b for _, b in cells})
-    quantities = [("MAP@H<=2", lambda r: not r["metrics"]["opt_test"], "map_within_radius"),
-                  ("MAP@H<=2, --opt-test", lambda r: r["metrics"]["opt_test"], "map_within_radius"),
-                  ("MAP@TopK", lambda r: not r["metrics"]["opt_test"], "map_topk")]
+    methods = [m for m in MMHH_METHODS if any(method == m for method, _ in cells)]
     rows = []
-    for label, keep, metric in quantities:
-        values = {}
-        for (m, b), by_seed in cells.items():
-            values[m, b] = {seed: r["metrics"][metric] for seed, r in by_seed.items() if keep(r)}
-        for m in MMHH_METHODS:
-            loss = "MMHH loss" if m == "MMHH" else "HashNet loss"
-            rows.append([f"{label}, {loss}", *(spread(list(values[m, b].values())) if values.get((m, b)) else
-                                               "no run" for b in bits)])
-        cells_d = []
-        for b in bits:
-            a, h = values.get(("MMHH", b), {}), values.get(("Hamming", b), {})
-            seeds = sorted(set(a) & set(h))
-            d = [a[k] - h[k] for k in seeds]
-            cells_d.append(f"{np.mean(d):+.4f}, MMHH ahead in {sum(x > 0 for x in d)} of {len(d)}" if d else
-                           "no pair")
-        rows.append([f"{label}, MMHH - HashNet", *cells_d])
+    for label, keep, metric in MMHH_QUANTITIES:
+        values = mmhh_values(cells, keep, metric)
+        for m in methods:
+            rows.append([f"{label}, {LOSS_NAMES[m]}", *(spread(list(values[m, b].values())) if values.get((m, b))
+                                                        else "no run" for b in bits)])
+        for m in (m for m in methods if m != "Hamming"):
+            cells_d = []
+            for b in bits:
+                a, h = values.get((m, b), {}), values.get(("Hamming", b), {})
+                d = [a[k] - h[k] for k in sorted(set(a) & set(h))]
+                cells_d.append(f"{np.mean(d):+.4f}, MMHH ahead in {sum(x > 0 for x in d)} of {len(d)}" if d else
+                               "no pair")
+            rows.append([f"{label}, {m} - HashNet", *cells_d])
     about = (f"**MMHH, {name(dataset)}**: the MMHH loss against HashNet's, one network (no published value). "
              f"Ours: {regime([r for by_seed in cells.values() for r in by_seed.values()])}; mean ± half-range "
              "(seeds).")
     return "\n".join([about, ""] + table(["", *(f"{b} bits" for b in bits)], rows))
+
+
+# ------------------------------------------------------------------ noise, unseen classes
+
+def protocol_cells(records):
+    """{(dataset, preset, backbone, device, bits): {(method, protocol, noise): {(seed, opt_test): record}}}."""
+    cells = {}
+    for r in records:
+        key = (r["dataset"], r["preset"], r["backbone"], r["device"], r["bits"])
+        seed = (r["seed"], r.get("metrics", {}).get("opt_test", False))
+        cells.setdefault(key, {}).setdefault((r["method"], *setting(r)), {})[seed] = r
+    return cells
+
+
+def noise_curves(cells, metric="map_within_radius"):
+    """{method: {rate: [values over seeds]}} of the standard-protocol MMHH runs, default test."""
+    curves = {}
+    for (m, protocol, rate), by_seed in cells.items():
+        if protocol == "standard":
+            values = [r["metrics"][metric] for (seed, opt), r in by_seed.items() if not opt]
+            if values:
+                curves.setdefault(m, {})[rate] = values
+    return curves
+
+
+def noise_tables(records):
+    """Per data set and code length with runs under label noise: each loss's value at every
+    rate, over seeds, and its mean relative to its own mean at rate 0."""
+    out = []
+    for key, cells in sorted(protocol_cells(records).items()):
+        rates = sorted({rate for (_, protocol, rate) in cells if protocol == "standard"})
+        if len(rates) < 2:
+            continue
+        methods = [m for m in MMHH_METHODS if any(c[0] == m for c in cells)]
+        rows = []
+        for label, keep, metric in MMHH_QUANTITIES:
+            for m in methods:
+                values = {rate: [r["metrics"][metric] for (seed, opt), r in cells.get((m, "standard", rate), {}).items()
+                                 if keep(r)] for rate in rates}
+                rows.append([f"{label}, {LOSS_NAMES[m]}", *(spread(values[p]) if values[p] else "no run"
+                                                            for p in rates)])
+                base = np.mean(values[0.0]) if values.get(0.0) else None
+                rows.append([f"{label}, {LOSS_NAMES[m]}, relative to rate 0",
+                             *(f"{np.mean(values[p]) / base:.3f}" if values[p] and base else "n/a" for p in rates)])
+        dataset, preset, backbone, device, bits = key
+        out.append("\n".join([f"**Label noise, {name(dataset)}**, {bits} bits: preset `{preset}`, backbone "
+                              f"`{backbone}`, device `{device}`; mean ± half-range (seeds).", ""]
+                             + table(["", *(f"rate {p:g}" for p in rates)], rows)))
+    return out
+
+
+def unseen_tables(records):
+    """Per data set and code length with runs under unseen classes: each loss's values over seeds."""
+    out = []
+    for key, cells in sorted(protocol_cells(records).items()):
+        unseen = {c: v for c, v in cells.items() if c[1] == "unseen"}
+        if not unseen:
+            continue
+        rates = sorted({c[2] for c in unseen})
+        methods = [m for m in MMHH_METHODS + MAH_METHODS if any(c[0] == m for c in unseen)]
+        rows = []
+        for m in methods:
+            quantities = [("tie-aware MAP", lambda r: True, "map_tie_aware")] if m in MAH_METHODS else MMHH_QUANTITIES
+            for label, keep, metric in quantities:
+                values = {p: [r["metrics"][metric] for r in unseen.get((m, "unseen", p), {}).values() if keep(r)]
+                          for p in rates}
+                rows.append([f"{label}, {LOSS_NAMES.get(m, m)}", *(spread(values[p]) if values[p] else "no run"
+                                                                   for p in rates)])
+        dataset, preset, backbone, device, bits = key
+        classes = next(iter(next(iter(unseen.values())).values())).get("protocol", {})
+        out.append("\n".join([f"**Unseen classes, {name(dataset)}**, {bits} bits: preset `{preset}`, backbone "
+                              f"`{backbone}`, device `{device}`, seen fraction {classes.get('seen_fraction', 0.75):g};"
+                              " relevance on the unseen labels; mean ± half-range (seeds).", ""]
+                             + table(["", *(f"label noise {p:g}" for p in rates)], rows)))
+    return out
+
+
+def noise_claims(records):
+    """One sentence per data set and length with noise runs: how much of its rate-0 MAP@H<=2 each
+    loss keeps at the highest rate, and whether the MMHH loss degrades less, as the paper claims."""
+    sentences = []
+    for key, cells in sorted(protocol_cells(records).items()):
+        curves = noise_curves(cells)
+        if "MMHH" not in curves or "Hamming" not in curves:
+            continue
+        rates = sorted(set(curves["MMHH"]) & set(curves["Hamming"]))
+        if len(rates) < 2 or rates[0] != 0.0:
+            continue
+        top = rates[-1]
+        kept = {m: np.mean(curves[m][top]) / np.mean(curves[m][0.0]) for m in curves if 0.0 in curves[m] and
+                top in curves[m]}
+        parts = ", ".join(f"{LOSS_NAMES[m]} {kept[m]:.2f}" for m in MMHH_METHODS if m in kept)
+        verdict = "less than HashNet's, as the paper claims" if kept["MMHH"] > kept["Hamming"] else \
+            "not less than HashNet's, against the paper's claim"
+        sentences.append(f"Label noise ({name(key[0])}, {key[4]} bits): at rate {top:g} each loss keeps this share "
+                         f"of its MAP@H<=2 at rate 0: {parts}; the MMHH loss degrades {verdict}.")
+    return sentences
+
+
+def protocols_section(records):
+    parts = noise_tables(records) + unseen_tables(records)
+    if not parts:
+        return "No runs under label noise or unseen classes yet (docs/protocols.md)."
+    return "\n\n".join(["Written by `python -m utils.report` from the results files; edits here are "
+                         "overwritten. Runs under label noise or unseen classes (docs/protocols.md)."] + parts)
+
+
+def draw_noise(path, dataset, records):
+    """MAP@H<=2 against the label-noise rate, one line per loss, bars from the lowest to the
+    highest seed; False (nothing drawn) without noise runs of `dataset`."""
+    keys = [k for k, cells in protocol_cells(records).items() if k[0] == dataset and
+            len({rate for (_, p, rate) in cells if p == "standard"}) > 1]
+    if not keys:
+        return False
+    key = max(keys, key=lambda k: len(protocol_cells(records)[k]))
+    curves = noise_curves(protocol_cells(records)[key])
+    fig = Figure(figsize=(6, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for m in (m for m in MMHH_METHODS if m in curves):
+        rates = sorted(curves[m])
+        mean = np.array([np.mean(curves[m][p]) for p in rates])
+        low, high = mean - [min(curves[m][p]) for p in rates], [max(curves[m][p]) for p in rates] - mean
+        ax.errorbar(rates, mean, yerr=[low, high], fmt="-o", capsize=3, label=LOSS_NAMES[m])
+    ax.set_xlabel("label-noise rate")
+    ax.set_ylabel("MAP@H<=2")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{name(dataset)}, {key[4]} bits, preset {key[1]}, {key[2]}: mean over seeds, bars lowest to "
+                 "highest", fontsize=8)
+    fig.tight_layout()
+    save(fig, path)
+    return True
 
 
 def glance_section(records):
@@ -513,6 +665,7 @@ def glance_section(records):
     for dataset in sorted({k[0] for k in mmhh_series}):
         key = headline(mmhh_series, dataset)
         parts.append(mmhh_glance(dataset, mmhh_series[key]))
+    parts += noise_claims(records["mmhh"] + records["protocols"])
     if not parts:
         return NO_RESULTS["mah"]
     return "\n\n".join(["Written by `python -m utils.report` from the results files; edits here are "
@@ -704,6 +857,8 @@ def main(args):
     details = read_text(args.details, "--details")
     details = replace_section(details, "mah", mah_section(records["mah"]), args.details)
     details = replace_section(details, "mmhh", mmhh_section(records["mmhh"]), args.details)
+    details = replace_section(details, "protocols", protocols_section(records["mmhh"] + records["protocols"]),
+                              args.details)
     written = []
     for path, text in ((args.readme, readme), (args.details, details)):
         atomic_write(path, lambda f: f.write(text.encode("utf-8")))
@@ -722,6 +877,13 @@ def main(args):
         if draw_pr(path, dataset, series):  # only runs that recorded the curve
             print(f"wrote {path}")
             written.append(path)
+    for dataset, file in FIGURES.items():
+        path = os.path.join(args.fig, file.replace(".png", "_noise.png"))
+        if any(r["dataset"] == dataset for r in records["protocols"]):
+            os.makedirs(args.fig, exist_ok=True)
+            if draw_noise(path, dataset, records["mmhh"] + records["protocols"]):
+                print(f"wrote {path}")
+                written.append(path)
     for dataset, root in roots.items():
         # the lowest seed of each cell; of the series whose runs kept examples, the headline one
         first = {k: {cell: by_seed[min(by_seed)] for cell, by_seed in cells.items()} for k, cells in series.items()}
