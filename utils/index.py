@@ -245,19 +245,27 @@ def within(index, described, packed_queries, radius):
     return [_ranked(I[lims[q]:lims[q + 1]], D[lims[q]:lims[q + 1]]) for q in range(len(packed_queries))]
 
 
-def top_k(flat, packed_queries, k):
+def top_k(flat, packed_queries, k, chunk=100):
     """For each query, the k nearest (item ids, distances), ties by id: FAISS's flat scan gives
-    the k-th distance, and every item up to it is ranked by (distance, id)."""
+    the k-th distance t; where an item beyond the k-th lies at t too, FAISS's choice among the
+    items at t is arbitrary, so every item within t is fetched and ranked by (distance, id).
+    Those queries are fetched together per value of t (a few values: one batched scan each,
+    `chunk` queries at a time to bound the answers held at once) rather than one scan apiece."""
     k = min(k, flat.ntotal)
     D, I = flat.search(packed_queries, min(k + 1, flat.ntotal))  # Q x (k+1), ascending distances
-    out = []
-    for q in range(len(packed_queries)):
-        if D.shape[1] == k or D[q, k - 1] < D[q, k]:  # no tie across the cut: FAISS's k are the k
-            ids, dist = _ranked(I[q, :k], D[q, :k])
-        else:  # ties at the k-th distance: every item up to it, ranked by (distance, id)
-            _, Dq, Iq = flat.range_search(packed_queries[q:q + 1], int(D[q, k - 1]) + 1)
-            ids, dist = _ranked(Iq, Dq)
-        out.append((ids[:k], dist[:k]))
+    cut = D[:, k - 1]  # Q, the k-th distance
+    tied = D[:, k] == cut if D.shape[1] > k else np.zeros(len(D), bool)
+    out = [None] * len(packed_queries)
+    for q in np.flatnonzero(~tied):  # no tie across the cut: FAISS's k are the k
+        out[q] = _ranked(I[q, :k], D[q, :k])
+    for t in np.unique(cut[tied]):
+        group = np.flatnonzero(tied & (cut == t))
+        for start in range(0, len(group), chunk):
+            qs = group[start:start + chunk]
+            lims, Dr, Ir = flat.range_search(packed_queries[qs], int(t) + 1)  # distance < t + 1
+            for j, q in enumerate(qs):
+                ids, dist = _ranked(Ir[lims[j]:lims[j + 1]], Dr[lims[j]:lims[j + 1]])
+                out[q] = (ids[:k], dist[:k])
     return out
 
 
