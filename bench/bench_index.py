@@ -137,7 +137,7 @@ def bench_encode(run, images, rounds):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", default="100000,1000000", help="database sizes N (default: 100000,1000000)")
+    p.add_argument("--sizes", default="100000,1000000", help="database sizes N, 0 for none (--encode alone) (default: 100000,1000000)")
     p.add_argument("--bits", default="12,48,64", help="code lengths K (default: 12,48,64)")
     p.add_argument("--kinds", default="random,clustered", help="kinds of codes (default: random,clustered)")
     p.add_argument("--radii", default="0,1,2", help="radii (default: 0,1,2)")
@@ -154,7 +154,7 @@ def main():
     import faiss
 
     print(f"faiss {faiss.__version__}, {os.cpu_count()} cores, {args.queries} queries, {args.rounds} rounds")
-    for n in (int(float(s)) for s in args.sizes.split(",")):
+    for n in (int(float(s)) for s in args.sizes.split(",") if s and float(s) > 0):
         for bits in (int(b) for b in args.bits.split(",")):
             for kind in args.kinds.split(","):
                 bench_codes(n, bits, kind, args, rng)
