@@ -4,11 +4,15 @@ IndexBinaryFlat), on the same codes and queries; and how fast `build` encodes im
 For each database size N, code length K and kind of codes (uniformly random, or clustered
 like trained codes: 10 class prototypes with 15% bit noise, as bench/bench_metrics.py makes
 them), 1,000 queries of the same kind:
-- build: seconds, the memory the structure took (resident set growth), bytes per item;
+- build: seconds, and the structure's size as stored (index.faiss), in bytes per item;
 - radius r: the index's lookup against the flat scan's range search, `--rounds` calls of
-  each in turns, median seconds; the result sets must be identical (checked, said);
-  items returned per query, since a lookup cannot be faster than writing out its answer;
+  each in turns, median seconds; where the code width has no FAISS scan kernel (6 bytes
+  for 48 bits), also the scan of the same codes padded to the next width that has one
+  (8 bytes); the result sets must be identical (checked, said); items returned and codes
+  compared per query, and the share of the index's time spent ranking and copying out the
+  answers, since a lookup cannot be faster than writing out its answer;
 - top 100 (`--topk`): utils.index.top_k (exact, ties by id) against the flat scan's search.
+The peak resident memory of the process comes last.
 Every line ends with the ratio of medians (scan / index: above 1, the index is faster).
 
     python bench/bench_index.py                                 # N = 1e5 and 1e6, K = 12, 48, 64
@@ -17,6 +21,7 @@ Every line ends with the ratio of medians (scan / index: above 1, the index is f
 """
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -35,11 +40,6 @@ def codes(kind, n, bits, rng, protos=None):
         return rng.random((n, bits)) < 0.5, None
     protos = rng.random((10, bits)) < 0.5 if protos is None else protos
     return protos[rng.integers(0, 10, n)] ^ (rng.random((n, bits)) < 0.15), protos
-
-
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def timed(call):
@@ -62,33 +62,54 @@ def bench_codes(n, bits, kind, args, rng):
 
     database, protos = codes(kind, n, bits, rng)
     db, queries = ix.pack(database), ix.pack(codes(kind, args.queries, bits, rng, protos)[0])  # queries alike
-    before = rss()
     seconds, (structure, described) = timed(lambda: _built(db))
-    grown = max(rss() - before, 0)
+    stored = len(faiss.serialize_index_binary(structure))  # the structure as index.faiss holds it
     flat = faiss.IndexBinaryFlat(db.shape[1] * 8)
     flat.add(db)
+    # FAISS's scan has kernels for 8, 16, 32 and 64-byte codes only, other widths take a generic
+    # loop: the same codes padded with zero bytes to the next of those widths are a second scan
+    width = next(w for w in (8, 16, 32, 64, db.shape[1]) if w >= db.shape[1])
+    padded = None
+    if width != db.shape[1]:
+        padded = faiss.IndexBinaryFlat(width * 8)
+        padded.add(np.pad(db, ((0, 0), (0, width - db.shape[1]))))
+        queries_padded = np.pad(queries, ((0, 0), (0, width - queries.shape[1])))
     print(f"N={n:.0e} K={bits} {kind}: build {seconds:.2f} s, {described['type']}"
           f"{'' if described['type'] == 'IndexBinaryHash' else ' x' + str(described['substrings'])}, "
-          f"structure {grown / n:.1f} bytes/item beside {db.shape[1]} bytes/item of codes", flush=True)
+          f"structure {stored / n:.1f} bytes/item beside {db.shape[1]} bytes/item of codes", flush=True)
     for r in args.radii:
         # a ball can hold a large share of the database (clustered codes, few bits): keep the answers
         # of all queries within --max-results items, with fewer queries, and say so
         probe = np.mean([len(ids) for ids, _ in ix.within(structure, described, queries[:10], r)])
         q = queries if probe * len(queries) <= args.max_results else queries[:max(1, int(args.max_results // max(probe, 1)))]
         note = "" if len(q) == len(queries) else f" ({len(q)} queries: the answers would exceed {args.max_results:.0e} items)"
-        times = {"index": [], "scan": []}
+        sides = {"index": lambda: ix.within(structure, described, q, r), "scan": lambda: scan_within(flat, q, r)}
+        if padded is not None:
+            sides["scan64"] = lambda: scan_within(padded, queries_padded[:len(q)], r)
+        times, got = {side: [] for side in sides}, {}
+        stats = faiss.cvar.indexBinaryHash_stats
         for k in range(args.rounds):
-            for side in (("index", "scan") if k % 2 == 0 else ("scan", "index")):
-                if side == "index":
-                    t, got = timed(lambda: ix.within(structure, described, q, r))
-                    got = [ids for ids, _ in got]
-                else:
-                    t, want = timed(lambda: scan_within(flat, q, r))
+            for side in (list(sides) if k % 2 == 0 else list(sides)[::-1]):
+                stats.reset()
+                t, got[side] = timed(sides[side])
                 times[side].append(t)
-        found = np.mean([len(x) for x in want])
-        a, b = statistics.median(times["index"]), statistics.median(times["scan"])
-        print(f"  r={r}{note}: identical sets: {'yes' if same_sets(got, want) else 'NO'}; {found:.1f} items per query; "
-              f"median index {a * 1e3:.1f} ms, scan {b * 1e3:.1f} ms; scan / index = {b / a:.1f}", flush=True)
+                if side == "index":
+                    checked = stats.ndis / len(q)  # codes compared per query (candidates of the lookups)
+        want = got["scan"]
+        found = [ids for ids, _ in got["index"]]
+        identical = same_sets(found, want) and (padded is None or same_sets(got["scan64"], want))
+        # what answering costs beyond the lookup: ranking and copying out each query's items
+        ix.set_radius(structure, described, r)
+        lims, D, I = structure.range_search(q, r + 1)
+        answers = timed(lambda: [ix._ranked(I[lims[j]:lims[j + 1]], D[lims[j]:lims[j + 1]]) for j in range(len(q))])[0]
+        med = {side: statistics.median(t) for side, t in times.items()}
+        also = "" if padded is None else f", scan padded to {width * 8} bits {med['scan64'] * 1e3:.1f} ms"
+        ratio = "" if padded is None else f", scan64 / index = {med['scan64'] / med['index']:.1f}"
+        print(f"  r={r}{note}: identical sets: {'yes' if identical else 'NO'}; {np.mean([len(x) for x in want]):.1f} "
+              f"items per query, {checked:.0f} codes compared per query by the index, ranking the answers "
+              f"{100 * answers / med['index']:.0f}% of its time; median index {med['index'] * 1e3:.1f} ms, "
+              f"scan {med['scan'] * 1e3:.1f} ms{also}; scan / index = {med['scan'] / med['index']:.1f}{ratio}",
+              flush=True)
     if args.topk:
         times = {"index": [], "scan": []}
         for k in range(args.rounds):
@@ -160,6 +181,7 @@ def main():
                 bench_codes(n, bits, kind, args, rng)
     if args.encode:
         bench_encode(args.encode, args.images, args.rounds)
+    print(f"peak resident memory of the process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.2f} GB")
 
 
 if __name__ == "__main__":
