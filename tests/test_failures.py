@@ -514,7 +514,10 @@ def test_ctrl_c_is_one_line_with_the_resume_command_and_the_resume_finishes(tmp_
     out = str(tmp_path / "run")
     argv = [sys.executable, "cascade_CIFAR-10.py", *MAH, "--max-iter", "25", "--eval-every", "25",
             "--output-dir", out]
-    run = subprocess.Popen(argv, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    # a shell starts background jobs with SIGINT ignored, and Python then installs no handler:
+    # the script gets the default disposition, as from a terminal, whatever ran the tests
+    run = subprocess.Popen(argv, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not os.path.exists(os.path.join(out, "checkpoint.pt")):
         assert run.poll() is None and time.time() < deadline
