@@ -27,7 +27,6 @@ asked as r + 1.
 """
 import argparse
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -45,6 +44,7 @@ from utils.datasets import IMAGENET_MEAN, IMAGENET_STD, get_dataset
 from utils.errors import UserError, run
 from utils.images import file_transform
 from utils.runs import choose_device, git_commit, load_checkpoint, load_state, make_folder, read_json
+from utils.weights import sha256
 
 FORMAT = 1
 HASH_BITS = 16  # up to this many padded bits, one hash table over all of them
@@ -129,14 +129,6 @@ class MMHHEncoder(Encoder):
 def transform_of(preprocessing):
     p = preprocessing
     return file_transform(p["mean"], p["std"], p["resize"], p["crop"], square=p["square"])
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------- images
