@@ -410,7 +410,7 @@ def test_mmhh_normalises_nuswide21_with_imagenet_constants(tmp_path):
     table's nuswide21 entry carries MAH's. Would catch MMHH's feeder taking the table's
     constants, or the default (MAH's) feeder being switched to ImageNet's."""
     root = write_lists(tmp_path, 21, (1, 1, 1), seed=0, colour=(200, 100, 50))
-    data = mmhh.data_for("nuswide_21", {"data_root": str(root)}, None)
+    data = mmhh.data_for("nuswide_21", {"data_root": str(root)}, None)[0]
     settings = argparse.Namespace(resize=4, crop=4, augment=False, workers=0)
     x = next(mmhh.feeders(data, "query", "cpu", settings).batches(np.arange(1), 1))[1]  # 1 x 3 x 4 x 4
     imagenet = [(200 / 255 - 0.485) / 0.229, (100 / 255 - 0.456) / 0.224, (50 / 255 - 0.406) / 0.225]

@@ -132,7 +132,7 @@ def colour_outputs(tmp_path, bits=8):
     """The colour network's outputs (N x K) for every training digit in index order, computed
     here: the same seed gives the run's initial weights, which a frozen run keeps."""
     args = digits_args(tmp_path, "--batch_size", 400)
-    data = mmhh.data_for("digits", vars(mmhh.resolve(args)), None)
+    data = mmhh.data_for("digits", vars(mmhh.resolve(args)), None)[0]
     model = colour_network("SmallFc", bits, False, seed=0)
     feeder = mmhh.feeders(data, "train", "cpu", args)
     with torch.no_grad():

@@ -115,7 +115,8 @@ def test_both_protocols_through_a_mah_script_train_mmhh_and_test_mmhh(tmp_path, 
     """--protocol unseen with --label-noise 0.2 on digits: the MAH run evaluates among the two
     unseen classes (its tie-aware MAP against 2 classes, not 10), records the protocol, and
     protocol.json holds exactly round(0.2 n) corrupted training items; train_mmhh.py and
-    test_mmhh.py on its snapshot test the same unseen queries. With P = 0 and the default
+    test_mmhh.py on its snapshot test the same unseen queries and record the same protocol
+    as protocol.json (its corrupted items re-derived). With P = 0 and the default
     protocol the split file is byte-identical to a run without the options. Catches the
     options parsed and ignored, or the noise reaching the evaluation labels."""
     code, out, err = entry("cascade_CIFAR-10", "--dataset", "digits", "--preset", "smoke", "--gpu", "cpu",
@@ -144,7 +145,12 @@ def test_both_protocols_through_a_mah_script_train_mmhh_and_test_mmhh(tmp_path, 
     want = int(np.isin(load_data("digits").query.labels, unseen).sum())
     assert trained["metrics"]["queries"] == tested["metrics"]["queries"] == want
     assert trained["metrics"]["map_topk"] == tested["metrics"]["map_topk"]
-    assert tested["protocol"] == {"protocol": "unseen", "label_noise": 0.2, "seen_fraction": 0.75}
+    # one record of the protocol, the same in protocol.json (less the indices) and both results files
+    saved = json.load(open(tmp_path / "log" / "empty_digits_digits" / "protocol.json"))
+    assert tested["protocol"] == trained["protocol"] == protocols.summary(saved)
+    assert saved["unseen_classes"] == unseen.tolist() and saved["seen_fraction"] == 0.75
+    assert saved["label_noise"] == 0.2 and saved["corrupted_items"] == len(saved["corrupted"]) == \
+        round(0.2 * saved["train_items"])
     for folder, extra in (("plain", []), ("zero", ["--label-noise", 0])):
         entry("cascade_CIFAR-10", "--dataset", "digits", "--preset", "smoke", "--gpu", "cpu", "--max-iter", 1,
               "--eval-every", 1, *extra, "--output-dir", tmp_path / folder, monkeypatch=monkeypatch)

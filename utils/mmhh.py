@@ -384,14 +384,13 @@ def save_test_output(folder, arrays, classes):
         atomic_write(os.path.join(folder, f"{name}.npy"), lambda f: np.save(f, value))
 
 
-def results_record(data, args, result, seconds, device, bits):
+def results_record(data, args, result, seconds, device, bits, protocol):
+    """The results file of a test; `protocol`: the run's protocol record (utils.protocols.prepare)."""
     method = "MMHH" if args.distance_type == "MMHH" else "Hamming"
     return {"paper": "MMHH", "dataset": data.info.name, "method": method, "bits": bits, "preset": args.preset,
             "backbone": args.image_network, "seed": args.seed, "metrics": result, "seconds": round(seconds, 1),
             "device": device_name(device), "git_commit": git_commit(), "command": command_line(),
-            "args": options.public(args), "threads": thread_counts(),
-            "protocol": {"protocol": args.protocol, "label_noise": getattr(args, "label_noise", 0.0),
-                         **({"seen_fraction": args.seen_fraction} if args.protocol == "unseen" else {})}}
+            "args": options.public(args), "threads": thread_counts(), "protocol": protocols.summary(protocol)}
 
 
 def target_settings(settings):
@@ -407,17 +406,18 @@ def default_protocol(dataset):
 
 
 def data_for(name, settings, run_dir):
-    """The data set `name` with the data options in `settings` (a dict of the train flags),
-    under --protocol unseen its unseen-classes parts (utils.protocols); array data sets reuse
+    """(data, training labels, protocol record) of the data set `name` with the data options in
+    `settings` (a dict of the train flags): under --protocol unseen its unseen-classes parts,
+    under --label_noise its training labels corrupted (utils.protocols); array data sets reuse
     the split saved in run_dir (when given)."""
     protocol = settings.get("protocol") or "deephash"
     data = load_data(name, settings.get("data_root"), settings.get("image_root"), settings.get("path_prefix"),
                      protocols.split_protocol(protocol, default_protocol(name)), settings.get("seed", 0),
                      split_file=os.path.join(run_dir, "split.json") if run_dir else None,
                      missing=settings.get("missing_images") or "error")
-    if protocol == "unseen":
-        data = protocols.apply_unseen(data, settings.get("seen_fraction", 0.75), settings.get("seed", 0))[0]
-    return data
+    data, _, labels, record = protocols.prepare(data, protocol, settings.get("seen_fraction", 0.75),
+                                                settings.get("label_noise", 0.0), settings.get("seed", 0), "train")
+    return data, labels, record
 
 
 # ------------------------------------------------------------------------- training
@@ -545,13 +545,12 @@ def _train_main(args, device):
             device = device or choose_device(args.gpu_id, "--gpu_id")
             if not main_process:  # rank 0 saves the split first, the others read it
                 distributed.barrier()
-            data = data_for(args.s_dataset, vars(args), run_dir if args.resume or not main_process else None)
-            train_labels, corrupted = protocols.noisy_labels(data.train.labels, data.info.classes, args.label_noise,
-                                                             args.seed)
+            data, train_labels, protocol = data_for(args.s_dataset, vars(args),
+                                                    run_dir if args.resume or not main_process else None)
             target = target_settings(vars(args))
             same = get_dataset(args.t_dataset).name == data.info.name and \
                 (target["data_root"], target["image_root"]) == (args.data_root, args.image_root)
-            test_data = data if same else data_for(args.t_dataset, target, None)
+            test_data = data if same else data_for(args.t_dataset, {**target, "label_noise": 0.0}, None)[0]
             model = build_network(args.image_network, args.hash_bit, args.pretrained, args.weights, args.seed)
             if args.pre_model_path:
                 path = snapshot_path(args.pre_model_path, "--pre_model_path")
@@ -568,25 +567,21 @@ def _train_main(args, device):
             if main_process:
                 folder.start()
                 data.save_split(os.path.join(run_dir, "split.json"))
-                protocol = {"protocol": args.protocol, "label_noise": args.label_noise,
-                            "corrupted_items": len(corrupted), "corrupted": corrupted.tolist()}
-                if args.protocol == "unseen":
-                    protocol.update(seen_fraction=args.seen_fraction, unseen_classes=protocols.unseen_classes(
-                        data.info.classes, args.seen_fraction, args.seed).tolist())
-                write_json(os.path.join(run_dir, "protocol.json"), protocol)
+                write_json(os.path.join(run_dir, "protocol.json"), protocol)  # the corrupted items, unseen classes
                 if not args.resume:
                     write_json(os.path.join(run_dir, "run.json"), {**options.public(args), "kind": "MMHH",
                                                                    "threads": thread_counts()})
                 distributed.barrier()
         PROGRESS.update(resume=f"python train_mmhh.py {locate} --resume")
-        return train(args, data, test_data, model, ckpt, device, run_dir, snapshot, outputs, train_labels)
+        return train(args, data, test_data, model, ckpt, device, run_dir, snapshot, outputs, train_labels, protocol)
     finally:
         folder.release()
 
 
-def train(args, data, test_data, model, ckpt, device, run_dir, snapshot, outputs, train_labels):
+def train(args, data, test_data, model, ckpt, device, run_dir, snapshot, outputs, train_labels, protocol):
     """Train from the checkpoint `ckpt` (None: from the start) with the training images' labels
-    `train_labels` (noisy under --label_noise), write the snapshot, test it."""
+    `train_labels` (noisy under --label_noise), write the snapshot, test it; `protocol` goes to
+    the results file."""
     main_process = distributed.is_main()
     info = data.info
     if main_process:
@@ -679,7 +674,7 @@ def train(args, data, test_data, model, ckpt, device, run_dir, snapshot, outputs
     report(result, args.radius)
     save_test_output(outputs, arrays, test_data.info.classes)
     print(f"test outputs: {outputs}")
-    record = results_record(test_data, args, result, seconds, device, args.hash_bit)
+    record = results_record(test_data, args, result, seconds, device, args.hash_bit, protocol)
     record["test_output"] = os.path.abspath(outputs)
     record["weights"] = getattr(model.backbone, "pretrained_from", None)
     record["world_size"] = distributed.world_size()
@@ -753,7 +748,12 @@ def test_main(args):
     same = training_set and os.path.exists(os.path.join(run_dir, "split.json"))
     given = {k: getattr(args, k) for k in ("data_root", "image_root", "path_prefix", "missing_images")
              if getattr(args, k) is not None}
-    data = data_for(name, {**settings, **given}, run_dir if same else None)
+    # the corruption of the training labels is re-derived for the record, on the training set only
+    data, _, protocol = data_for(name, {**settings, **given, **({} if training_set else {"label_noise": 0.0})},
+                                 run_dir if same else None)
+    if not training_set:  # the rate trained under; the items corrupted were another data set's
+        protocol = {k: v for k, v in protocol.items() if k not in ("corrupted_items", "corrupted")}
+        protocol["label_noise"] = saved.get("label_noise", 0.0)
     seed = saved["seed"] if args.seed is None else args.seed
     tic = time.time()
     result, arrays = test_model(model, data, device, args, args.test_sample_ratio, seed, args.radius,
@@ -764,7 +764,7 @@ def test_main(args):
             value = value.cpu().numpy() if torch.is_tensor(value) else value
             atomic_write(os.path.join(args.output_path, f"{name}.npy"), lambda f: np.save(f, value))
     trained = argparse.Namespace(**{**saved, "seed": seed})
-    record = results_record(data, trained, result, time.time() - tic, device, saved["hash_bit"])
+    record = results_record(data, trained, result, time.time() - tic, device, saved["hash_bit"], protocol)
     record["snapshot"] = os.path.abspath(path)
     write_json(os.path.join(results, f"{data.info.name}_{record['method']}_{saved['hash_bit']}bits.json"), record)
     return record
