@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from utils import protocols
+from utils.batches import label_matrix
 from utils.data import load_data, load_digits
 from utils.errors import UserError
 
@@ -36,8 +37,8 @@ def test_label_noise_corrupts_an_exact_seeded_share_with_disjoint_labels(kind, r
     assert len(corrupted) == round(rate * 500) and len(set(corrupted.tolist())) == len(corrupted)
     rest = np.setdiff1d(np.arange(500), corrupted)
     np.testing.assert_array_equal(noisy[rest], labels[rest])
-    old, new = protocols.multi_hot(labels, 12)[corrupted], protocols.multi_hot(noisy, 12)[corrupted]
-    assert not (old & new).any() and (new.sum(1) > 0).all()
+    old, new = label_matrix(labels, 12, "cpu").numpy()[corrupted], label_matrix(noisy, 12, "cpu").numpy()[corrupted]
+    assert not (old * new).any() and (new.sum(1) > 0).all()
     again, same = protocols.noisy_labels(labels, 12, rate, seed=3)
     np.testing.assert_array_equal(again, noisy)
     np.testing.assert_array_equal(same, corrupted)

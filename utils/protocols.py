@@ -16,17 +16,8 @@ import dataclasses
 
 import numpy as np
 
+from utils.batches import label_matrix
 from utils.errors import UserError
-
-
-def multi_hot(labels, classes):
-    """Class ids (n,) or rows (n x C) -> n x C uint8."""
-    labels = np.asarray(labels)
-    if labels.ndim == 2:
-        return labels.astype(np.uint8)
-    out = np.zeros((len(labels), classes), np.uint8)
-    out[np.arange(len(labels)), labels] = 1
-    return out
 
 
 def noisy_labels(labels, classes, rate, seed):
@@ -38,7 +29,7 @@ def noisy_labels(labels, classes, rate, seed):
     if not 0 <= rate < 1:
         raise UserError(f"--label-noise {rate:g}: the rate must be in [0, 1)")
     labels = np.asarray(labels)
-    rows = multi_hot(labels, classes).astype(np.float32)  # n x C
+    rows = label_matrix(labels, classes, "cpu").numpy()  # n x C
     n = len(labels)
     count = round(rate * n)
     rng = np.random.default_rng([seed, 7])
@@ -82,7 +73,7 @@ def apply_unseen(data, seen_fraction, seed, train_from="train"):
     parts = {}
     for name in ("train", "query", "database"):
         part = getattr(data, train_from if name == "train" else name)
-        rows = multi_hot(part.labels, C)
+        rows = label_matrix(part.labels, C, "cpu").numpy() > 0  # n x C
         keep = np.flatnonzero(~rows[:, mask].any(1) if name == "train" else rows[:, mask].any(1))
         if not len(keep):
             raise UserError(f"--protocol unseen leaves the {name} part of {data.info.name} empty (unseen classes "
