@@ -6,7 +6,8 @@ like trained codes: 10 class prototypes with 15% bit noise, as bench/bench_metri
 them), 1,000 queries of the same kind:
 - build: seconds, and the structure's size as stored (index.faiss), in bytes per item;
 - radius r: the index's lookup against the flat scan's range search, `--rounds` calls of
-  each in turns, median seconds; where the code width has no FAISS scan kernel (6 bytes
+  each after one untimed call, in turns (bench_metrics.interleaved), median seconds, and
+  the other processes' load meanwhile; where the code width has no FAISS scan kernel (6 bytes
   for 48 bits), also the scan of the same codes padded to the next width that has one
   (8 bytes); the result sets must be identical (checked, said); items returned and codes
   compared per query, and the share of the index's time spent ranking and copying out the
@@ -25,11 +26,11 @@ import resource
 import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench_metrics import interleaved, timed  # noqa: E402  (the timing every bench shares)
 from utils import index as ix  # noqa: E402
 
 
@@ -40,12 +41,6 @@ def codes(kind, n, bits, rng, protos=None):
         return rng.random((n, bits)) < 0.5, None
     protos = rng.random((10, bits)) < 0.5 if protos is None else protos
     return protos[rng.integers(0, 10, n)] ^ (rng.random((n, bits)) < 0.15), protos
-
-
-def timed(call):
-    tic = time.perf_counter()
-    out = call()
-    return time.perf_counter() - tic, out
 
 
 def same_sets(a, b):
@@ -83,18 +78,20 @@ def bench_codes(n, bits, kind, args, rng):
         probe = np.mean([len(ids) for ids, _ in ix.within(structure, described, queries[:10], r)])
         q = queries if probe * len(queries) <= args.max_results else queries[:max(1, int(args.max_results // max(probe, 1)))]
         note = "" if len(q) == len(queries) else f" ({len(q)} queries: the answers would exceed {args.max_results:.0e} items)"
-        sides = {"index": lambda: ix.within(structure, described, q, r), "scan": lambda: scan_within(flat, q, r)}
+        stats, compared = faiss.cvar.indexBinaryHash_stats, []
+
+        def lookup():
+            stats.reset()
+            found = ix.within(structure, described, q, r)
+            compared.append(stats.ndis / len(q))  # codes compared per query (candidates of the lookups)
+            return found
+
+        sides = {"index": lookup, "scan": lambda: scan_within(flat, q, r)}
         if padded is not None:
             sides["scan64"] = lambda: scan_within(padded, queries_padded[:len(q)], r)
-        times, got = {side: [] for side in sides}, {}
-        stats = faiss.cvar.indexBinaryHash_stats
-        for k in range(args.rounds):
-            for side in (list(sides) if k % 2 == 0 else list(sides)[::-1]):
-                stats.reset()
-                t, got[side] = timed(sides[side])
-                times[side].append(t)
-                if side == "index":
-                    checked = stats.ndis / len(q)  # codes compared per query (candidates of the lookups)
+        out, load = interleaved(sides, args.rounds)
+        got = {side: result for side, (_, result) in out.items()}
+        checked = compared[-1]
         want = got["scan"]
         found = [ids for ids, _ in got["index"]]
         identical = same_sets(found, want) and (padded is None or same_sets(got["scan64"], want))
@@ -102,24 +99,20 @@ def bench_codes(n, bits, kind, args, rng):
         ix.set_radius(structure, described, r)
         lims, D, I = structure.range_search(q, r + 1)
         answers = timed(lambda: [ix._ranked(I[lims[j]:lims[j + 1]], D[lims[j]:lims[j + 1]]) for j in range(len(q))])[0]
-        med = {side: statistics.median(t) for side, t in times.items()}
+        med = {side: statistics.median(t) for side, (t, _) in out.items()}
         also = "" if padded is None else f", scan padded to {width * 8} bits {med['scan64'] * 1e3:.1f} ms"
         ratio = "" if padded is None else f", scan64 / index = {med['scan64'] / med['index']:.1f}"
         print(f"  r={r}{note}: identical sets: {'yes' if identical else 'NO'}; {np.mean([len(x) for x in want]):.1f} "
               f"items per query, {checked:.0f} codes compared per query by the index, ranking the answers "
               f"{100 * answers / med['index']:.0f}% of its time; median index {med['index'] * 1e3:.1f} ms, "
-              f"scan {med['scan'] * 1e3:.1f} ms{also}; scan / index = {med['scan'] / med['index']:.1f}{ratio}",
-              flush=True)
+              f"scan {med['scan'] * 1e3:.1f} ms{also}; other processes {load:.2f} cores; scan / index = "
+              f"{med['scan'] / med['index']:.1f}{ratio}", flush=True)
     if args.topk:
-        times = {"index": [], "scan": []}
-        for k in range(args.rounds):
-            for side in (("index", "scan") if k % 2 == 0 else ("scan", "index")):
-                call = (lambda: ix.top_k(flat, queries, args.topk)) if side == "index" else \
-                    (lambda: flat.search(queries, args.topk))
-                times[side].append(timed(call)[0])
-        a, b = statistics.median(times["index"]), statistics.median(times["scan"])
-        print(f"  top {args.topk} (ties by id): median index {a * 1e3:.1f} ms, scan {b * 1e3:.1f} ms; "
-              f"scan / index = {b / a:.2f}", flush=True)
+        out, load = interleaved({"index": lambda: ix.top_k(flat, queries, args.topk),
+                                 "scan": lambda: flat.search(queries, args.topk)}, args.rounds)
+        a, b = (statistics.median(out[side][0]) for side in ("index", "scan"))
+        print(f"  top {args.topk} (ties by id): median index {a * 1e3:.1f} ms, scan {b * 1e3:.1f} ms; other processes "
+              f"{load:.2f} cores; scan / index = {b / a:.2f}", flush=True)
 
 
 def _built(db):
@@ -144,16 +137,11 @@ def bench_encode(run, images, rounds):
             Image.fromarray(pictures[i % len(pictures)]).save(paths[-1])
         transform = ix.transform_of(encoder.preprocessing)
         x = torch.stack([ix.read_image(p, transform, "bench") for p in paths[:64]])
-        times = {"build": [], "forward": []}
-        for k in range(rounds):
-            for side in (("build", "forward") if k % 2 == 0 else ("forward", "build")):
-                if side == "build":
-                    times[side].append(timed(lambda: ix.encode_files(encoder, paths, 64, 2, progress=False))[0])
-                else:
-                    times[side].append(timed(lambda: [encoder.codes(x) for _ in range(-(-images // 64))])[0])
-    a, b = (images / statistics.median(times[s]) for s in ("build", "forward"))
+        out, load = interleaved({"build": lambda: ix.encode_files(encoder, paths, 64, 2, progress=False),
+                                 "forward": lambda: [encoder.codes(x) for _ in range(-(-images // 64))]}, rounds)
+    a, b = (images / statistics.median(out[side][0]) for side in ("build", "forward"))
     print(f"encoding {images} images with {encoder.kind}: build {a:.0f} images/s, forward alone {b:.0f} "
-          f"images/s; build / forward = {a / b:.2f}")
+          f"images/s; other processes {load:.2f} cores; build / forward = {a / b:.2f}")
 
 
 def main():
