@@ -358,6 +358,22 @@ def test_precision_recall_by_radius_matches_reference(case):
         assert recall[r] == pytest.approx(want["recall"], abs=1e-12)
 
 
+@pytest.mark.parametrize("bits", [3, 6])
+def test_ball_sizes_count_every_item_within_the_radius(bits, monkeypatch):
+    """Items within d <= r of each query, against a loop over every pair, at every radius
+    (0: equal codes only, K: the whole database), with many equal codes and query chunks of
+    3 rows. Catches d < r for d <= r, a row of another chunk counted, or distances taken as
+    agreements (K - d)."""
+    q, db, _, _ = random_case(61, n_query=10, n_db=50, bits=bits)
+    monkeypatch.setitem(metrics._CHUNK_ELEMENTS, "cpu", 3 * len(db))
+    for r in range(bits + 1):
+        want = [sum(ref_hamming(a, b) <= r for b in db) for a in q]
+        assert metrics.ball_sizes(q, db, r).tolist() == want
+    assert metrics.ball_sizes(q, db, bits).tolist() == [len(db)] * len(q)
+    with pytest.raises(ValueError, match="only -1 and \\+1"):
+        metrics.ball_sizes(np.zeros((2, bits)), db, 1)
+
+
 # ------------------------------------------------------- backends, chunks, inputs
 
 ALL_CALLS = [

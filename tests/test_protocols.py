@@ -146,6 +146,13 @@ def test_both_protocols_through_a_mah_script_train_mmhh_and_test_mmhh(tmp_path, 
     want = int(np.isin(load_data("digits").query.labels, unseen).sum())
     assert trained["metrics"]["queries"] == tested["metrics"]["queries"] == want
     assert trained["metrics"]["map_topk"] == tested["metrics"]["map_topk"]
+    # what the balls hold, counted here from the codes the run saved; test_mmhh.py tests the same codes
+    q, d = (np.where(np.load(tmp_path / "out" / "empty_iter_00003" / f"{n}.npy") >= 0, 1, -1)
+            for n in ("test_code", "database_code"))
+    sizes = ((16 - q @ d.T) // 2 <= 2).sum(1)
+    assert trained["metrics"]["balls"]["empty_ball_share"] == pytest.approx(np.mean(sizes == 0))
+    assert trained["metrics"]["balls"]["ball_items_median"] == np.median(sizes)
+    assert tested["metrics"]["balls"] == trained["metrics"]["balls"]
     # one record of the protocol, the same in protocol.json (less the indices) and both results files
     saved = json.load(open(tmp_path / "log" / "empty_digits_digits" / "protocol.json"))
     assert tested["protocol"] == trained["protocol"] == protocols.summary(saved)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from argparse import Namespace
 
+import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 from PIL import Image
@@ -594,3 +595,53 @@ def test_the_unseen_sentence_pairs_seeds(tmp_path):
     records = report.load_records(str(res))
     assert report.unseen_claims(records["protocols"]) == [
         "Unseen classes (CIFAR-10, 32 bits): MAP@H<=2 minus HashNet's loss's: MMHH loss +0.0250, ahead in 1 of 2 seeds."]
+
+
+def test_balls_adds_the_statistics_from_the_saved_outputs(tmp_path):
+    """utils.balls: query outputs (0.5, 0.0), (-0.1, -2.0) and database outputs (0.2, 0.3),
+    (0.1, -0.4), (0.0, 0.0) are the codes (+1, +1), (-1, -1) and (+1, +1), (+1, -1), (+1, +1)
+    (0 -> +1, as the test signs them); at radius 0 the balls hold 2 and 0 items: empty share
+    0.5, median 1, a third of the database per ball. A file of another test (5 queries) is
+    refused in one line before anything is written. Catches 0 -> -1 (the balls would hold 1
+    and 1), or files written before all are checked."""
+    out = tmp_path / "test_output"
+    out.mkdir()
+    np.save(out / "test_code.npy", np.array([[0.5, 0.0], [-0.1, -2.0]], np.float32))
+    np.save(out / "database_code.npy", np.array([[0.2, 0.3], [0.1, -0.4], [0.0, 0.0]], np.float32))
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    write(good, {"metrics": {"queries": 2, "database": 3, "radius": 0, "map_within_radius": 0.5}})
+    write(bad, {"metrics": {"queries": 5, "database": 3, "radius": 0}})
+    cli = [sys.executable, "-m", "utils.balls", "--test-output", str(out)]
+    done = subprocess.run(cli + [str(good), str(bad)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+    assert "tested 5 queries and 3 database items" in done.stderr
+    assert "balls" not in json.load(open(good))["metrics"]
+    done = subprocess.run(cli + [str(good)], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    balls = json.load(open(good))["metrics"]["balls"]
+    assert balls == {"radius": 0, "empty_ball_share": 0.5, "ball_items_median": 1.0,
+                     "ball_database_share": pytest.approx(1 / 3)}
+    assert json.load(open(good))["metrics"]["map_within_radius"] == 0.5  # the rest as it was
+
+
+def test_the_protocol_tables_show_what_the_balls_hold(tmp_path):
+    """Two seeds of HashNet's loss at rate 0.4 with 0.40 and 0.50 of their queries' balls empty
+    give 0.450 ± 0.050 (2); the --opt-test file of one snapshot (0.99) stays out; a loss without
+    the statistics gets no row. Catches the opt-test records pooled in, or the rows dropped."""
+    res = tmp_path / "results"
+    for seed, (rate, empty, items) in enumerate([(0.0, 0.0, 900.0), (0.4, 0.40, 2.0), (0.4, 0.50, 4.0)]):
+        r = {**mmhh("Hamming", 32, 0.5, 0.5, 60.0), "seed": seed % 2, "preset": "cpu-pretrained",
+             "protocol": {"protocol": "deephash", "label_noise": rate}}
+        r["metrics"]["balls"] = {"radius": 2, "empty_ball_share": empty, "ball_items_median": items,
+                                 "ball_database_share": 0.1}
+        write(res / f"h{seed}.json", r)
+        write(res / f"opt{seed}.json", {**r, "metrics": {**r["metrics"], "opt_test": True,
+                                                        "balls": {**r["metrics"]["balls"], "empty_ball_share": 0.99}}})
+    for rate in (0.0, 0.4):
+        write(res / f"m{rate}.json", {**mmhh("MMHH", 32, 0.5, 0.5, 60.0), "preset": "cpu-pretrained",
+                                      "protocol": {"protocol": "deephash", "label_noise": rate}})
+    records = report.load_records(str(res))
+    lines = report.protocols_section(records["mmhh"] + records["protocols"]).splitlines()
+    assert "| share of queries with an empty ball, HashNet loss | 0.000 (1) | 0.450 ± 0.050 (2) |" in lines
+    assert "| items per ball, median, HashNet loss | 900 (1) | 3 ± 1 (2) |" in lines
+    assert not [line for line in lines if "ball, MMHH loss" in line or "0.99" in line]

@@ -1,8 +1,9 @@
 """utils.retrieval: the retrieval examples a run keeps for the report's picture."""
 import numpy as np
+import pytest
 import torch
 
-from utils.retrieval import examples
+from utils.retrieval import ball_statistics, examples
 
 DB = torch.tensor([[1, 1, 1, 1], [1, 1, 1, -1], [1, 1, 1, 1], [-1, -1, 1, 1], [-1, -1, -1, -1]]).float()
 NAMES = ["a", "b", "c", "d", "e"]
@@ -32,3 +33,16 @@ def test_multi_label_relevance_is_a_shared_label_and_only_the_first_queries_are_
     assert got[0]["relevant"] == [True, False, True, True, False]
     assert got[1]["relevant"] == [False, True, True, False, False]
     assert got[0]["tied"] == 5
+
+
+def test_ball_statistics_by_hand():
+    """Queries (+1, +1) and (-1, -1), database (+1, +1), (+1, -1), (+1, +1), radius 0: the
+    balls hold 2 and 0 items, so half the balls are empty, the median is 1 item and a ball
+    holds (2/3 + 0) / 2 = 1/3 of the database on average; at radius 2 every ball holds all 3.
+    Catches the empty share taken over the database, or the mean share not divided by N."""
+    q = np.array([[1, 1], [-1, -1]])
+    d = np.array([[1, 1], [1, -1], [1, 1]])
+    assert ball_statistics(q, d, 0) == {"radius": 0, "empty_ball_share": 0.5, "ball_items_median": 1.0,
+                                        "ball_database_share": pytest.approx(1 / 3)}
+    assert ball_statistics(q, d, 2) == {"radius": 2, "empty_ball_share": 0.0, "ball_items_median": 3.0,
+                                        "ball_database_share": 1.0}

@@ -39,6 +39,7 @@ __all__ = [
     "precision_recall_at_ranks",
     "map_within_radius",
     "precision_recall_by_radius",
+    "ball_sizes",
 ]
 
 # Query x database elements handled per chunk: bounds peak memory (a chunk holds a
@@ -578,6 +579,17 @@ def hamming_distance(query_codes, db_codes):
     dev = _device(q, db)
     q, db = q.to(dev, torch.float32), db.to(dev, torch.float32)
     return ((q.shape[1] - q @ db.T) / 2).round().to(torch.int32).cpu().numpy()
+
+
+def ball_sizes(query_codes, db_codes, radius):
+    """Database items within Hamming distance `radius` of each query: a (Q,) int64 numpy array.
+
+    MAP@H<=r alone cannot tell codes collapsed into one ball (every ball holds the whole
+    database) from codes spread so far apart that the balls are empty; these counts can."""
+    q, db = _codes(query_codes, db_codes)
+    rows = max(1, _CHUNK_ELEMENTS["cpu"] // db.shape[0])  # bounds the Q x N distance block
+    return np.concatenate([(hamming_distance(q[i:i + rows], db) <= radius).sum(1, dtype=np.int64)
+                           for i in range(0, q.shape[0], rows)])
 
 
 def mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk=None, empty="zero",

@@ -377,11 +377,11 @@ def headline(series, dataset):
     return max(best, key=lambda k: sum(map(len, series[k].values()))) if best else None
 
 
-def spread(values):
+def spread(values, digits=4):
     """'mean ± half-range (n)' of a cell's values over seeds; 'value (1)' for one seed."""
     if len(values) == 1:
-        return f"{values[0]:.4f} (1)"
-    return f"{np.mean(values):.4f} ± {(max(values) - min(values)) / 2:.4f} ({len(values)})"
+        return f"{values[0]:.{digits}f} (1)"
+    return f"{np.mean(values):.{digits}f} ± {(max(values) - min(values)) / 2:.{digits}f} ({len(values)})"
 
 
 def regime(records):
@@ -526,6 +526,25 @@ def protocol_cells(records):
     return cells
 
 
+# what the Hamming balls of the default test hold (results files with metrics "balls")
+BALL_QUANTITIES = [("share of queries with an empty ball", "empty_ball_share", 3),
+                   ("items per ball, median", "ball_items_median", 0)]
+
+
+def ball_rows(cells, methods, settings):
+    """Rows of what the balls hold, per loss, one column per (protocol, rate) in `settings`;
+    none where no run recorded it (files from before the statistics, utils.balls adds them)."""
+    rows = []
+    for label, key, digits in BALL_QUANTITIES:
+        for m in methods:
+            values = [[r["metrics"]["balls"][key] for (seed, opt), r in cells.get((m, *c), {}).items()
+                       if not opt and "balls" in r["metrics"]] for c in settings]
+            if any(values):
+                rows.append([f"{label}, {LOSS_NAMES.get(m, m)}", *(spread(v, digits) if v else "no run"
+                                                                   for v in values)])
+    return rows
+
+
 def noise_curves(cells, metric="map_within_radius"):
     """{method: {rate: [values over seeds]}} of the standard-protocol MMHH runs, default test."""
     curves = {}
@@ -556,6 +575,7 @@ def noise_tables(records):
                 base = np.mean(values[0.0]) if values.get(0.0) else None
                 rows.append([f"{label}, {LOSS_NAMES[m]}, relative to rate 0",
                              *(f"{np.mean(values[p]) / base:.3f}" if values[p] and base else "n/a" for p in rates)])
+        rows += ball_rows(cells, methods, [("standard", p) for p in rates])
         dataset, preset, backbone, device, bits = key
         out.append("\n".join([f"**Label noise, {name(dataset)}**, {bits} bits: preset `{preset}`, backbone "
                               f"`{backbone}`, device `{device}`; mean ± half-range (seeds).", ""]
@@ -580,6 +600,7 @@ def unseen_tables(records):
                           for p in rates}
                 rows.append([f"{label}, {LOSS_NAMES.get(m, m)}", *(spread(values[p]) if values[p] else "no run"
                                                                    for p in rates)])
+        rows += ball_rows(unseen, methods, [("unseen", p) for p in rates])
         dataset, preset, backbone, device, bits = key
         classes = next(iter(next(iter(unseen.values())).values())).get("protocol", {})
         out.append("\n".join([f"**Unseen classes, {name(dataset)}**, {bits} bits: preset `{preset}`, backbone "

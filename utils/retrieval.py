@@ -1,5 +1,6 @@
 """Examples of retrieval for the results file and the picture the report draws from them,
-and the precision-recall curve of the Hamming ball that the report plots.
+the precision-recall curve of the Hamming ball that the report plots, and what the balls
+hold (a collapse into one ball, or empty balls).
 
 A run keeps, for the first few queries of its (seeded) query order, the ten database items
 its codes rank first and whether each is relevant. Items are named so that the report can
@@ -44,6 +45,15 @@ def examples(query_codes, db_codes, query_labels, db_labels, query_names, db_nam
         out.append({"query": name, "top": [db_names[j] for j in order], "distance": d[order].tolist(),
                     "relevant": rel[order].tolist(), "tied": int((d <= d[order[-1]]).sum())})
     return out
+
+
+def ball_statistics(q, d, radius):
+    """What the Hamming balls d <= radius of the queries hold, for a results file: the share
+    of queries whose ball is empty, the median items per ball, and the mean share of the
+    database per ball (1.0: every code in one ball, a collapse)."""
+    sizes = metrics.ball_sizes(q, d, radius)  # Q
+    return {"radius": radius, "empty_ball_share": float(np.mean(sizes == 0)),
+            "ball_items_median": float(np.median(sizes)), "ball_database_share": float(sizes.mean() / len(d))}
 
 
 def pr_curve(q, d, ql, dl):
