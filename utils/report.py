@@ -508,9 +508,10 @@ def mmhh_glance(dataset, cells):
             cells_d.append(f"{np.mean(d):+.4f}, MMHH ahead in {sum(x > 0 for x in d)} of {len(d)}" if d else
                            "no pair")
         rows.append([f"{label}, {m} - HashNet", *cells_d])
-    about = (f"**MMHH, {name(dataset)}**: the MMHH loss against HashNet's, one network (no published value). "
+    about = (f"**MMHH, {name(dataset)}**: the MMHH loss against HashNet's, one network (no published value; "
+             "MAP@TopK, --opt-test: docs/results.md). "
              f"Ours: {regime([r for by_seed in cells.values() for r in by_seed.values()])}; mean ± half-range "
-             "(seeds); MAP@TopK and the --opt-test conventions: docs/results.md.")
+             "(seeds).")
     return "\n".join([about, ""] + table(["", *(f"{b} bits" for b in bits)], rows))
 
 
