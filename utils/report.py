@@ -532,14 +532,20 @@ BALL_QUANTITIES = [("share of queries with an empty ball", "empty_ball_share", 3
                    ("items per ball, median", "ball_items_median", 0)]
 
 
+def ball_values(cells, method, setting_, key):
+    """`key` of what the balls hold, over the seeds of `method` under `setting_` (protocol,
+    rate), default test; none from files without the statistics (utils.balls adds them)."""
+    return [r["metrics"]["balls"][key] for (seed, opt), r in cells.get((method, *setting_), {}).items()
+            if not opt and "balls" in r["metrics"]]
+
+
 def ball_rows(cells, methods, settings):
     """Rows of what the balls hold, per loss, one column per (protocol, rate) in `settings`;
-    none where no run recorded it (files from before the statistics, utils.balls adds them)."""
+    none where no run recorded it."""
     rows = []
     for label, key, digits in BALL_QUANTITIES:
         for m in methods:
-            values = [[r["metrics"]["balls"][key] for (seed, opt), r in cells.get((m, *c), {}).items()
-                       if not opt and "balls" in r["metrics"]] for c in settings]
+            values = [ball_values(cells, m, c, key) for c in settings]
             if any(values):
                 rows.append([f"{label}, {LOSS_NAMES.get(m, m)}", *(spread(v, digits) if v else "no run"
                                                                    for v in values)])
@@ -620,6 +626,11 @@ def paired_differences(cells, method, setting_):
     return [mine[k] - theirs[k] for k in sorted(set(mine) & set(theirs))]
 
 
+def ahead(d, where=""):
+    """'mean difference{where}, ahead in n of m seeds' of paired differences `d`."""
+    return f"{np.mean(d):+.4f}{where}, ahead in {sum(x > 0 for x in d)} of {len(d)} seeds"
+
+
 def unseen_claims(records):
     """One sentence per data set and length with unseen-class runs: each MMHH variant's MAP@H<=2
     minus HashNet's loss's, paired by seed."""
@@ -629,7 +640,7 @@ def unseen_claims(records):
         for m in ("MMHH", "MMHH + memory"):
             d = paired_differences(cells, m, ("unseen", 0.0))
             if d:
-                parts.append(f"{LOSS_NAMES[m]} {np.mean(d):+.4f}, ahead in {sum(x > 0 for x in d)} of {len(d)} seeds")
+                parts.append(f"{LOSS_NAMES[m]} {ahead(d)}")
         if parts:
             sentences.append(f"Unseen classes ({name(key[0])}, {key[4]} bits): MAP@H<=2 minus HashNet's loss's: "
                              f"{'; '.join(parts)}.")
@@ -651,8 +662,7 @@ def noise_claims(records):
             continue
         top = rates[-1]
         verdicts = []
-        for opt_test in (False, True):
-            c = noise_curves(cells, opt_test=opt_test)
+        for c in (curves, noise_curves(cells, opt_test=True)):
             kept = {m: np.mean(c[m][top]) / np.mean(c[m][0.0]) for m in MMHH_METHODS if 0.0 in c.get(m, {}) and
                     top in c[m]}
             if "MMHH" in kept and "Hamming" in kept:
@@ -673,14 +683,11 @@ def noise_claims(records):
             d = paired_differences(cells, "MMHH", ("standard", rate))
             if d:
                 means.append(np.mean(d))
-                differences.append(f"{means[-1]:+.4f} at rate {rate:g}, ahead in {sum(x > 0 for x in d)} of {len(d)} "
-                                   "seeds")
+                differences.append(ahead(d, f" at rate {rate:g}"))
         superior = ("higher at every noisy rate, as the paper claims" if all(x > 0 for x in means) else
                     "lower at every noisy rate, against the paper's claim" if all(x < 0 for x in means) else
                     "higher at some noisy rates only")
-        empty = {m: [r["metrics"]["balls"]["empty_ball_share"] for (seed, opt), r in
-                     cells.get((m, "standard", top), {}).items() if not opt and "balls" in r["metrics"]]
-                 for m in MMHH_METHODS}
+        empty = {m: ball_values(cells, m, ("standard", top), "empty_ball_share") for m in MMHH_METHODS}
         balls = ", ".join(f"{LOSS_NAMES[m]} {np.mean(v):.0%}" for m, v in empty.items() if v)
         sentences.append(f"Label noise ({name(key[0])}, {key[4]} bits): {claims}. "
                          + (f"Its MAP@H<=2 minus HashNet's (default test): {'; '.join(differences)}; {superior}." if means
