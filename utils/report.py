@@ -468,10 +468,13 @@ def sign_summary(agreement):
                                    "figure,")):
         mine = {b: (k, n) for b, (k, n, lv) in agreement.items() if lv == is_level}
         every = [b for b, (k, n) in mine.items() if k == n]
-        some = [b for b, (k, n) in mine.items() if 0 < k < n]
+        some = {}  # (agreeing, paired) -> the lengths with that count, one clause each
+        for b, (k, n) in mine.items():
+            if 0 < k < n:
+                some.setdefault((k, n), []).append(b)
         none = [b for b, (k, n) in mine.items() if k == 0]
         parts = ([f"in every seed at {lengths(every)}"] if every else []) + \
-            [f"in {mine[b][0]} of {mine[b][1]} seeds at {b} bits" for b in some] + \
+            [f"in {k} of {n} seeds at {lengths(bits)}" for (k, n), bits in some.items()] + \
             ([f"in no seed at {lengths(none)}"] if none else [])
         if parts:
             sentences.append(f"{claim} " + "; ".join(parts) + ".")
