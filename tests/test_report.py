@@ -675,3 +675,33 @@ def test_the_noise_claim_under_each_test_convention(tmp_path):
             "ball out, it is 0.80, 0.95, so it does not degrade less, against the claim.") in claim
     assert "-0.0500 at rate 0.4, ahead in 0 of 1 seeds; lower at every noisy rate" in claim
     assert claim.endswith("Queries whose radius-2 ball is empty at rate 0.4: MMHH loss 5%, HashNet loss 45%.")
+
+
+def test_the_glance_and_the_unseen_sentence_say_how_crowded_the_balls_are(tmp_path):
+    """Standard runs at 32 bits: the MMHH loss's radius-2 balls hold 0.50 and 0.60 of the
+    database (seeds 0, 1; mean 55%), HashNet's 0.02 and 0.04 (3%); their --opt-test files
+    (0.99) stay out, and the memory bank, with no statistics, is left out of the sentence.
+    Under unseen classes the MMHH loss holds 0.30 (30%), HashNet's 0.10 (10%). Catches the
+    opt-test records pooled in (the MMHH loss would read 77%), the shares of one loss given to
+    another, or the sentence dropped."""
+    res = tmp_path / "results"
+    runs = [("MMHH", 0, 0.50, "deephash"), ("MMHH", 1, 0.60, "deephash"), ("Hamming", 0, 0.02, "deephash"),
+            ("Hamming", 1, 0.04, "deephash"), ("MMHH", 0, 0.30, "unseen"), ("Hamming", 0, 0.10, "unseen")]
+    for method, seed, share, protocol in runs:
+        r = {**mmhh(method, 32, 0.5, 0.5, 60.0), "seed": seed, "preset": "cpu-pretrained",
+             "protocol": {"protocol": protocol, "label_noise": 0.0}}
+        r["metrics"]["balls"] = {"radius": 2, "empty_ball_share": 0.0, "ball_items_median": 10.0,
+                                 "ball_database_share": share}
+        write(res / protocol / f"{method}_{seed}.json", r)
+        write(res / protocol / "opt" / f"{method}_{seed}.json",
+              {**r, "metrics": {**r["metrics"], "opt_test": True,
+                                "balls": {**r["metrics"]["balls"], "ball_database_share": 0.99}}})
+    write(res / "memory.json", {**mmhh("MMHH", 32, 0.5, 0.5, 60.0), "preset": "cpu-pretrained",
+                                "args": {"batch_type": "BatchInitMem"}})
+    records = report.load_records(str(res))
+    lines = report.glance_section(records).splitlines()
+    assert "Radius-2 ball, mean share of the database, 32 bits: MMHH loss 55%, HashNet loss 3%." in lines
+    (sentence,) = report.unseen_claims(records["protocols"])
+    assert sentence == ("Unseen classes (CIFAR-10, 32 bits): MAP@H<=2 minus HashNet's loss's: MMHH loss +0.0000, "
+                        "ahead in 0 of 1 seeds. Radius-2 ball, mean share of the database: MMHH loss 30%, "
+                        "HashNet loss 10%.")

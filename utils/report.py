@@ -515,7 +515,11 @@ def mmhh_glance(dataset, cells):
              "MAP@TopK, --opt-test: docs/results.md). "
              f"Ours: {regime([r for by_seed in cells.values() for r in by_seed.values()])}; mean ± half-range "
              "(seeds).")
-    return "\n".join([about, ""] + table(["", *(f"{b} bits" for b in bits)], rows))
+    # how crowded the balls are tells a MAP@H<=2 near the share of relevant items from a ranking
+    shares = [(b, percentages({m: balls_of(cells.get((m, b), {}), "ball_database_share") for m in methods}))
+              for b in bits]
+    notes = [f"{BALL_SHARE}, {b} bits: {p}." for b, p in shares if p]
+    return "\n".join([about, ""] + table(["", *(f"{b} bits" for b in bits)], rows) + ([""] + notes if notes else []))
 
 
 # ------------------------------------------------------------------ noise, unseen classes
@@ -531,15 +535,25 @@ def protocol_cells(records):
 
 
 # what the Hamming balls of the default test hold (results files with metrics "balls")
+BALL_SHARE = "Radius-2 ball, mean share of the database"
 BALL_QUANTITIES = [("share of queries with an empty ball", "empty_ball_share", 3),
                    ("items per ball, median", "ball_items_median", 0)]
 
 
+def balls_of(by_seed, key):
+    """`key` of what the balls hold, over the default-test records of one cell ({(seed,
+    opt_test): record}); none from files without the statistics (utils.balls adds them)."""
+    return [r["metrics"]["balls"][key] for (seed, opt), r in by_seed.items() if not opt and "balls" in r["metrics"]]
+
+
 def ball_values(cells, method, setting_, key):
-    """`key` of what the balls hold, over the seeds of `method` under `setting_` (protocol,
-    rate), default test; none from files without the statistics (utils.balls adds them)."""
-    return [r["metrics"]["balls"][key] for (seed, opt), r in cells.get((method, *setting_), {}).items()
-            if not opt and "balls" in r["metrics"]]
+    """`key` of what the balls hold, over the seeds of `method` under `setting_` (protocol, rate)."""
+    return balls_of(cells.get((method, *setting_), {}), key)
+
+
+def percentages(values):
+    """'MMHH loss 54%, HashNet loss 2%': each loss's mean over seeds; losses without values left out."""
+    return ", ".join(f"{LOSS_NAMES[m]} {np.mean(v):.0%}" for m, v in values.items() if v)
 
 
 def ball_rows(cells, methods, settings):
@@ -645,8 +659,10 @@ def unseen_claims(records):
             if d:
                 parts.append(f"{LOSS_NAMES[m]} {ahead(d)}")
         if parts:
+            shares = percentages({m: ball_values(cells, m, ("unseen", 0.0), "ball_database_share")
+                                  for m in MMHH_METHODS})
             sentences.append(f"Unseen classes ({name(key[0])}, {key[4]} bits): MAP@H<=2 minus HashNet's loss's: "
-                             f"{'; '.join(parts)}.")
+                             f"{'; '.join(parts)}." + (f" {BALL_SHARE}: {shares}." if shares else ""))
     return sentences
 
 
@@ -690,8 +706,7 @@ def noise_claims(records):
         superior = ("higher at every noisy rate, as the paper claims" if all(x > 0 for x in means) else
                     "lower at every noisy rate, against the paper's claim" if all(x < 0 for x in means) else
                     "higher at some noisy rates only")
-        empty = {m: ball_values(cells, m, ("standard", top), "empty_ball_share") for m in MMHH_METHODS}
-        balls = ", ".join(f"{LOSS_NAMES[m]} {np.mean(v):.0%}" for m, v in empty.items() if v)
+        balls = percentages({m: ball_values(cells, m, ("standard", top), "empty_ball_share") for m in MMHH_METHODS})
         sentences.append(f"Label noise ({name(key[0])}, {key[4]} bits): {claims}. "
                          + (f"Its MAP@H<=2 minus HashNet's (default test): {'; '.join(differences)}; {superior}." if means
                             else "No seed has both losses at a noisy rate.")
