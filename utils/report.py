@@ -740,12 +740,12 @@ def draw_noise(path, dataset, records):
         low, high = mean - [min(curves[m][p]) for p in rates], [max(curves[m][p]) for p in rates] - mean
         ax.errorbar(rates, mean, yerr=[low, high], fmt="-o", capsize=3, label=LOSS_NAMES[m])
     ax.set_xlabel("label-noise rate")
-    ax.set_ylabel("MAP@H<=2")
+    ax.set_ylabel("MAP@H<=2 (default test)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{name(dataset)}, {key[4]} bits, preset {key[1]}, {key[2]}: mean over seeds, bars lowest to "
-                 "highest", fontsize=8)
+    ax.set_title(f"{name(dataset)}, {key[4]} bits, preset {key[1]}, {key[2]}\nmean over seeds, bars from the lowest "
+                 "to the highest", fontsize=8)
     fig.tight_layout()
     save(fig, path)
     return True
