@@ -27,11 +27,11 @@ import torchvision
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.cifar10 import load_cifar10  # noqa: E402
-from utils.data import load_digits  # noqa: E402
-from utils.datasets import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from utils.images import ArrayImages, FileImages, file_transform  # noqa: E402
-from utils.listfiles import ImageList  # noqa: E402
+from utils.data.cifar10 import load_cifar10  # noqa: E402
+from utils.data.loader import load_digits  # noqa: E402
+from utils.data.datasets import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from utils.data.images import ArrayImages, FileImages, file_transform  # noqa: E402
+from utils.data.listfiles import ImageList  # noqa: E402
 
 SHARED_CIFAR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                             "shared", "data", "cifar10-jpeg.tar.gz")

@@ -126,7 +126,7 @@ def bench_encode(run, images, rounds):
     import torch
     from PIL import Image
 
-    from utils.data import load_digits
+    from utils.data.loader import load_digits
 
     encoder = ix.load_encoder(run, torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:

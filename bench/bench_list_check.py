@@ -12,7 +12,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils import data, listfiles  # noqa: E402
+from utils.data import listfiles  # noqa: E402
+from utils.data import loader as data  # noqa: E402
 
 ARCHIVE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared",
                        "data", "mirflickr25k-20k.tar")

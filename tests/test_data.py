@@ -11,7 +11,9 @@ import scipy.io
 import torch
 from PIL import Image
 
-from utils import cifar10, data, datasets, images, listfiles, metrics, splits
+from utils import metrics
+from utils.data import cifar10, datasets, images, listfiles, splits
+from utils.data import loader as data
 from utils.errors import UserError, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -405,7 +405,7 @@ def test_non_finite_batch_norm_statistics_stop_the_run_before_anything_is_writte
 def test_a_model_with_non_finite_outputs_is_one_line_at_the_test(monkeypatch):
     """test_model on a model whose outputs are inf: a UserError, not the metrics' ValueError
     ("scores must be finite"). Catches the outputs' check dropped."""
-    from utils.data import load_data
+    from utils.data.loader import load_data
     from utils.models import HashModel, SmallConvNet
 
     model = HashModel(SmallConvNet(), SmallConvNet().out_features, 8)
@@ -460,7 +460,7 @@ def test_list_files_in_utf8_with_a_bom_spaces_in_paths_and_a_latin1_byte(tmp_pat
     """A BOM is not part of the first path, MAH-style paths may hold spaces (the original read
     whole lines), a Latin-1 byte is one line naming file and line. Catches utf-8 without
     '-sig' (the BOM stays in the path), a split() of the path, or a UnicodeDecodeError."""
-    from utils.listfiles import read_mah_lists
+    from utils.data.listfiles import read_mah_lists
 
     root = tmp_path / "lists"
     names = [f"my images/é{i}.png" for i in range(3)]
@@ -480,7 +480,7 @@ def test_list_file_errors_name_their_file(tmp_path, monkeypatch):
     refused; a corrupt image stops the run before training (MMHH: before any snapshot).
     Catches 'list: no images listed', a bare 'expected path label' message, and images first
     read at the test after training."""
-    from utils.listfiles import read_hashnet_list, read_mah_lists
+    from utils.data.listfiles import read_hashnet_list, read_mah_lists
 
     (tmp_path / "database_img.txt").write_text("\n\n")
     (tmp_path / "database_label.txt").write_text("")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import FLICKR_SLICE
-from utils import data
+from utils.data import loader as data
 from utils.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

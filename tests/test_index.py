@@ -13,7 +13,7 @@ from PIL import Image
 
 from utils import index as ix
 from utils import mah, mmhh
-from utils.data import load_digits
+from utils.data.loader import load_digits
 from utils.errors import run
 
 LENGTHS = (4, 5, 8, 12, 13, 16, 17, 24, 31, 40, 48, 56, 63, 64)

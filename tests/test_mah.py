@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from utils import adsh, mah, runs
-from utils.batches import label_matrix
-from utils.data import load_data, load_digits
+from utils.data.labels import label_matrix
+from utils.data.loader import load_data, load_digits
 from utils.models import CascadeHeads, FlatHeads, MAHNet, SmallConvNet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

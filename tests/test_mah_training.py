@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 
 from utils import adsh, mah
-from utils.batches import Feeder
-from utils.data import load_data
-from utils.images import ArrayImages
+from utils.data.feeder import Feeder
+from utils.data.loader import load_data
+from utils.data.images import ArrayImages
 
 PAPER = dict(bits="4", aux_for={}, head_weights="4,2,1", gamma=200, max_iter=41, epochs=3, batch_size=64,
              num_samples=2000, eval_every=1)

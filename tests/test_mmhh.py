@@ -15,9 +15,9 @@ from PIL import Image
 
 from utils import memory as mem
 from utils import mmhh, optim
-from utils.batches import Feeder
+from utils.data.feeder import Feeder
 from utils.errors import UserError
-from utils.adsh import similarity
+from utils.data.labels import similarity
 from utils.losses import hashnet_loss, mmhh_loss, parse_margin_params, quantization_loss, similar_weight
 from utils.models import HashModel, SmallConvNet
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utils.listfiles import read_mah_lists
+from utils.data.listfiles import read_mah_lists
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLICKR_SCRIPT = os.path.join(REPO, "data", "FLICKR", "prepare.py")

@@ -11,9 +11,9 @@ from io import StringIO
 import numpy as np
 import pytest
 
-from utils import protocols
-from utils.batches import label_matrix
-from utils.data import load_data, load_digits
+from utils.data import protocols
+from utils.data.labels import label_matrix
+from utils.data.loader import load_data, load_digits
 from utils.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,12 +8,9 @@ item has exactly one label, as (L_a L_b^T) X = L_a (L_b^T X) with no m x n work 
 import torch
 import torch.nn as nn
 
+from utils.data.labels import similarity
+
 _CHUNK = 1 << 22  # similarity entries per chunk: S for NUS-WIDE (8000 x 190k) is never dense
-
-
-def similarity(labels_a, labels_b):
-    """S_ij = 1 if a_i and b_j share a label (l_a . l_b > 0); labels are one-hot/multi-hot float rows."""
-    return (labels_a @ labels_b.T > 0).float()
 
 
 def similar_times(labels_a, labels_b, x, single_label):

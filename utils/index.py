@@ -39,10 +39,10 @@ from tqdm import tqdm
 
 from utils import options
 from utils.atomic import atomic_write
-from utils.cifar10 import IMAGE_SUFFIXES
-from utils.datasets import IMAGENET_MEAN, IMAGENET_STD, get_dataset
+from utils.data.cifar10 import IMAGE_SUFFIXES
+from utils.data.datasets import IMAGENET_MEAN, IMAGENET_STD, get_dataset
 from utils.errors import UserError, run
-from utils.images import file_transform
+from utils.data.images import file_transform
 from utils.runs import choose_device, git_commit, load_checkpoint, load_state, make_folder, read_json
 from utils.weights import sha256
 
@@ -145,9 +145,9 @@ def image_files(source):
         return [os.path.relpath(p, source) for p in paths], paths, None
     if not os.path.isfile(source):
         raise UserError(f"--images {source} is neither a folder of images nor a list file; check the path")
-    from utils.listfiles import _read_lines
+    from utils.data.listfiles import read_lines
 
-    lines = _read_lines(source)
+    lines = read_lines(source)
     root = os.path.dirname(os.path.abspath(source))
     labelled = all(len(line.split()) > 1 for _, line in lines)
     names = [line.split()[0] if labelled else line for _, line in lines]
@@ -191,7 +191,7 @@ def encode_files(encoder, paths, batch_size, workers, progress=True):
 
 def encode_part(encoder, data, part, batch_size):
     """N x K codes of a data set part, through the data layer's own preprocessing."""
-    from utils.batches import Feeder
+    from utils.data.feeder import Feeder
 
     p = encoder.preprocessing
     feeder = Feeder(data, part, encoder.device, False, p["resize"], p["crop"], workers=0, square=p["square"],
@@ -340,8 +340,8 @@ def build(args):
     if args.from_run:
         if not isinstance(encoder, MAHEncoder):
             raise UserError("--from-run exports a MAH run's database codes V; --model is a train_mmhh.py snapshot")
-        from utils.data import load_data
-        from utils.retrieval import item_names
+        from utils.data.loader import load_data
+        from utils.data.labels import item_names
 
         a = encoder.args
         data = load_data(a["dataset"], a.get("data_root"), a.get("image_root"), a.get("path_prefix"),
@@ -352,8 +352,8 @@ def build(args):
                                {**base, "codes": "the run's database codes V (target head)", "source": "database",
                                 "dataset": data.info.name, "data_root": a.get("data_root")})
     elif not os.path.exists(args.images) and ":" in args.images:  # DATASET:PART of the data layer
-        from utils.data import load_data
-        from utils.retrieval import item_names
+        from utils.data.loader import load_data
+        from utils.data.labels import item_names
 
         dataset, part = args.images.split(":", 1)
         if part not in ("query", "database", "train"):

@@ -15,12 +15,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils import distributed, metrics, options, protocols, retrieval
+from utils import distributed, metrics, options, retrieval
+from utils.data import protocols
 from utils.adsh import (ADSHLoss, adsh_objective, class_codes, dcc_update, label_codes, nested_class_codes,
                         soft_products, soft_ratio, stack_codes)
-from utils.data import load_data
+from utils.data.loader import load_data
 from utils.errors import PROGRESS, UserError
-from utils.batches import Feeder, label_matrix
+from utils.data.feeder import Feeder
+from utils.data.labels import item_names, label_matrix
 from utils.models import MAHNet, build_backbone
 from utils.options import Parser, check_resumed, nonnegative_float, nonnegative_int, numbers, positive_float
 from utils.runs import (JsonLog, RunFolder, check_device, check_finite, choose_device, command_line,
@@ -399,8 +401,8 @@ def train_length(args, data, c0, device, out_dir, pool="database", train_labels=
     first = np.arange(min(retrieval.QUERIES, len(queries)))
     database = V[0] if retrieval_db is None else encode(model, retrieval_db, args.batch_size)[0]
     shown = retrieval.examples(encode(model, queries, args.batch_size, first)[0], database, data.query.labels[first],
-                               data.database.labels, retrieval.item_names(data, "query", args.data_root),
-                               retrieval.item_names(data, "database", args.data_root))
+                               data.database.labels, item_names(data, "query", args.data_root),
+                               item_names(data, "database", args.data_root))
     return result, shown, seconds, lengths, getattr(model.backbone, "pretrained_from", None)
 
 

@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils import distributed, metrics, options, protocols, retrieval
+from utils import distributed, metrics, options, retrieval
+from utils.data import protocols
 from utils.atomic import atomic_write
-from utils.batches import Feeder, label_matrix
-from utils.data import load_data
-from utils.datasets import IMAGENET_MEAN, IMAGENET_STD, get_dataset
+from utils.data.feeder import Feeder
+from utils.data.loader import load_data
+from utils.data.datasets import IMAGENET_MEAN, IMAGENET_STD, get_dataset
 from utils.errors import PROGRESS, UserError, one_line
-from utils.adsh import similarity
+from utils.data.labels import label_matrix, similarity
 from utils.losses import hashnet_loss, mmhh_loss, parse_margin_params, quantization_loss, similar_weight
 from utils.memory import Memory
 from utils.models import NETWORKS, HashModel, build_backbone

@@ -30,7 +30,7 @@ from PIL import Image
 
 from utils.atomic import atomic_write
 from utils.cache import unpacked
-from utils.cifar10 import load_cifar10
+from utils.data.cifar10 import load_cifar10
 from utils.errors import UserError, run
 
 NAMES = {"cifar10": "CIFAR-10", "nuswide21": "NUS-WIDE", "flickr25k": "FLICKR"}
@@ -895,7 +895,7 @@ def image_reader(dataset, root):
         images = load_cifar10(root).images
         return lambda row: images[row]
     if dataset == "digits":
-        from utils.data import load_digits
+        from utils.data.loader import load_digits
 
         images = load_digits()[0]
         return lambda row: images[row]

@@ -7,25 +7,12 @@ its codes rank first and whether each is relevant. Items are named so that the r
 find their images again without the run: CIFAR-10 rows of the archive in its canonical
 order (utils.cifar10), list-file images by their path under the data root.
 """
-import os
-
 import numpy as np
 
 from utils import metrics
-from utils.cache import unpacked
 from utils.metrics import hamming_distance
 
 QUERIES, TOP = 5, 10
-
-
-def item_names(data, part, data_root):
-    """Names of the items of `part` ("query" or "database"), in the part's order: ints (rows
-    of the canonical CIFAR-10 / digits array) or image paths relative to `data_root`."""
-    p = getattr(data, part)
-    if p.index is not None:
-        return [int(i) for i in p.index]
-    root = os.path.realpath(unpacked(data_root))  # a .tar's images are read from its unpacked copy
-    return [os.path.relpath(os.path.realpath(path), root) for path in p.list.paths]
 
 
 def examples(query_codes, db_codes, query_labels, db_labels, query_names, db_names, queries=QUERIES, top=TOP):

@@ -21,11 +21,11 @@ from PIL import Image
 
 # the script lives in data/CIFAR-10/; make the repository's utils importable
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from utils.cifar10 import load_cifar10  # noqa: E402
-from utils.datasets import get_dataset  # noqa: E402
+from utils.data.cifar10 import load_cifar10  # noqa: E402
+from utils.data.datasets import get_dataset  # noqa: E402
 from utils.errors import run  # noqa: E402
-from utils.listfiles import write_mah_lists, write_text_atomic  # noqa: E402
-from utils.splits import make_split  # noqa: E402
+from utils.data.listfiles import write_mah_lists, write_text_atomic  # noqa: E402
+from utils.data.splits import make_split  # noqa: E402
 
 PARTS = {"database": "database", "query": "test", "train": "train"}  # split part -> MAH list name
 

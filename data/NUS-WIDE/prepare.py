@@ -25,7 +25,7 @@ import numpy as np
 # is not on sys.path by itself
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from utils.errors import UserError, run  # noqa: E402
-from utils.listfiles import write_mah_lists, write_text_atomic  # noqa: E402
+from utils.data.listfiles import write_mah_lists, write_text_atomic  # noqa: E402
 
 WINDOWS_PREFIX = "ImageData\\"  # Imagelist paths read C:\ImageData\Flickr\<concept>\<id>.jpg
 

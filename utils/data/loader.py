@@ -11,12 +11,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from utils.cifar10 import load_cifar10
-from utils.datasets import get_dataset
+from utils.data.cifar10 import load_cifar10
+from utils.data.datasets import get_dataset
 from utils.errors import UserError
 from utils.cache import unpacked
-from utils.listfiles import mah_list_files, read_hashnet_list, read_mah_lists
-from utils.splits import PARTS, load_or_make_split, load_split, make_split, save_split
+from utils.data.listfiles import mah_list_files, read_hashnet_list, read_mah_lists
+from utils.data.splits import PARTS, load_or_make_split, load_split, make_split, save_split
 
 
 PUBLISHED = "mah-original-lists"  # the FLICKR split published with the original MAH code, in the shared archive

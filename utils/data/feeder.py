@@ -2,7 +2,7 @@
 both kinds of data set: in-memory arrays and list files (utils.images)."""
 import torch
 
-from utils.images import ArrayImages, FileImages, SeededItems, file_transform
+from utils.data.images import ArrayImages, FileImages, SeededItems, file_transform
 
 
 class Feeder:
@@ -61,11 +61,3 @@ class Feeder:
                                              generator=generator)
         for positions, (x, _) in zip(groups, loader):
             yield torch.tensor(positions), x.to(self.device, non_blocking=True)
-
-
-def label_matrix(labels, classes, device):
-    """Class ids or multi-hot rows -> n x C float multi-hot on `device`."""
-    labels = torch.as_tensor(labels, device=device)
-    if labels.dim() == 1:
-        return torch.nn.functional.one_hot(labels, classes).float()
-    return labels.float()

@@ -50,7 +50,7 @@ def _resolve(path, image_root, prefix):
     return path if os.path.isabs(path) else os.path.join(image_root, path)
 
 
-def _read_lines(path):
+def read_lines(path):
     """(line number, stripped text) of the non-empty lines of a UTF-8 list file (a byte-order
     mark is allowed); a line that is not UTF-8 is a UserError naming file and line."""
     if not os.path.exists(path):
@@ -142,7 +142,7 @@ def read_hashnet_list(list_file, classes, image_root=None, path_prefix=None, che
     image_root = image_root or os.path.dirname(os.path.abspath(list_file))
     prefix = parse_prefix(path_prefix)
     paths, rows, source = [], [], []
-    for line_no, line in _read_lines(list_file):
+    for line_no, line in read_lines(list_file):
         where = f"{list_file}:{line_no}"
         tokens = line.split()
         if len(tokens) < 2:
@@ -171,7 +171,7 @@ def read_mah_lists(folder, split, classes, image_root=None, path_prefix=None, ch
     """`<folder>/<split>_img.txt` (or `_image.txt`) + `<split>_label.txt` -> ImageList.
     columns: label column j of the file is column columns[j] of the result (a permutation)."""
     img_file, label_file = mah_list_files(folder, split)
-    images, labels = _read_lines(img_file), _read_lines(label_file)
+    images, labels = read_lines(img_file), read_lines(label_file)
     if len(images) != len(labels):
         raise UserError(f"{img_file} lists {len(images)} images but {label_file} has {len(labels)} label lines")
     image_root = image_root or folder

@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from utils.batches import label_matrix
+from utils.data.labels import label_matrix
 from utils.errors import UserError
 
 

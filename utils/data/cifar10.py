@@ -196,7 +196,7 @@ def _decode_image(files, name):
 
 def _prepared(root):
     """The layout of data/CIFAR-10/prepare.py: images named by canonical index, MAH-style split lists."""
-    from utils.listfiles import read_mah_lists
+    from utils.data.listfiles import read_mah_lists
 
     parts = {}
     for part in ("database", "test", "train"):
