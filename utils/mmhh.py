@@ -33,7 +33,8 @@ from utils.optim import FIXED_LR_SCHEDULES, RELEASED_LR, SCHEDULES, build_optimi
     set_learning_rate, weight_decay
 from utils.options import Parser, check_resumed, nonnegative_float, nonnegative_int, positive_float
 from utils.runs import REPO, JsonLog, RunFolder, check_device, check_finite, choose_device, command_line, device_name, \
-    git_commit, load_checkpoint, load_state, make_folder, read_json, save_checkpoint, thread_counts, write_json
+    git_commit, load_checkpoint, load_state, make_folder, read_json, save_checkpoint, write_json
+from utils.records import thread_counts
 
 # The released code's defaults of the options that presets change or resolve() may override
 # (a None in the parser stands for "not given", so an override can say what it replaced).

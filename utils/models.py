@@ -184,3 +184,41 @@ class HashModel(nn.Module):
 
     def forward(self, x):
         return torch.tanh(self.scale * self.hash_layer(self.backbone(x)))
+
+
+def to_codes(outputs):
+    """±1 codes of network outputs (any shape): the sign, exact zeros mapped to +1, so that
+    every output has a code (torch.sign would give 0)."""
+    return torch.where(outputs >= 0, 1.0, -1.0)
+
+
+@torch.no_grad()
+def forward_batches(model, batches):
+    """The model's outputs in eval mode for every (positions, images) of `batches` (a
+    Feeder's), as a list of its per-batch outputs; the model's mode is restored after. Image
+    batches (B x 3 x H x W) go in channels-last, as the networks are; other inputs as they are."""
+    training = model.training
+    model.eval()
+    try:
+        return [model(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x) for _, x in batches]
+    finally:
+        model.train(training)
+
+
+class Encoder:
+    """A trained model as an image -> code function, what utils.index needs of each method:
+    `bits`, `preprocessing` (resize, crop, square, mean, std: the model's evaluation
+    transform), `kind` (one line), `file` (the weights read) and `codes(batch)` (B x K ±1)."""
+
+    def __init__(self, path, file, model, bits, preprocessing, kind, device):
+        self.path, self.file, self.device = os.path.abspath(path), file, device
+        self.sha256 = sha256(file)
+        self.model = model.to(device, memory_format=torch.channels_last).eval()
+        self.bits, self.preprocessing, self.kind = bits, preprocessing, kind
+
+    def forward(self, x):
+        return self.model(x)
+
+    @torch.no_grad()
+    def codes(self, x):
+        return to_codes(self.forward(x.to(self.device).contiguous(memory_format=torch.channels_last))).cpu()

@@ -32,6 +32,7 @@ from utils.atomic import atomic_write
 from utils.cache import unpacked
 from utils.data.cifar10 import load_cifar10
 from utils.errors import UserError, run
+from utils.records import read_record
 
 NAMES = {"cifar10": "CIFAR-10", "nuswide21": "NUS-WIDE", "flickr25k": "FLICKR"}
 FIGURES = {"cifar10": "CIFAR.png", "nuswide21": "NUSWIDE.png", "flickr25k": "FLICKR.png"}
@@ -66,16 +67,6 @@ PUBLISHED_MAP5000 = {
     ("flickr25k", "MAH-cascade"): dict(zip(MAH_BITS, (0.883, 0.901, 0.913, 0.908, 0.915))),
 }
 
-STRING, INTEGER, NUMBER, OBJECT, BOOLEAN = (str,), (int,), (int, float), (dict,), (bool,)
-TYPE_NAMES = {STRING: "a string", INTEGER: "an integer", NUMBER: "a number", OBJECT: "an object",
-              BOOLEAN: "true or false"}
-FIELDS = {"dataset": STRING, "method": STRING, "bits": INTEGER, "preset": STRING, "backbone": STRING,
-          "seed": INTEGER, "metrics": OBJECT, "seconds": NUMBER, "device": STRING}
-METRICS = {
-    "mah": {"map": NUMBER, "map_tie_aware": NUMBER, "map_at_5000": NUMBER, "precision_at_5000": NUMBER},
-    "mmhh": {"map_within_radius": NUMBER, "radius": INTEGER, "map_topk": NUMBER, "topk": INTEGER,
-             "opt_test": BOOLEAN},
-}
 NO_RESULTS = {
     "mah": "No results yet: run a MAH script, e.g. `python cascade_CIFAR-10.py --preset cpu-small --gpu cpu "
            "--data-root DATA`, then `python -m utils.report`.",
@@ -100,48 +91,6 @@ def get_args_parser():
 
 
 # ---------------------------------------------------------------------------- records
-
-def has_type(value, types):
-    # bool is an int in Python, but true/false is no bit length and no MAP
-    return isinstance(value, types) and isinstance(value, bool) == (bool in types)
-
-
-def check(record):
-    """The kind of a record, "mah" or "mmhh"; ValueError saying what makes it unusable."""
-    if not isinstance(record, dict):
-        raise ValueError("not a JSON object")
-    for key, types in FIELDS.items():
-        if key not in record:
-            raise ValueError(f"no key {key!r}")
-        if not has_type(record[key], types):
-            raise ValueError(f"{key!r} is not {TYPE_NAMES[types]}")
-    if "command" in record and not has_type(record["command"], STRING):
-        raise ValueError(f"'command' is not {TYPE_NAMES[STRING]}")
-    if record.get("paper") == "MMHH":
-        kind = "mmhh"
-    elif record["method"].startswith("MAH-"):
-        kind = "mah"
-    else:
-        raise ValueError("neither a MAH record (method MAH-...) nor an MMHH record (paper MMHH)")
-    for key, types in METRICS[kind].items():
-        if key not in record["metrics"]:
-            raise ValueError(f"no key {key!r} in 'metrics'")
-        if not has_type(record["metrics"][key], types):
-            raise ValueError(f"metrics {key!r} is not {TYPE_NAMES[types]}")
-    return kind
-
-
-def read_record(path):
-    """(kind, record) of one results file; ValueError with the reason when it is no usable record."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            record = json.load(f)
-    except OSError as e:
-        raise ValueError(f"unreadable ({e.strerror})") from e
-    except ValueError as e:  # bad JSON, or bytes that are not UTF-8
-        raise ValueError(f"not valid JSON ({e})") from e
-    return check(record), record
-
 
 def load_records(folder):
     """{"mah": [...], "mmhh": [...], "protocols": [...]} of the usable records under `folder`, in

@@ -136,14 +136,6 @@ def check_finite(model, where, advice):
             raise UserError(f"the model diverged: {name} is no longer finite {where}; {advice}")
 
 
-def thread_counts():
-    """The thread counts a run computes with: its float sums follow them (README, "Reproducibility")."""
-    from utils import hamming_kernels  # the metrics' compiled passes, and how numba is configured
-
-    return {"torch": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads(),
-            "numba": hamming_kernels.thread_count(), "numba_layer": hamming_kernels.numba.config.THREADING_LAYER}
-
-
 class JsonLog:
     """One JSON object per line, appended and flushed as it comes (log.jsonl)."""
 
