@@ -21,7 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
-from utils import atomic, mah, mmhh, runs
+from utils import atomic, mmhh, runs
+from utils.mah import engine as mah_engine
 from utils.errors import INTERRUPTED
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,7 +71,7 @@ def log_iterations(path):
 
 def killed_run(script, *argv, monkeypatch):
     """`script` run until its first checkpoint is written, then stopped as by Ctrl-C there."""
-    module = mmhh if script == "train_mmhh" else mah
+    module = mmhh if script == "train_mmhh" else mah_engine
     real = module.save_checkpoint
 
     def killed(path, state):

@@ -10,7 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from utils import adsh, mah, runs
+from utils import mah, runs
+from utils.mah import adsh, engine
+from utils.mah import args as mah_args
 from utils.data.labels import label_matrix
 from utils.data.loader import load_data, load_digits
 from utils.models import CascadeHeads, FlatHeads, MAHNet, SmallConvNet
@@ -114,7 +116,7 @@ def test_evaluation_uses_eval_mode_and_each_heads_own_codes():
     V = [code(2, db_cls), code(4, db_cls), code(8, db_cls)]
     data = SimpleNamespace(query=SimpleNamespace(labels=np.array(q_cls)),
                            database=SimpleNamespace(labels=np.array(db_cls)))
-    result = mah.evaluate(model, _Items(4), V, data, batch_size=3)
+    result = engine.evaluate(model, _Items(4), V, data, batch_size=3)
     assert model.modes == [False, False] and model.training  # encoded in eval mode, then back to train
     for key in ("map", "map_tie_aware", "map_at_5000"):
         assert result[key] == pytest.approx(1.0)
@@ -130,10 +132,10 @@ def test_auxiliary_lengths_follow_one_rule_outside_the_paper_preset():
     from argparse import Namespace
 
     paper = dict(aux_for={6: (48, 96)})
-    assert mah.aux_lengths(Namespace(aux_bits=None, preset="paper", paper=paper), 6) == (48, 96)
-    assert mah.aux_lengths(Namespace(aux_bits=None, preset="paper", paper=paper), 4) == (8, 16)
-    assert mah.aux_lengths(Namespace(aux_bits=None, preset="cpu-small", paper=paper), 6) == (12, 24)
-    assert mah.aux_lengths(Namespace(aux_bits="7,9", preset="cpu-small", paper=paper), 6) == (7, 9)
+    assert mah_args.aux_lengths(Namespace(aux_bits=None, preset="paper", paper=paper), 6) == (48, 96)
+    assert mah_args.aux_lengths(Namespace(aux_bits=None, preset="paper", paper=paper), 4) == (8, 16)
+    assert mah_args.aux_lengths(Namespace(aux_bits=None, preset="cpu-small", paper=paper), 6) == (12, 24)
+    assert mah_args.aux_lengths(Namespace(aux_bits="7,9", preset="cpu-small", paper=paper), 6) == (7, 9)
 
 
 def test_soft_similarity_ratio():
@@ -437,11 +439,11 @@ def test_killed_run_resumes_to_the_same_codes_and_map(tmp_path, monkeypatch):
         if len(saves) == 2:
             raise KeyboardInterrupt  # killed right after the second checkpoint
 
-    monkeypatch.setattr(mah, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
     monkeypatch.setattr(sys, "argv", ["cascade_CIFAR-10.py", "--output-dir", killed])
     with pytest.raises(KeyboardInterrupt):
         mah.main(smoke_args(killed))
-    monkeypatch.setattr(mah, "save_checkpoint", real_save)
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
     assert not os.path.exists(os.path.join(killed, "results"))
     monkeypatch.setattr(sys, "argv", ["cascade_CIFAR-10.py", "--resume", killed])
     resume_args = mah.get_args_parser().parse_args(["--resume", killed])
@@ -533,13 +535,13 @@ def test_cpu_pretrained_preset_keeps_the_zero_start_and_the_scripts_weights():
     parser.set_defaults(script="t", arch="flat", dataset="flickr25k", paper=dict(
         bits="6", aux_for={6: (8, 16)}, head_weights="4,2,1", gamma=200, max_iter=300, epochs=1, batch_size=100,
         num_samples=2000, eval_every=10))
-    args = mah.resolve(parser.parse_args(["--preset", "cpu-pretrained", "--bits", "4"]))
+    args = mah_args.resolve(parser.parse_args(["--preset", "cpu-pretrained", "--bits", "4"]))
     assert (args.v_init, args.v_hold, args.optimizer, args.lr, args.lr_steps, args.max_iter, args.epochs) == (
         "zeros", 0, "adam", 1e-4, [30], 41, 1)
     assert (args.backbone, args.pretrained, args.resize, args.crop, args.augment) == ("mobilenet_v2", True, 64, 64,
                                                                                       True)
     assert (args.head_weights, args.gamma, args.batch_size, args.num_samples) == ([4.0, 2.0, 1.0], 200, 100, 2000)
-    assert mah.aux_lengths(args, 6) == (12, 24)  # the one rule outside the paper preset, not the script's 8,16
+    assert mah_args.aux_lengths(args, 6) == (12, 24)  # the one rule outside the paper preset, not the script's 8,16
 
 
 def test_cpu_paper_preset_keeps_the_papers_recipe():
@@ -550,7 +552,7 @@ def test_cpu_paper_preset_keeps_the_papers_recipe():
     paper = dict(bits="4", aux_for={4: (8, 16)}, head_weights="4,2,1", gamma=200, max_iter=41, epochs=3, batch_size=64,
                  num_samples=2000, eval_every=1)
     parser.set_defaults(script="t", arch="cascade", dataset="cifar10", paper=paper)
-    args = mah.resolve(parser.parse_args(["--preset", "cpu-paper"]))
+    args = mah_args.resolve(parser.parse_args(["--preset", "cpu-paper"]))
     assert (args.v_init, args.v_hold, args.optimizer, args.lr, args.lr_steps) == ("zeros", 0, "sgd", 1e-3,
                                                                                    [10, 20, 30, 40, 50])
     assert (args.backbone, args.pretrained, args.resize, args.crop, args.augment, args.epochs) == (

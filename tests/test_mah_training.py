@@ -15,7 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from utils import adsh, mah
+from utils import mah
+from utils.mah import adsh, engine
+from utils.mah import train as mah_train
 from utils.data.feeder import Feeder
 from utils.data.loader import load_data
 from utils.data.images import ArrayImages
@@ -39,7 +41,7 @@ class Spy:
 
     def __init__(self, monkeypatch):
         self.losses, self.dccs, self.steps, self.checkpoints, self.inputs = [], [], [], [], []
-        forward, dcc, build, save = adsh.ADSHLoss.forward, mah.dcc_update, mah.build_model, mah.save_checkpoint
+        forward, dcc, build, save = adsh.ADSHLoss.forward, engine.dcc_update, engine.build_model, engine.save_checkpoint
 
         def spy_forward(loss, u, V, idx, gram, SV, S2):
             value = forward(loss, u, V, idx, gram, SV, S2)
@@ -51,8 +53,8 @@ class Spy:
             self.dccs.append(dict(V=V.clone(), U=U.clone(), sample=sample_index.clone()))
             return dcc(V, U, sample_index, *args, **kw)
 
-        def spy_build(args, lengths, device):
-            model, opt = build(args, lengths, device)
+        def spy_build(*args):
+            model, opt = build(*args)
             step = opt.step
             model.register_forward_pre_hook(lambda module, x: self.inputs.append(x[0].clone()) if module.training
                                             else None)
@@ -72,9 +74,9 @@ class Spy:
             return save(path, state)
 
         monkeypatch.setattr(adsh.ADSHLoss, "forward", spy_forward)
-        monkeypatch.setattr(mah, "dcc_update", spy_dcc)
-        monkeypatch.setattr(mah, "build_model", spy_build)
-        monkeypatch.setattr(mah, "save_checkpoint", spy_save)
+        monkeypatch.setattr(engine, "dcc_update", spy_dcc)
+        monkeypatch.setattr(engine, "build_model", spy_build)
+        monkeypatch.setattr(engine, "save_checkpoint", spy_save)
 
 
 def database_labels(out):
@@ -208,14 +210,14 @@ def test_the_last_outer_iteration_is_reported_never_the_best(tmp_path, monkeypat
     """Three iterations evaluated every 2: the log has metrics at iterations 1 and 2 (the last),
     and the results file holds iteration 2's, even where iteration 1 scored higher. Catches the
     last iteration left unevaluated (an earlier one reported) and a best-so-far report."""
-    evaluate, scores = mah.evaluate, iter([0.9, 0.1])
+    evaluate, scores = engine.evaluate, iter([0.9, 0.1])
 
     def fake_evaluate(*args):  # iteration 1 "scores" better than iteration 2
         result = evaluate(*args)
         result["map"] = next(scores)
         return result
 
-    monkeypatch.setattr(mah, "evaluate", fake_evaluate)
+    monkeypatch.setattr(engine, "evaluate", fake_evaluate)
     mah.main(smoke(tmp_path, "--max-iter", 3, "--eval-every", 2))
     lines = log_lines(str(tmp_path))
     assert [line["iteration"] for line in lines if "metrics" in line] == [1, 2]
@@ -243,7 +245,7 @@ def test_an_output_of_exactly_zero_is_coded_plus_one():
     V = [torch.tensor([[1.0] * c, [1.0] * c, [-1.0] * c, [-1.0] * c]) for c in (2, 4, 8)]
     data = SimpleNamespace(query=SimpleNamespace(labels=np.array([0, 0])),
                            database=SimpleNamespace(labels=np.array([0, 0, 1, 1])))
-    result = mah.evaluate(Zeros(), Items(), V, data, batch_size=2)
+    result = engine.evaluate(Zeros(), Items(), V, data, batch_size=2)
     assert result["map"] == 1.0 and result["map_tie_aware"] == 1.0
     assert [a["map"] for a in result["aux"]] == [1.0, 1.0]
 
@@ -345,7 +347,7 @@ def test_mah_list_file_training_crops_keep_three_quarters_of_the_area(tmp_path, 
             built.append(dict(part=part, train=train, **kw))
             super().__init__(data, part, device, train, *args, **kw)
 
-    monkeypatch.setattr(mah, "Feeder", Recording)
+    monkeypatch.setattr(engine, "Feeder", Recording)
     root = noise_lists(tmp_path / "data")
     mah.main(smoke(tmp_path / "run", "--data-root", root, "--max-iter", 1, "--eval-every", 1, "--augment",
                    dataset="nuswide21"))
@@ -374,14 +376,14 @@ def test_a_run_killed_in_its_second_length_resumes_to_the_same_results(tmp_path,
         from utils.models import SmallConvNet
 
         dataset = "digits"
-        monkeypatch.setattr(mah, "build_backbone", lambda *a: (torch.nn.Sequential(SmallConvNet(), torch.nn.Dropout()),
+        monkeypatch.setattr(mah_train, "build_backbone", lambda *a: (torch.nn.Sequential(SmallConvNet(), torch.nn.Dropout()),
                                                                SmallConvNet().out_features))
     root = noise_lists(tmp_path / "data") if dataset != "digits" else None
     data = ["--data-root", root] if root else []
     argv = ["--max-iter", 3, "--eval-every", 3, *data, *extra]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     mah.main(smoke(whole, *argv, dataset=dataset))
-    saved, real = [], mah.save_checkpoint
+    saved, real = [], engine.save_checkpoint
 
     def save_then_die(path, state):
         real(path, state)
@@ -389,11 +391,11 @@ def test_a_run_killed_in_its_second_length_resumes_to_the_same_results(tmp_path,
         if saved[-1] == (6, 1):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(mah, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
     monkeypatch.setattr(sys, "argv", ["t.py"])
     with pytest.raises(KeyboardInterrupt):
         mah.main(smoke(cut, *argv, dataset=dataset))
-    monkeypatch.setattr(mah, "save_checkpoint", real)
+    monkeypatch.setattr(engine, "save_checkpoint", real)
     torch.manual_seed(12345)  # what the resuming process drew before must not matter
     resume = mah.get_args_parser().parse_args(["--resume", str(cut)])
     resume.paper, resume.script = PAPER, "test"

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from utils import index, mah, mmhh, report
+from utils.mah import args as mah_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,7 +65,7 @@ SPEC_TABLE = {
 def resolved(script, monkeypatch, *argv):
     """The arguments `script`.py hands to main after resolution, without training."""
     seen = []
-    monkeypatch.setattr(mah, "main", lambda args: seen.append(mah.resolve(args)))
+    monkeypatch.setattr(mah, "main", lambda args: seen.append(mah_args.resolve(args)))
     monkeypatch.setattr(sys, "argv", [f"{script}.py", *argv])
     runpy.run_path(os.path.join(REPO, f"{script}.py"), run_name="__main__")
     return seen[0]
@@ -79,7 +80,7 @@ def test_each_script_resolves_to_the_originals_defaults(script, monkeypatch):
     preset value leaking into the paper recipe."""
     arch, dataset, c0, aux, weights, gamma, max_iter, epochs, batch, samples, every = SPEC_TABLE[script]
     a = resolved(script, monkeypatch)
-    assert (a.arch, a.dataset, a.bits, mah.aux_lengths(a, c0)) == (arch, dataset, [c0], aux)
+    assert (a.arch, a.dataset, a.bits, mah_args.aux_lengths(a, c0)) == (arch, dataset, [c0], aux)
     assert (a.head_weights, a.gamma, a.max_iter, a.epochs, a.batch_size, a.num_samples, a.eval_every) == (
         weights, gamma, max_iter, epochs, batch, samples, every)
     assert (a.optimizer, a.lr, a.momentum, a.lr_steps, a.v_init, a.v_hold) == ("sgd", 1e-3, 0.0, [10, 20, 30, 40, 50],
@@ -101,4 +102,4 @@ def test_presets_override_the_schedule_but_not_the_scripts_loss(script, monkeypa
     assert (a.backbone, a.pretrained, a.resize, a.crop, a.augment, a.v_init, a.v_hold) == (
         "mobilenet_v2", True, 64, 64, True, "zeros", 0)
     assert (a.head_weights, a.gamma, a.batch_size, a.num_samples) == (weights, gamma, batch, samples)
-    assert mah.aux_lengths(a, c0) == (2 * c0, 4 * c0)
+    assert mah_args.aux_lengths(a, c0) == (2 * c0, 4 * c0)
