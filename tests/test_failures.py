@@ -22,6 +22,9 @@ import torch
 from PIL import Image
 
 from utils import atomic, mmhh, runs
+from utils.mmhh import args as mmhh_args
+from utils.mmhh import engine as mmhh_engine
+from utils.mmhh import evaluate as mmhh_evaluate
 from utils.mah import engine as mah_engine
 from utils.errors import INTERRUPTED
 
@@ -71,7 +74,7 @@ def log_iterations(path):
 
 def killed_run(script, *argv, monkeypatch):
     """`script` run until its first checkpoint is written, then stopped as by Ctrl-C there."""
-    module = mmhh if script == "train_mmhh" else mah_engine
+    module = mmhh_engine if script == "train_mmhh" else mah_engine
     real = module.save_checkpoint
 
     def killed(path, state):
@@ -412,9 +415,9 @@ def test_a_model_with_non_finite_outputs_is_one_line_at_the_test(monkeypatch):
     model = HashModel(SmallConvNet(), SmallConvNet().out_features, 8)
     monkeypatch.setattr(model, "forward", lambda x: torch.full((len(x), 8), float("inf")))
     args = mmhh.get_train_parser().parse_args(["--preset", "smoke"])
-    args = mmhh.resolve(args)
+    args = mmhh_args.resolve(args)
     with pytest.raises(runs.UserError, match="outputs are not finite.*lower --lr"):
-        mmhh.test_model(model, load_data("digits"), "cpu", args, 0.1, 0, 2, 16)
+        mmhh_evaluate.test_model(model, load_data("digits"), "cpu", args, 0.1, 0, 2, 16)
 
 
 # ---------------------------------------------------------------------------- 8. options
@@ -540,19 +543,19 @@ def test_ctrl_c_in_train_mmhh_names_its_resume_command(tmp_path, monkeypatch):
     """Ctrl-C in iteration 251 of train_mmhh.py: exit 130 and one line saying how much the
     checkpoint holds, whose command, run as given, finishes the run. Catches a resume command
     that does not name the run (another --log_dir or annotation) or a stale position."""
-    real = mmhh.train_one_step
+    real = mmhh_engine.train_one_step
 
     def interrupted(args, t, *rest):
         if t == 250:
             raise KeyboardInterrupt
         return real(args, t, *rest)
 
-    monkeypatch.setattr(mmhh, "train_one_step", interrupted)
+    monkeypatch.setattr(mmhh_engine, "train_one_step", interrupted)
     code, _, err = entry("train_mmhh", *MMHH, "--num_iters", "400", *mmhh_paths(tmp_path), monkeypatch=monkeypatch)
     # 1,697 digits in batches of 8: the checkpoint of the first epoch holds 212 iterations
     assert code == INTERRUPTED and len(err) == 1, err
     assert err[0].startswith("interrupted at iteration 251 of 400 (212 of them in the checkpoint)")
-    monkeypatch.setattr(mmhh, "train_one_step", real)
+    monkeypatch.setattr(mmhh_engine, "train_one_step", real)
     command = err[0].split("continue with: ")[1].split()
     assert command[:2] == ["python", "train_mmhh.py"] and command[-1] == "--resume"
     code, _, err = entry("train_mmhh", *command[2:], "--gpu_id", "cpu", monkeypatch=monkeypatch)
@@ -565,7 +568,7 @@ def test_a_killed_mmhh_run_resumes_with_each_log_line_once(tmp_path, monkeypatch
     """Killed after the log lines of iterations 250 to 400 were written but before the
     checkpoint at 424: the resumed run's log.jsonl holds every iteration once, in order, as an
     uninterrupted run's does. Catches the log not cut back to the checkpoint."""
-    real, calls = mmhh.save_checkpoint, []
+    real, calls = mmhh_engine.save_checkpoint, []
 
     def killed_at_second(path, state):
         calls.append(state["iteration"])
@@ -573,12 +576,12 @@ def test_a_killed_mmhh_run_resumes_with_each_log_line_once(tmp_path, monkeypatch
             raise KeyboardInterrupt  # the log has lines past the first checkpoint, the second is lost
         real(path, state)
 
-    monkeypatch.setattr(mmhh, "save_checkpoint", killed_at_second)
+    monkeypatch.setattr(mmhh_engine, "save_checkpoint", killed_at_second)
     argv = [*MMHH, "--num_iters", "500", *mmhh_paths(tmp_path)]
     code, _, _ = entry("train_mmhh", *argv, monkeypatch=monkeypatch)
     log = tmp_path / "log" / "empty_digits_digits" / "log.jsonl"
     assert code == INTERRUPTED and log_iterations(log) == [50, 100, 150, 200, 250, 300, 350, 400]
-    monkeypatch.setattr(mmhh, "save_checkpoint", real)
+    monkeypatch.setattr(mmhh_engine, "save_checkpoint", real)
     code, _, err = entry("train_mmhh", *argv, "--resume", monkeypatch=monkeypatch)
     assert code == 0, err
     assert log_iterations(log) == list(range(50, 501, 50))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from utils import mah, mmhh
+from utils.mmhh import common as mmhh_common
 from utils.models import HashModel
 
 CHANCE = 0.10
@@ -42,7 +43,7 @@ def mlp_network(name, bits, pretrained, weights=None, seed=0):
 def test_mmhh_losses_learn(tmp_path, monkeypatch, loss, iters, extra, floor):
     """16 bits, Adam at 3e-4, batches of 64: HashNet's loss (auto weight, 150 iterations) reaches
     MAP@TopK 0.65, the MMHH loss (gamma 5, 300 iterations) 0.37; about 10 and 20 s."""
-    monkeypatch.setattr(mmhh, "build_network", mlp_network)
+    monkeypatch.setattr(mmhh_common, "build_network", mlp_network)
     args = mmhh.get_train_parser().parse_args([
         "--s_dataset", "digits", "--preset", "cpu-small", "--gpu_id", "cpu", "--hash_bit", "16", "--num_iters",
         str(iters), "--lr", "3e-4", "--distance_type", loss, "--radius", "2", "--test_sample_ratio", "1",

@@ -13,12 +13,16 @@ import pytest
 import torch
 from PIL import Image
 
-from utils import memory as mem
-from utils import mmhh, optim
+from utils import mmhh
+from utils.mmhh import args as mmhh_args
+from utils.mmhh import common as mmhh_common
+from utils.mmhh import engine as mmhh_engine
+from utils.mmhh import memory as mem
+from utils.mmhh import optim
 from utils.data.feeder import Feeder
 from utils.errors import UserError
 from utils.data.labels import similarity
-from utils.losses import hashnet_loss, mmhh_loss, parse_margin_params, quantization_loss, similar_weight
+from utils.mmhh.losses import hashnet_loss, mmhh_loss, parse_margin_params, quantization_loss, similar_weight
 from utils.models import HashModel, SmallConvNet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,9 +153,9 @@ def test_learning_rate_schedules_and_multipliers():
 
 
 def test_continuation_scale_steps_every_200_forwards():
-    assert mmhh.continuation_scale(0) == 1.0 and mmhh.continuation_scale(198) == 1.0
-    assert mmhh.continuation_scale(199) == pytest.approx(math.sqrt(2))  # forward 200: 1 + 0.005 * 200
-    assert mmhh.continuation_scale(399) == pytest.approx(math.sqrt(3))
+    assert mmhh_engine.continuation_scale(0) == 1.0 and mmhh_engine.continuation_scale(198) == 1.0
+    assert mmhh_engine.continuation_scale(199) == pytest.approx(math.sqrt(2))  # forward 200: 1 + 0.005 * 200
+    assert mmhh_engine.continuation_scale(399) == pytest.approx(math.sqrt(3))
 
 
 def test_hash_layer_init():
@@ -250,16 +254,16 @@ def test_kill_and_resume_gives_the_same_snapshot(tmp_path, monkeypatch):
             "--batch_params", "2", *extra])
 
     mmhh.train_main(args("whole"))
-    real = mmhh.save_checkpoint
+    real = mmhh_engine.save_checkpoint
 
     def killed_after_first_epoch(path, state):
         real(path, state)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mmhh, "save_checkpoint", killed_after_first_epoch)
+    monkeypatch.setattr(mmhh_engine, "save_checkpoint", killed_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         mmhh.train_main(args("cut"))
-    monkeypatch.setattr(mmhh, "save_checkpoint", real)
+    monkeypatch.setattr(mmhh_engine, "save_checkpoint", real)
     assert torch.load(tmp_path / "cut_digits_digits" / "checkpoint.pt")["iteration"] == 4  # 1697 // 400 per epoch
     mmhh.train_main(args("cut", "--resume"))
     whole = torch.load(tmp_path / "whole_digits_digits_iter_00008.pt")
@@ -305,7 +309,7 @@ def test_bad_snapshots_give_one_line(tmp_path):
 def test_resolve_rejects_unknown_networks():
     a = mmhh.get_train_parser().parse_args(["--image_network", "LeNet"])
     with pytest.raises(UserError, match="choose from AlexNetFc"):
-        mmhh.resolve(a)
+        mmhh_args.resolve(a)
 
 
 # ------------------------------------------------------ the released code's defaults
@@ -324,7 +328,7 @@ RELEASED = dict(gpu_id="0", batch_size=48, hash_bit=48, lr=3e-4, annotation="emp
 def test_paper_preset_is_the_released_defaults():
     """Would catch a default drifting from the released code's, e.g. --distance_type MMHH (the
     paper's loss; the released parser defaulted to Hamming) or test_mmhh's --annotation."""
-    a = mmhh.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "coco_80"]))
+    a = mmhh_args.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "coco_80"]))
     assert {key: getattr(a, key) for key in RELEASED} == RELEASED
     assert (a.preset, a.t_dataset, a.optimizer, a.resize, a.crop, a.augment, a.pretrained) == \
         ("paper", "coco_80", "sgd", 256, 224, True, True)
@@ -338,7 +342,7 @@ def test_cpu_pretrained_preset_resolves_to_what_the_readme_lists():
     once at 1000 of 2000 iterations, weight decay 5e-4; the released batch, crops and loss
     weight. Catches a preset key misspelt (it would fall back to AlexNet at 224 px) or the
     released weight decay 0.1 left in."""
-    a = mmhh.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "flickr25k", "--preset", "cpu-pretrained"]))
+    a = mmhh_args.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "flickr25k", "--preset", "cpu-pretrained"]))
     assert (a.image_network, a.pretrained, a.resize, a.crop, a.augment) == ("MobileNetV2Fc", True, 64, 64, True)
     assert (a.optimizer, a.lr, a.num_iters, a.decay_step, a.weight_decay, a.lr_schedule_type) == (
         "adam", 1e-4, 2000, 1000, 5e-4, "Stair_Step")
@@ -379,7 +383,7 @@ def colour_model(monkeypatch):
     """The network replaced by the hash layer on the mean colour: solid-colour images of
     different colours get different codes at once (a 3-iteration SmallFc gives every image
     the same code), and runs take no convolutions."""
-    monkeypatch.setattr(mmhh, "build_network", colour_network)
+    monkeypatch.setattr(mmhh_common, "build_network", colour_network)
 
 
 def train_args(tmp_path, *extra):
@@ -410,9 +414,9 @@ def test_mmhh_normalises_nuswide21_with_imagenet_constants(tmp_path):
     table's nuswide21 entry carries MAH's. Would catch MMHH's feeder taking the table's
     constants, or the default (MAH's) feeder being switched to ImageNet's."""
     root = write_lists(tmp_path, 21, (1, 1, 1), seed=0, colour=(200, 100, 50))
-    data = mmhh.data_for("nuswide_21", {"data_root": str(root)}, None)[0]
+    data = mmhh_common.data_for("nuswide_21", {"data_root": str(root)}, None)[0]
     settings = argparse.Namespace(resize=4, crop=4, augment=False, workers=0)
-    x = next(mmhh.feeders(data, "query", "cpu", settings).batches(np.arange(1), 1))[1]  # 1 x 3 x 4 x 4
+    x = next(mmhh_common.feeders(data, "query", "cpu", settings).batches(np.arange(1), 1))[1]  # 1 x 3 x 4 x 4
     imagenet = [(200 / 255 - 0.485) / 0.229, (100 / 255 - 0.456) / 0.224, (50 / 255 - 0.406) / 0.225]
     mah = [(200 / 255 - 0.3893) / 0.2393, (100 / 255 - 0.4203) / 0.2354, (50 / 255 - 0.4361) / 0.2464]
     assert min(abs(a - b) for a, b in zip(imagenet, mah)) > 0.01  # the two normalisations are told apart
@@ -427,16 +431,16 @@ def test_another_t_dataset_needs_t_data_root():
     """Would catch a --t_dataset other than --s_dataset read from --data_root (the training
     set's lists), silently."""
     with pytest.raises(UserError, match="give --t_data_root") as e:
-        mmhh.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "nuswide_21", "--data_root", "n",
+        mmhh_args.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "nuswide_21", "--data_root", "n",
                                                          "--t_dataset", "coco_80"]))
     assert "\n" not in str(e.value)
-    same = mmhh.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "coco_80", "--data_root", "r",
+    same = mmhh_args.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "coco_80", "--data_root", "r",
                                                             "--image_root", "i", "--t-dataset", "coco80"]))
     assert (same.t_data_root, same.t_image_root) == ("r", "i")  # the same data set, however spelt
-    digits = mmhh.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "coco_80", "--data_root", "r",
+    digits = mmhh_args.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "coco_80", "--data_root", "r",
                                                               "--t_dataset", "digits"]))
     assert digits.t_data_root is None  # nothing to read from a root
-    other = mmhh.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "digits", "--t-dataset", "coco_80",
+    other = mmhh_args.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "digits", "--t-dataset", "coco_80",
                                                              "--t-data-root", "c"]))
     assert (other.t_data_root, other.t_image_root) == ("c", None)  # image paths from c
 
@@ -463,17 +467,17 @@ def test_t_dataset_lists_come_from_t_data_root_in_training_and_in_test_mmhh(tmp_
 
 def test_mission_other_than_hashing_is_a_one_line_error():
     """Would catch an unimplemented mission being accepted (the released code crashed on them)."""
-    assert mmhh.resolve(mmhh.get_train_parser().parse_args(["--mission", "Hashing"])).mission == "Hashing"
+    assert mmhh_args.resolve(mmhh.get_train_parser().parse_args(["--mission", "Hashing"])).mission == "Hashing"
     with pytest.raises(UserError, match="only Hashing was implemented") as e:
-        mmhh.resolve(mmhh.get_train_parser().parse_args(["--mission", "Cross_Modal_Transfer"]))
+        mmhh_args.resolve(mmhh.get_train_parser().parse_args(["--mission", "Cross_Modal_Transfer"]))
     assert "\n" not in str(e.value)
 
 
 def test_fake_cpu_demo_takes_true_or_false_only():
     """Would catch a typo such as 'yes' being taken as False, as the released code did."""
     with pytest.raises(UserError, match="--fake_cpu_demo must be True or False, got 'yes'"):
-        mmhh.resolve(mmhh.get_train_parser().parse_args(["--fake_cpu_demo", "yes"]))
-    a = mmhh.resolve(mmhh.get_train_parser().parse_args(["--fake-cpu-demo", "False", "--s_dataset", "coco_80"]))
+        mmhh_args.resolve(mmhh.get_train_parser().parse_args(["--fake_cpu_demo", "yes"]))
+    a = mmhh_args.resolve(mmhh.get_train_parser().parse_args(["--fake-cpu-demo", "False", "--s_dataset", "coco_80"]))
     assert a.s_dataset == "coco_80"
 
 

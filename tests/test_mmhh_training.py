@@ -14,7 +14,10 @@ import torch.nn.functional as F
 from test_mmhh import (MeanColour, colour_model, colour_network, log_lines, mmhh_test_args,  # noqa: F401
                        naive_ball, train_args, write_lists)
 from utils import mmhh
-from utils.losses import mmhh_loss, parse_margin_params
+from utils.mmhh import args as mmhh_args
+from utils.mmhh import common as mmhh_common
+from utils.mmhh import engine as mmhh_engine
+from utils.mmhh.losses import mmhh_loss, parse_margin_params
 from utils.models import HashModel
 
 MARGINS = parse_margin_params("0.5:0.8:1.0:1.0:2.0")
@@ -54,7 +57,7 @@ def test_the_logged_loss_is_pair_plus_lambda_times_quantization(tmp_path, colour
 
 def spy_optimizer(monkeypatch):
     """Every optimiser step's (lr, weight decay) per parameter group, by group name."""
-    steps, build = [], mmhh.build_optimizer
+    steps, build = [], mmhh_engine.build_optimizer
 
     def spying(model, kind, lr, decay):
         opt = build(model, kind, lr, decay)
@@ -67,7 +70,7 @@ def spy_optimizer(monkeypatch):
         opt.step = recorded
         return opt
 
-    monkeypatch.setattr(mmhh, "build_optimizer", spying)
+    monkeypatch.setattr(mmhh_engine, "build_optimizer", spying)
     return steps
 
 
@@ -102,7 +105,7 @@ def test_the_hashnet_scale_rises_at_the_200th_forward(tmp_path, colour_model, lo
 
 def record_epoch_orders(monkeypatch):
     """The item order the training loop hands its training feeder, one array per epoch."""
-    orders, feeders = [], mmhh.feeders
+    orders, feeders = [], mmhh_common.feeders
 
     def recording(data, part, device, args, train=False):
         feeder = feeders(data, part, device, args, train)
@@ -111,7 +114,7 @@ def record_epoch_orders(monkeypatch):
             feeder.batches = lambda order, *a: (orders.append(np.array(order)), batches(order, *a))[1]
         return feeder
 
-    monkeypatch.setattr(mmhh, "feeders", recording)
+    monkeypatch.setattr(mmhh_common, "feeders", recording)
     return orders
 
 
@@ -132,30 +135,30 @@ def colour_outputs(tmp_path, bits=8):
     """The colour network's outputs (N x K) for every training digit in index order, computed
     here: the same seed gives the run's initial weights, which a frozen run keeps."""
     args = digits_args(tmp_path, "--batch_size", 400)
-    data = mmhh.data_for("digits", vars(mmhh.resolve(args)), None)[0]
+    data = mmhh_common.data_for("digits", vars(mmhh_args.resolve(args)), None)[0]
     model = colour_network("SmallFc", bits, False, seed=0)
-    feeder = mmhh.feeders(data, "train", "cpu", args)
+    feeder = mmhh_common.feeders(data, "train", "cpu", args)
     with torch.no_grad():
         return torch.cat([model(x) for _, x in feeder.batches(np.arange(len(feeder)), 400)])
 
 
 def freeze(monkeypatch):
     """Every step of the run at learning rate 0 (--lr must be > 0): the model stays as it starts."""
-    real = mmhh.set_learning_rate
-    monkeypatch.setattr(mmhh, "set_learning_rate", lambda opt, lr: real(opt, 0.0))
+    real = mmhh_engine.set_learning_rate
+    monkeypatch.setattr(mmhh_engine, "set_learning_rate", lambda opt, lr: real(opt, 0.0))
 
 
 def run_with_memory(tmp_path, monkeypatch, *extra):
     """A 4-iteration BatchInitMem run at lr 0 (the model stays as initialised) recording the
     memory's start codes and the epoch's item order; returns (start, order, final memory)."""
-    started, memory = [], mmhh.Memory
+    started, memory = [], mmhh_engine.Memory
     freeze(monkeypatch)
 
     def start(codes, *a, **kw):
         started.append(codes.clone())
         return memory(codes, *a, **kw)
 
-    monkeypatch.setattr(mmhh, "Memory", start)
+    monkeypatch.setattr(mmhh_engine, "Memory", start)
     orders = record_epoch_orders(monkeypatch)
     mmhh.train_main(digits_args(tmp_path, "--num_iters", 4, "--batch_size", 400, "--distance_type",
                                 "MMHH", "--batch_type", "BatchInitMem", "--semi_init_momentum", 0.5, *extra))
@@ -204,23 +207,23 @@ def test_resume_with_dropout_and_memory_gives_the_same_snapshot(tmp_path, monkey
     batch pairs, where the masks change the gradients), and the memory bank must come back as it
     was (MMHH with BatchInitMem). Catches dropout drawn from an unseeded generator state after a
     resume, and the memory not restored."""
-    monkeypatch.setattr(mmhh, "build_network", dropout_network)
+    monkeypatch.setattr(mmhh_common, "build_network", dropout_network)
 
     def args(annotation, *extra):
         return digits_args(tmp_path, "--num_iters", 8, "--batch_size", 400, "--annotation", annotation, *loss, *extra)
 
     mmhh.train_main(args("whole"))
-    real = mmhh.save_checkpoint
+    real = mmhh_engine.save_checkpoint
 
     def killed(path, state):
         real(path, state)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mmhh, "save_checkpoint", killed)
+    monkeypatch.setattr(mmhh_engine, "save_checkpoint", killed)
     torch.manual_seed(12345)  # whatever the process drew before must not matter
     with pytest.raises(KeyboardInterrupt):
         mmhh.train_main(args("cut"))
-    monkeypatch.setattr(mmhh, "save_checkpoint", real)
+    monkeypatch.setattr(mmhh_engine, "save_checkpoint", real)
     torch.rand(7)
     mmhh.train_main(args("cut", "--resume"))
     whole = torch.load(tmp_path / "snap" / "whole_digits_digits_iter_00008.pt", weights_only=True)
@@ -260,7 +263,7 @@ def test_outputs_are_encoded_in_eval_mode():
                 yield None, torch.as_tensor(order[s:s + batch_size]).float().view(-1, 1, 1, 1).repeat(1, 4, 1, 1)
 
     net = Net().train()
-    out = mmhh.encode(net, Items(), np.arange(5), 2)
+    out = mmhh_common.encode(net, Items(), np.arange(5), 2)
     assert out.shape == (5, 4) and modes == [False] * 3 and net.training
 
 

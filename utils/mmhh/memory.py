@@ -1,4 +1,4 @@
-"""MMHH's semi-batch memory (BatchInitMem, spec MMHH.md): one output row per training image,
+"""MMHH's semi-batch memory (BatchInitMem, docs/MMHH.md): one output row per training image,
 so that after a warm-up each batch is compared with the whole training set (B x N pairs)
 instead of with itself (B x B)."""
 import math

@@ -1,5 +1,5 @@
 """MMHH's optimiser: SGD with Nesterov momentum, backbone at lr x1 and hash layer at x10,
-and the three learning-rate schedules of its released code (spec MMHH.md)."""
+and the three learning-rate schedules of its released code (docs/MMHH.md)."""
 import torch
 
 SCHEDULES = ("Stair_Step", "HashNet_Step", "DANN_INV")

@@ -1,5 +1,5 @@
 """The pair losses of MMHH (Kang et al., ICCV 2019), as its released code computed them
-(spec MMHH.md, "Losses"), and the HashNet pairwise loss it is compared with.
+(docs/MMHH.md), and the HashNet pairwise loss it is compared with.
 
 H1 (B x K) are batch outputs; H2 (N x K) is H1 itself or the memory bank, and S (B x N)
 their 0/1 similarity (utils.adsh.similarity: 1 when they share a label). Every loss is

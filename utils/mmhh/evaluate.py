@@ -1,0 +1,149 @@
+"""Testing an MMHH network: MAP within a Hamming radius and MAP@TopK of a seeded sample of
+the queries and the database, under either metric convention (docs/metrics.md), the
+released code's output files, the results record, and test_mmhh.py's main.
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+
+from utils import metrics, options, retrieval
+from utils.atomic import atomic_write
+from utils.data import protocols
+from utils.data.datasets import get_dataset
+from utils.data.labels import label_matrix
+from utils.errors import UserError
+from utils.mmhh import common
+from utils.mmhh.args import target_settings
+from utils.models import to_codes
+from utils.records import results_record as record_of
+from utils.runs import check_device, choose_device, load_checkpoint, load_state, make_folder, write_json
+
+
+def sample_indices(n, ratio, rng):
+    """A seeded sorted subset of round(ratio * n) of range(n) (at least one)."""
+    if ratio >= 1:
+        return np.arange(n)
+    return np.sort(rng.permutation(n)[:max(1, round(ratio * n))])
+
+
+def test_model(model, data, device, args, ratio, seed, radius, batch_size):
+    """Metrics of the model on a seeded `ratio` of the queries and the database, and the arrays tested."""
+    rng = np.random.default_rng([seed, 1])
+    q_idx, d_idx = sample_indices(len(data.query.labels), ratio, rng), sample_indices(len(data.database.labels),
+                                                                                     ratio, rng)
+    q_out = common.encode(model, common.feeders(data, "query", device, args), q_idx, batch_size)  # Q x K
+    d_out = common.encode(model, common.feeders(data, "database", device, args), d_idx, batch_size)  # N x K
+    if not (torch.isfinite(q_out).all() and torch.isfinite(d_out).all()):
+        raise UserError("the model's outputs are not finite (the training diverged): train again with a lower --lr")
+    q_codes, d_codes = to_codes(q_out), to_codes(d_out)
+    ql, dl = data.query.labels[q_idx], data.database.labels[d_idx]
+    scores = dict(query_scores=q_out, db_scores=d_out) if args.rank_by == "scores" else {}
+    opt = bool(args.opt_test)
+    r = radius if radius > 0 else 2
+    # the released metrics' conventions for degenerate queries (docs/metrics.md): the "optimised" one
+    # leaves a query with an empty ball out of all three numbers, the default counts it 0
+    conventions = dict(empty_ball="skip", no_relevant="zero", pr_average="nonempty") if opt else \
+        dict(empty_ball="zero", no_relevant="skip", pr_average="all")
+    ball = metrics.map_within_radius(q_codes, d_codes, ql, dl, r, **scores, **conventions)
+    topk = data.info.topk
+    map_topk = metrics.mean_average_precision(q_codes, d_codes, ql, dl, topk=None if topk < 0 else topk,
+                                              empty="zero" if opt else "skip", **scores)
+    result = {"pr_by_radius": retrieval.pr_curve(q_codes, d_codes, ql, dl), "map_within_radius": ball["map"],
+              "precision_within_radius": ball["precision"], "recall_within_radius": ball["recall"], "radius": r, "map_topk": map_topk, "topk": topk,
+              "opt_test": opt, **conventions, "rank_by": args.rank_by, "queries": len(q_idx),
+              "database": len(d_idx), "balls": retrieval.ball_statistics(q_codes, d_codes, r)}
+    arrays = {"query_codes": q_codes, "query_outputs": q_out, "query_labels": ql,
+              "database_codes": d_codes, "database_outputs": d_out, "database_labels": dl}
+    return result, arrays
+
+
+def report(result, radius):
+    """The original's headline: MAP@H<=radius with precision and recall, or MAP@TopK."""
+    if radius > 0:
+        print(f"MAP@H<={result['radius']}: {result['map_within_radius']:.4f}  precision "
+              f"{result['precision_within_radius']:.4f}  recall {result['recall_within_radius']:.4f}")
+    else:
+        k = "full ranking" if result["topk"] < 0 else result["topk"]
+        print(f"MAP@TopK ({k}): {result['map_topk']:.4f}")
+
+
+def save_test_output(folder, arrays, classes):
+    """The released code's end-of-training files: the continuous outputs (before sign) of the
+    tested queries and database as test_code.npy / database_code.npy (Q x K, N x K float32)
+    and their labels as test_labels.npy / database_labels.npy (Q x C, N x C float32 multi-hot;
+    class ids become one-hot rows, the only layout its metrics could read)."""
+    os.makedirs(folder, exist_ok=True)
+    files = {"test_code": arrays["query_outputs"], "database_code": arrays["database_outputs"],
+             "test_labels": label_matrix(arrays["query_labels"], classes, "cpu"),
+             "database_labels": label_matrix(arrays["database_labels"], classes, "cpu")}
+    for name, value in files.items():
+        value = value.detach().cpu().float().numpy()
+        atomic_write(os.path.join(folder, f"{name}.npy"), lambda f: np.save(f, value))
+
+
+def results_record(data, args, result, seconds, device, bits, protocol, **extra):
+    """The results record of a test (utils.records); `protocol`: the run's protocol record
+    (utils.data.protocols.prepare)."""
+    method = "MMHH" if args.distance_type == "MMHH" else "Hamming"
+    return record_of(data.info.name, method, bits, args.preset, args.image_network, args.seed, result, seconds,
+                     device, options.public(args), protocols.summary(protocol), paper="MMHH", **extra)
+
+
+def snapshot_settings(saved, name):
+    """The snapshot's train flags `saved` with the data roots of data set `name`: the tested
+    set's (--t_data_root) or the training set's (--data_root), none for another data set."""
+    if name == get_dataset(saved["t_dataset"]).name and "t_data_root" in saved:  # not in older snapshots
+        return target_settings(saved)
+    if name == get_dataset(saved["s_dataset"]).name:
+        return saved
+    return {**saved, "data_root": None, "image_root": None}
+
+
+def test_main(args):
+    check_device(args.gpu_id, "--gpu_id")
+    path = common.snapshot_path(args.model_path)
+    advice = "give --model_path a snapshot that train_mmhh.py wrote"
+    ckpt = load_checkpoint(path, {"kind": common.writer(argparse.Namespace(hash_bit=0, image_network=""))["kind"]}, advice)
+    saved = ckpt["args"]
+    results = os.path.join(args.log_dir, args.annotation, "results")
+    make_folder(results, "--log_dir")  # fails now rather than after the test
+    if args.output_path:
+        make_folder(args.output_path, "--output_path")
+    device = choose_device(args.gpu_id, "--gpu_id")
+    model = common.build_network(saved["image_network"], saved["hash_bit"], pretrained=False)
+    load_state(model, ckpt["model"], path, advice)
+    model = model.to(device, memory_format=torch.channels_last)
+    for key in ("resize", "crop", "augment"):  # the snapshot's input pipeline
+        setattr(args, key, saved[key])
+    name = args.dataset or saved["t_dataset"]
+    run_dir = os.path.join(saved["log_dir"], f"{saved['annotation']}_{saved['s_dataset']}_{saved['t_dataset']}")
+    settings = snapshot_settings(saved, get_dataset(name).name)
+    training_set = get_dataset(name).name == get_dataset(saved["s_dataset"]).name and \
+        (settings["data_root"], settings["image_root"]) == (saved["data_root"], saved["image_root"])
+    # the training run's split when it is still there and of this data set; a seeded split is re-derived otherwise
+    same = training_set and os.path.exists(os.path.join(run_dir, "split.json"))
+    given = {k: getattr(args, k) for k in ("data_root", "image_root", "path_prefix", "missing_images")
+             if getattr(args, k) is not None}
+    # the corruption of the training labels is re-derived for the record, on the training set only
+    data, _, protocol = common.data_for(name, {**settings, **given, **({} if training_set else {"label_noise": 0.0})},
+                                 run_dir if same else None)
+    if not training_set:  # the rate trained under; the items corrupted were another data set's
+        protocol = {k: v for k, v in protocol.items() if k not in ("corrupted_items", "corrupted")}
+        protocol["label_noise"] = saved.get("label_noise", 0.0)
+    seed = saved["seed"] if args.seed is None else args.seed
+    tic = time.time()
+    result, arrays = test_model(model, data, device, args, args.test_sample_ratio, seed, args.radius,
+                                args.batch_size)
+    report(result, args.radius)
+    if args.output_path:
+        for name, value in arrays.items():
+            value = value.cpu().numpy() if torch.is_tensor(value) else value
+            atomic_write(os.path.join(args.output_path, f"{name}.npy"), lambda f: np.save(f, value))
+    trained = argparse.Namespace(**{**saved, "seed": seed})
+    record = results_record(data, trained, result, time.time() - tic, device, saved["hash_bit"], protocol)
+    record["snapshot"] = os.path.abspath(path)
+    write_json(os.path.join(results, f"{data.info.name}_{record['method']}_{saved['hash_bit']}bits.json"), record)
+    return record
