@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from utils import index, mah, mmhh, report
+from utils import index, mah, mmhh
+from utils.report import main as report
 from utils.mah import args as mah_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,7 +12,9 @@ import pytest
 from matplotlib.colors import to_rgba
 from PIL import Image
 
-from utils import report
+from utils import records
+from utils.report import collect, figures, glance, robustness, tables
+from utils.report import main as report_main
 from utils.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,7 +93,7 @@ def section(text, markers):
 
 
 def test_mah_table(tree):
-    report.main(tree)
+    report_main.main(tree)
     mah_text = section(open(tree.details).read(), MAH_MARKERS)
     head = "| method | quantity | 4 bits | 6 bits | 8 bits | 10 bits | 12 bits |"
     cifar = mah_text.split("**CIFAR-10** (`cifar10`): preset `cpu-small`, backbone `small`, device `cpu`, seed 0")[1]
@@ -113,7 +115,7 @@ def test_mah_table(tree):
                 "| MAH-cascade | difference (tie-aware) | -0.2317 | no run | no run | no run | -0.1016 |",
                 "| MAH-cascade | MAP, ties by index | 0.5243 | no run | no run | no run | 0.8621 |",
                 "| MAH-cascade | minutes | 8.8 | no run | no run | no run | 9.1 |",
-                report.GROUPED_NOTE):
+                tables.GROUPED_NOTE):
         assert row in lines
     assert lines[lines.index(head) + 2].startswith("| MAH-flat | tie-aware MAP |")
     # flat before cascade, each method's rows together; a command that filled two cells is listed once;
@@ -128,12 +130,12 @@ def test_mah_table(tree):
     assert "| MAH-flat | published MAP | n/a | n/a | n/a | n/a | n/a |" in nus
     assert "| MAH-flat | difference (tie-aware) | n/a | n/a | n/a | n/a | n/a |" in nus
     assert "| MAH-cascade | published mAP@5000 (approx.) | 0.845 | 0.850 | 0.870 | 0.900 | 0.910 |" in nus
-    assert report.GROUPED_NOTE not in nus  # no class-grouped record in this table
+    assert tables.GROUPED_NOTE not in nus  # no class-grouped record in this table
     assert "    python flat_NUS_WIDE.py --bits 8" in nus.splitlines()
 
 
 def test_mmhh_table(tree):
-    report.main(tree)
+    report_main.main(tree)
     lines = section(open(tree.details).read(), MMHH_MARKERS).splitlines()
     assert ("**CIFAR-10** (`cifar10`): preset `cpu-small`, backbone `small`, device `cpu`, seed 0; "
             "MAP@H<=2 = MAP within Hamming radius 2, MAP@TopK over the full ranking; "
@@ -152,7 +154,7 @@ def test_mmhh_mixed_settings_named_per_cell(tree):
     other = mmhh("MMHH", 64, 0.7, 0.8, 700.0)
     other["metrics"].update(radius=3, topk=5000)
     write(os.path.join(tree.results, "mmhh/cifar10_MMHH_64bits.json"), other)
-    report.main(tree)
+    report_main.main(tree)
     text = section(open(tree.details).read(), MMHH_MARKERS)
     assert "| MMHH | MAP@H<=r / MAP@TopK | 0.6100 / 0.7000 (H<=2, the full ranking, DeepHash/HashNet default) |" \
            " 0.6500 / 0.7300 (H<=2, the full ranking, DeepHash/HashNet default) |" \
@@ -160,27 +162,37 @@ def test_mmhh_mixed_settings_named_per_cell(tree):
     assert "| Hamming | minutes | 9.8 | 10.7 | no run |" in text
 
 
-def test_mmhh_loss_commands_from_before_the_hamming_default_name_the_loss(tree):
+def test_mmhh_loss_commands_from_before_the_hamming_default_are_given_the_loss(tree):
     """A run of the MMHH loss recorded when MMHH was the default has no --distance_type in its
-    command; printed as it is, it would now train the Hamming loss. Catches the flag not added,
-    or added to a Hamming run, or twice."""
+    command; printed as it is, it would now train the Hamming loss. results/backfill/commands.py
+    adds the flag once, keeps the command as run, and the report prints the record's command.
+    Catches the flag not added, or added to a Hamming run, to a test_mmhh.py command, or twice."""
     old = mmhh("MMHH", 64, 0.7, 0.8, 700.0)
     old.update(command="python train_mmhh.py --hash_bit 64", args={"distance_type": "MMHH"})
     named = mmhh("MMHH", 48, 0.7, 0.8, 700.0)
     named.update(command="python train_mmhh.py --hash_bit 48 --distance_type MMHH", args={"distance_type": "MMHH"})
     hamming = mmhh("Hamming", 64, 0.7, 0.8, 700.0)
     hamming.update(command="python train_mmhh.py --hash_bit 64 --h", args={"distance_type": "Hamming"})
-    for record in (old, named, hamming):
-        write(os.path.join(tree.results, f"mmhh/x_{record['method']}_{record['bits']}.json"), record)
-    report.main(tree)
+    tested = mmhh("MMHH", 32, 0.7, 0.8, 700.0)
+    tested.update(command="python test_mmhh.py --model_path m", args={"distance_type": "MMHH"})
+    paths = []
+    for record in (old, named, hamming, tested):
+        paths.append(os.path.join(tree.results, f"mmhh/x_{record['method']}_{record['bits']}.json"))
+        write(paths[-1], record)
+    backfill = [sys.executable, os.path.join(REPO, "results", "backfill", "commands.py"), *paths]
+    for _ in range(2):  # a second pass changes nothing
+        assert subprocess.run(backfill, capture_output=True, text=True, timeout=120).returncode == 0
+    assert json.load(open(paths[0]))["command_as_run"] == "python train_mmhh.py --hash_bit 64"
+    report_main.main(tree)
     lines = section(open(tree.details).read(), MMHH_MARKERS).splitlines()
     assert "    python train_mmhh.py --hash_bit 64 --distance_type MMHH" in lines
     assert "    python train_mmhh.py --hash_bit 48 --distance_type MMHH" in lines
     assert "    python train_mmhh.py --hash_bit 64 --h" in lines
+    assert "    python test_mmhh.py --model_path m" in lines
 
 
 def test_text_outside_markers_kept(tree):
-    report.main(tree)
+    report_main.main(tree)
     text = open(tree.details).read()
     outside = [text.split(MAH_MARKERS[0])[0], text.split(MAH_MARKERS[1])[1].split(MMHH_MARKERS[0])[0],
                text.split(MMHH_MARKERS[1])[1]]
@@ -193,7 +205,7 @@ def test_text_outside_markers_kept(tree):
 
 
 def test_figures(tree):
-    written = report.main(tree)
+    written = report_main.main(tree)
     figs = [os.path.join(tree.fig, f) for f in ("CIFAR.png", "NUSWIDE.png")]
     assert written == [tree.readme, tree.details] + figs  # no run recorded a PR curve: no _pr.png
     for path in figs:
@@ -209,12 +221,12 @@ def figures_made(monkeypatch):
     """A list that collects every matplotlib Figure the report makes from now on."""
     made = []
 
-    class Recorded(report.Figure):
+    class Recorded(figures.Figure):
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
             made.append(self)
 
-    monkeypatch.setattr(report, "Figure", Recorded)
+    monkeypatch.setattr(figures, "Figure", Recorded)
     return made
 
 
@@ -223,7 +235,7 @@ def test_figure_compares_map_at_5000_with_the_published_curves(tree, monkeypatch
     beside them, true precision@5000 only on the right. Catches plotting precision@5000
     against the published curves (the old mismatch) or swapped panels."""
     made = figures_made(monkeypatch)
-    report.main(tree)
+    report_main.main(tree)
     left, right = made[0].axes  # CIFAR-10 first
     ours = {c.get_label(): list(c.lines[0].get_ydata()) for c in left.containers}  # the error-bar plots
     assert ours["MAH-flat (ours)"] == pytest.approx([0.21, 0.97])  # mAP@5000 of the 4- and 8-bit records
@@ -236,14 +248,14 @@ def test_figure_compares_map_at_5000_with_the_published_curves(tree, monkeypatch
 
 def test_rerun_byte_identical(tree):
     paths = [tree.readme, tree.details] + [os.path.join(tree.fig, f) for f in ("CIFAR.png", "NUSWIDE.png")]
-    report.main(tree)
+    report_main.main(tree)
     first = [open(p, "rb").read() for p in paths]
-    report.main(tree)
+    report_main.main(tree)
     assert [open(p, "rb").read() for p in paths] == first
 
 
 def test_bad_files_skipped_by_name(tree, capsys):
-    report.main(tree)
+    report_main.main(tree)
     err = capsys.readouterr().err.splitlines()
     corrupt, no_metrics = (os.path.join(tree.results, p) for p in ("corrupt.json", "d/no_metrics.json"))
     assert len(err) == 2
@@ -260,7 +272,7 @@ def test_bad_files_skipped_by_name(tree, capsys):
 ])
 def test_check_reasons(record, reason):
     with pytest.raises(ValueError, match=reason.replace("(", r"\(")):
-        report.check(record)
+        records.check(record)
 
 
 def test_missing_marker(tree):
@@ -269,16 +281,16 @@ def test_missing_marker(tree):
     write(tree.details, DETAILS.replace(MMHH_MARKERS[1], ""))
     with pytest.raises(UserError, match=f"{tree.details} has no marker {MMHH_MARKERS[1]} after {MMHH_MARKERS[0]}: "
                                         "add the pair"):
-        report.main(tree)
+        report_main.main(tree)
     assert open(tree.details).read() == DETAILS.replace(MMHH_MARKERS[1], "")  # nothing written
     assert open(tree.readme).read() == README and not os.path.exists(tree.fig)
     write(tree.details, DETAILS.replace(MAH_MARKERS[0], ""))
     with pytest.raises(UserError, match=f"has no marker {MAH_MARKERS[0]}: add the pair"):
-        report.main(tree)
+        report_main.main(tree)
     write(tree.details, DETAILS)
     write(tree.readme, README.replace(GLANCE_MARKERS[0], ""))
     with pytest.raises(UserError, match=f"{tree.readme} has no marker {GLANCE_MARKERS[0]}: add the pair"):
-        report.main(tree)
+        report_main.main(tree)
 
 
 def test_no_results(tmp_path):
@@ -287,15 +299,15 @@ def test_no_results(tmp_path):
     write(tmp_path / "results.md", DETAILS)
     args = Namespace(results=str(tmp_path / "results"), readme=str(tmp_path / "README.md"),
                      details=str(tmp_path / "results.md"), fig=str(tmp_path / "fig"), data=[])
-    assert report.main(args) == [args.readme, args.details]
+    assert report_main.main(args) == [args.readme, args.details]
     text = open(args.details).read()
-    assert section(text, MAH_MARKERS) == f"\n{report.NO_RESULTS['mah']}\n"
-    assert section(text, MMHH_MARKERS) == f"\n{report.NO_RESULTS['mmhh']}\n"
-    assert section(open(args.readme).read(), GLANCE_MARKERS) == f"\n{report.NO_RESULTS['mah']}\n"
-    assert report.NO_RESULTS["mah"].startswith("No results yet: run ")
+    assert section(text, MAH_MARKERS) == f"\n{tables.NO_RESULTS['mah']}\n"
+    assert section(text, MMHH_MARKERS) == f"\n{tables.NO_RESULTS['mmhh']}\n"
+    assert section(open(args.readme).read(), GLANCE_MARKERS) == f"\n{tables.NO_RESULTS['mah']}\n"
+    assert tables.NO_RESULTS["mah"].startswith("No results yet: run ")
     assert not os.path.exists(args.fig)
     with pytest.raises(UserError, match="results folder .*nowhere does not exist"):
-        report.main(Namespace(results=str(tmp_path / "nowhere"), readme=args.readme, details=args.details,
+        report_main.main(Namespace(results=str(tmp_path / "nowhere"), readme=args.readme, details=args.details,
                               fig=args.fig, data=[]))
 
 
@@ -305,13 +317,13 @@ def test_headline_is_cpu_pretrained_else_the_series_with_most_runs():
     the headline chosen by run count alone (a single-seed series with more lengths would win)."""
     runs = [mah("cifar10", "MAH-flat", b, 0.5, 0.5, 1.0, preset="paper") for b in (4, 8, 12)]
     runs += [dict(mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0, preset="cpu-small"), seed=s) for s in (0, 1)]
-    series = report.series_of(runs + [mah("nuswide21", "MAH-flat", 4, 0.5, 0.5, 1.0, preset="smoke")])
-    assert report.headline(series, "cifar10") == ("cifar10", "paper", "small", "cpu")
-    series = report.series_of(runs + [mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0, preset="cpu-pretrained")])
-    assert report.headline(series, "cifar10") == ("cifar10", "cpu-pretrained", "small", "cpu")
-    tie = report.series_of([mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0, preset=p) for p in ("smoke", "paper")])
-    assert report.headline(tie, "cifar10") == ("cifar10", "paper", "small", "cpu")
-    assert report.headline(tie, "flickr25k") is None
+    series = collect.series_of(runs + [mah("nuswide21", "MAH-flat", 4, 0.5, 0.5, 1.0, preset="smoke")])
+    assert glance.headline(series, "cifar10") == ("cifar10", "paper", "small", "cpu")
+    series = collect.series_of(runs + [mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0, preset="cpu-pretrained")])
+    assert glance.headline(series, "cifar10") == ("cifar10", "cpu-pretrained", "small", "cpu")
+    tie = collect.series_of([mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0, preset=p) for p in ("smoke", "paper")])
+    assert glance.headline(tie, "cifar10") == ("cifar10", "paper", "small", "cpu")
+    assert glance.headline(tie, "flickr25k") is None
 
 
 def test_command_line(tree):
@@ -350,7 +362,7 @@ def test_retrieval_picture_shows_the_kept_examples(tree, tmp_path, monkeypatch):
               mah("flickr25k", "MAH-flat", bits, 0.8, 0.8, 1.0, preset="paper"))
     made = figures_made(monkeypatch)
     tree.data = [f"flickr25k={root}"]
-    written = report.main(tree)
+    written = report_main.main(tree)
     assert written[-1] == os.path.join(tree.fig, "FLICKR_retrieval.png")
     axes = made[-1].axes
     assert len(axes) == 3
@@ -366,14 +378,14 @@ def test_retrieval_picture_shows_the_kept_examples(tree, tmp_path, monkeypatch):
 def test_retrieval_picture_bad_inputs(tree, tmp_path):
     tree.data = ["cifar10"]
     with pytest.raises(UserError, match="expected DATASET=ROOT"):
-        report.main(tree)
+        report_main.main(tree)
     record = mah("flickr25k", "MAH-cascade", 8, 0.8, 0.8, 1.0)
     record["retrieval"] = [{"query": "mirflickr/absent.jpg", "top": [], "distance": [], "relevant": [], "tied": 0}]
     write(os.path.join(tree.results, "f/flickr25k_MAH-cascade_8bits.json"), record)
     os.makedirs(tmp_path / "empty")
     tree.data = [f"flickr25k={tmp_path / 'empty'}"]
     with pytest.raises(UserError, match="absent.jpg: cannot read this image"):
-        report.main(tree)
+        report_main.main(tree)
 
 
 def test_seed_table_mean_and_spread_by_hand():
@@ -385,7 +397,7 @@ def test_seed_table_mean_and_spread_by_hand():
         r["seed"] = seed
     records += [mah("cifar10", "MAH-cascade", 12, 0.9, 0.5, 1.0, preset="cpu-pretrained"),
                 dict(mah("cifar10", "MAH-cascade", 4, 0.99, 0.5, 1.0, preset="cpu-small"), seed=5)]
-    (only,) = report.seed_tables(records)
+    (only,) = tables.seed_tables(records)
     assert "preset `cpu-pretrained`" in only
     assert only.splitlines()[-1] == "| MAH-cascade | 4 | 0, 1, 2 | 0.6000 | 0.2000 | 0.5000, 0.6000, 0.7000 |"
     assert len(only.splitlines()) == 5  # heading, blank, header, rule, one row
@@ -399,7 +411,7 @@ def test_mmhh_conventions_of_one_snapshot_get_a_table_each(tree):
     optimised["metrics"]["opt_test"] = True
     optimised["snapshot"] = "/runs/snap/mmhh16.pt"  # a test_mmhh.py record: its seconds are the test's
     write(os.path.join(tree.results, "mmhh/opt/cifar10_MMHH_16bits.json"), optimised)
-    report.main(tree)
+    report_main.main(tree)
     text = section(open(tree.details).read(), MMHH_MARKERS)
     assert "test codes: DeepHash/HashNet default" in text and "test codes: optimised (--opt-test)" in text
     assert "| MMHH | minutes (test only) | 0.0 |" in text and "| MMHH | minutes | 10.0 | 11.0 |" in text
@@ -440,7 +452,7 @@ def test_glance_tables_over_seeds_by_hand(tmp_path):
             write(res / f"m{seed}/opt-{method}.json", seeded({**r, "metrics": {**r["metrics"], "opt_test": True,
                                                                                 "map_within_radius": value / 2}},
                                                               seed))
-    text = report.glance_section(report.load_records(str(res)))
+    text = glance.glance_section(collect.load_records(str(res)))
     lines = text.splitlines()
     assert ("**MAH, CIFAR-10**: tie-aware MAP (published: the paper's table (ResNet-50 at 224 px)). Ours: ImageNet "
             "small at 64 px, preset `cpu-pretrained` (41 outer iterations x 1 epoch, adam at lr 0.0001), device "
@@ -459,24 +471,24 @@ def test_glance_tables_over_seeds_by_hand(tmp_path):
         assert row in lines, row
     assert not [line for line in lines if "TopK, MMHH" in line or "0.2000" in line]  # MAP@TopK, --opt-test: docs only
     assert "Cascade minus flat has the published sign in 2 of 3 seeds at 4 bits." in lines
-    assert report.sign_summary({4: (3, 3, False), 6: (1, 3, False), 8: (2, 2, False), 10: (0, 1, False),
+    assert glance.sign_summary({4: (3, 3, False), 6: (1, 3, False), 8: (2, 2, False), 10: (0, 1, False),
                                 12: (0, 2, False)}) == (
         "Cascade minus flat has the published sign in every seed at 4 and 8 bits; in 1 of 3 seeds at 6 bits; "
         "in no seed at 10 and 12 bits.")
     # lengths with the same count share a clause; a different count keeps its own
-    assert report.sign_summary({4: (2, 3, False), 6: (1, 3, False), 8: (2, 3, False), 10: (2, 3, False)}) == (
+    assert glance.sign_summary({4: (2, 3, False), 6: (1, 3, False), 8: (2, 3, False), 10: (2, 3, False)}) == (
         "Cascade minus flat has the published sign in 2 of 3 seeds at 4, 8 and 10 bits; in 1 of 3 seeds at 6 bits.")
     # FLICKR's figure has them within 0.003 at 4 bits: "level" is the claim, and ours (+0.02) is not
     assert "| cascade - flat, ours (mean over paired seeds) | no pair | no pair | no pair | no pair | no pair |" \
         in lines
-    assert report.holds(0.004, 0.003, "map_at_5000") and not report.holds(0.02, 0.003, "map_at_5000")
-    assert report.holds(-0.02, -0.016, "map_at_5000") and report.holds(0.004, 0.003, "map_tie_aware")
-    assert report.sign_summary({4: (1, 2, True)}) == ("Cascade and flat are level (within 0.01), as in the paper's "
+    assert glance.holds(0.004, 0.003, "map_at_5000") and not glance.holds(0.02, 0.003, "map_at_5000")
+    assert glance.holds(-0.02, -0.016, "map_at_5000") and glance.holds(0.004, 0.003, "map_tie_aware")
+    assert glance.sign_summary({4: (1, 2, True)}) == ("Cascade and flat are level (within 0.01), as in the paper's "
                                                        "figure, in 1 of 2 seeds at 4 bits.")
     assert "0.9800" not in text  # the cpu-small series
     # a data set with runs of other presets only has no headline table
     write(res / "nus/f.json", mah("nuswide21", "MAH-flat", 8, 0.70, 0.5, 60.0))
-    assert "NUS-WIDE" not in report.glance_section(report.load_records(str(res)))
+    assert "NUS-WIDE" not in glance.glance_section(collect.load_records(str(res)))
 
 
 def test_figure_bars_span_the_seeds_and_pr_curves_average_them(tree, monkeypatch):
@@ -491,7 +503,7 @@ def test_figure_bars_span_the_seeds_and_pr_curves_average_them(tree, monkeypatch
                                                  "recall": [0.1, 0.2 * seed, 1.0]}
         write(os.path.join(tree.results, f"pre/{seed}.json"), record)
     made = figures_made(monkeypatch)
-    written = report.main(tree)
+    written = report_main.main(tree)
     assert os.path.join(tree.fig, "CIFAR_pr.png") in written
     left = made[0].axes[0]
     (bars,) = [c for c in left.containers if c.get_label() == "MAH-cascade (ours)"]
@@ -536,10 +548,10 @@ def test_noise_and_unseen_tables_and_the_noise_claim_by_hand(tmp_path, monkeypat
     unseen = {**mmhh("Hamming", 32, 0.33, 0.33, 60.0), "preset": "cpu-pretrained",
               "protocol": {"protocol": "unseen", "label_noise": 0.0, "seen_fraction": 0.75}}
     write(res / "unseen.json", unseen)
-    records = report.load_records(str(res))
+    records = collect.load_records(str(res))
     assert len(records["protocols"]) == 6 and len(records["mmhh"]) == 4  # rate-0 runs are the standard ones
     assert {r["method"] for r in records["protocols"]} == {"MMHH", "MMHH + memory", "Hamming"}
-    text = report.protocols_section(records["mmhh"] + records["protocols"])
+    text = robustness.protocols_section(records["mmhh"] + records["protocols"])
     lines = text.splitlines()
     for row in ("| MAP@H<=2, MMHH loss | 0.5500 ± 0.0500 (2) | 0.4000 ± 0.0500 (2) |",
                 "| MAP@H<=2, MMHH loss, relative to rate 0 | 1.000 | 0.727 |",
@@ -548,14 +560,14 @@ def test_noise_and_unseen_tables_and_the_noise_claim_by_hand(tmp_path, monkeypat
                 "| MAP@H<=2, HashNet loss | 0.3300 (1) |"):
         assert row in lines, row
     assert any(line.startswith("**Unseen classes, CIFAR-10**, 32 bits") for line in lines)
-    (claim,) = report.noise_claims(records["mmhh"] + records["protocols"])
+    (claim,) = robustness.noise_claims(records["mmhh"] + records["protocols"])
     assert claim == ("Label noise (CIFAR-10, 32 bits): the share of its MAP@H<=2 at rate 0 that each loss keeps at "
                      "rate 0.4 is MMHH loss 0.73, HashNet loss 0.47 under the default test, so the MMHH loss degrades "
                      "less than HashNet's, as the paper claims. Its MAP@H<=2 minus HashNet's (default test): +0.0500 "
                      "at rate 0.4, ahead in 2 of 2 seeds; higher at every noisy rate, as the paper claims.")
-    assert "0.3300" not in report.mmhh_section(records["mmhh"])
+    assert "0.3300" not in tables.mmhh_section(records["mmhh"])
     made = figures_made(monkeypatch)
-    assert report.draw_noise(str(tmp_path / "noise.png"), "cifar10", records["mmhh"] + records["protocols"])
+    assert figures.draw_noise(str(tmp_path / "noise.png"), "cifar10", records["mmhh"] + records["protocols"])
     curves = {c.get_label(): list(c.lines[0].get_ydata()) for c in made[0].axes[0].containers}
     assert curves["MMHH loss"] == pytest.approx([0.55, 0.40]) and curves["HashNet loss"] == pytest.approx([0.75, 0.35])
 
@@ -578,8 +590,8 @@ def test_the_two_noise_claims_are_judged_apart(tmp_path, values, second):
     for (method, rate), v in values.items():
         write(res / f"{method}_{rate}.json", {**mmhh(method, 32, v, v, 60.0), "preset": "cpu-pretrained",
                                               "protocol": {"protocol": "deephash", "label_noise": rate}})
-    records = report.load_records(str(res))
-    (claim,) = report.noise_claims(records["mmhh"] + records["protocols"])
+    records = collect.load_records(str(res))
+    (claim,) = robustness.noise_claims(records["mmhh"] + records["protocols"])
     assert "MMHH loss 0.80, HashNet loss 0.67 under the default test, so the MMHH loss degrades less than HashNet's, " \
         "as the paper claims." in claim
     assert claim.endswith("Its MAP@H<=2 minus HashNet's (default test): " + second)
@@ -596,13 +608,13 @@ def test_the_unseen_sentence_pairs_seeds(tmp_path):
         write(res / f"{method}_{seed}.json", {**mmhh(method, 32, v, v, 60.0), "seed": seed, "preset": "cpu-pretrained",
                                               "protocol": {"protocol": protocol, "label_noise": 0.0 if protocol ==
                                                            "unseen" else 0.2}})
-    records = report.load_records(str(res))
-    assert report.unseen_claims(records["protocols"]) == [
+    records = collect.load_records(str(res))
+    assert robustness.unseen_claims(records["protocols"]) == [
         "Unseen classes (CIFAR-10, 32 bits): MAP@H<=2 minus HashNet's loss's: MMHH loss +0.0250, ahead in 1 of 2 seeds."]
 
 
 def test_balls_adds_the_statistics_from_the_saved_outputs(tmp_path):
-    """utils.balls: query outputs (0.5, 0.0), (-0.1, -2.0) and database outputs (0.2, 0.3),
+    """results/backfill/balls.py: query outputs (0.5, 0.0), (-0.1, -2.0) and database outputs (0.2, 0.3),
     (0.1, -0.4), (0.0, 0.0) are the codes (+1, +1), (-1, -1) and (+1, +1), (+1, -1), (+1, +1)
     (0 -> +1, as the test signs them); at radius 0 the balls hold 2 and 0 items: empty share
     0.5, median 1, a third of the database per ball. A file of another test (5 queries) is
@@ -615,7 +627,7 @@ def test_balls_adds_the_statistics_from_the_saved_outputs(tmp_path):
     good, bad = tmp_path / "good.json", tmp_path / "bad.json"
     write(good, {"metrics": {"queries": 2, "database": 3, "radius": 0, "map_within_radius": 0.5}})
     write(bad, {"metrics": {"queries": 5, "database": 3, "radius": 0}})
-    cli = [sys.executable, "-m", "utils.balls", "--test-output", str(out)]
+    cli = [sys.executable, os.path.join(REPO, "results", "backfill", "balls.py"), "--test-output", str(out)]
     done = subprocess.run(cli + [str(good), str(bad)], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
     assert "tested 5 queries and 3 database items" in done.stderr
@@ -644,8 +656,8 @@ def test_the_protocol_tables_show_what_the_balls_hold(tmp_path):
     for rate in (0.0, 0.4):
         write(res / f"m{rate}.json", {**mmhh("MMHH", 32, 0.5, 0.5, 60.0), "preset": "cpu-pretrained",
                                       "protocol": {"protocol": "deephash", "label_noise": rate}})
-    records = report.load_records(str(res))
-    lines = report.protocols_section(records["mmhh"] + records["protocols"]).splitlines()
+    records = collect.load_records(str(res))
+    lines = robustness.protocols_section(records["mmhh"] + records["protocols"]).splitlines()
     assert "| share of queries with an empty ball, HashNet loss | 0.000 (1) | 0.450 ± 0.050 (2) |" in lines
     assert "| items per ball, median, HashNet loss | 900 (1) | 3 ± 1 (2) |" in lines
     assert not [line for line in lines if "ball, MMHH loss" in line or "0.99" in line]
@@ -668,8 +680,8 @@ def test_the_noise_claim_under_each_test_convention(tmp_path):
         write(res / f"{method}_{rate}.json", r)
         write(res / f"opt_{method}_{rate}.json", {**r, "metrics": {**r["metrics"], "opt_test": True,
                                                                   "map_within_radius": opt}})
-    records = report.load_records(str(res))
-    (claim,) = report.noise_claims(records["mmhh"] + records["protocols"])
+    records = collect.load_records(str(res))
+    (claim,) = robustness.noise_claims(records["mmhh"] + records["protocols"])
     assert ("keeps at rate 0.4 is MMHH loss 0.80, HashNet loss 0.50 under the default test, so the MMHH loss "
             "degrades less than HashNet's, as the paper claims; under --opt-test, which leaves queries with an empty "
             "ball out, it is 0.80, 0.95, so it does not degrade less, against the claim.") in claim
@@ -698,10 +710,10 @@ def test_the_glance_and_the_unseen_sentence_say_how_crowded_the_balls_are(tmp_pa
                                 "balls": {**r["metrics"]["balls"], "ball_database_share": 0.99}}})
     write(res / "memory.json", {**mmhh("MMHH", 32, 0.5, 0.5, 60.0), "preset": "cpu-pretrained",
                                 "args": {"batch_type": "BatchInitMem"}})
-    records = report.load_records(str(res))
-    lines = report.glance_section(records).splitlines()
+    records = collect.load_records(str(res))
+    lines = glance.glance_section(records).splitlines()
     assert "Radius-2 ball, mean share of the database, 32 bits: MMHH loss 55%, HashNet loss 3%." in lines
-    (sentence,) = report.unseen_claims(records["protocols"])
+    (sentence,) = robustness.unseen_claims(records["protocols"])
     assert sentence == ("Unseen classes (CIFAR-10, 32 bits): MAP@H<=2 minus HashNet's loss's: MMHH loss +0.0000, "
                         "ahead in 0 of 1 seeds. Radius-2 ball, mean share of the database: MMHH loss 30%, "
                         "HashNet loss 10%.")

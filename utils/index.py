@@ -25,26 +25,30 @@ collected and ranked by (distance, item id), the order the project's metrics use
 breaks ties its own way). FAISS's range search keeps distances < radius, so radius r is
 asked as r + 1.
 """
-import argparse
 import datetime
 import json
 import math
 import os
 import sys
 
+import faiss
 import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
-from utils import options
+from utils import mah, mmhh, options
 from utils.atomic import atomic_write
 from utils.data.cifar10 import IMAGE_SUFFIXES
-from utils.data.datasets import IMAGENET_MEAN, IMAGENET_STD, get_dataset
-from utils.errors import UserError, run
+from utils.data.feeder import Feeder
 from utils.data.images import file_transform
-from utils.runs import choose_device, git_commit, load_checkpoint, load_state, make_folder, read_json
-from utils.weights import sha256
+from utils.data.labels import item_names
+from utils.data.listfiles import read_lines
+from utils.data.loader import load_data
+from utils.errors import UserError, run
+from utils.mah.encoder import MAHEncoder
+from utils.report.figures import draw_retrieval, image_reader
+from utils.runs import choose_device, git_commit, make_folder, read_json
 
 FORMAT = 1
 HASH_BITS = 16  # up to this many padded bits, one hash table over all of them
@@ -53,77 +57,10 @@ SUBSTRING_BITS = 16  # above, substrings of at most this many bits
 
 # ------------------------------------------------------------------------- models
 
-class Encoder:
-    """A trained model as an image -> code function: `bits`, `transform` (PIL -> tensor,
-    the model's own evaluation preprocessing), `codes(batch)` (B x K in {-1, +1}, eval mode)."""
-
-    def __init__(self, path, device):
-        self.path, self.device = os.path.abspath(path), device
-        self.sha256 = sha256(self.file)
-
-    def codes(self, x):
-        with torch.no_grad():
-            out = self.forward(x.to(self.device).contiguous(memory_format=torch.channels_last))
-        return torch.where(out >= 0, 1.0, -1.0).cpu()
-
-
 def load_encoder(path, device):
-    """The Encoder of a MAH run folder or a train_mmhh.py snapshot (with or without .pt)."""
-    if os.path.isdir(path):
-        return MAHEncoder(path, device)
-    from utils.mmhh import snapshot_path
-
-    return MMHHEncoder(snapshot_path(path, "--model"), device)
-
-
-class MAHEncoder(Encoder):
-    """A MAH run folder: the target head of its checkpoint (the length trained last)."""
-
-    def __init__(self, folder, device):
-        from utils.models import MAHNet, build_backbone
-
-        self.file = os.path.join(folder, "checkpoint.pt")
-        super().__init__(folder, device)
-        args = read_json(os.path.join(folder, "run.json"), "run record", keys=("arch", "backbone", "dataset", "crop"))
-        advice = "give --model a MAH run folder or a train_mmhh.py snapshot"
-        self.ckpt = load_checkpoint(self.file, {"kind": f"MAH-{args['arch']}"}, advice)
-        lengths = self.ckpt["written_by"]["lengths"]
-        backbone, features = build_backbone(args["backbone"], False, None)
-        self.model = MAHNet(backbone, features, lengths, cascade=args["arch"] == "cascade")
-        load_state(self.model, self.ckpt["model"], self.file, advice)
-        self.model = self.model.to(device, memory_format=torch.channels_last).eval()
-        self.args, self.bits = args, lengths[0]
-        info = get_dataset(args["dataset"])
-        self.preprocessing = dict(resize=args["resize"], crop=args["crop"], square=False, mean=list(info.mean),
-                                  std=list(info.std))
-        self.kind = f"MAH-{args['arch']} ({args['backbone']}, {self.bits} bits of {args['dataset']})"
-
-    def forward(self, x):
-        return self.model(x)[0]  # the target head
-
-
-class MMHHEncoder(Encoder):
-    """A train_mmhh.py snapshot: the sign of its hash layer's output."""
-
-    def __init__(self, file, device):
-        from utils.mmhh import build_network
-
-        self.file = file
-        super().__init__(file, device)
-        advice = "give --model a MAH run folder or a train_mmhh.py snapshot"
-        ckpt = load_checkpoint(file, {"kind": "train_mmhh.py model"}, advice)
-        args = ckpt["args"]
-        self.model = build_network(args["image_network"], args["hash_bit"], pretrained=False)
-        load_state(self.model, ckpt["model"], file, advice)
-        self.model = self.model.to(device, memory_format=torch.channels_last).eval()
-        self.bits = args["hash_bit"]
-        # the released code normalised every data set with ImageNet's statistics (see utils.mmhh)
-        self.preprocessing = dict(resize=args["resize"], crop=args["crop"], square=True, mean=list(IMAGENET_MEAN),
-                                  std=list(IMAGENET_STD))
-        self.kind = f"MMHH {args['distance_type']} loss ({args['image_network']}, {self.bits} bits of {args['s_dataset']})"
-
-    def forward(self, x):
-        return self.model(x)
+    """The Encoder (utils.models) of a MAH run folder or a train_mmhh.py snapshot (with or
+    without .pt): each method says how its model makes codes."""
+    return (mah if os.path.isdir(path) else mmhh).load_encoder(path, device)
 
 
 def transform_of(preprocessing):
@@ -145,8 +82,6 @@ def image_files(source):
         return [os.path.relpath(p, source) for p in paths], paths, None
     if not os.path.isfile(source):
         raise UserError(f"--images {source} is neither a folder of images nor a list file; check the path")
-    from utils.data.listfiles import read_lines
-
     lines = read_lines(source)
     root = os.path.dirname(os.path.abspath(source))
     labelled = all(len(line.split()) > 1 for _, line in lines)
@@ -191,8 +126,6 @@ def encode_files(encoder, paths, batch_size, workers, progress=True):
 
 def encode_part(encoder, data, part, batch_size):
     """N x K codes of a data set part, through the data layer's own preprocessing."""
-    from utils.data.feeder import Feeder
-
     p = encoder.preprocessing
     feeder = Feeder(data, part, encoder.device, False, p["resize"], p["crop"], workers=0, square=p["square"],
                     mean=p["mean"], std=p["std"])
@@ -215,8 +148,6 @@ def structure(packed_bits):
     """The radius-search structure for codes of `packed_bits` (a multiple of 8), empty, and its
     description: IndexBinaryHash up to 16 bits, else IndexBinaryMultiHash with m substrings of
     packed_bits / m bits each, m the fewest for substrings of at most 16 bits."""
-    import faiss
-
     if packed_bits <= HASH_BITS:
         return faiss.IndexBinaryHash(packed_bits, packed_bits), {"type": "IndexBinaryHash", "b": packed_bits}
     m = next(m for m in range(math.ceil(packed_bits / SUBSTRING_BITS), packed_bits + 1) if packed_bits % m == 0)
@@ -274,8 +205,6 @@ class Index:
     FILES = ("manifest.json", "codes.npy", "items.json", "index.faiss")
 
     def __init__(self, folder):
-        import faiss
-
         missing = [f for f in self.FILES if not os.path.isfile(os.path.join(folder, f))]
         if missing:
             raise UserError(f"--index {folder} is not an index folder (no {', '.join(missing)}); build one with "
@@ -297,8 +226,6 @@ class Index:
             raise UserError(f"--index {folder} is corrupt: its files disagree on the number of items; build it again")
 
     def flat(self):
-        import faiss
-
         flat = faiss.IndexBinaryFlat(self.manifest["packed_bits"])
         flat.add(self.packed)
         return flat
@@ -306,8 +233,6 @@ class Index:
 
 def write_index(out, codes, names, labels, manifest):
     """The index folder `out` (made here; a folder that exists is refused) from N x K codes."""
-    import faiss
-
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise UserError(f"--out {out} exists and is not empty; give a new folder")
     make_folder(out, "--out")
@@ -340,21 +265,15 @@ def build(args):
     if args.from_run:
         if not isinstance(encoder, MAHEncoder):
             raise UserError("--from-run exports a MAH run's database codes V; --model is a train_mmhh.py snapshot")
-        from utils.data.loader import load_data
-        from utils.data.labels import item_names
-
         a = encoder.args
         data = load_data(a["dataset"], a.get("data_root"), a.get("image_root"), a.get("path_prefix"),
                          a.get("protocol", "dpsh"), a.get("seed", 0), split_file=os.path.join(args.model, "split.json"),
                          missing=a.get("missing_images", "error"))
-        codes, names = encoder.ckpt["V"][0].numpy(), item_names(data, "database", a.get("data_root"))
+        codes, names = encoder.database_codes.numpy(), item_names(data, "database", a.get("data_root"))
         manifest = write_index(args.out, codes, names, data.database.labels,
                                {**base, "codes": "the run's database codes V (target head)", "source": "database",
                                 "dataset": data.info.name, "data_root": a.get("data_root")})
     elif not os.path.exists(args.images) and ":" in args.images:  # DATASET:PART of the data layer
-        from utils.data.loader import load_data
-        from utils.data.labels import item_names
-
         dataset, part = args.images.split(":", 1)
         if part not in ("query", "database", "train"):
             raise UserError(f"--images {args.images}: the part must be query, database or train")
@@ -409,8 +328,6 @@ def search(args):
 def show(path, index, queries, found, args):
     """The report's retrieval picture: each query, then its first 10 results, framed green or
     red by whether they share a label with it (item queries of a labelled index), else grey."""
-    from utils import report
-
     m = index.manifest
     examples = []
     for query, (ids, dist) in zip(queries, found):
@@ -425,16 +342,16 @@ def show(path, index, queries, found, args):
     if m.get("dataset"):  # items named as the data layer names them (array rows, paths under the data root)
         if not (args.image_root or m.get("data_root")) and m["dataset"] != "digits":
             raise UserError(f"--show: the index's items are {m['dataset']} items; give --image-root, its data root")
-        items = report.image_reader(m["dataset"], args.image_root or m["data_root"])
+        items = image_reader(m["dataset"], args.image_root or m["data_root"])
     else:
-        items = report.image_reader("files", args.image_root or m["image_root"])
+        items = image_reader("files", args.image_root or m["image_root"])
 
     def read(name):  # query images come by their own path
-        return report.image_reader("files", "/")(name) if isinstance(name, str) and os.path.isabs(name) \
+        return image_reader("files", "/")(name) if isinstance(name, str) and os.path.isabs(name) \
             else items(name)
 
     record = {"title": m["model_kind"], "retrieval": examples}
-    report.draw_retrieval(path, record, read)
+    draw_retrieval(path, record, read)
     print(f"wrote {path}", file=sys.stderr)
 
 

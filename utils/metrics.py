@@ -1,6 +1,6 @@
 """Retrieval metrics for binary hash codes: exact, vectorised, memory-bounded.
 
-Conventions (spec: METRICS.md, README "Metrics"):
+Conventions (docs/metrics.md):
 - codes are +-1, shape Q x K (queries) and N x K (database); Hamming distance
   d = (K - q.v) / 2;
 - labels are (Q,) integer class ids or (Q, C) multi-hot 0/1 rows; a database item

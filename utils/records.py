@@ -26,7 +26,7 @@ METRICS = {
 
 
 def thread_counts():
-    """The thread counts a run computes with: its float sums follow them (README, "Reproducibility")."""
+    """The thread counts a run computes with: its float sums follow them (docs/runs.md)."""
     return {"torch": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads(),
             "numba": hamming_kernels.thread_count(), "numba_layer": hamming_kernels.numba.config.THREADING_LAYER}
 

@@ -39,7 +39,7 @@ def check_device(gpu, option="--gpu"):
     if "," in str(gpu):  # the original's DataParallel spelling
         n = len(str(gpu).split(","))
         raise UserError(f"{option} {gpu}: one process drives one GPU; for {n} GPUs run `torchrun --nproc_per_node "
-                        f"{n} {os.path.basename(sys.argv[0])} ...` (README \"Several GPUs\")")
+                        f"{n} {os.path.basename(sys.argv[0])} ...` (docs/distributed.md)")
     if str(gpu).lower() != "cpu" and not str(gpu).isdigit():
         raise UserError(f"{option} must be a CUDA device number or 'cpu', got {gpu!r}")
 

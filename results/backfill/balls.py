@@ -2,7 +2,7 @@
 written before the test recorded it, from the test outputs that the training run saved
 (test_code.npy and database_code.npy: the outputs before sign, whose signs are the codes).
 
-    python -m utils.balls --test-output runs/x/test_output/x_iter_02000 results/.../cifar10_MMHH_32bits.json
+    python results/backfill/balls.py --test-output runs/x/test_output/x_iter_02000 results/.../cifar10_MMHH_32bits.json
 
 Both test conventions of one snapshot test the same codes, so one folder serves the
 results file of the training run and that of its `test_mmhh.py --opt-test`. The outputs
@@ -11,12 +11,16 @@ are checked, and a file that already holds the statistics is left as it is.
 """
 import argparse
 import os
+import sys
 
 import numpy as np
+import torch
 
-from utils.errors import UserError, run
-from utils.retrieval import ball_statistics
-from utils.runs import read_json, write_json
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from utils.errors import UserError, run  # noqa: E402
+from utils.models import to_codes  # noqa: E402
+from utils.retrieval import ball_statistics  # noqa: E402
+from utils.runs import read_json, write_json  # noqa: E402
 
 
 def get_args_parser():
@@ -34,7 +38,7 @@ def codes(folder, name):
     except (OSError, ValueError) as e:
         raise UserError(f"{path} is missing or not a .npy file ({type(e).__name__}): give --test-output the "
                         "test_output folder of the run that wrote these results") from e
-    return np.where(outputs >= 0, 1.0, -1.0).astype(np.float32)  # the test's sign: 0 -> +1
+    return to_codes(torch.as_tensor(outputs)).numpy().astype(np.float32)  # the test's sign: 0 -> +1
 
 
 def main(args):

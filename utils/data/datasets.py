@@ -10,7 +10,7 @@ from utils.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# The MAH code normalised NUS-WIDE and FLICKR with these (spec MAH.md, "Transforms").
+# The MAH code normalised NUS-WIDE and FLICKR with these (docs/MAH.md).
 MAH_LIST_MEAN = (0.3893, 0.4203, 0.4361)
 MAH_LIST_STD = (0.2393, 0.2354, 0.2464)
 

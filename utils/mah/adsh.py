@@ -1,5 +1,5 @@
 """The asymmetric pieces MAH takes from ADSH: soft similarity, the loss, and the discrete
-cyclic coordinate descent (DCC) that learns the database codes V (spec MAH.md).
+cyclic coordinate descent (DCC) that learns the database codes V (docs/MAH.md).
 
 S (m sampled items x n database items) is never formed: the loss and DCC need only
 products S X with thin matrices X, computed from the labels in chunks, or, when every

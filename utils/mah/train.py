@@ -1,6 +1,6 @@
 """MAH (Luo et al., arXiv:1809.09329): main() of the six scripts.
 
-Each script sets its paper defaults (docs/MAH.md, "Per-script defaults") and calls main.
+Each script sets its paper defaults (the table in docs/MAH.md) and calls main.
 Per target code length c0: a shared backbone with three heads (c0 and two auxiliary
 lengths), the ADSH loss per head weighted and summed, and the database codes of every
 head learned by DCC once per outer iteration (utils.mah.engine). Retrieval: sign of head
@@ -24,7 +24,7 @@ from utils.runs import (RunFolder, check_device, choose_device, command_line, de
 
 
 def main(args):
-    """Train every --bits length; under torchrun (see README "Several GPUs") one of its processes."""
+    """Train every --bits length; under torchrun (see docs/distributed.md) one of its processes."""
     device = distributed.setup(args.gpu)
     try:
         return _main(args, device)

@@ -1,0 +1,86 @@
+"""The results files as the report sees them: every usable record under results/ (refused
+ones named on stderr), grouped by setting, by series of seeds and by protocol cell."""
+import glob
+import os
+import sys
+
+from utils.errors import UserError
+from utils.records import read_record
+
+
+def load_records(folder):
+    """{"mah": [...], "mmhh": [...], "protocols": [...]} of the usable records under `folder`, in
+    sorted path order; every other file is one `skipped` line on stderr. Runs under label noise
+    or unseen classes go to "protocols" (their own tables), the others to their paper's; an
+    MMHH run with the memory bank is method "MMHH + memory"."""
+    if not os.path.isdir(folder):
+        raise UserError(f"results folder {folder} does not exist: give --results DIR, the folder holding the "
+                        "results JSON files")
+    records = {"mah": [], "mmhh": [], "protocols": []}
+    for path in sorted(glob.glob(os.path.join(folder, "**", "*.json"), recursive=True)):
+        try:
+            kind, record = read_record(path)
+        except ValueError as e:
+            print(f"skipped {path}: {e}", file=sys.stderr)
+            continue
+        if kind == "mmhh" and record.get("args", {}).get("batch_type") == "BatchInitMem":
+            record = {**record, "method": "MMHH + memory"}
+        records["protocols" if setting(record) != ("standard", 0.0) else kind].append(record)
+    return records
+
+
+def setting(record):
+    """(protocol, label noise) of a run: ("standard", 0.0) for the papers' own setting."""
+    p = record.get("protocol") or {}
+    return ("unseen" if p.get("protocol") == "unseen" else "standard", float(p.get("label_noise", 0.0)))
+
+
+def groups_of(records):
+    """{(dataset, preset, backbone, device, seed): {(method, bits): record}}."""
+    groups = {}
+    for r in records:
+        # records come in sorted path order: of two runs for one table cell, the later file wins
+        key = (r["dataset"], r["preset"], r["backbone"], r["device"], r["seed"])
+        groups.setdefault(key, {})[r["method"], r["bits"]] = r
+    return groups
+
+
+def series_of(records):
+    """{(dataset, preset, backbone, device): {(method, bits): {seed: record}}}; of two runs
+    of one seed and cell, the later file wins, as in the tables."""
+    series = {}
+    for r in records:
+        key = (r["dataset"], r["preset"], r["backbone"], r["device"])
+        series.setdefault(key, {}).setdefault((r["method"], r["bits"]), {})[r["seed"]] = r
+    return series
+
+
+def regime(records):
+    """The training regime of a headline series in words, from its records' arguments."""
+    r = records[0]
+    a = r.get("args", {})
+    recipe = []
+    if r.get("paper") == "MMHH" and "num_iters" in a:
+        recipe.append(f"{a['num_iters']} iterations of {a['batch_size']} images")
+    elif "max_iter" in a:
+        recipe.append(f"{a['max_iter']} outer iterations x {a['epochs']} epoch{'s' * (a['epochs'] != 1)}")
+    if "optimizer" in a and "lr" in a:
+        recipe.append(f"{a['optimizer']} at lr {a['lr']:g}")
+    return (f"{'ImageNet ' if a.get('pretrained') else ''}{r['backbone']}"
+            f"{' at ' + str(a['crop']) + ' px' if 'crop' in a else ''}, preset `{r['preset']}`"
+            f"{' (' + ', '.join(recipe) + ')' if recipe else ''}, device `{r['device']}`")
+
+
+MMHH_QUANTITIES = [("MAP@H<=2", lambda r: not r["metrics"]["opt_test"], "map_within_radius"),
+                   ("MAP@H<=2, --opt-test", lambda r: r["metrics"]["opt_test"], "map_within_radius"),
+                   ("MAP@TopK", lambda r: not r["metrics"]["opt_test"], "map_topk")]
+
+
+def protocol_cells(records):
+    """{(dataset, preset, backbone, device, bits): {(method, protocol, noise): {(seed, opt_test): record}}}."""
+    cells = {}
+    for r in records:
+        key = (r["dataset"], r["preset"], r["backbone"], r["device"], r["bits"])
+        seed = (r["seed"], r.get("metrics", {}).get("opt_test", False))
+        cells.setdefault(key, {}).setdefault((r["method"], *setting(r)), {})[seed] = r
+    return cells
