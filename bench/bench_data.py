@@ -1,9 +1,9 @@
 """Is the input pipeline ever the bottleneck? Images/s of each data path against the
 forward+backward throughput of the models it feeds, for the same batch size.
 
-- fast path: utils.images.ArrayImages, 32x32 uint8 images in memory (on the device),
+- fast path: utils.data.images.ArrayImages, 32x32 uint8 images in memory (on the device),
   batches sliced, augmented, resized and normalised as tensor ops;
-- DataLoader path: utils.images.FileImages over image files (PIL decode, Resize(256),
+- DataLoader path: utils.data.images.FileImages over image files (PIL decode, Resize(256),
   CenterCrop(224)) with worker processes, as NUS-WIDE / FLICKR / COCO use;
 - models: ResNet-50 at 224 (paper preset) and ResNet-18 at 32 (a small backbone),
   forward + backward + SGD step, random weights.

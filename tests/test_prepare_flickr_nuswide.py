@@ -1,7 +1,7 @@
 """data/FLICKR/prepare.py and data/NUS-WIDE/prepare.py, run as a user runs them, on tiny
 fake copies of the official distributions (same file names and formats, few images).
 
-The list files are read back with utils.listfiles.read_mah_lists, the reader training
+The list files are read back with utils.data.listfiles.read_mah_lists, the reader training
 uses, and compared with the labels the fakes were generated from.
 """
 import io

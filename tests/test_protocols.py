@@ -1,4 +1,4 @@
-"""Noisy supervision and unseen classes (utils.protocols): the corruption and the class split
+"""Noisy supervision and unseen classes (utils.data.protocols): the corruption and the class split
 checked from outside, single- and multi-label, and both protocols end to end through a MAH
 script, train_mmhh.py and test_mmhh.py."""
 import json

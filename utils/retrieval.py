@@ -5,7 +5,7 @@ hold (a collapse into one ball, or empty balls).
 A run keeps, for the first few queries of its (seeded) query order, the ten database items
 its codes rank first and whether each is relevant. Items are named so that the report can
 find their images again without the run: CIFAR-10 rows of the archive in its canonical
-order (utils.cifar10), list-file images by their path under the data root.
+order (utils.data.cifar10), list-file images by their path under the data root.
 """
 import numpy as np
 

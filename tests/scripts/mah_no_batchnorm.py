@@ -8,11 +8,12 @@ clean-up) right after writing the checkpoint of outer iteration k, as a killed o
 import os
 import sys
 
-import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from utils import mah  # noqa: E402
+from utils.mah import engine  # noqa: E402
+from utils.mah import train as mah_train  # noqa: E402
 from utils.errors import run  # noqa: E402
 
 
@@ -22,7 +23,7 @@ def backbone(*_):
 
 
 def dying_save(die_after):
-    save = mah.save_checkpoint
+    save = engine.save_checkpoint
 
     def save_then_die(path, state):
         save(path, state)
@@ -33,9 +34,9 @@ def dying_save(die_after):
 
 
 if __name__ == "__main__":
-    mah.build_backbone = backbone
+    mah_train.build_backbone = backbone
     if "DIE_AFTER_ITERATION" in os.environ:
-        mah.save_checkpoint = dying_save(int(os.environ["DIE_AFTER_ITERATION"]))
+        engine.save_checkpoint = dying_save(int(os.environ["DIE_AFTER_ITERATION"]))
     parser = mah.get_args_parser()
     parser.set_defaults(script="mah_no_batchnorm", arch="cascade", dataset="digits", paper=dict(
         bits="4", aux_for={4: (8, 16)}, head_weights="4,2,1", gamma=200, max_iter=41, epochs=3,

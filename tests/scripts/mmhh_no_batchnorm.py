@@ -6,7 +6,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import torch  # noqa: E402
+
 from utils import mmhh  # noqa: E402
+from utils.mmhh import common, engine  # noqa: E402
+from utils.models import HashModel  # noqa: E402
 from utils.errors import run  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -14,12 +18,12 @@ from mah_no_batchnorm import backbone, dying_save  # noqa: E402
 
 
 def build_network(name, bits, pretrained, weights=None, seed=0):
-    mmhh.torch.manual_seed(seed)
-    return mmhh.HashModel(*backbone(), bits)
+    torch.manual_seed(seed)
+    return HashModel(*backbone(), bits)
 
 
 if __name__ == "__main__":
-    mmhh.build_network = build_network
+    common.build_network = build_network
     if "DIE_AFTER_ITERATION" in os.environ:
-        mmhh.save_checkpoint = dying_save(int(os.environ["DIE_AFTER_ITERATION"]))
+        engine.save_checkpoint = dying_save(int(os.environ["DIE_AFTER_ITERATION"]))
     run(mmhh.train_main, mmhh.get_train_parser().parse_args())

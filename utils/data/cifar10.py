@@ -10,7 +10,7 @@ Forms read (`--data-root` may point at the folder holding them or at them direct
 
 Canonical order: official train batches 1-5 then the test batch; for an image tree,
 train then test, classes alphabetically (the official label order), files sorted.
-The first 50,000 (`n_train`) are the official training images. Splits (utils.splits)
+The first 50,000 (`n_train`) are the official training images. Splits (utils.data.splits)
 depend only on each class's images in this order, so an image tree whose file names
 follow the official order within each class gives the same split as the official
 versions; a tree named any other way gives a split as good, but of other images.

@@ -27,7 +27,7 @@ class Dataset:
     query: int  # queries in the published protocol (per class when `per_class`)
     train: int = 0  # training images (0: the database is the training pool)
     per_class: bool = False
-    protocols: tuple = ()  # split protocols drawn by utils.splits (array datasets)
+    protocols: tuple = ()  # split protocols drawn by utils.data.splits (array datasets)
     class_names: tuple = field(default=(), repr=False)
     # MMHH --similar_weight config: the weight of similar pairs its released code set per
     # data set (COCO 1, NUS-WIDE 5); data sets it did not train on get 1

@@ -1,5 +1,5 @@
 """Batches of one part of a data set (query, database or train) as device tensors, for
-both kinds of data set: in-memory arrays and list files (utils.images)."""
+both kinds of data set: in-memory arrays and list files (utils.data.images)."""
 import torch
 
 from utils.data.images import ArrayImages, FileImages, SeededItems, file_transform

@@ -78,7 +78,7 @@ def file_transform(mean, std, resize=256, crop=224, train=False, square=False, s
 
 
 class FileImages(torch.utils.data.Dataset):
-    """Images of a utils.listfiles.ImageList: item i -> (3 x S x S float tensor, i)."""
+    """Images of a utils.data.listfiles.ImageList: item i -> (3 x S x S float tensor, i)."""
 
     def __init__(self, image_list, transform):
         self.list, self.transform = image_list, transform

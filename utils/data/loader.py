@@ -1,8 +1,8 @@
 """One entry point to every data set: `load_data(name, ...)` -> query / database / train parts.
 
 Array data sets (cifar10, digits) come back as one uint8 image array plus index
-arrays per part (served by utils.images.ArrayImages); list-file data sets as one
-utils.listfiles.ImageList per part (served by utils.images.FileImages).
+arrays per part (served by utils.data.images.ArrayImages); list-file data sets as one
+utils.data.listfiles.ImageList per part (served by utils.data.images.FileImages).
 """
 import os
 from dataclasses import dataclass
@@ -31,7 +31,7 @@ class Part:
 
 @dataclass
 class RetrievalData:
-    info: object  # the utils.datasets.Dataset entry
+    info: object  # the utils.data.datasets.Dataset entry
     query: Part
     database: Part
     train: Part
@@ -125,7 +125,7 @@ def _load_lists(info, data_root, image_root, path_prefix, seed, split_file, miss
 
 def _shuffled(read, seed, split_file, dataset):
     """The lists {"database", "test", "train"} as {"query", "database", "train"}, each in a
-    seeded random order (see utils.splits: list files are often grouped by class), saved as
+    seeded random order (see utils.data.splits: list files are often grouped by class), saved as
     positions into each list in `split_file` and reused from there; and the split drawn, with
     what it was made from, when no split_file was given (else None)."""
     lists = {"query": read["test"], "database": read["database"], "train": read["train"]}

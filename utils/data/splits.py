@@ -1,6 +1,6 @@
 """Seeded query / database / train splits of single-label image arrays, saved as index files.
 
-Protocols (sizes per class from utils.datasets, CIFAR-10 given here):
+Protocols (sizes per class from utils.data.datasets, CIFAR-10 given here):
 - "dpsh" (MAH/ADSH/DPSH): 100 queries per class, the rest (5,900 per class) is the
   database, and a 500-per-class train subset is drawn inside the database. MAH
   samples its training items from the whole database; train is for methods that
@@ -16,7 +16,7 @@ metrics with ties="index" break ties by database position, and a class-grouped
 database would let a query of class 0 find its relevant items first in every tie
 (the original ranked with an unstable sort over a database in effectively random
 order). The draw depends only on the labels of each class's images in canonical
-order (utils.cifar10), taken class by class, so every form of CIFAR-10 that lists
+order (utils.data.cifar10), taken class by class, so every form of CIFAR-10 that lists
 a class's images in the same order gives the same images in the same order.
 """
 import json

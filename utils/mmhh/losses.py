@@ -2,7 +2,7 @@
 (docs/MMHH.md), and the HashNet pairwise loss it is compared with.
 
 H1 (B x K) are batch outputs; H2 (N x K) is H1 itself or the memory bank, and S (B x N)
-their 0/1 similarity (utils.adsh.similarity: 1 when they share a label). Every loss is
+their 0/1 similarity (utils.data.labels.similarity: 1 when they share a label). Every loss is
 a mean over the B x N pair matrix, so the memory bank changes how many pairs there are,
 not the scale of the loss.
 """
