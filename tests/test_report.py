@@ -266,7 +266,7 @@ def test_bad_files_skipped_by_name(tree, capsys):
 @pytest.mark.parametrize("record, reason", [
     ([1, 2], "not a JSON object"),
     ({**mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0), "bits": "4"}, "'bits' is not an integer"),
-    ({**mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0), "method": "ADSH"}, "neither a MAH record"),
+    ({**mah("cifar10", "MAH-flat", 4, 0.5, 0.5, 1.0), "method": "DSH"}, "neither a MAH record"),
     ({**mmhh("MMHH", 16, 0.5, 0.5, 1.0), "metrics": {"map_topk": 0.5}}, "no key 'map_within_radius' in 'metrics'"),
     ({**mmhh("MMHH", 16, 0.5, 0.5, 1.0), "seed": True}, "'seed' is not an integer"),
 ])

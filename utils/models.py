@@ -150,12 +150,13 @@ class CascadeHeads(nn.Module):
 
 
 class MAHNet(nn.Module):
-    """Backbone + heads; forward returns one B x c_k tensor per code length, target first."""
+    """Backbone + heads; forward returns one B x c_k tensor per code length, target first.
+    One length is one head, y = tanh(W f + b), whatever `cascade` says: ADSH's network."""
 
     def __init__(self, backbone, features, lengths, cascade):
         super().__init__()
         self.backbone = backbone
-        self.heads = (CascadeHeads if cascade else FlatHeads)(features, lengths)
+        self.heads = (CascadeHeads if cascade and len(lengths) > 1 else FlatHeads)(features, lengths)
 
     def forward(self, x):
         return self.heads(self.backbone(x))

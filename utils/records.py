@@ -59,10 +59,10 @@ def check(record):
         raise ValueError(f"'command' is not {TYPE_NAMES[STRING]}")
     if record.get("paper") == "MMHH":
         kind = "mmhh"
-    elif record["method"].startswith("MAH-"):
+    elif record["method"].startswith("MAH-") or record["method"] == "ADSH":
         kind = "mah"
     else:
-        raise ValueError("neither a MAH record (method MAH-...) nor an MMHH record (paper MMHH)")
+        raise ValueError("neither a MAH record (method MAH-... or ADSH) nor an MMHH record (paper MMHH)")
     for key, types in METRICS[kind].items():
         if key not in record["metrics"]:
             raise ValueError(f"no key {key!r} in 'metrics'")

@@ -149,20 +149,28 @@ class JsonLog:
         except OSError as e:
             raise UserError(write_failure(self.path, e)) from None
 
+    def records(self):
+        """Every whole record of the log, in order (a line a killed write left half is skipped)."""
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            lines = [line for line in f]
+        out = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                out.append(record)
+        return out
+
     def keep(self, wanted):
         """Rewrite the log (atomically) with only the records for which wanted(record) holds, and
         without a line a killed write left half: a resumed run cuts it back to its checkpoint."""
         if not os.path.exists(self.path):
             return
-        kept = []
-        with open(self.path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and wanted(record):
-                    kept.append(line if line.endswith("\n") else line + "\n")
+        kept = [json.dumps(record, sort_keys=True) + "\n" for record in self.records() if wanted(record)]
         atomic_write(self.path, lambda f: f.write("".join(kept)), mode="w")
 
 

@@ -52,6 +52,11 @@ def get_args_parser():
                                       "target length)")
     p.add_argument("--head-weights", help="loss weights w0,w1,w2 of the target and auxiliary heads (default: the "
                                           "script's)")
+    p.add_argument("--adsh", action="store_true",
+                   help="train ADSH (Jiang and Li, AAAI 2018), the single-head baseline: the target length only, "
+                        "no auxiliary heads and no auxiliary loss, its loss weighted by the script's w0; backbone, "
+                        "preset, sampling, DCC, V start and seed as the script's MAH run, so runs of one seed pair "
+                        "(default: off, MAH)")
     p.add_argument("--gamma", type=nonnegative_float, help="quantization weight gamma >= 0 of the ADSH loss (default: "
                                                           "the script's)")
     p.add_argument("--max-iter", type=int, help="outer iterations (default: the script's, or the preset's)")
@@ -132,6 +137,11 @@ def resolve(args):
     for c in args.bits:
         if not 1 <= c <= 64:
             raise UserError(f"--bits {c}: code lengths must be 1 to 64")
+    if args.adsh:  # one head: options of the auxiliary heads have nothing to act on
+        for key in ("aux_bits", "head_weights"):
+            if key in options.given(args):
+                raise UserError(f"{flag(key)} sets the auxiliary heads, which --adsh (one head) has none of; drop "
+                                f"{flag(key)}, or drop --adsh to train MAH")
     args.head_weights = numbers(args.head_weights, "--head-weights (w0,w1,w2)", count=3, minimum=0)
     if not any(args.head_weights):
         raise UserError("--head-weights 0,0,0 leaves nothing to train; give at least one weight above 0")
@@ -151,6 +161,9 @@ def resolve(args):
 
 
 def aux_lengths(args, c0):
+    """The auxiliary code lengths (c1, c2) trained beside c0; none for ADSH."""
+    if getattr(args, "adsh", False):
+        return ()
     if args.aux_bits:
         aux = numbers(args.aux_bits, "--aux-bits (c1,c2)", int, count=2)
     else:  # the script's lengths belong to the paper's recipe; every other preset has the one rule
@@ -160,6 +173,11 @@ def aux_lengths(args, c0):
         raise UserError(f"--aux-bits {aux[0]},{aux[1]}: auxiliary codes must be at least as long as the target "
                         f"({c0} bits) and at most 1024 bits")
     return tuple(aux)
+
+
+def method_name(args):
+    """The method a run trains, as results files and tables name it."""
+    return "ADSH" if getattr(args, "adsh", False) else f"MAH-{args.arch}"
 
 
 def arguments(args):
@@ -196,7 +214,7 @@ def resumed(args):
         print(f"notice: resuming with {flag(key)} {getattr(args, key)} instead of the run's {saved.get(key)}",
               file=sys.stderr)
     # defaults for runs from before these options; what run.json records beside the arguments goes
-    run_args = argparse.Namespace(**{"v_init": "zeros", "v_hold": 0, "momentum": 0.0, "command": None,
+    run_args = argparse.Namespace(**{"adsh": False, "v_init": "zeros", "v_hold": 0, "momentum": 0.0, "command": None,
                                      "missing_images": "error", "seen_fraction": 0.75, "label_noise": 0.0,
                                      **{k: v for k, v in saved.items() if k not in ("kind", "threads")}})
     for key in ("gpu", "workers", *moved):

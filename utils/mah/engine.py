@@ -220,7 +220,7 @@ def train_length(args, data, c0, device, out_dir, backbone, pool="database", tra
             continue
         record["seconds"] = round(seconds, 2)
         log.write(**record)
-        bar.set_postfix(loss=f"{float(np.dot(args.head_weights, record['loss'])):.4f}")
+        bar.set_postfix(loss=f"{float(np.dot(args.head_weights[:len(lengths)], record['loss'])):.4f}")
         save_checkpoint(ckpt_path, {"bits": c0, "iteration": it, "seconds": seconds, "model": model.state_dict(),
                                     "optimizer": opt.state_dict(), "V": [v.cpu() for v in V],
                                     "args": arguments(args), "written_by": writer(args, lengths)})

@@ -14,11 +14,11 @@ from utils import distributed
 from utils.data import protocols
 from utils.data.loader import load_data
 from utils.errors import PROGRESS, UserError
-from utils.mah.args import arguments, resolve, resumed
+from utils.mah.args import arguments, method_name, resolve, resumed
 from utils.mah.engine import train_length
 from utils.models import build_backbone
 from utils.records import results_record, thread_counts
-from utils.runs import (RunFolder, check_device, choose_device, command_line, default_output_dir, device_name,
+from utils.runs import (JsonLog, RunFolder, check_device, choose_device, command_line, default_output_dir, device_name,
                         git_commit, read_json, write_json)
 
 
@@ -89,9 +89,16 @@ def check_sizes(data, args, pool):
                         f"{distributed.world_size()} processes: run with at most as many processes as queries")
 
 
+def learning_curve(log, c0):
+    """The target head's metrics at every evaluation of length c0, from the run's log: a list of
+    {"iteration" (outer iterations done), "map_tie_aware", "map_at_5000"}."""
+    return [{"iteration": r["iteration"] + 1, **{k: r["metrics"][k] for k in ("map_tie_aware", "map_at_5000")}}
+            for r in JsonLog(log).records() if r.get("bits") == c0 and "metrics" in r]
+
+
 def train_lengths(args, data, device, backbone, pool, train_labels, protocol):
     main_process = distributed.is_main()
-    method = f"MAH-{args.arch}"
+    method = method_name(args)
     if main_process:
         print(f"{method} on {data.info.name} ({len(data.query.labels)} queries, {len(data.database.labels)} database), "
               f"preset {args.preset}, backbone {args.backbone}, device {device_name(device)}, commit {git_commit()}"
@@ -113,7 +120,8 @@ def train_lengths(args, data, device, backbone, pool, train_labels, protocol):
         record = results_record(data.info.name, method, c0, args.preset, args.backbone, args.seed, result, seconds,
                                 device, arguments(args), protocol, command=args.command,
                                 aux_bits=list(lengths[1:]), database_order="seeded random", weights=weights,
-                                retrieval=shown, world_size=distributed.world_size())
+                                retrieval=shown, world_size=distributed.world_size(),
+                                curve=learning_curve(os.path.join(args.output_dir, "log.jsonl"), c0))
         if args.resume:
             record["resumed_by"] = command_line()
         write_json(path, record)

@@ -14,7 +14,8 @@ from utils.data.cifar10 import load_cifar10
 from utils.errors import UserError
 from utils.report.collect import protocol_cells
 from utils.report.glance import headline
-from utils.report.published import COLOURS, FIGURES, LOSS_NAMES, MAH_METHODS, MMHH_METHODS, PUBLISHED_MAP5000
+from utils.report.published import (COLOURS, FIGURES, LOSS_NAMES, MAH_METHODS, MAH_VARIANTS, MMHH_METHODS,
+                                    PUBLISHED_MAP5000)
 from utils.report.robustness import noise_curves
 from utils.report.tables import name
 
@@ -100,7 +101,7 @@ def draw_pr(path, dataset, series):
         return False
     fig = Figure(figsize=(10, 4.5), dpi=100)
     FigureCanvasAgg(fig)
-    for ax, m in zip(fig.subplots(1, 2), MAH_METHODS):
+    for ax, m in zip(fig.subplots(1, 2), MAH_VARIANTS):
         lengths = sorted(b for method, b in curves if method == m)
         for b in lengths:
             precision = np.mean([c["precision"] for c in curves[m, b]], axis=0)

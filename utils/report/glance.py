@@ -4,7 +4,7 @@ import numpy as np
 
 from utils.report.collect import MMHH_QUANTITIES, regime, series_of
 from utils.report.published import (FIGURES, HEADLINE_METRIC, HEADLINE_PRESET, LOSS_NAMES, MAH_BITS, MAH_METHODS,
-                                    MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000)
+                                    MAH_VARIANTS, MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000)
 from utils.report.robustness import BALL_SHARE, balls_of, noise_claims, percentages, unseen_claims
 from utils.report.tables import NO_RESULTS, name, spread, table
 
@@ -18,7 +18,8 @@ def headline(series, dataset):
 
 
 def mah_glance(dataset, cells):
-    """The headline MAH table of one data set: published, ours over seeds, cascade - flat."""
+    """The headline MAH table of one data set: published, ours over seeds (ADSH, flat, cascade),
+    cascade - flat."""
     metric, quantity = HEADLINE_METRIC.get(dataset, ("map_tie_aware", "tie-aware MAP"))
     published = PUBLISHED_MAP if metric == "map_tie_aware" else PUBLISHED_MAP5000
     bits = sorted(set(MAH_BITS) | {b for _, b in cells})
@@ -26,13 +27,14 @@ def mah_glance(dataset, cells):
     rows = []
     for m in MAH_METHODS:
         pub = published.get((dataset, m), {})
-        rows.append([f"{m}, published", *(f"{pub[b]:.4f}" if b in pub else "n/a" for b in bits)])
+        if pub:  # no row of "n/a" where the paper gives the method no value
+            rows.append([f"{m}, published", *(f"{pub[b]:.4f}" if b in pub else "n/a" for b in bits)])
         rows.append([f"{m}, ours", *(spread(list(values[m, b].values())) if (m, b) in values else "no run"
                                      for b in bits)])
     differences, agreement = [], {}  # agreement: bits -> (seeds of the published sign, paired seeds)
     for b in bits:
         flat, cascade = values.get(("MAH-flat", b), {}), values.get(("MAH-cascade", b), {})
-        pub = [published.get((dataset, m), {}).get(b) for m in MAH_METHODS]
+        pub = [published.get((dataset, m), {}).get(b) for m in MAH_VARIANTS]
         seeds = sorted(set(flat) & set(cascade))
         if not seeds:
             differences.append("no pair")
@@ -44,7 +46,7 @@ def mah_glance(dataset, cells):
             cell += f", {'level' if level(pub[1] - pub[0], metric) else 'sign'} as published in {agree} of {len(seeds)}"
             agreement[b] = (agree, len(seeds), level(pub[1] - pub[0], metric))
         differences.append(cell)
-    pub = [published.get((dataset, m), {}) for m in MAH_METHODS]
+    pub = [published.get((dataset, m), {}) for m in MAH_VARIANTS]
     rows.append(["cascade - flat, published", *(f"{pub[1][b] - pub[0][b]:+.4f}" if b in pub[0] and b in pub[1]
                                                  else "n/a" for b in bits)])
     rows.append(["cascade - flat, ours (mean over paired seeds)", *differences])

@@ -3,7 +3,7 @@ quantities and the commands behind them, and the tables over seeds."""
 import numpy as np
 
 from utils.report.collect import groups_of
-from utils.report.published import (MAH_BITS, MAH_METHODS, MMHH_METHODS, NAMES, OPT_TEST, PUBLISHED_MAP,
+from utils.report.published import (MAH_BITS, MAH_METHODS, MAH_VARIANTS, MMHH_METHODS, NAMES, OPT_TEST, PUBLISHED_MAP,
                                     PUBLISHED_MAP5000)
 
 
@@ -68,7 +68,7 @@ def grouped(record):
 def mah_table(group, runs):
     dataset = group[0]
     bits = sorted(set(MAH_BITS) | {b for _, b in runs})
-    methods = ordered(runs, MAH_METHODS)
+    methods = ordered(runs, MAH_VARIANTS)  # ADSH where it ran
     rows = []
     for m in methods:
         got = [runs.get((m, b)) for b in bits]
