@@ -7,6 +7,7 @@ even for one process (`--nproc_per_node 1`), which runs the collectives, NCCL's 
 a machine with one GPU. Backend: NCCL when the processes use GPUs, gloo on CPUs. Rank 0 is
 the one that writes files.
 """
+import contextlib
 import datetime
 import os
 
@@ -52,6 +53,16 @@ def setup(gpu):
 def cleanup():
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group(gpu):
+    """setup(gpu) for the body of a main (its device, None without torchrun), then cleanup()."""
+    device = setup(gpu)
+    try:
+        yield device
+    finally:
+        cleanup()
 
 
 def describe():

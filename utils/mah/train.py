@@ -25,11 +25,8 @@ from utils.runs import (JsonLog, RunFolder, check_device, choose_device, command
 
 def main(args):
     """Train every --bits length; under torchrun (see docs/distributed.md) one of its processes."""
-    device = distributed.setup(args.gpu)
-    try:
+    with distributed.process_group(args.gpu) as device:
         return _main(args, device)
-    finally:
-        distributed.cleanup()
 
 
 def _main(args, device):

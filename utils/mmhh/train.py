@@ -22,16 +22,15 @@ from utils.runs import (RunFolder, check_device, choose_device, device_name, git
 
 
 def train_main(args):
-    device = distributed.setup(args.gpu_id)  # under torchrun (docs/distributed.md); None in one process
-    try:
+    """train_mmhh.py with the arguments of its parser (or of the run it resumes); under torchrun
+    (docs/distributed.md) one of its processes."""
+    PROGRESS.reset()
+    args = resumed(args) if args.resume else resolve(args)
+    with distributed.process_group(args.gpu_id) as device:
         return _train_main(args, device)
-    finally:
-        distributed.cleanup()
 
 
 def _train_main(args, device):
-    PROGRESS.reset()
-    args = resumed(args) if args.resume else resolve(args)
     check_device(args.gpu_id, "--gpu_id")
     main_process = distributed.is_main()  # only rank 0 writes, and tests at the end
     run_dir, snapshot, outputs = output_paths(args)

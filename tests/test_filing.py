@@ -1,0 +1,121 @@
+"""Filing finished runs into results/ (python -m utils.report.filing): where each record goes,
+and the runs it refuses, in one line and before anything is written."""
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from argparse import Namespace
+
+import pytest
+
+from utils.errors import UserError
+from utils.report import filing
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+
+def record(method="ADSH", bits=4, seed=0, commit=HEAD, **extra):
+    return {"dataset": "cifar10", "method": method, "bits": bits, "preset": "cpu-pretrained",
+            "backbone": "mobilenet_v2", "seed": seed, "device": "cpu", "seconds": 260.0,
+            "metrics": {"map": 0.5, "map_tie_aware": 0.5, "map_at_5000": 0.5, "precision_at_5000": 0.5},
+            "command": f"python cascade_CIFAR-10.py --bits {bits} --adsh", "git_commit": commit,
+            "threads": {"torch": 2}, **extra}
+
+
+def run_folder(root, name, bits=(4,), records=None):
+    """A MAH run folder whose run.json asks for `bits` and whose results hold `records`."""
+    folder = root / name
+    (folder / "results").mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"kind": "MAH", "bits": list(bits)}))
+    for r in records if records is not None else [record(bits=b) for b in bits]:
+        (folder / "results" / f"cifar10_{r['method']}_{r['bits']}bits.json").write_text(json.dumps(r))
+    return folder
+
+
+def file(tmp_path, *runs, replace=False):
+    return filing.main(Namespace(runs=[str(r) for r in runs], results=str(tmp_path / "results"), replace=replace))
+
+
+def files_under(folder):
+    return sorted(os.path.relpath(os.path.join(top, f), folder) for top, _, fs in os.walk(folder) for f in fs)
+
+
+def test_a_finished_run_is_filed_by_cell_and_seed_unchanged(tmp_path):
+    """Catches a record filed under another seed's folder, or altered on the way."""
+    run = run_folder(tmp_path, "adsh", bits=(4, 8), records=[record(bits=4, seed=3), record(bits=8, seed=3)])
+    file(tmp_path, run)
+    assert files_under(tmp_path / "results") == ["cifar10-cpu-pretrained/seed3/cifar10_ADSH_4bits.json",
+                                                 "cifar10-cpu-pretrained/seed3/cifar10_ADSH_8bits.json"]
+    filed = json.load(open(tmp_path / "results/cifar10-cpu-pretrained/seed3/cifar10_ADSH_4bits.json"))
+    assert filed == record(bits=4, seed=3)
+
+
+def test_mmhh_records_go_under_their_setting_loss_and_convention(tmp_path):
+    mmhh = {**record(method="MMHH", bits=32), "paper": "MMHH", "protocol": {"protocol": "deephash", "label_noise": 0.2},
+            "args": {"batch_type": "BatchInitMem"},
+            "metrics": {"map_within_radius": 0.5, "radius": 2, "map_topk": 0.5, "topk": 5000, "opt_test": True}}
+    folder = tmp_path / "test_run"
+    (folder / "results").mkdir(parents=True)
+    (folder / "results" / "cifar10_MMHH_32bits.json").write_text(json.dumps(mmhh))
+    file(tmp_path, folder)
+    assert files_under(tmp_path / "results") == [
+        "cifar10-mmhh-cpu-pretrained/noise0.2/seed0/MMHH-memory/opt-test/cifar10_MMHH_32bits.json"]
+
+
+def test_an_unfinished_or_running_run_is_refused(tmp_path):
+    """A run whose --bits lengths have not all finished, one with no results, and one whose
+    process still holds its lock. Catches a partial run filed as if it were whole."""
+    partial = run_folder(tmp_path, "partial", bits=(4, 8), records=[record(bits=4)])
+    with pytest.raises(UserError, match="no results for 8 bits yet"):
+        file(tmp_path, partial)
+    empty = run_folder(tmp_path, "empty", bits=(4,), records=[])
+    with pytest.raises(UserError, match="has not finished"):
+        file(tmp_path, empty)
+    going = run_folder(tmp_path, "going")
+    with open(going / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match="still running"):
+            file(tmp_path, going)
+    assert not os.path.exists(tmp_path / "results")
+
+
+@pytest.mark.parametrize("commit, reason", [("0" * 40, "not in this repository's history"),
+                                            (HEAD + "-dirty", "uncommitted changes")])
+def test_a_commit_outside_the_history_is_refused(tmp_path, commit, reason):
+    """Catches a number filed whose code cannot be checked out."""
+    run = run_folder(tmp_path, "foreign", records=[record(commit=commit)])
+    with pytest.raises(UserError, match=reason):
+        file(tmp_path, run)
+
+
+def test_a_filed_cell_is_refused_unless_replaced_and_the_replacement_is_reported(tmp_path, capsys):
+    """Filing a second run of one cell and seed: refused; with --replace the old record goes and
+    the output names it. Catches two records of one cell (the report would keep whichever sorts
+    last) and a silent replacement."""
+    file(tmp_path, run_folder(tmp_path, "first"))
+    again = run_folder(tmp_path, "second", records=[{**record(), "seconds": 999.0}])
+    with pytest.raises(UserError, match="already filed as .*seed0/cifar10_ADSH_4bits.json"):
+        file(tmp_path, again)
+    capsys.readouterr()
+    file(tmp_path, again, replace=True)
+    assert "replaced" in capsys.readouterr().out
+    assert json.load(open(tmp_path / "results/cifar10-cpu-pretrained/seed0/cifar10_ADSH_4bits.json"))["seconds"] == 999
+
+
+def test_one_bad_run_files_nothing(tmp_path):
+    """Every run is checked before anything is written. Catches the good run of a batch filed
+    before the bad one stops the call."""
+    good, bad = run_folder(tmp_path, "good"), run_folder(tmp_path, "bad", records=[record(bits=8, commit="0" * 40)],
+                                                          bits=(8,))
+    with pytest.raises(UserError):
+        file(tmp_path, good, bad)
+    assert not os.path.exists(tmp_path / "results")
+
+
+def test_the_command_fails_in_one_line(tmp_path):
+    partial = run_folder(tmp_path, "partial", bits=(4, 8), records=[record(bits=4)])
+    done = subprocess.run([sys.executable, "-m", "utils.report.filing", str(partial), "--results",
+                           str(tmp_path / "results")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr

@@ -1,0 +1,165 @@
+"""File finished runs' results into results/, where `python -m utils.report` reads them.
+
+    python -m utils.report.filing runs/claims/adsh_4_s0 [RUN ...] [--replace]
+
+A run folder's results/*.json go to one place per cell and seed:
+results/<dataset>-<preset>/[<setting>/]seed<S>/<file> for the MAH scripts and
+results/<dataset>-mmhh-<preset>/<setting>/seed<S>/<loss>/[opt-test/]<file> for MMHH
+(<setting>: standard, noise<P> or unseen), unchanged: each record already carries its
+command, commit and thread counts. Every run named is checked before anything is
+written, and any of these refuses the whole call in one line: a run still going (its
+lock held) or not finished (a --bits length without results), a record the report could
+not read, a commit that is not in this repository's history (or a run from uncommitted
+changes), and a cell and seed that is already filed. --replace replaces the filed
+record of the same cell and seed instead, and says which.
+"""
+import argparse
+import fcntl
+import glob
+import os
+import subprocess
+
+from utils.errors import UserError, run
+from utils.records import read_record
+from utils.runs import LOCK, REPO, read_json, write_json
+
+NEEDED = ("command", "git_commit", "threads")  # what makes a filed number re-derivable
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="finished run folders (a MAH script's --output-dir, a train_mmhh.py run "
+                                           "folder under --log_dir, or a test_mmhh.py --log_dir/<annotation>)")
+    p.add_argument("--results", default=os.path.join(REPO, "results"),
+                   help="the results folder (default: results/ in the repository)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace a filed record of the same cell and seed, and say so (default: off: refused)")
+    return p
+
+
+def setting(record):
+    """standard, noise<P> or unseen: the protocol a record ran under."""
+    p = record.get("protocol") or {}
+    if p.get("protocol") == "unseen":
+        return "unseen"
+    rate = float(p.get("label_noise", 0.0))
+    return f"noise{rate:g}" if rate else "standard"
+
+
+def variant(record):
+    """The MMHH loss as its results folders name it (the memory bank adds -memory)."""
+    memory = record.get("args", {}).get("batch_type") == "BatchInitMem"
+    return record["method"] + ("-memory" if memory else "")
+
+
+def cell(kind, record):
+    """What one filed record stands for: a table cell and a seed."""
+    key = (kind, record["dataset"], record["method"], record["bits"], record["preset"], record["backbone"],
+           record["device"], record["seed"], setting(record))
+    return key + ((variant(record), bool(record["metrics"]["opt_test"])) if kind == "mmhh" else ())
+
+
+def destination(results, kind, record):
+    name = os.path.basename(record["_path"])
+    if kind == "mah":
+        where = [f"{record['dataset']}-{record['preset']}"] + ([setting(record)] if setting(record) != "standard"
+                                                               else [])
+        return os.path.join(results, *where, f"seed{record['seed']}", name)
+    where = [f"{record['dataset']}-mmhh-{record['preset']}", setting(record), f"seed{record['seed']}", variant(record)]
+    return os.path.join(results, *where, *(["opt-test"] if record["metrics"]["opt_test"] else []), name)
+
+
+def running(folder):
+    """Whether a run's process still holds the folder's lock."""
+    path = os.path.join(folder, LOCK)
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+def in_history(commit):
+    done = subprocess.run(["git", "merge-base", "--is-ancestor", commit, "HEAD"], cwd=REPO, capture_output=True)
+    return done.returncode == 0
+
+
+def finished_records(folder):
+    """(kind, record) of every results file of a finished run folder; UserError otherwise."""
+    if not os.path.isdir(folder):
+        raise UserError(f"{folder} is not a folder: give the run folder of a finished run")
+    if running(folder):
+        raise UserError(f"{folder} is still running (its lock is held): file it once it has finished")
+    paths = sorted(glob.glob(os.path.join(folder, "results", "*.json")))
+    if not paths:
+        raise UserError(f"{folder} has no results/*.json: the run has not finished; continue it with its --resume "
+                        "command, then file it")
+    found = []
+    for path in paths:
+        try:
+            kind, record = read_record(path)
+        except ValueError as e:
+            raise UserError(f"{path} is no usable results record ({e}); file the results of a run of this "
+                            "project") from None
+        missing = [key for key in NEEDED if not record.get(key)]
+        if missing:
+            raise UserError(f"{path} does not record its {', '.join(missing)}: a number that cannot be re-derived "
+                            "is not filed")
+        found.append((kind, {**record, "_path": path}))
+    run_record = os.path.join(folder, "run.json")
+    if os.path.exists(run_record) and read_json(run_record, "run record").get("kind") == "MAH":
+        wanted = read_json(run_record, "run record", keys=("bits",))["bits"]
+        missing = sorted(set(wanted) - {record["bits"] for _, record in found})
+        if missing:
+            raise UserError(f"{folder} has not finished: no results for {', '.join(map(str, missing))} bits yet; "
+                            f"continue it with --resume {folder}, then file it")
+    return found
+
+
+def check_commit(record):
+    commit, path = record["git_commit"], record["_path"]
+    if commit.endswith("-dirty"):
+        raise UserError(f"{path} ran from uncommitted changes ({commit}): its code is in no commit; run it again "
+                        "from a committed state")
+    if not in_history(commit):
+        raise UserError(f"{path} ran at commit {commit}, which is not in this repository's history; file runs "
+                        "of this repository's code")
+
+
+def main(args):
+    filed = {}
+    for path in sorted(glob.glob(os.path.join(args.results, "**", "*.json"), recursive=True)):
+        try:
+            kind, record = read_record(path)
+        except ValueError:
+            continue  # the report names what it cannot read; filing only needs the readable cells
+        filed[cell(kind, record)] = path
+    plan, seen = [], {}
+    for folder in args.runs:  # everything is checked before anything is written
+        for kind, record in finished_records(folder):
+            check_commit(record)
+            key = cell(kind, record)
+            if key in seen:
+                raise UserError(f"{record['_path']} and {seen[key]} are the same cell and seed: file one of them")
+            seen[key] = record["_path"]
+            old = filed.get(key)
+            if old and not args.replace:
+                raise UserError(f"{record['_path']}: its cell and seed are already filed as {old}; give --replace "
+                                "to replace that record")
+            plan.append((record, destination(args.results, kind, record), old))
+    for record, target, old in plan:
+        if old:
+            os.remove(old)
+            print(f"replaced {old}")
+        source = record.pop("_path")
+        write_json(target, record)
+        print(f"filed {source} -> {target}")
+    return [target for _, target, _ in plan]
+
+
+if __name__ == "__main__":
+    run(main, get_args_parser().parse_args())
