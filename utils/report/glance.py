@@ -2,9 +2,10 @@
 values, every cell over its seeds, and the sentences that say where the papers' claims hold."""
 import numpy as np
 
+from utils.report.claims import claims_glance
 from utils.report.collect import MMHH_QUANTITIES, regime, series_of
 from utils.report.published import (FIGURES, HEADLINE_METRIC, HEADLINE_PRESET, LOSS_NAMES, MAH_BITS, MAH_METHODS,
-                                    MAH_VARIANTS, MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000)
+                                    MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000)
 from utils.report.robustness import BALL_SHARE, balls_of, noise_claims, percentages, unseen_claims
 from utils.report.tables import NO_RESULTS, name, spread, table
 
@@ -18,8 +19,8 @@ def headline(series, dataset):
 
 
 def mah_glance(dataset, cells):
-    """The headline MAH table of one data set: published, ours over seeds (ADSH, flat, cascade),
-    cascade - flat."""
+    """The headline MAH table of one data set: published and ours over seeds, ADSH, flat and
+    cascade (their differences are judged in the claims table)."""
     metric, quantity = HEADLINE_METRIC.get(dataset, ("map_tie_aware", "tie-aware MAP"))
     published = PUBLISHED_MAP if metric == "map_tie_aware" else PUBLISHED_MAP5000
     bits = sorted(set(MAH_BITS) | {b for _, b in cells})
@@ -31,73 +32,11 @@ def mah_glance(dataset, cells):
             rows.append([f"{m}, published", *(f"{pub[b]:.4f}" if b in pub else "n/a" for b in bits)])
         rows.append([f"{m}, ours", *(spread(list(values[m, b].values())) if (m, b) in values else "no run"
                                      for b in bits)])
-    differences, agreement = [], {}  # agreement: bits -> (seeds of the published sign, paired seeds)
-    for b in bits:
-        flat, cascade = values.get(("MAH-flat", b), {}), values.get(("MAH-cascade", b), {})
-        pub = [published.get((dataset, m), {}).get(b) for m in MAH_VARIANTS]
-        seeds = sorted(set(flat) & set(cascade))
-        if not seeds:
-            differences.append("no pair")
-            continue
-        d = [cascade[k] - flat[k] for k in seeds]
-        cell = f"{np.mean(d):+.4f}"
-        if None not in pub:
-            agree = int(sum(holds(x, pub[1] - pub[0], metric) for x in d))
-            cell += f", {'level' if level(pub[1] - pub[0], metric) else 'sign'} as published in {agree} of {len(seeds)}"
-            agreement[b] = (agree, len(seeds), level(pub[1] - pub[0], metric))
-        differences.append(cell)
-    pub = [published.get((dataset, m), {}) for m in MAH_VARIANTS]
-    rows.append(["cascade - flat, published", *(f"{pub[1][b] - pub[0][b]:+.4f}" if b in pub[0] and b in pub[1]
-                                                 else "n/a" for b in bits)])
-    rows.append(["cascade - flat, ours (mean over paired seeds)", *differences])
     source = "the paper's table (ResNet-50 at 224 px)" if metric == "map_tie_aware" else \
         "read off the paper's figure (approximate)"
     about = (f"**MAH, {name(dataset)}**: {quantity} (published: {source}). Ours: "
              f"{regime([r for by_seed in cells.values() for r in by_seed.values()])}; mean ± half-range (seeds).")
-    return "\n".join([about, ""] + table(["", *(f"{b} bits" for b in bits)], rows) + ["", sign_summary(agreement)])
-
-
-# Values read off a figure are good to about this much: a published difference smaller than it
-# says "level", and so does one of ours
-FIGURE_RESOLUTION = 0.01
-
-
-def level(difference, metric):
-    return metric != "map_tie_aware" and abs(difference) < FIGURE_RESOLUTION
-
-
-def holds(ours, published, metric):
-    """Whether our cascade - flat difference says what the published one says: the same sign,
-    or, where the published values come from a figure and differ by less than it resolves,
-    a difference as small."""
-    return abs(ours) < FIGURE_RESOLUTION if level(published, metric) else np.sign(ours) == np.sign(published)
-
-
-def sign_summary(agreement):
-    """One sentence: at which lengths cascade - flat says what the paper says (its sign, or
-    level where the paper's figure shows them level) in every seed, in some, in none.
-    agreement: bits -> (seeds that agree, paired seeds, whether the paper shows them level)."""
-    def lengths(bits):
-        names = [str(b) for b in bits]
-        return (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]) + " bits"
-
-    sentences = []
-    for is_level, claim in ((False, "Cascade minus flat has the published sign"),
-                            (True, f"Cascade and flat are level (within {FIGURE_RESOLUTION:g}), as in the paper's "
-                                   "figure,")):
-        mine = {b: (k, n) for b, (k, n, lv) in agreement.items() if lv == is_level}
-        every = [b for b, (k, n) in mine.items() if k == n]
-        some = {}  # (agreeing, paired) -> the lengths with that count, one clause each
-        for b, (k, n) in mine.items():
-            if 0 < k < n:
-                some.setdefault((k, n), []).append(b)
-        none = [b for b, (k, n) in mine.items() if k == 0]
-        parts = ([f"in every seed at {lengths(every)}"] if every else []) + \
-            [f"in {k} of {n} seeds at {lengths(bits)}" for (k, n), bits in some.items()] + \
-            ([f"in no seed at {lengths(none)}"] if none else [])
-        if parts:
-            sentences.append(f"{claim} " + "; ".join(parts) + ".")
-    return " ".join(sentences) or "No length has runs of both architectures under one seed yet."
+    return "\n".join([about, ""] + table(["", *(f"{b} bits" for b in bits)], rows))
 
 
 def mmhh_values(cells, keep, metric):
@@ -139,7 +78,7 @@ def mmhh_glance(dataset, cells):
 def glance_section(records):
     """README's results at a glance: each data set's headline series (preset cpu-pretrained;
     the other presets are in docs/results.md only)."""
-    parts = []
+    parts = [claims_glance(records["mah"])] if records["mah"] else []
     mah_series = {k: v for k, v in series_of(records["mah"]).items() if k[1] == HEADLINE_PRESET}
     for dataset in FIGURES:
         key = headline(mah_series, dataset)

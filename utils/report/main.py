@@ -23,6 +23,7 @@ import sys
 
 from utils.atomic import atomic_write
 from utils.errors import UserError
+from utils.report.claims import claims_section
 from utils.report.collect import load_records, series_of
 from utils.report.figures import data_roots, draw, draw_noise, draw_pr, draw_retrieval, image_reader, shown_record
 from utils.report.glance import glance_section, headline
@@ -40,6 +41,9 @@ def get_args_parser():
                                                          "(default: README.md)")
     p.add_argument("--details", default=os.path.join("docs", "results.md"),
                    help="page whose full MAH and MMHH result sections are rewritten (default: docs/results.md)")
+    p.add_argument("--claims", default=os.path.join("docs", "claims.md"),
+                   help="page whose claims section is rewritten with every row of the claims table (default: "
+                        "docs/claims.md)")
     p.add_argument("--fig", default="fig", help="folder of the figures (default: fig)")
     p.add_argument("--data", action="append", default=[], metavar="DATASET=ROOT",
                    help="where a data set's images are (the --data-root its runs read), to draw "
@@ -77,8 +81,12 @@ def main(args):
     details = replace_section(details, "mmhh", mmhh_section(records["mmhh"]), args.details)
     details = replace_section(details, "protocols", protocols_section(records["mmhh"] + records["protocols"]),
                               args.details)
+    pages = [(args.readme, readme), (args.details, details)]
+    if args.claims:
+        pages.append((args.claims, replace_section(read_text(args.claims, "--claims"), "claims",
+                                                   claims_section(records["mah"]), args.claims)))
     written = []
-    for path, text in ((args.readme, readme), (args.details, details)):
+    for path, text in pages:
         atomic_write(path, lambda f: f.write(text.encode("utf-8")))
         print(f"wrote {path}")
         written.append(path)

@@ -1,0 +1,77 @@
+"""The claims rule of docs/claims.md (utils.report.claims) against values worked out by hand:
+the 95% Student-t interval of the paired differences and the verdict read from it. The t
+quantiles are written out here (t(0.975, 1) = 12.7062, t(0.975, 2) = 4.3027, t(0.975, 4) =
+2.7764), not taken from the code under test."""
+import math
+
+import pytest
+
+from utils.report import claims
+
+T1, T2, T4 = 12.706204736174698, 4.302652729911275, 2.7764451051977987
+
+
+def test_two_seeds_use_the_wide_quantile_of_one_degree_of_freedom():
+    """0.30 and 0.32: mean 0.31, sd 0.014142, half-width 12.7062 x 0.014142 / sqrt(2) = 0.12706.
+    Catches the normal quantile (1.96) or the population sd (ddof 0) in place of Student's t."""
+    mean, low, high, n = claims.interval([0.30, 0.32])
+    half = T1 * math.sqrt(0.0002) / math.sqrt(2)
+    assert n == 2 and mean == pytest.approx(0.31)
+    assert (low, high) == (pytest.approx(0.31 - half), pytest.approx(0.31 + half))
+    assert claims.verdict(low, high, "sign", side=1) == "holds"
+    assert claims.verdict(low, high, "sign", side=-1) == "fails"  # the paper on the other side of 0
+
+
+def test_an_interval_that_straddles_zero_is_inconclusive():
+    """0.1, 0.2, 0.3: mean 0.2, sd 0.1, half-width 4.3027 x 0.1 / sqrt(3) = 0.24841: [-0.0484, 0.4484].
+    Catches a verdict read from the mean's sign alone."""
+    mean, low, high, n = claims.interval([0.1, 0.2, 0.3])
+    assert (low, high) == (pytest.approx(0.2 - T2 * 0.1 / math.sqrt(3)), pytest.approx(0.2 + T2 * 0.1 / math.sqrt(3)))
+    assert low < 0 < high
+    assert claims.verdict(low, high, "sign", side=1) == "inconclusive"
+    assert claims.verdict(low, high, "sign", side=-1) == "inconclusive"
+
+
+def test_five_seeds():
+    """1, 2, 3, 4, 5 (x 0.01): mean 0.03, sd 0.015811, half-width 2.7764 x 0.015811 / sqrt(5)."""
+    mean, low, high, n = claims.interval([0.01, 0.02, 0.03, 0.04, 0.05])
+    half = T4 * math.sqrt(0.00025) / math.sqrt(5)
+    assert n == 5 and (low, high) == (pytest.approx(0.03 - half), pytest.approx(0.03 + half))
+
+
+def test_one_seed_has_no_interval_and_none_no_mean():
+    """Catches a verdict from a single seed."""
+    assert claims.interval([0.2]) == (0.2, None, None, 1)
+    assert claims.interval([]) == (None, None, None, 0)
+    assert claims.verdict(None, None, "sign") == "inconclusive"
+
+
+@pytest.mark.parametrize("low, high, expected", [
+    (-0.004, 0.006, "holds"),  # the whole interval within ±0.01
+    (0.012, 0.03, "fails"),  # wholly above +0.01
+    (-0.03, -0.011, "fails"),  # wholly below -0.01
+    (-0.005, 0.02, "inconclusive"),  # crosses +0.01
+])
+def test_a_level_claim_is_judged_against_its_tolerance(low, high, expected):
+    """Catches "level" judged as a sign, or the tolerance dropped."""
+    assert claims.verdict(low, high, "level", tolerance=0.01) == expected
+
+
+@pytest.mark.parametrize("low, high, expected", [(-0.008, 0.02, "holds"), (-0.05, -0.02, "fails"),
+                                                 (-0.02, 0.01, "inconclusive")])
+def test_not_below_allows_the_tolerance(low, high, expected):
+    assert claims.verdict(low, high, "not below", tolerance=0.01) == expected
+
+
+def test_rows_pair_by_seed_and_skip_unpaired_seeds():
+    """cascade - flat at 4 bits from seeds 0 and 1 only (seed 2 has no flat run): 0.2 and 0.1.
+    Catches differences of means over unpaired seeds."""
+    def record(method, seed, value):
+        return {"dataset": "cifar10", "method": method, "bits": 4, "preset": "cpu-pretrained",
+                "backbone": "mobilenet_v2", "device": "cpu", "seed": seed,
+                "metrics": {"map_tie_aware": value, "map_at_5000": value}}
+    records = [record("MAH-flat", 0, 0.5), record("MAH-cascade", 0, 0.7), record("MAH-flat", 1, 0.6),
+               record("MAH-cascade", 1, 0.7), record("MAH-cascade", 2, 0.1)]
+    b1 = next(r for r in claims.mah_rows(records) if r["id"] == "B1")
+    assert b1["n"] == 2 and b1["mean"] == pytest.approx(0.15)
+    assert claims.ranges(["A1", "A2", "A3", "D1", "E1", "E3"]) == "A1-A3, D1, E1, E3"
