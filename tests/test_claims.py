@@ -75,3 +75,12 @@ def test_rows_pair_by_seed_and_skip_unpaired_seeds():
     b1 = next(r for r in claims.mah_rows(records) if r["id"] == "B1")
     assert b1["n"] == 2 and b1["mean"] == pytest.approx(0.15)
     assert claims.ranges(["A1", "A2", "A3", "D1", "E1", "E3"]) == "A1-A3, D1, E1, E3"
+
+
+def test_a_cell_whose_seeds_ran_at_different_commits_is_marked():
+    """Catches the marker dropped, or a run from uncommitted changes on the same commit counted as
+    another commit."""
+    from utils.report import glance
+
+    assert not glance.mixed({0: {"git_commit": "abc"}, 1: {"git_commit": "abc-dirty"}})
+    assert glance.mixed({0: {"git_commit": "abc"}, 1: {"git_commit": "def"}})

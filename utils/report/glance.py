@@ -6,7 +6,7 @@ from utils.report.claims import claims_glance
 from utils.report.collect import MMHH_QUANTITIES, regime, series_of
 from utils.report.published import (FIGURES, HEADLINE_METRIC, HEADLINE_PRESET, LOSS_NAMES, MAH_BITS, MAH_METHODS,
                                     MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000)
-from utils.report.robustness import BALL_SHARE, balls_of, noise_claims, percentages, unseen_claims
+from utils.report.robustness import BALL_SHARE, balls_of, percentages
 from utils.report.tables import NO_RESULTS, name, spread, table
 
 
@@ -30,13 +30,23 @@ def mah_glance(dataset, cells):
         pub = published.get((dataset, m), {})
         if pub:  # no row of "n/a" where the paper gives the method no value
             rows.append([f"{m}, published", *(f"{pub[b]:.4f}" if b in pub else "n/a" for b in bits)])
-        rows.append([f"{m}, ours", *(spread(list(values[m, b].values())) if (m, b) in values else "no run"
-                                     for b in bits)])
+        rows.append([f"{m}, ours", *(spread(list(values[m, b].values())) + MIXED * mixed(cells[m, b])
+                                     if (m, b) in values else "no run" for b in bits)])
     source = "the paper's table (ResNet-50 at 224 px)" if metric == "map_tie_aware" else \
         "read off the paper's figure (approximate)"
     about = (f"**MAH, {name(dataset)}**: {quantity} (published: {source}). Ours: "
              f"{regime([r for by_seed in cells.values() for r in by_seed.values()])}; mean ± half-range (seeds).")
-    return "\n".join([about, ""] + table(["", *(f"{b} bits" for b in bits)], rows))
+    note = [f"{MIXED} its seeds ran at different commits (docs/results.md lists each run's command)."] \
+        if any(mixed(by_seed) for by_seed in cells.values()) else []
+    return "\n".join([about, ""] + table(["", *(f"{b} bits" for b in bits)], rows) + ([""] + note if note else []))
+
+
+MIXED = "†"
+
+
+def mixed(by_seed):
+    """Whether the seeds of one cell ran at more than one commit (uncommitted changes aside)."""
+    return len({str(r.get("git_commit")).removesuffix("-dirty") for r in by_seed.values()}) > 1
 
 
 def mmhh_values(cells, keep, metric):
@@ -93,7 +103,9 @@ def glance_section(records):
     for dataset in sorted({k[0] for k in mmhh_series}):
         key = headline(mmhh_series, dataset)
         parts.append(mmhh_glance(dataset, mmhh_series[key]))
-    parts += noise_claims(records["mmhh"] + records["protocols"]) + unseen_claims(records["protocols"])
+    if records["protocols"]:
+        parts.append("MMHH under label noise and on unseen classes: the claims and tables of "
+                     "[docs/results.md](docs/results.md#label-noise-and-unseen-classes).")
     if not parts:
         return NO_RESULTS["mah"]
     return "\n\n".join(["Written by `python -m utils.report` from the results files; edits here are "

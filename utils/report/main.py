@@ -41,9 +41,8 @@ def get_args_parser():
                                                          "(default: README.md)")
     p.add_argument("--details", default=os.path.join("docs", "results.md"),
                    help="page whose full MAH and MMHH result sections are rewritten (default: docs/results.md)")
-    p.add_argument("--claims", default=os.path.join("docs", "claims.md"),
-                   help="page whose claims section is rewritten with every row of the claims table (default: "
-                        "docs/claims.md)")
+    p.add_argument("--claims", help="page whose claims section is rewritten with every row of the claims table "
+                                    "(default: claims.md beside --details, when it is there)")
     p.add_argument("--fig", default="fig", help="folder of the figures (default: fig)")
     p.add_argument("--data", action="append", default=[], metavar="DATASET=ROOT",
                    help="where a data set's images are (the --data-root its runs read), to draw "
@@ -82,9 +81,10 @@ def main(args):
     details = replace_section(details, "protocols", protocols_section(records["mmhh"] + records["protocols"]),
                               args.details)
     pages = [(args.readme, readme), (args.details, details)]
-    if args.claims:
-        pages.append((args.claims, replace_section(read_text(args.claims, "--claims"), "claims",
-                                                   claims_section(records["mah"]), args.claims)))
+    claims = args.claims or os.path.join(os.path.dirname(args.details), "claims.md")
+    if args.claims or os.path.exists(claims):
+        pages.append((claims, replace_section(read_text(claims, "--claims"), "claims",
+                                              claims_section(records["mah"]), claims)))
     written = []
     for path, text in pages:
         atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -190,7 +190,9 @@ def noise_claims(records):
 
 
 def protocols_section(records):
-    parts = noise_tables(records) + unseen_tables(records)
+    """docs/results.md's protocol section: what the MMHH paper's noise and unseen-class claims
+    come to, then the tables behind them."""
+    parts = noise_claims(records) + unseen_claims(records) + noise_tables(records) + unseen_tables(records)
     if not parts:
         return "No runs under label noise or unseen classes yet (docs/protocols.md)."
     return "\n\n".join(["Written by `python -m utils.report` from the results files; edits here are "
