@@ -32,5 +32,6 @@ bench: $(VENV)/.installed
 DATA ?=
 DIGITS_SCHEDULE := --dataset digits --max-iter 25 --lr-steps 18,22 --v-hold 12 --num-samples 1000 --eval-every 25
 demo: $(VENV)/.installed
-	$(PYTHON) cascade_CIFAR-10.py --preset cpu-small --gpu cpu --bits 4,8 \
-		$(if $(DATA),--data-root $(DATA),$(DIGITS_SCHEDULE)) --output-dir runs/demo/$$(date +%Y%m%d-%H%M%S)
+	out=runs/demo/$$(date +%Y%m%d-%H%M%S) && $(PYTHON) cascade_CIFAR-10.py --preset cpu-small --gpu cpu --bits 4,8 \
+		$(if $(DATA),--data-root $(DATA),$(DIGITS_SCHEDULE)) --output-dir $$out && \
+		echo "the run is in $$out (its model for python -m utils.index build --model $$out)"

@@ -1,5 +1,6 @@
 """Errors a user can fix, and Ctrl-C: entry scripts print either as one line and exit non-zero."""
 import os
+import signal
 import sys
 
 # Exit status of a run stopped by Ctrl-C: 128 + SIGINT, as a shell reports it.
@@ -33,9 +34,15 @@ class Progress:
 PROGRESS = Progress()
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run(main, *args):
     """Call an entry point's main; a UserError becomes one line on stderr and exit status 2,
-    Ctrl-C one line saying where the run stopped and how to continue it, exit status 130."""
+    Ctrl-C one line saying where the run stopped and how to continue it, exit status 130.
+    SIGTERM (a scheduler's time limit, `timeout`, `docker stop`) takes Ctrl-C's path."""
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return main(*args)
     except UserError as e:

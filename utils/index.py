@@ -293,9 +293,20 @@ def build(args):
     return manifest
 
 
+def check_picture(path, queries):
+    """--show writes a new PNG: never over a file that exists (a query image among them)."""
+    if not path.lower().endswith(".png"):
+        raise UserError(f"--show {path}: the picture is a PNG; give a file name ending in .png")
+    if os.path.exists(path):
+        taken = "a query image" if any(os.path.abspath(path) == os.path.abspath(q) for q in queries) else "a file"
+        raise UserError(f"--show {path} is {taken} that exists; give a new file name")
+
+
 def search(args):
     index = Index(args.index)
     m = index.manifest
+    if args.show:  # before any work, so that a bad name costs nothing
+        check_picture(args.show, args.query or [])
     if args.query:
         encoder = load_encoder(m["model"], choose_device(args.gpu))
         if encoder.bits != m["bits"]:
@@ -312,7 +323,9 @@ def search(args):
             raise UserError(f"--item {bad[0]}: the index holds items 0 to {m['items'] - 1}")
         packed, queries = index.packed[args.item], list(args.item)
     if args.radius is not None:
-        found = within(index.structure, m["structure"], packed, args.radius)
+        # every item is within K of a K-bit query: a larger radius asks for no more (and FAISS's
+        # lookup would enumerate flips without end)
+        found = within(index.structure, m["structure"], packed, min(args.radius, m["bits"]))
         if args.topk:
             found = [(i[:args.topk], d[:args.topk]) for i, d in found]
     else:
@@ -393,7 +406,8 @@ def get_args_parser():
                                                              "--radius; with it, all of the ball)")
     s.add_argument("--radius", type=options.nonnegative_int, help="every item at Hamming distance <= this, ranked by "
                                                                   "(distance, id) (default: none: top k)")
-    s.add_argument("--show", help="also draw each query and its first 10 results into this PNG (default: none)")
+    s.add_argument("--show", help="also draw each query and its first 10 results into this new PNG file (default: "
+                                  "none)")
     s.add_argument("--image-root", help="where the index's relative item paths start, for --show (default: the "
                                         "folder the index was built from)")
     s.add_argument("--gpu", default="0", help="CUDA device number, or 'cpu' (default: 0; the CPU without CUDA)")

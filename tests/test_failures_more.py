@@ -1,0 +1,73 @@
+"""More real-world failures, each through the command a user types: it works, or it stops with
+one line, a non-zero exit and every earlier file unchanged."""
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from test_index import cli, trained  # noqa: F401 (the fixture)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def index(trained, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("search") / "idx"
+    code, _, err = cli("build", "--model", trained / "run", "--images", trained / "imgs", "--out", out, "--gpu", "cpu",
+                       "--workers", 0)
+    assert code in (0, None), err
+    return out
+
+
+def test_a_radius_above_the_code_length_returns_every_item_at_once(index):
+    """12-bit codes, --radius 40: every one of the 40 items is within 12 of the query, so the
+    answer is all of them, ranked as at radius 12, within a minute (in a process of its own,
+    so that a hang fails the test). Catches the radius handed to FAISS as it is (its lookup
+    then enumerates flips without end)."""
+    command = [sys.executable, "-m", "utils.index", "search", "--index", str(index), "--item", "0", "--gpu", "cpu"]
+    above = subprocess.run(command + ["--radius", "40"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    at_k = subprocess.run(command + ["--radius", "12"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert above.returncode == 0, above.stderr
+    assert above.stdout == at_k.stdout and len(above.stdout.splitlines()) == 40
+
+
+def test_show_never_writes_over_a_file(index, trained, tmp_path):  # noqa: F811
+    """--show over an existing file, over the query image itself, or to a name that is not a
+    .png: one line, exit 2, and the file as it was. Catches a photo replaced by the picture."""
+    query = tmp_path / "me.png"
+    query.write_bytes((trained / "imgs" / "a" / "00.png").read_bytes())
+    before = sha(query)
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"keep me")
+    for show, words in ((query, "is a query image that exists"), (taken, "is a file that exists"),
+                        (tmp_path / "picture.jpg", "give a file name ending in .png")):
+        code, _, err = cli("search", "--index", index, "--query", query, "--show", show, "--gpu", "cpu")
+        assert code == 2 and len(err) == 1 and words in err[0] and "Traceback" not in err[0], err
+    assert sha(query) == before and taken.read_bytes() == b"keep me"
+    assert not os.path.exists(tmp_path / "picture.jpg")
+
+
+def test_sigterm_takes_the_ctrl_c_path(tmp_path):
+    """A scheduler's time limit (SIGTERM) mid-training: exit 130 and the one line that says where
+    the run stopped and how to continue it, as Ctrl-C. Catches a silent exit 143."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "cascade_CIFAR-10.py", "--preset", "smoke", "--gpu", "cpu", "--dataset",
+                             "digits", "--max-iter", "400", "--output-dir", str(out)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not os.path.exists(out / "checkpoint.pt") and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("notice")]
+    assert proc.returncode == 130, err
+    assert lines[-1].startswith("interrupted in outer iteration") and f"--resume {out}" in lines[-1], err
+    assert "Traceback" not in err
