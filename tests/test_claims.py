@@ -84,3 +84,31 @@ def test_a_cell_whose_seeds_ran_at_different_commits_is_marked():
 
     assert not glance.mixed({0: {"git_commit": "abc"}, 1: {"git_commit": "abc-dirty"}})
     assert glance.mixed({0: {"git_commit": "abc"}, 1: {"git_commit": "def"}})
+
+
+def test_learning_curves_average_the_seeds_at_the_iterations_all_evaluated(tmp_path, monkeypatch):
+    """Two ADSH seeds at 4 bits, curves {5: 0.2, 10: 0.4} and {5: 0.3, 10: 0.5, 15: 0.6}: the line
+    is the mean at 5 and 10 only (0.25, 0.45), the band 0.2-0.3 and 0.4-0.5. Catches a mean over
+    curves of unequal length, or iterations one seed lacks drawn from the other alone."""
+    from utils.report import collect, figures
+
+    made = []
+
+    class Recorded(figures.Figure):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append(self)
+
+    monkeypatch.setattr(figures, "Figure", Recorded)
+
+    def record(seed, curve):
+        return {"dataset": "cifar10", "method": "ADSH", "bits": 4, "preset": "cpu-pretrained",
+                "backbone": "mobilenet_v2", "device": "cpu", "seed": seed, "metrics": {},
+                "curve": [{"iteration": t, "map_tie_aware": v} for t, v in curve.items()]}
+    series = collect.series_of([record(0, {5: 0.2, 10: 0.4}), record(1, {5: 0.3, 10: 0.5, 15: 0.6})])
+    assert figures.draw_curves(str(tmp_path / "c.png"), "cifar10", series)
+    (line,) = made[0].axes[0].lines
+    assert list(line.get_xdata()) == [5, 10] and list(line.get_ydata()) == pytest.approx([0.25, 0.45])
+    assert not made[0].axes[1].lines  # no 12-bit run
+    assert not figures.draw_curves(str(tmp_path / "none.png"), "cifar10",
+                                   collect.series_of([{**record(0, {}), "curve": []}]))

@@ -49,6 +49,47 @@ def draw_noise(path, dataset, records):
     return True
 
 
+CURVE_BITS = (4, 12)  # the lengths whose runs evaluate every 5 outer iterations (docs/claims.md, (e))
+
+
+def curves_of(cells, method, bits):
+    """{seed: {outer iteration: tie-aware MAP}} of the runs of one cell that kept a learning curve."""
+    return {seed: {p["iteration"]: p["map_tie_aware"] for p in r["curve"]}
+            for seed, r in cells.get((method, bits), {}).items() if r.get("curve")}
+
+
+def draw_curves(path, dataset, series):
+    """Tie-aware MAP against outer iteration at 4 and 12 bits, one line per method (the mean
+    over the seeds that kept a curve, at the iterations all of them evaluated) and a band from
+    the lowest to the highest seed; False (nothing drawn) when no run kept one."""
+    cells = series[headline(series, dataset)]
+    if not any(curves_of(cells, m, b) for m in MAH_METHODS for b in CURVE_BITS):
+        return False
+    fig = Figure(figsize=(10, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    for ax, b in zip(fig.subplots(1, 2), CURVE_BITS):
+        for m in MAH_METHODS:
+            by_seed = curves_of(cells, m, b)
+            if not by_seed:
+                continue
+            its = sorted(set.intersection(*(set(c) for c in by_seed.values())))
+            v = np.array([[c[t] for t in its] for c in by_seed.values()])  # seeds x iterations
+            ax.plot(its, v.mean(0), "-o", markersize=3, color=COLOURS[m], label=f"{m} ({len(by_seed)} seeds)")
+            ax.fill_between(its, v.min(0), v.max(0), color=COLOURS[m], alpha=0.2)
+        ax.set_title(f"{b} bits", fontsize=10)
+        ax.set_xlabel("outer iteration")
+        ax.set_ylabel("tie-aware MAP")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"{name(dataset)}: tie-aware MAP during training, mean over seeds, band from the lowest to the "
+                 "highest", fontsize=10)
+    fig.tight_layout()
+    save(fig, path)
+    return True
+
+
 def draw(path, dataset, series):
     """MAH mAP@5000 (beside the published curves) and precision@5000 against code length: the
     mean over the seeds of the headline series, bars from the lowest to the highest seed."""

@@ -25,7 +25,8 @@ from utils.atomic import atomic_write
 from utils.errors import UserError
 from utils.report.claims import claims_section
 from utils.report.collect import load_records, series_of
-from utils.report.figures import data_roots, draw, draw_noise, draw_pr, draw_retrieval, image_reader, shown_record
+from utils.report.figures import (data_roots, draw, draw_curves, draw_noise, draw_pr, draw_retrieval, image_reader,
+                                   shown_record)
 from utils.report.glance import glance_section, headline
 from utils.report.published import FIGURES, PR_FIGURES, RETRIEVAL_FIGURES
 from utils.report.robustness import protocols_section
@@ -101,6 +102,10 @@ def main(args):
         written.append(path)
         path = os.path.join(args.fig, PR_FIGURES[dataset])
         if draw_pr(path, dataset, series):  # only runs that recorded the curve
+            print(f"wrote {path}")
+            written.append(path)
+        path = os.path.join(args.fig, file.replace(".png", "_curves.png"))
+        if draw_curves(path, dataset, series):  # only runs that kept their learning curve
             print(f"wrote {path}")
             written.append(path)
     for dataset, file in FIGURES.items():
