@@ -71,3 +71,25 @@ def test_sigterm_takes_the_ctrl_c_path(tmp_path):
     assert proc.returncode == 130, err
     assert lines[-1].startswith("interrupted in outer iteration") and f"--resume {out}" in lines[-1], err
     assert "Traceback" not in err
+
+
+def test_a_second_test_of_one_annotation_does_not_replace_the_first(trained, tmp_path):  # noqa: F811
+    """test_mmhh.py twice on one snapshot with one --annotation (the default test, then
+    --opt-test): the second stops in one line before testing and the first results file is
+    unchanged; --overwrite replaces it. Catches a results file replaced without a word."""
+    from test_failures import entry
+
+    snapshot = trained / "snap" / "empty_digits_digits_iter_00003"
+    argv = ["--model_path", snapshot, "--gpu_id", "cpu", "--log_dir", tmp_path, "--annotation", "t"]
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        assert entry("test_mmhh", *argv, monkeypatch=monkeypatch)[0] == 0
+        results = tmp_path / "t" / "results" / "digits_Hamming_16bits.json"
+        before = sha(results)
+        code, _, err = entry("test_mmhh", *argv, "--opt-test", monkeypatch=monkeypatch)
+        assert code == 2 and len(err) == 1 and "holds the results of an earlier test" in err[0], err
+        assert sha(results) == before
+        assert entry("test_mmhh", *argv, "--opt-test", "--overwrite", monkeypatch=monkeypatch)[0] == 0
+        assert sha(results) != before
+    finally:
+        monkeypatch.undo()

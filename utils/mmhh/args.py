@@ -194,6 +194,8 @@ def get_test_parser():
     _add(p, "--test_sample_ratio", type=options.fraction, default=1.0, help="fraction of queries and database tested "
                                                                 "(default: 1.0)")
     _add(p, "--seed", type=options.seed, help="seed of the test sample (default: the snapshot's)")
+    _add(p, "--overwrite", action="store_true",
+         help="replace the results file of an earlier test of this --annotation (default: off: refused)")
     return p
 
 

@@ -84,11 +84,15 @@ def save_test_output(folder, arrays, classes):
         atomic_write(os.path.join(folder, f"{name}.npy"), lambda f: np.save(f, value))
 
 
+def method_of(distance_type):
+    """The method a results record names: the loss (Hamming is HashNet's)."""
+    return "MMHH" if distance_type == "MMHH" else "Hamming"
+
+
 def results_record(data, args, result, seconds, device, bits, protocol, **extra):
     """The results record of a test (utils.records); `protocol`: the run's protocol record
     (utils.data.protocols.prepare)."""
-    method = "MMHH" if args.distance_type == "MMHH" else "Hamming"
-    return record_of(data.info.name, method, bits, args.preset, args.image_network, args.seed, result, seconds,
+    return record_of(data.info.name, method_of(args.distance_type), bits, args.preset, args.image_network, args.seed, result, seconds,
                      device, options.public(args), protocols.summary(protocol), paper="MMHH", **extra)
 
 
@@ -106,9 +110,16 @@ def test_main(args):
     check_device(args.gpu_id, "--gpu_id")
     path = common.snapshot_path(args.model_path)
     advice = "give --model_path a snapshot that train_mmhh.py wrote"
-    ckpt = load_checkpoint(path, {"kind": common.writer(argparse.Namespace(hash_bit=0, image_network=""))["kind"]}, advice)
+    kind = common.writer(argparse.Namespace(hash_bit=0, image_network=""))["kind"]
+    ckpt = load_checkpoint(path, {"kind": kind}, advice)
     saved = ckpt["args"]
     results = os.path.join(args.log_dir, args.annotation, "results")
+    name = args.dataset or saved["t_dataset"]
+    target = os.path.join(results, f"{get_dataset(name).name}_{method_of(saved['distance_type'])}_"
+                                   f"{saved['hash_bit']}bits.json")
+    if os.path.exists(target) and not args.overwrite:  # checked before the test, not after it
+        raise UserError(f"{target} holds the results of an earlier test of annotation {args.annotation}: give "
+                        "another --annotation, or --overwrite to replace them")
     make_folder(results, "--log_dir")  # fails now rather than after the test
     if args.output_path:
         make_folder(args.output_path, "--output_path")
@@ -118,7 +129,6 @@ def test_main(args):
     model = model.to(device, memory_format=torch.channels_last)
     for key in ("resize", "crop", "augment"):  # the snapshot's input pipeline
         setattr(args, key, saved[key])
-    name = args.dataset or saved["t_dataset"]
     run_dir = os.path.join(saved["log_dir"], f"{saved['annotation']}_{saved['s_dataset']}_{saved['t_dataset']}")
     settings = snapshot_settings(saved, get_dataset(name).name)
     training_set = get_dataset(name).name == get_dataset(saved["s_dataset"]).name and \
@@ -145,5 +155,5 @@ def test_main(args):
     trained = argparse.Namespace(**{**saved, "seed": seed})
     record = results_record(data, trained, result, time.time() - tic, device, saved["hash_bit"], protocol)
     record["snapshot"] = os.path.abspath(path)
-    write_json(os.path.join(results, f"{data.info.name}_{record['method']}_{saved['hash_bit']}bits.json"), record)
+    write_json(target, record)
     return record
