@@ -93,3 +93,26 @@ def test_a_second_test_of_one_annotation_does_not_replace_the_first(trained, tmp
         assert sha(results) != before
     finally:
         monkeypatch.undo()
+
+
+def test_all_training_images_missing_under_drop_is_one_line_and_leaves_no_run(tmp_path):
+    """HashNet lists whose training images are all gone, with --missing_images drop: one line
+    naming the list and the fix, exit 2, and no run folder left (the rerun after the fix must
+    not be refused). Catches the ZeroDivisionError of an empty training part."""
+    from test_failures import entry
+    from test_mah import list_dataset
+
+    root = list_dataset(str(tmp_path / "data"), 80, style="hashnet")
+    for f in os.listdir(os.path.join(root, "img")):
+        if f.startswith("train_"):
+            os.remove(os.path.join(root, "img", f))
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        code, _, err = entry("train_mmhh", "--s_dataset", "coco_80", "--data_root", root, "--missing_images", "drop",
+                             "--preset", "smoke", "--gpu_id", "cpu", "--workers", 0, "--log_dir", tmp_path / "log",
+                             "--snap_path", tmp_path / "snap", "--test_output_dir", tmp_path / "out",
+                             monkeypatch=monkeypatch)
+    finally:
+        monkeypatch.undo()
+    assert code == 2 and len(err) == 1 and "train.txt: all 40 images listed there are missing" in err[0], err
+    assert not os.path.exists(tmp_path / "log" / "empty_coco_80_coco_80")

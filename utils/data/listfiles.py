@@ -117,6 +117,10 @@ def _finish(paths, rows, source, check_exists, missing="error"):
         raise UserError(f"{list_file}:{line}: image {paths[absent[0]]} not found, and {len(absent)} of the "
                         f"{len(paths)} images listed there are missing; fix --image-root (or --path-prefix OLD=NEW for "
                         "absolute paths), or pass --missing-images drop to leave the missing ones out")
+    if len(absent) == len(paths):  # nothing would be left to train on, query or search
+        raise UserError(f"{list_file}: all {len(paths)} images listed there are missing (the first: "
+                        f"{paths[absent[0]]}); fix --image-root (or --path-prefix OLD=NEW for absolute paths): "
+                        "--missing-images drop leaves none to use")
     print(f"note: {list_file}: {len(absent)} of {len(paths)} listed images are missing and left out "
           "(--missing-images drop)", file=sys.stderr)
     kept = listed.take(np.setdiff1d(np.arange(len(paths)), absent))
