@@ -1,6 +1,7 @@
 """More real-world failures, each through the command a user types: it works, or it stops with
 one line, a non-zero exit and every earlier file unchanged."""
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -116,3 +117,45 @@ def test_all_training_images_missing_under_drop_is_one_line_and_leaves_no_run(tm
         monkeypatch.undo()
     assert code == 2 and len(err) == 1 and "train.txt: all 40 images listed there are missing" in err[0], err
     assert not os.path.exists(tmp_path / "log" / "empty_coco_80_coco_80")
+
+
+@pytest.mark.parametrize("key, value", [("bits", [8]), ("gamma", 5.0), ("seed", 1)])
+def test_a_hand_edited_run_record_is_refused_on_resume(tmp_path, key, value):
+    """run.json of a MAH run edited after a checkpoint (bits 4 -> 8, gamma, seed): --resume stops
+    in one line naming the field, and no file of the run changes. Catches the edited values obeyed
+    (a 4-bit checkpoint discarded for 8 bits, results recording a seed the split never had)."""
+    from test_failures import checksums, entry
+
+    out = tmp_path / "run"
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        assert entry("cascade_CIFAR-10", "--preset", "smoke", "--gpu", "cpu", "--dataset", "digits", "--bits", 4,
+                     "--output-dir", out, monkeypatch=monkeypatch)[0] == 0
+        record = json.loads((out / "run.json").read_text())
+        (out / "run.json").write_text(json.dumps({**record, key: value}))
+        before = checksums(out)
+        code, _, err = entry("cascade_CIFAR-10", "--resume", out, monkeypatch=monkeypatch)
+    finally:
+        monkeypatch.undo()
+    assert code == 2 and len(err) == 1 and f"says {key} {value!r}, but the run's checkpoint" in err[0], err
+    assert checksums(out) == before
+
+
+def test_a_hand_edited_mmhh_run_record_is_refused_on_resume(tmp_path):
+    """The same for train_mmhh.py: its lr edited in run.json after a checkpoint."""
+    from test_failures import checksums, entry
+
+    argv = ["--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--num_iters", 250, "--log_dir",
+            tmp_path / "log", "--snap_path", tmp_path / "snap", "--test_output_dir", tmp_path / "out"]
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        assert entry("train_mmhh", *argv, monkeypatch=monkeypatch)[0] == 0
+        run = tmp_path / "log" / "empty_digits_digits"
+        record = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps({**record, "lr": 0.5}))
+        before = checksums(run)
+        code, _, err = entry("train_mmhh", *argv, "--resume", monkeypatch=monkeypatch)
+    finally:
+        monkeypatch.undo()
+    assert code == 2 and len(err) == 1 and "says lr 0.5, but the run's checkpoint" in err[0], err
+    assert checksums(run) == before

@@ -111,6 +111,20 @@ def load_checkpoint(path, written_by=None, advice="start a new run instead of re
     return ckpt
 
 
+def check_record(record_path, saved, ckpt_path, free):
+    """The run's arguments are its checkpoint's: a run.json (`saved`) that disagrees with them in
+    anything but the options in `free` (where the run computes, where its data is) was edited
+    after the run started, and is refused rather than obeyed."""
+    if not os.path.exists(ckpt_path):
+        return
+    kept = load_checkpoint(ckpt_path, advice="start a new run in another folder").get("args") or {}
+    for key in sorted(set(saved) & set(kept) - set(free)):
+        if saved[key] != kept[key]:
+            raise UserError(f"{record_path} says {key} {saved[key]!r}, but the run's checkpoint {kept[key]!r}: the "
+                            "record was changed after the run started; restore it (the checkpoint holds the run's "
+                            "arguments), or start a new run in another folder")
+
+
 def describe_writer(fields):
     """{"kind": "MAH-flat", "lengths": [4, 8, 16]} -> 'MAH-flat, lengths 4,8,16'."""
     if not fields:

@@ -9,7 +9,7 @@ import sys
 from utils import options
 from utils.errors import UserError
 from utils.options import Parser, check_resumed, nonnegative_float, nonnegative_int, numbers, positive_float
-from utils.runs import read_json
+from utils.runs import check_record, read_json
 
 PRESETS = {
     "paper": dict(backbone="resnet50", pretrained=True, resize=256, crop=224, augment=False, optimizer="sgd",
@@ -209,6 +209,8 @@ def resumed(args):
     if "overwrite" in options.given(args):
         raise UserError("--overwrite starts a new run and --resume continues one: give one of them")
     check_resumed(args, saved, RESUME_MAY_CHANGE + RESUME_MAY_MOVE, flag)
+    check_record(record, saved, os.path.join(folder, "checkpoint.pt"),
+                 RESUME_MAY_CHANGE + RESUME_MAY_MOVE + ("output_dir", "overwrite"))
     moved = [k for k in RESUME_MAY_MOVE if k in options.given(args) and getattr(args, k) != saved.get(k)]
     for key in moved:
         print(f"notice: resuming with {flag(key)} {getattr(args, key)} instead of the run's {saved.get(key)}",

@@ -16,7 +16,7 @@ from utils.mmhh.losses import parse_margin_params
 from utils.mmhh.optim import FIXED_LR_SCHEDULES, RELEASED_LR, SCHEDULES
 from utils.models import NETWORKS
 from utils.options import Parser, check_resumed, nonnegative_float, nonnegative_int, positive_float
-from utils.runs import REPO, read_json
+from utils.runs import REPO, check_record, read_json
 
 
 ORIGINAL = dict(image_network="AlexNetFc", pretrained=True, resize=256, crop=224, augment=True, optimizer="sgd",
@@ -314,6 +314,7 @@ def resumed(args):
     if "overwrite" in options.given(args):
         raise UserError("--overwrite starts a new run and --resume continues one: give one of them")
     check_resumed(args, saved, RESUME_MAY_CHANGE, lambda dest: f"--{dest}")
+    check_record(record, saved, os.path.join(os.path.dirname(record), "checkpoint.pt"), RESUME_MAY_CHANGE + ("overwrite",))
     # defaults for runs from before these options; what run.json records beside the arguments goes
     run_args = argparse.Namespace(**{"label_noise": 0.0, "seen_fraction": 0.75,
                                      **{k: v for k, v in saved.items() if k not in ("kind", "threads")}})
