@@ -20,6 +20,16 @@ from utils.report.robustness import noise_curves
 from utils.report.tables import name
 
 
+def axes(ax, x, y):
+    """Labels, a 0-1 scale, a light grid and, where something is drawn, the legend."""
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
+
+
 def draw_noise(path, dataset, records):
     """MAP@H<=2 against the label-noise rate, one line per loss, bars from the lowest to the
     highest seed; False (nothing drawn) without noise runs of `dataset`."""
@@ -37,16 +47,10 @@ def draw_noise(path, dataset, records):
         mean = np.array([np.mean(curves[m][p]) for p in rates])
         low, high = mean - [min(curves[m][p]) for p in rates], [max(curves[m][p]) for p in rates] - mean
         ax.errorbar(rates, mean, yerr=[low, high], fmt="-o", capsize=3, label=LOSS_NAMES[m])
-    ax.set_xlabel("label-noise rate")
-    ax.set_ylabel("MAP@H<=2 (default test)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    axes(ax, "label-noise rate", "MAP@H<=2 (default test)")
     ax.set_title(f"{name(dataset)}, {key[4]} bits, preset {key[1]}, {key[2]}\nmean over seeds, bars from the lowest "
                  "to the highest", fontsize=8)
-    fig.tight_layout()
-    save(fig, path)
-    return True
+    return finish(fig, path)
 
 
 CURVE_BITS = (4, 12)  # the lengths whose runs evaluate every 5 outer iterations (docs/claims.md, (e))
@@ -77,17 +81,10 @@ def draw_curves(path, dataset, series):
             ax.plot(its, v.mean(0), "-o", markersize=3, color=COLOURS[m], label=f"{m} ({len(by_seed)} seeds)")
             ax.fill_between(its, v.min(0), v.max(0), color=COLOURS[m], alpha=0.2)
         ax.set_title(f"{b} bits", fontsize=10)
-        ax.set_xlabel("outer iteration")
-        ax.set_ylabel("tie-aware MAP")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
+        axes(ax, "outer iteration", "tie-aware MAP")
     fig.suptitle(f"{name(dataset)}: tie-aware MAP during training, mean over seeds, band from the lowest to the "
                  "highest", fontsize=10)
-    fig.tight_layout()
-    save(fig, path)
-    return True
+    return finish(fig, path)
 
 
 def draw(path, dataset, series):
@@ -160,6 +157,11 @@ def draw_pr(path, dataset, series):
     fig.suptitle(f"{name(dataset)}, MAH, preset {key[1]}, backbone {key[2]}, device {key[3]}\nprecision and recall of "
                  "the Hamming ball of radius 0, 1, ..., K (an empty ball counts precision 0), mean over the seeds that "
                  "recorded it", fontsize=9)
+    return finish(fig, path)
+
+
+def finish(fig, path):
+    """Lay the figure out and save it; True (it was drawn)."""
     fig.tight_layout()
     save(fig, path)
     return True
