@@ -159,3 +159,43 @@ def test_a_hand_edited_mmhh_run_record_is_refused_on_resume(tmp_path):
         monkeypatch.undo()
     assert code == 2 and len(err) == 1 and "says lr 0.5, but the run's checkpoint" in err[0], err
     assert checksums(run) == before
+
+
+def test_sixteen_bit_and_rotated_images_are_read_as_a_viewer_shows_them(tmp_path):
+    """A 16-bit grey PNG at level 32896 (half of 65535 + 128) reads as grey 128, not white; a
+    JPEG whose EXIF orientation says "rotate 90" (tag 6) reads upright, its width and height
+    swapped. Catches convert("RGB") clipping 16-bit levels, and the orientation ignored."""
+    import numpy as np
+    from PIL import Image
+
+    from utils.data.images import open_rgb
+
+    grey = tmp_path / "grey16.png"
+    Image.fromarray(np.full((8, 8), 32896, np.uint16)).save(grey)
+    assert Image.open(grey).mode.startswith("I")
+    assert np.asarray(open_rgb(grey)).max() == 128 and np.asarray(open_rgb(grey)).min() == 128
+    photo = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(photo, exif=exif)
+    assert Image.open(photo).size == (40, 20) and open_rgb(photo).size == (20, 40)
+
+
+def test_the_index_encodes_a_sixteen_bit_image_as_its_eight_bit_twin(trained, tmp_path):  # noqa: F811
+    """Through `python -m utils.index build`: a folder holding one digit as an 8-bit PNG and as a
+    16-bit grey PNG of the same levels (x 257) gives the two the same code. Catches the index
+    reading images its own way."""
+    import numpy as np
+    from PIL import Image
+
+    digit = np.asarray(Image.open(trained / "imgs" / "a" / "00.png").convert("L"))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(digit).convert("RGB").save(folder / "eight.png")
+    Image.fromarray(digit.astype(np.uint16) * 257).save(folder / "sixteen.png")
+    code, _, err = cli("build", "--model", trained / "run", "--images", folder, "--out", tmp_path / "idx", "--gpu",
+                       "cpu", "--workers", 0)
+    assert code in (0, None), err
+    codes = np.load(tmp_path / "idx" / "codes.npy")
+    names = json.loads((tmp_path / "idx" / "items.json").read_text())
+    assert names == ["eight.png", "sixteen.png"] and (codes[0] == codes[1]).all()

@@ -34,14 +34,13 @@ import sys
 import faiss
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from utils import mah, mmhh, options
 from utils.atomic import atomic_write
 from utils.data.cifar10 import IMAGE_SUFFIXES
 from utils.data.feeder import Feeder
-from utils.data.images import file_transform
+from utils.data.images import file_transform, open_rgb
 from utils.data.labels import item_names
 from utils.data.listfiles import read_lines
 from utils.data.loader import load_data
@@ -97,8 +96,7 @@ def image_files(source):
 
 def read_image(path, transform, where):
     try:
-        with Image.open(path) as im:
-            return transform(im.convert("RGB"))
+        return transform(open_rgb(path))
     except Exception as e:  # PIL raises OSError and, for some broken files, other errors
         raise UserError(f"{where}: image {path} cannot be read ({type(e).__name__}); replace it or leave it out") \
             from None

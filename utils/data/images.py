@@ -7,12 +7,28 @@ Two paths:
 - FileImages, for list-file data sets (NUS-WIDE, FLICKR, COCO, ImageNet): a torch
   Dataset that decodes each file with PIL, for a DataLoader with worker processes.
 """
+import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision import transforms
 
 from utils.errors import UserError
+
+
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")  # grey levels 0..65535 (PNG and TIFF)
+
+
+def open_rgb(path):
+    """An image file as the 8-bit RGB PIL image a camera or viewer shows: upright (its EXIF
+    orientation applied) and, for 16-bit grey, scaled to 8 bits (convert("RGB") would clip
+    every level above 255 to white). The one decoding path of training, testing and the index."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode in SIXTEEN_BIT:
+            levels = np.clip(np.asarray(im, dtype=np.int64), 0, 65535)
+            im = Image.fromarray(((levels * 255 + 32767) // 65535).astype(np.uint8))  # rounded, 65535 -> 255
+        return im.convert("RGB")
 
 
 class ArrayImages:
@@ -89,8 +105,7 @@ class FileImages(torch.utils.data.Dataset):
     def __getitem__(self, i):
         path = self.list.paths[i]
         try:
-            with Image.open(path) as im:
-                image = im.convert("RGB")
+            image = open_rgb(path)
         except Exception as e:
             list_file, line = self.list.source[i]
             raise UserError(f"{list_file}:{line}: cannot read image {path} ({type(e).__name__}); "

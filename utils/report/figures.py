@@ -6,11 +6,11 @@ import os
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
 
 from utils.atomic import atomic_write
 from utils.cache import unpacked
 from utils.data.cifar10 import load_cifar10
+from utils.data.images import open_rgb
 from utils.errors import UserError
 from utils.report.collect import protocol_cells
 from utils.report.glance import headline
@@ -205,8 +205,7 @@ def image_reader(dataset, root):
 
     def read(path):
         try:
-            with Image.open(os.path.join(folder, path)) as im:
-                return np.asarray(im.convert("RGB"))
+            return np.asarray(open_rgb(os.path.join(folder, path)))
         except OSError as e:
             raise UserError(f"{os.path.join(folder, path)}: cannot read this image ({e}); is --data "
                             f"{dataset}={root} the data its runs read?") from e
