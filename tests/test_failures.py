@@ -592,12 +592,12 @@ def test_a_killed_mmhh_run_resumes_with_each_log_line_once(tmp_path, monkeypatch
 THREADS = """
 import numpy as np, torch
 before = torch.get_num_threads()
-from utils import metrics, runs
+from utils import metrics, records
 q = torch.sign(torch.randn(40, 12)); d = torch.sign(torch.randn(300, 12))
 metrics.mean_average_precision(q, d, np.arange(40) % 3, np.arange(300) % 3)
 metrics.mean_average_precision(q, d, np.arange(40) % 3, np.arange(300) % 3, ties="expected")
 import numba
-print(before, torch.get_num_threads(), numba.get_num_threads(), runs.thread_counts()["torch"])
+print(before, torch.get_num_threads(), numba.get_num_threads(), records.thread_counts()["torch"])
 """
 
 

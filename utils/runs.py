@@ -111,13 +111,15 @@ def load_checkpoint(path, written_by=None, advice="start a new run instead of re
     return ckpt
 
 
-def check_record(record_path, saved, ckpt_path, free):
+def check_record(record_path, saved, ckpt_path, free, written_by):
     """The run's arguments are its checkpoint's: a run.json (`saved`) that disagrees with them in
     anything but the options in `free` (where the run computes, where its data is) was edited
-    after the run started, and is refused rather than obeyed."""
+    after the run started, and is refused rather than obeyed. A checkpoint that `written_by`
+    (see load_checkpoint) did not write is refused first, as not the run's."""
     if not os.path.exists(ckpt_path):
         return
-    kept = load_checkpoint(ckpt_path, advice="start a new run in another folder").get("args") or {}
+    advice = f"this is not the checkpoint of the run in {os.path.dirname(ckpt_path)}; start a new run in another folder"
+    kept = load_checkpoint(ckpt_path, written_by, advice).get("args") or {}
     for key in sorted(set(saved) & set(kept) - set(free)):
         if saved[key] != kept[key]:
             raise UserError(f"{record_path} says {key} {saved[key]!r}, but the run's checkpoint {kept[key]!r}: the "

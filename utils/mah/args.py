@@ -210,7 +210,7 @@ def resumed(args):
         raise UserError("--overwrite starts a new run and --resume continues one: give one of them")
     check_resumed(args, saved, RESUME_MAY_CHANGE + RESUME_MAY_MOVE, flag)
     check_record(record, saved, os.path.join(folder, "checkpoint.pt"),
-                 RESUME_MAY_CHANGE + RESUME_MAY_MOVE + ("output_dir", "overwrite"))
+                 RESUME_MAY_CHANGE + RESUME_MAY_MOVE + ("output_dir", "overwrite"), {"kind": f"MAH-{saved['arch']}"})
     moved = [k for k in RESUME_MAY_MOVE if k in options.given(args) and getattr(args, k) != saved.get(k)]
     for key in moved:
         print(f"notice: resuming with {flag(key)} {getattr(args, key)} instead of the run's {saved.get(key)}",

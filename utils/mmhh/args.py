@@ -314,7 +314,8 @@ def resumed(args):
     if "overwrite" in options.given(args):
         raise UserError("--overwrite starts a new run and --resume continues one: give one of them")
     check_resumed(args, saved, RESUME_MAY_CHANGE, lambda dest: f"--{dest}")
-    check_record(record, saved, os.path.join(os.path.dirname(record), "checkpoint.pt"), RESUME_MAY_CHANGE + ("overwrite",))
+    check_record(record, saved, os.path.join(os.path.dirname(record), "checkpoint.pt"),
+                 RESUME_MAY_CHANGE + ("overwrite",), {"kind": "train_mmhh.py model"})
     # defaults for runs from before these options; what run.json records beside the arguments goes
     run_args = argparse.Namespace(**{"label_noise": 0.0, "seen_fraction": 0.75,
                                      **{k: v for k, v in saved.items() if k not in ("kind", "threads")}})

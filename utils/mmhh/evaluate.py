@@ -52,7 +52,8 @@ def test_model(model, data, device, args, ratio, seed, radius, batch_size):
     map_topk = metrics.mean_average_precision(q_codes, d_codes, ql, dl, topk=None if topk < 0 else topk,
                                               empty="zero" if opt else "skip", **scores)
     result = {"pr_by_radius": retrieval.pr_curve(q_codes, d_codes, ql, dl), "map_within_radius": ball["map"],
-              "precision_within_radius": ball["precision"], "recall_within_radius": ball["recall"], "radius": r, "map_topk": map_topk, "topk": topk,
+              "precision_within_radius": ball["precision"], "recall_within_radius": ball["recall"], "radius": r,
+              "map_topk": map_topk, "topk": topk,
               "opt_test": opt, **conventions, "rank_by": args.rank_by, "queries": len(q_idx),
               "database": len(d_idx), "balls": retrieval.ball_statistics(q_codes, d_codes, r)}
     arrays = {"query_codes": q_codes, "query_outputs": q_out, "query_labels": ql,
@@ -92,8 +93,8 @@ def method_of(distance_type):
 def results_record(data, args, result, seconds, device, bits, protocol, **extra):
     """The results record of a test (utils.records); `protocol`: the run's protocol record
     (utils.data.protocols.prepare)."""
-    return record_of(data.info.name, method_of(args.distance_type), bits, args.preset, args.image_network, args.seed, result, seconds,
-                     device, options.public(args), protocols.summary(protocol), paper="MMHH", **extra)
+    return record_of(data.info.name, method_of(args.distance_type), bits, args.preset, args.image_network, args.seed,
+                     result, seconds, device, options.public(args), protocols.summary(protocol), paper="MMHH", **extra)
 
 
 def snapshot_settings(saved, name):
