@@ -70,8 +70,8 @@ def _train_main(args, device):
                                 "processes; make it a multiple of the number of processes")
             ckpt = None
             if args.resume and os.path.exists(ckpt_path):
-                ckpt = load_checkpoint(ckpt_path, common.writer(args), f"this is not the checkpoint of the run in {run_dir}; "
-                                                                 "start afresh with another --annotation")
+                ckpt = load_checkpoint(ckpt_path, common.writer(args), f"this is not the checkpoint of the run in "
+                                                                        f"{run_dir}; start afresh with another --annotation")
             if main_process:
                 folder.start()
                 data.save_split(os.path.join(run_dir, "split.json"))
@@ -108,7 +108,8 @@ def test_snapshot(args, model, test_data, device, run_dir, snapshot, outputs, se
     save_test_output(outputs, arrays, test_data.info.classes)
     print(f"test outputs: {outputs}")
     record = results_record(test_data, args, result, seconds, device, args.hash_bit, protocol,
-                            test_output=os.path.abspath(outputs), weights=getattr(model.backbone, "pretrained_from", None),
+                            test_output=os.path.abspath(outputs),
+                            weights=getattr(model.backbone, "pretrained_from", None),
                             world_size=distributed.world_size())
     write_json(os.path.join(run_dir, "results", f"{test_data.info.name}_{record['method']}_{args.hash_bit}bits.json"),
                record)

@@ -99,13 +99,13 @@ def mah_rows(records):
             k += 1
             pub = PUBLISHED_MAP5000[("cifar10", method)][b] - PUBLISHED_MAP5000[("cifar10", "ADSH")][b]
             rows.append(row(f"A{k}", f"{method} beats ADSH, CIFAR-10, {b} bits", f"≈{signed(pub)}",
-                            paired(values(cifar, method, b, "map_tie_aware"), values(cifar, "ADSH", b, "map_tie_aware")),
-                            "sign", 1 if pub > 0 else -1))
+                            paired(values(cifar, method, b, "map_tie_aware"),
+                                   values(cifar, "ADSH", b, "map_tie_aware")), "sign", 1 if pub > 0 else -1))
     for b in (4, 8, 12):  # A11-A13: MIRFlickr-25K, the cascade script's ADSH
         k += 1
         rows.append(row(f"A{k}", f"MAH-cascade beats ADSH, MIRFlickr-25K, {b} bits", "MAH ahead",
-                        paired(values(flickr, "MAH-cascade", b, "map_at_5000"), values(flickr, "ADSH", b, "map_at_5000")),
-                        "sign"))
+                        paired(values(flickr, "MAH-cascade", b, "map_at_5000"),
+                               values(flickr, "ADSH", b, "map_at_5000")), "sign"))
     flat = {b: values(cifar, "MAH-flat", b, "map_tie_aware") for b in MAH_BITS}
     cascade = {b: values(cifar, "MAH-cascade", b, "map_tie_aware") for b in MAH_BITS}
     gap = {b: {s: v for s, v in zip(sorted(set(flat[b]) & set(cascade[b])), paired(cascade[b], flat[b]))}
