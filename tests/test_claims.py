@@ -90,16 +90,10 @@ def test_learning_curves_average_the_seeds_at_the_iterations_all_evaluated(tmp_p
     """Two ADSH seeds at 4 bits, curves {5: 0.2, 10: 0.4} and {5: 0.3, 10: 0.5, 15: 0.6}: the line
     is the mean at 5 and 10 only (0.25, 0.45), the band 0.2-0.3 and 0.4-0.5. Catches a mean over
     curves of unequal length, or iterations one seed lacks drawn from the other alone."""
+    from test_report import figures_made
     from utils.report import collect, figures
 
-    made = []
-
-    class Recorded(figures.Figure):
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
-            made.append(self)
-
-    monkeypatch.setattr(figures, "Figure", Recorded)
+    made = figures_made(monkeypatch)
 
     def record(seed, curve):
         return {"dataset": "cifar10", "method": "ADSH", "bits": 4, "preset": "cpu-pretrained",
