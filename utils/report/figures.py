@@ -78,7 +78,7 @@ def draw_curves(path, dataset, series):
                 continue
             its = sorted(set.intersection(*(set(c) for c in by_seed.values())))
             v = np.array([[c[t] for t in its] for c in by_seed.values()])  # seeds x iterations
-            ax.plot(its, v.mean(0), "-o", markersize=3, color=COLOURS[m], label=f"{m} ({len(by_seed)} seeds)")
+            ax.plot(its, v.mean(0), "-o", markersize=3, color=COLOURS[m], label=f"{m} ({len(by_seed)} seed{'s' * (len(by_seed) != 1)})")
             ax.fill_between(its, v.min(0), v.max(0), color=COLOURS[m], alpha=0.2)
         ax.set_title(f"{b} bits", fontsize=10)
         axes(ax, "outer iteration", "tie-aware MAP")
