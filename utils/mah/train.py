@@ -2,9 +2,9 @@
 
 Each script sets its paper defaults (the table in docs/MAH.md) and calls main.
 Per target code length c0: a shared backbone with three heads (c0 and two auxiliary
-lengths), the ADSH loss per head weighted and summed, and the database codes of every
-head learned by DCC once per outer iteration (utils.mah.engine). Retrieval: sign of head
-0 for queries, V of head 0 for the database.
+lengths; one head, c0 alone, for ADSH under --adsh), the ADSH loss per head weighted and
+summed, and the database codes of every head learned by DCC once per outer iteration
+(utils.mah.engine). Retrieval: sign of head 0 for queries, V of head 0 for the database.
 """
 import os
 
@@ -20,7 +20,6 @@ from utils.models import build_backbone
 from utils.records import results_record, thread_counts
 from utils.runs import (JsonLog, RunFolder, check_device, choose_device, command_line, default_output_dir, device_name,
                         git_commit, read_json, write_json)
-
 
 
 def main(args):
