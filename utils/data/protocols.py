@@ -11,12 +11,17 @@ them, its code and settings were never released); every random choice comes from
   classes are seen (f = `--seen-fraction`, 0.75 by default). Training keeps the training
   items whose labels are all seen; queries and database keep their items with at least one
   unseen label, and relevance is computed on the unseen labels only.
+
+Below both, the validation split (`--eval_on val`): a seeded tenth of the training part as
+queries, the rest as their database and as what the model trains on; the protocols then
+apply to those parts as they would to the test split.
 """
 import dataclasses
 
 import numpy as np
 
 from utils.data.labels import label_matrix
+from utils.data.splits import make_validation, read_validation
 from utils.errors import UserError
 
 
@@ -93,6 +98,17 @@ def _take(part, keep, labels):
     return dataclasses.replace(part, labels=labels, list=part.list.take(keep))
 
 
+def validation(data, seed, split_file=None):
+    """(the data with the validation split in place of the test split, that split): queries a
+    seeded share of the training part (utils.data.splits.make_validation), its rest as database
+    and training part, so that the test queries and the database are never seen. The split in
+    split_file is reused when it holds one."""
+    n = len(data.train.labels)
+    split = read_validation(split_file, n, seed) or make_validation(n, seed)
+    query, rest = (_take(data.train, split[name], data.train.labels[split[name]]) for name in ("query", "database"))
+    return dataclasses.replace(data, query=query, database=rest, train=rest), split
+
+
 def split_protocol(protocol, default):
     """The split a protocol starts from: unseen classes filter the data set's default split."""
     return default if protocol == "unseen" else protocol
@@ -114,5 +130,6 @@ def prepare(data, protocol, seen_fraction, label_noise, seed, train_from):
 
 
 def summary(record):
-    """The record without the list of corrupted indices (results files; protocol.json has it)."""
-    return {k: v for k, v in record.items() if k != "corrupted"}
+    """The record without the list of corrupted indices (results files; protocol.json has it) and
+    the validation split (split.json has it)."""
+    return {k: v for k, v in record.items() if k not in ("corrupted", "validation_split")}

@@ -104,3 +104,56 @@ def load_or_make_split(path, labels, protocol, seed, per_class_query, per_class_
     if path:
         save_split(path, split, protocol=protocol, seed=seed, **meta)
     return split
+
+
+# Validation split (docs/protocols.md): this share of a training part, rounded, is held out as
+# validation queries; the rest is their database and what the model trains on
+VALIDATION_SHARE = 0.1
+
+
+def make_validation(n_train, seed):
+    """{"query", "database"}: disjoint positions into a training part of n_train items, together
+    all of them, each in a seeded random order; queries round(VALIDATION_SHARE n_train), at least 1."""
+    if n_train < 2:
+        raise UserError(f"a validation split needs at least 2 training items, the training part has {n_train}")
+    order = np.random.default_rng([seed, 17]).permutation(n_train)  # not the stream the split was drawn from
+    queries = min(max(1, round(VALIDATION_SHARE * n_train)), n_train - 1)
+    return {"query": order[:queries], "database": order[queries:]}
+
+
+def read_validation(path, n_train, seed):
+    """The validation split saved in the split file `path`, or None when it holds none; checked
+    against the training part's size and the seed."""
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            record = json.load(f).get("validation")
+        if record is None:
+            return None
+        split = {name: np.asarray(record[name], dtype=np.int64) for name in ("query", "database")}
+        made = (record["train_items"], record["seed"])
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:
+        raise UserError(f"split file {path}: its validation split is unreadable ({type(e).__name__}: {e}); delete "
+                        "the file to draw a new split")
+    if made != (n_train, seed):
+        raise UserError(f"split file {path}: its validation split was made from {made[0]} training items with seed "
+                        f"{made[1]}, this run has {n_train} with seed {seed}; remove the file to draw a new split")
+    both = np.concatenate([split["query"], split["database"]])
+    if not len(split["query"]) or len(np.unique(both)) != len(both) or both.min() < 0 or both.max() >= n_train:
+        raise UserError(f"split file {path}: its validation split is no division of the {n_train} training items "
+                        "into queries and database; remove the file to draw a new split")
+    return split
+
+
+def save_validation(path, split, seed):
+    """Add the validation split (of make_validation) to the split file `path` (created when
+    absent), atomically."""
+    n_train = len(split["query"]) + len(split["database"])
+    record = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            record = json.load(f)
+    record["validation"] = {"train_items": n_train, "seed": seed, "share": VALIDATION_SHARE,
+                            **{name: np.asarray(split[name]).tolist() for name in ("query", "database")}}
+    atomic_write(path, lambda f: json.dump(record, f), mode="w")

@@ -19,6 +19,8 @@ from utils.options import Parser, check_resumed, nonnegative_float, nonnegative_
 from utils.runs import REPO, check_record, read_json
 
 
+LOSSES = ("Hamming", "MMHH", "MMHH0", "DCH")
+EVAL_ON = ("test", "val")
 ORIGINAL = dict(image_network="AlexNetFc", pretrained=True, resize=256, crop=224, augment=True, optimizer="sgd",
                 batch_size=48, num_iters=1000, lr=RELEASED_LR, lr_schedule_type="Stair_Step", decay_step=200,
                 weight_decay=0.1, loss_lambda=0.1)
@@ -71,8 +73,8 @@ def _common(p):
 
 
 def get_train_parser():
-    p = Parser(description="Train MMHH's hashing network with HashNet's pair loss (the released default) or the MMHH "
-                           "loss (--distance_type MMHH)")
+    p = Parser(description="Train MMHH's hashing network with HashNet's pair loss (the released default), the MMHH "
+                           "loss (--distance_type MMHH) or the losses it is compared with (MMHH0, DCH)")
     _common(p)
     _add(p, "--s_dataset", default="cifar10", help="training data set: coco_80, nuswide_21, nuswide_81, imagenet100, "
                                                    "cifar10, digits, ... (default: cifar10)")
@@ -95,7 +97,8 @@ def get_train_parser():
                                      "cpu-small 1e-3, cpu-pretrained 1e-4; HashNet_Step and DANN_INV always start "
                                      "at 3e-4, as released)")
     _add(p, "--annotation", default="empty", help="run name, part of the snapshot and log names (default: empty)")
-    _add(p, "--loss_lambda", type=nonnegative_float, help="weight of the quantization loss; 0 allowed (default: 0.1; always 0 "
+    _add(p, "--loss_lambda", type=nonnegative_float, help="weight of the quantization loss (DCH's own under "
+                                              "--distance_type DCH, DHN's otherwise); 0 allowed (default: 0.1; always 0 "
                                               "with --image_loss_type HashNet, as released)")
     _add(p, "--num_iters", type=int, help="training iterations (default: 1000; cpu-small 5000, cpu-pretrained 2000)")
     _add(p, "--pre_model_path", default="", help="start from this snapshot's model weights (default: none)")
@@ -110,9 +113,15 @@ def get_train_parser():
     _add(p, "--image_loss_type", default="DHN", choices=("DHN", "HashNet"),
          help="HashNet raises the tanh scale every 200 iterations, sqrt(1 + 0.005 t), and sets --loss_lambda to 0; "
               "DHN keeps the scale 1 (default: DHN)")
-    _add(p, "--distance_type", default="Hamming", choices=("Hamming", "MMHH"),
-         help="pair loss: Hamming = HashNet's pairwise cross-entropy (the released default), or MMHH = the paper's "
-              "margin-reweighted Cauchy loss (its README command passes --distance_type MMHH) (default: Hamming)")
+    _add(p, "--distance_type", default="Hamming", choices=LOSSES,
+         help="pair loss: Hamming = HashNet's pairwise cross-entropy (the released default), MMHH = the paper's "
+              "margin-reweighted Cauchy loss (its README command passes --distance_type MMHH), MMHH0 = the same "
+              "without the margin reweighting, or DCH = Deep Cauchy Hashing's Cauchy cross-entropy and Cauchy "
+              "quantization (docs/MMHH.md) (default: Hamming)")
+    _add(p, "--dch_distance", default="cosine", choices=("cosine", "euclidean"),
+         help="DCH's distance: cosine = the paper's K/2 (1 - cos); euclidean = its released code's squared Euclidean "
+              "distance of the raw outputs, with that code's pair weights under 'auto' (dissimilar pairs 1) "
+              "(default: cosine)")
     _add(p, "--mission", default="Hashing", help="the released code's task switch; only Hashing was implemented "
                                                  "(default: Hashing)")
     _add(p, "--log_dir", default=os.path.join(REPO, "log"), help="folder of the run folders (default: log/ in the "
@@ -120,8 +129,8 @@ def get_train_parser():
     _add(p, "--lr_schedule_type", choices=SCHEDULES,
          help="learning-rate schedule: Stair_Step halves --lr every --decay_step; HashNet_Step halves 3e-4 every "
               "2000 iterations; DANN_INV is 3e-4 (1 + 3e-4 t)^-0.75 (default: Stair_Step)")
-    _add(p, "--gamma", type=positive_float, default=1.0, help="scale > 0 of the Cauchy kernel of the MMHH loss "
-                                                             "(default: 1.0)")
+    _add(p, "--gamma", type=positive_float, default=1.0, help="scale > 0 of the Cauchy kernel of the MMHH, MMHH0 and "
+                                                             "DCH losses (default: 1.0)")
     _add(p, "--sigmoid_param", type=positive_float, default=1.0, help="x = sigmoid_param <h_i, h_j> of the Hamming loss "
                                                              "(default: 1.0)")
     _add(p, "--radius", type=int, default=0, help="evaluation: 0 reports MAP@TopK with the data set's R, r > 0 "
@@ -165,6 +174,10 @@ def get_train_parser():
               "with them, seeded; queries and database keep theirs (docs/protocols.md) (default: 0)")
     _add(p, "--seed", type=options.seed, default=0, help="seed of the split, batches, augmentation, init and test "
                                                          "sample (default: 0)")
+    _add(p, "--eval_on", choices=EVAL_ON, default="test",
+         help="test = train on the training part, test its queries against the database; val = hold a seeded tenth "
+              "of the training part out as validation queries, train on the rest and test against it "
+              "(docs/protocols.md) (default: test)")
     _add(p, "--log_every", type=int, default=50, help="iterations per log line (default: 50)")
     _add(p, "--resume", action="store_true",
          help="continue the run of this --log_dir, --annotation and data sets from its last checkpoint (written at the "
@@ -194,6 +207,9 @@ def get_test_parser():
     _add(p, "--test_sample_ratio", type=options.fraction, default=1.0, help="fraction of queries and database tested "
                                                                 "(default: 1.0)")
     _add(p, "--seed", type=options.seed, help="seed of the test sample (default: the snapshot's)")
+    _add(p, "--eval_on", choices=EVAL_ON,
+         help="test = the test queries against the database; val = the validation split of a snapshot trained with "
+              "--eval_on val (default: the snapshot's)")
     _add(p, "--overwrite", action="store_true",
          help="replace the results file of an earlier test of this --annotation (default: off: refused)")
     return p
@@ -260,6 +276,10 @@ def resolve(args):
                             f"where {target.name}'s data is")
     if args.protocol is None:
         args.protocol = default_protocol(args.s_dataset)
+    if args.eval_on == "val" and (target.name != source.name or (args.t_data_root, args.t_image_root) !=
+                                  (args.data_root, args.image_root)):
+        raise UserError(f"--eval_on val tests on the validation split of the training set {source.name}; drop "
+                        f"--t_dataset {args.t_dataset} (and --t_data_root), or use --eval_on test")
     return args
 
 
@@ -317,7 +337,8 @@ def resumed(args):
     check_record(record, saved, os.path.join(os.path.dirname(record), "checkpoint.pt"),
                  RESUME_MAY_CHANGE + ("overwrite",), {"kind": "train_mmhh.py model"})
     # defaults for runs from before these options; what run.json records beside the arguments goes
-    run_args = argparse.Namespace(**{"label_noise": 0.0, "seen_fraction": 0.75,
+    run_args = argparse.Namespace(**{"label_noise": 0.0, "seen_fraction": 0.75, "eval_on": "test",
+                                     "dch_distance": "cosine",
                                      **{k: v for k, v in saved.items() if k not in ("kind", "threads")}})
     for key in RESUME_MAY_CHANGE:
         if key in options.given(args):

@@ -38,16 +38,24 @@ def encode(model, feeder, order, batch_size):
 
 def data_for(name, settings, run_dir):
     """(data, training labels, protocol record) of the data set `name` with the data options in
-    `settings` (a dict of the train flags): under --protocol unseen its unseen-classes parts,
-    under --label_noise its training labels corrupted (utils.data.protocols); array data sets reuse
-    the split saved in run_dir (when given)."""
-    protocol = settings.get("protocol") or "deephash"
+    `settings` (a dict of the train flags): under --eval_on val the validation split of its
+    training part, under --protocol unseen its unseen-classes parts, under --label_noise its
+    training labels corrupted (utils.data.protocols); the split saved in run_dir (when given) is
+    reused. The record says which split is tested (eval_on); under val it holds the validation
+    split (validation_split) for split.json."""
+    protocol, seed = settings.get("protocol") or "deephash", settings.get("seed", 0)
+    split_file = os.path.join(run_dir, "split.json") if run_dir else None
     data = load_data(name, settings.get("data_root"), settings.get("image_root"), settings.get("path_prefix"),
-                     protocols.split_protocol(protocol, default_protocol(name)), settings.get("seed", 0),
-                     split_file=os.path.join(run_dir, "split.json") if run_dir else None,
+                     protocols.split_protocol(protocol, default_protocol(name)), seed, split_file=split_file,
                      missing=settings.get("missing_images") or "error")
+    validation = None
+    if settings.get("eval_on") == "val":  # carved before the protocols, which then apply to its parts
+        data, validation = protocols.validation(data, seed, split_file)
     data, _, labels, record = protocols.prepare(data, protocol, settings.get("seen_fraction", 0.75),
-                                                settings.get("label_noise", 0.0), settings.get("seed", 0), "train")
+                                                settings.get("label_noise", 0.0), seed, "train")
+    record["eval_on"] = "test" if validation is None else "val"
+    if validation is not None:
+        record["validation_split"] = validation
     return data, labels, record
 
 

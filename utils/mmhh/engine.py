@@ -15,7 +15,7 @@ from utils.data.labels import label_matrix, similarity
 from utils.errors import PROGRESS, UserError
 from utils.mmhh import common
 from utils.mmhh.args import warmup_iterations
-from utils.mmhh.losses import hashnet_loss, mmhh_loss, parse_margin_params, quantization_loss, similar_weight
+from utils.mmhh.losses import pair_loss, parse_margin_params, quantization
 from utils.mmhh.memory import Memory
 from utils.mmhh.optim import build_optimizer, learning_rate, set_learning_rate, weight_decay
 from utils.runs import JsonLog, check_finite, load_state, save_checkpoint
@@ -44,16 +44,10 @@ def train_one_step(args, t, model, opt, memory, x, L1, index, margins, similar_w
     H2, L2 = memory.operand(t, h_all, L1_all) if memory is not None else (h_all, L1_all)
     S = similarity(L1, L2)  # b x B or b x N: this share's rows
     S_all = S if S.shape[0] == len(L1_all) else similarity(L1_all, L2)  # the whole pair matrix
-    w_s = similar_weight(args.similar_weight_type, S_all, similar_weight_default)
     processes = distributed.world_size()
-    if args.distance_type == "MMHH":  # a mean over the pairs
-        pair = mmhh_loss(h, H2, S, args.gamma, margins, w_s)
-        pair_weight = processes * S.numel() / S_all.numel()
-    else:  # normalised by the pairs' total weight
-        pair = hashnet_loss(h, H2, S, args.sigmoid_param, w_s)
-        pair_weight = processes * float(w_s * S.sum() + (S.numel() - S.sum())) / \
-            float(w_s * S_all.sum() + (S_all.numel() - S_all.sum()))
-    quant = quantization_loss(h)  # a mean over the rows
+    pair, share, w_s = pair_loss(args, h, H2, S, S_all, margins, similar_weight_default)
+    pair_weight = processes * share
+    quant = quantization(args, h)  # a mean over the rows
     quant_weight = processes * len(h) / len(h_all)
     loss = pair_weight * pair + args.loss_lambda * quant_weight * quant
     if not torch.isfinite(loss):

@@ -17,6 +17,7 @@ from utils.data.labels import label_matrix
 from utils.errors import UserError
 from utils.mmhh import common
 from utils.mmhh.args import target_settings
+from utils.mmhh.losses import MARGIN_KEYS, MEAN_LOSSES, parse_margin_params
 from utils.models import to_codes
 from utils.records import results_record as record_of
 from utils.runs import check_device, choose_device, load_checkpoint, load_state, make_folder, write_json
@@ -85,15 +86,27 @@ def save_test_output(folder, arrays, classes):
         atomic_write(os.path.join(folder, f"{name}.npy"), lambda f: np.save(f, value))
 
 
-def method_of(distance_type):
-    """The method a results record names: the loss (Hamming is HashNet's)."""
-    return "MMHH" if distance_type == "MMHH" else "Hamming"
+def method_of(settings):
+    """The method a results record names, from the train flags `settings` (a dict): the loss
+    (Hamming is HashNet's); the MMHH loss without its reweighting is MMHH0, whether chosen by
+    --distance_type MMHH0 or by every factor of --margin_params at 1."""
+    kind = settings["distance_type"]
+    if kind == "MMHH" and "margin_params" in settings:
+        margins = parse_margin_params(settings["margin_params"])
+        if all(margins[key] == 1 for key in MARGIN_KEYS[:4]):
+            return "MMHH0"
+    return kind if kind in MEAN_LOSSES else "Hamming"
+
+
+def results_name(dataset, method, bits, eval_on):
+    """The results file of a test: validation results are named apart from test results."""
+    return f"{dataset}_{method}_{bits}bits{'_val' if eval_on == 'val' else ''}.json"
 
 
 def results_record(data, args, result, seconds, device, bits, protocol, **extra):
     """The results record of a test (utils.records); `protocol`: the run's protocol record
-    (utils.data.protocols.prepare)."""
-    return record_of(data.info.name, method_of(args.distance_type), bits, args.preset, args.image_network, args.seed,
+    (utils.mmhh.common.data_for), whose eval_on says which split was tested."""
+    return record_of(data.info.name, method_of(vars(args)), bits, args.preset, args.image_network, args.seed,
                      result, seconds, device, options.public(args), protocols.summary(protocol), paper="MMHH", **extra)
 
 
@@ -116,8 +129,18 @@ def test_main(args):
     saved = ckpt["args"]
     results = os.path.join(args.log_dir, args.annotation, "results")
     name = args.dataset or saved["t_dataset"]
-    target = os.path.join(results, f"{get_dataset(name).name}_{method_of(saved['distance_type'])}_"
-                                   f"{saved['hash_bit']}bits.json")
+    trained_on = saved.get("eval_on", "test")
+    eval_on = args.eval_on or trained_on
+    if eval_on == "val" and trained_on != "val":
+        raise UserError("--eval_on val: this snapshot trained on the whole training part, the validation queries "
+                        "included; test it with --eval_on test, or train with --eval_on val")
+    settings = snapshot_settings(saved, get_dataset(name).name)
+    training_set = get_dataset(name).name == get_dataset(saved["s_dataset"]).name and \
+        (settings["data_root"], settings["image_root"]) == (saved["data_root"], saved["image_root"])
+    if eval_on == "val" and not training_set:
+        raise UserError(f"--eval_on val tests on the validation split of the snapshot's training set "
+                        f"{saved['s_dataset']}, not {name}; drop --dataset, or use --eval_on test")
+    target = os.path.join(results, results_name(get_dataset(name).name, method_of(saved), saved["hash_bit"], eval_on))
     if os.path.exists(target) and not args.overwrite:  # checked before the test, not after it
         raise UserError(f"{target} holds the results of an earlier test of annotation {args.annotation}: give "
                         "another --annotation, or --overwrite to replace them")
@@ -131,13 +154,11 @@ def test_main(args):
     for key in ("resize", "crop", "augment"):  # the snapshot's input pipeline
         setattr(args, key, saved[key])
     run_dir = os.path.join(saved["log_dir"], f"{saved['annotation']}_{saved['s_dataset']}_{saved['t_dataset']}")
-    settings = snapshot_settings(saved, get_dataset(name).name)
-    training_set = get_dataset(name).name == get_dataset(saved["s_dataset"]).name and \
-        (settings["data_root"], settings["image_root"]) == (saved["data_root"], saved["image_root"])
     # the training run's split when it is still there and of this data set; a seeded split is re-derived otherwise
     same = training_set and os.path.exists(os.path.join(run_dir, "split.json"))
     given = {k: getattr(args, k) for k in ("data_root", "image_root", "path_prefix", "missing_images")
              if getattr(args, k) is not None}
+    given["eval_on"] = eval_on
     # the corruption of the training labels is re-derived for the record, on the training set only
     data, _, protocol = common.data_for(name, {**settings, **given, **({} if training_set else {"label_noise": 0.0})},
                                  run_dir if same else None)

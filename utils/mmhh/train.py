@@ -13,9 +13,10 @@ import shlex
 from utils import distributed, options
 from utils.errors import PROGRESS, UserError, one_line
 from utils.data.datasets import get_dataset
+from utils.data.splits import save_validation
 from utils.mmhh import common, engine
 from utils.mmhh.args import output_paths, resolve, resumed, target_settings
-from utils.mmhh.evaluate import report, results_record, save_test_output, test_model
+from utils.mmhh.evaluate import report, results_name, results_record, save_test_output, test_model
 from utils.records import thread_counts
 from utils.runs import (RunFolder, check_device, choose_device, device_name, git_commit, load_checkpoint, load_state,
                         write_json)
@@ -72,9 +73,12 @@ def _train_main(args, device):
             if args.resume and os.path.exists(ckpt_path):
                 ckpt = load_checkpoint(ckpt_path, common.writer(args), f"this is not the checkpoint of the run in "
                                                                         f"{run_dir}; start afresh with another --annotation")
+            validation = protocol.pop("validation_split", None)
             if main_process:
                 folder.start()
                 data.save_split(os.path.join(run_dir, "split.json"))
+                if validation is not None:  # positions in the training part of the split just saved
+                    save_validation(os.path.join(run_dir, "split.json"), validation, args.seed)
                 write_json(os.path.join(run_dir, "protocol.json"), protocol)  # the corrupted items, unseen classes
                 if not args.resume:
                     write_json(os.path.join(run_dir, "run.json"), {**options.public(args), "kind": "MMHH",
@@ -82,9 +86,11 @@ def _train_main(args, device):
                 distributed.barrier()
         PROGRESS.update(resume=f"python train_mmhh.py {locate} --resume")
         if main_process:
+            which = "validation " if validation is not None else ""
             print(f"{args.distance_type} loss on {data.info.name} ({len(data.train.labels)} train, "
-                  f"{len(data.query.labels)} queries, {len(data.database.labels)} database), {args.hash_bit} bits, "
-                  f"preset {args.preset}, {args.image_network}, device {device_name(device)}, commit {git_commit()}"
+                  f"{len(data.query.labels)} {which}queries, {len(data.database.labels)} {which}database), "
+                  f"{args.hash_bit} bits, preset {args.preset}, {args.image_network}, device {device_name(device)}, "
+                  f"commit {git_commit()}"
                   + distributed.describe())
         seconds = engine.train(args, data, model, ckpt, device, run_dir, snapshot, train_labels)
         if not main_process:
@@ -111,6 +117,6 @@ def test_snapshot(args, model, test_data, device, run_dir, snapshot, outputs, se
                             test_output=os.path.abspath(outputs),
                             weights=getattr(model.backbone, "pretrained_from", None),
                             world_size=distributed.world_size())
-    write_json(os.path.join(run_dir, "results", f"{test_data.info.name}_{record['method']}_{args.hash_bit}bits.json"),
-               record)
+    write_json(os.path.join(run_dir, "results", results_name(test_data.info.name, record["method"], args.hash_bit,
+                                                             protocol["eval_on"])), record)
     return record
