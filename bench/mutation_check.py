@@ -191,7 +191,7 @@ MUTATIONS = [
      MMHH_TESTS),
     # seeding, scripts and options
     ("S01", "list-file crops from the global generator (unseeded without workers)", "utils/data/images.py",
-     "            torch.manual_seed(self.seed + k)\n", "", MAH_TESTS),
+     "            torch.manual_seed(seed)\n", "", MAH_TESTS),
     ("S02", "MAH dropout draws not seeded per outer iteration", "utils/mah/engine.py",
      "    torch.manual_seed(int(np.random.default_rng([args.seed, c0, it, 1]).integers(2 ** 62)))\n", "",
      MAH_TESTS),
@@ -200,7 +200,8 @@ MUTATIONS = [
     ("S04", "flat NUS-WIDE's head weights swapped to 4,2,1", "flat_NUS_WIDE.py",
      'head_weights="10,2,1"', 'head_weights="4,2,1"', ["tests/test_options.py"]),
     ("S05", "--workers default changed, help not", "utils/mah/args.py",
-     '"--workers", type=nonnegative_int, default=4,', '"--workers", type=nonnegative_int, default=2,',
+     '"--workers", type=nonnegative_int, default=default_workers(),',
+     '"--workers", type=nonnegative_int, default=default_workers() + 1,',
      ["tests/test_options.py"]),
     ("S06", "cpu-pretrained's lr step at 20", "utils/mah/args.py",
      'lr=1e-4, lr_steps="30"', 'lr=1e-4, lr_steps="20"', ["tests/test_options.py", "tests/test_mah.py"]),

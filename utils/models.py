@@ -149,6 +149,25 @@ class CascadeHeads(nn.Module):
         return [torch.tanh(z0), torch.tanh(z1), torch.tanh(z2)]
 
 
+AMP = ("off", "bf16")  # --amp: float32 throughout (the papers'), or the backbone under bfloat16 autocast
+
+
+def autocast(amp, device):
+    """The context of a training forward under --amp `amp` on `device`: "bf16" runs the
+    backbone's convolutions and matrix products in bfloat16 (torch autocast, on CUDA and on
+    the CPU alike); "off" changes nothing. The heads stay float32 (see after_backbone)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp == "bf16")
+
+
+def after_backbone(backbone, head, x):
+    """head(backbone(x)), the head on float32 features with autocast off: under --amp bf16 only
+    the backbone is bfloat16, while the heads, the losses, DCC and the metrics see float32
+    (V's Gram matrix reaches 59,000 and MMHH's distances are compared with a margin of 2)."""
+    features = backbone(x)  # B x F, bfloat16 under autocast
+    with torch.autocast(x.device.type, enabled=False):
+        return head(features.float())
+
+
 class MAHNet(nn.Module):
     """Backbone + heads; forward returns one B x c_k tensor per code length, target first.
     One length is one head, y = tanh(W f + b), whatever `cascade` says: ADSH's network."""
@@ -159,7 +178,7 @@ class MAHNet(nn.Module):
         self.heads = (CascadeHeads if cascade and len(lengths) > 1 else FlatHeads)(features, lengths)
 
     def forward(self, x):
-        return self.heads(self.backbone(x))
+        return after_backbone(self.backbone, self.heads, x)
 
 
 # MMHH's --image_network names (the released code's classes) -> backbones of the registry
@@ -184,7 +203,7 @@ class HashModel(nn.Module):
         self.register_buffer("scale", torch.tensor(1.0))
 
     def forward(self, x):
-        return torch.tanh(self.scale * self.hash_layer(self.backbone(x)))
+        return after_backbone(self.backbone, lambda f: torch.tanh(self.scale * self.hash_layer(f)), x)
 
 
 def to_codes(outputs):

@@ -114,19 +114,21 @@ class FileImages(torch.utils.data.Dataset):
 
 
 class SeededItems(torch.utils.data.Dataset):
-    """Items `index` of `dataset`, item k transformed under the global torch generator seeded
-    with seed + k (seed None: untouched), so that random crops depend on the seed and the
-    position only, not on worker processes or on what the process drew before."""
+    """Items of `dataset` by key (i, seed): item i transformed under the global torch generator
+    seeded with `seed` (None: untouched), so that random crops depend on the key only, not on
+    worker processes or on what the process drew before. The keys come from the sampler, so
+    one DataLoader with lasting workers serves every pass (utils.data.feeder)."""
 
-    def __init__(self, dataset, index, seed):
-        self.dataset, self.index, self.seed = dataset, index, seed
+    def __init__(self, dataset):
+        self.dataset = dataset
 
     def __len__(self):
-        return len(self.index)
+        return len(self.dataset)
 
-    def __getitem__(self, k):
-        if self.seed is None:
-            return self.dataset[self.index[k]]
+    def __getitem__(self, key):
+        i, seed = key
+        if seed is None:
+            return self.dataset[i]
         with torch.random.fork_rng(devices=[]):  # the caller's generator state is restored after
-            torch.manual_seed(self.seed + k)
-            return self.dataset[self.index[k]]
+            torch.manual_seed(seed)
+            return self.dataset[i]

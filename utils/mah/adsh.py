@@ -48,9 +48,10 @@ def stack_codes(V):
 
 def soft_products(row_labels, db_labels, stacked, column_sums, r, lengths, single_label):
     """Every head's S V (B x c_k each) and sum_ij S_ij^2 of the soft similarity (1 similar,
-    -r otherwise) of `row_labels` (B x C) to the database, from stack_codes' output."""
+    -r otherwise) of `row_labels` (B x C) to the database, from stack_codes' output; S2 is a
+    0-dim float64 tensor on the device."""
     products = similar_times(row_labels, db_labels, stacked, single_label)  # B x (sum c + 1)
-    similar = float(products[:, -1].sum())
+    similar = products[:, -1].sum().double()  # a tensor: a batch's loss reads nothing back from the device
     S2 = similar + (len(row_labels) * len(db_labels) - similar) * r * r
     SV = ((1 + r) * products[:, :-1] - r * column_sums[:-1]).split(lengths, 1)
     return SV, S2
@@ -73,7 +74,7 @@ class ADSHLoss(nn.Module):
 
     def forward(self, u, V, idx, gram, SV, S2):
         n, c = V.shape
-        pair = ((u @ gram) * u).sum() - 2 * c * (u * SV).sum() + c * c * S2
+        pair = ((u @ gram) * u).sum() - 2 * c * (u * SV).sum() + torch.as_tensor(c * c * S2, dtype=u.dtype)
         quant = (V[idx] - u).pow(2).sum()
         return (pair + self.gamma * quant) / (n * len(u))
 
@@ -109,7 +110,7 @@ def adsh_objective(V, U, sample_index, SV, S2, gamma):
     is <U, S V>; the caller passes SV = S V (m x c) and S2 = sum_ij S_ij^2, as for ADSHLoss."""
     (n, c), m = V.shape, len(U)
     U, V, SV = U.double(), V.double(), SV.double()  # the terms are ~c^2 m n and cancel: float32 would lose them
-    pair = float(((U.T @ U) * (V.T @ V)).sum() - 2 * c * (U * SV).sum()) + c * c * S2
+    pair = float(((U.T @ U) * (V.T @ V)).sum() - 2 * c * (U * SV).sum()) + c * c * float(S2)
     quant = float((V[sample_index] - U).pow(2).sum())
     return (pair + gamma * quant) / (m * n)
 

@@ -7,7 +7,10 @@ import os
 import sys
 
 from utils import options
+from utils.data import own
+from utils.data.feeder import default_workers
 from utils.errors import UserError
+from utils.models import AMP
 from utils.options import Parser, check_resumed, nonnegative_float, nonnegative_int, numbers, positive_float
 from utils.runs import check_record, read_json
 
@@ -108,13 +111,23 @@ def get_args_parser():
     p.add_argument("--label-noise", type=options.rate, default=0.0,
                    help="the share of the database items whose labels (those the loss and DCC see) are replaced by "
                         "those of an item sharing no label with them, seeded (docs/protocols.md) (default: 0)")
+    own.add_options(p)
+    p.add_argument("--mean", help="--dataset folder or lists: the per-channel mean R,G,B that images are normalised "
+                                  "with (default: ImageNet's, 0.485,0.456,0.406, as the pretrained backbones learned)")
+    p.add_argument("--std", help="--dataset folder or lists: the per-channel standard deviation R,G,B that images are "
+                                 "divided by (default: ImageNet's, 0.229,0.224,0.225)")
     p.add_argument("--seed", type=options.seed, default=0, help="seed of the split, sampling and initialisation "
                                                                 "(default: 0)")
     p.add_argument("--gpu", default="0", help="CUDA device number, or 'cpu' (default: 0; the CPU when there is no "
                                               "CUDA; under torchrun each process takes the GPU of its local rank, "
                                               "or the CPU with 'cpu')")
-    p.add_argument("--workers", type=nonnegative_int, default=4, help="DataLoader workers for list-file data "
-                                                                      "(default: 4)")
+    p.add_argument("--workers", type=nonnegative_int, default=default_workers(),
+                   help=f"DataLoader workers for list-file data (default: {default_workers()}, the CPU cores this "
+                        "process may use, at most four)")
+    p.add_argument("--amp", choices=AMP, default="off",
+                   help="bf16: the backbone's forward in bfloat16 autocast while training (GPUs with bfloat16 units; "
+                        "on CPUs it is usually slower); heads, losses, DCC and the metrics stay float32 (default: "
+                        "off, float32 throughout as the papers)")
     p.add_argument("--output-dir", help="run folder (default: runs/<script>/<timestamp>)")
     p.add_argument("--resume", help="continue the killed run in this folder, with its own arguments; only --gpu, "
                                     "--workers and the data location may be given beside it (default: none, a new run)")
@@ -128,6 +141,12 @@ def get_args_parser():
 
 def resolve(args):
     """Fill unset options from the preset, then from the script's paper defaults; check them."""
+    own.check_options([args.dataset], options.given(args))
+    for key in ("mean", "std"):  # only --dataset folder and lists take them (check_options)
+        if getattr(args, key, None) is not None:
+            setattr(args, key, numbers(getattr(args, key), flag(key), count=3, minimum=0))
+    if args.std and min(args.std) <= 0:
+        raise UserError(f"--std {','.join(map(str, args.std))}: a channel cannot be divided by 0; give each above 0")
     preset = PRESETS[args.preset]
     for key in set(preset) | set(PAPER_KEYS) | {"lr", "optimizer", "lr_steps", "backbone", "pretrained", "augment",
                                                 "v_init", "v_hold"}:
@@ -203,6 +222,7 @@ def resumed(args):
     if saved.get("kind") == "MMHH" or "distance_type" in saved:
         raise UserError(f"{folder} holds a train_mmhh.py run; continue it with train_mmhh.py --resume")
     saved = read_json(record, "run record", keys=("script", "arch", "dataset", "bits", "preset"))
+    saved.setdefault("amp", "off")  # runs from before --amp trained in float32
     if saved["script"] != args.script:
         raise UserError(f"{folder} holds a run of {saved['script']}.py, not {args.script}.py; continue it with "
                         f"python {saved['script']}.py --resume {folder}")

@@ -4,12 +4,10 @@ of one target code length with its checkpoints (docs/MAH.md).
 """
 import copy
 import os
-import sys
 import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from utils import distributed, metrics, retrieval
 from utils.data.feeder import Feeder
@@ -18,7 +16,8 @@ from utils.errors import PROGRESS, UserError
 from utils.mah.adsh import (ADSHLoss, adsh_objective, class_codes, dcc_update, label_codes, nested_class_codes,
                             soft_products, soft_ratio, stack_codes)
 from utils.mah.args import arguments, aux_lengths
-from utils.models import MAHNet, forward_batches, to_codes
+from utils.models import MAHNet, autocast, forward_batches, to_codes
+from utils.progress import Bar
 from utils.runs import JsonLog, check_finite, load_checkpoint, load_state, save_checkpoint
 
 
@@ -93,7 +92,8 @@ def initial_codes(args, db_labels, lengths, seed):
 
 def train_one_iteration(args, c0, it, model, opt, losses, V, db, db_labels, single):
     """Outer iteration `it`: epochs over a seeded database sample, then the DCC step of every
-    head (V updated in place). Returns the log record's training fields.
+    head (V updated in place). Returns the log record's training fields, with the seconds of
+    its two phases. The losses stay on the device until the end of the epochs (one read).
 
     Under torchrun every process draws the same sample and the same batches (augmentation
     included) and trains on its share of each batch; U is summed over the processes (each
@@ -112,7 +112,11 @@ def train_one_iteration(args, c0, it, model, opt, losses, V, db, db_labels, sing
     # dropout (AlexNet, VGG) draws from the global generator: seeded per outer iteration, so that
     # a resumed run draws as a whole one
     torch.manual_seed(int(np.random.default_rng([args.seed, c0, it, 1]).integers(2 ** 62)))
-    head_loss = np.zeros(len(lengths))
+    tic = time.time()
+    # the last epoch's losses per head, summed over its batches, and every batch's loss (finite, or
+    # the run stops), on the device: read once, after the epochs (float64, as the sums always were)
+    head_loss = torch.zeros(len(lengths), dtype=torch.float64, device=db_labels.device)
+    total = torch.zeros((), dtype=torch.float64, device=db_labels.device)
     batches = 0
     for epoch in range(args.epochs):
         last = epoch == args.epochs - 1
@@ -122,26 +126,29 @@ def train_one_iteration(args, c0, it, model, opt, losses, V, db, db_labels, sing
             # gradients over processes is the gradient of the mean over the whole batch
             start = int(pos[0]) // args.batch_size * args.batch_size
             weight = distributed.world_size() * len(pos) / min(args.batch_size, m - start)
-            pos = pos.to(db_labels.device)
-            outputs = model(x.contiguous(memory_format=torch.channels_last))  # one B x c_k per head
+            pos = pos.to(db_labels.device, non_blocking=True)
+            with autocast(args.amp, x.device):  # the backbone only: the heads' outputs are float32
+                outputs = model(x.contiguous(memory_format=torch.channels_last))  # one B x c_k per head
             SV, S2 = soft_products(sample_labels[pos], db_labels, stacked, column_sums, r, lengths, single)
             parts = [loss(u, v, index[pos], g, sv, S2) for loss, u, v, g, sv in zip(losses, outputs, V, grams, SV)]
             loss = weight * sum(w * p for w, p in zip(args.head_weights, parts))
-            if not torch.isfinite(loss):
-                raise UserError(f"the loss became {loss.item()} at iteration {it}; lower --lr (now "
-                                f"{opt.param_groups[0]['lr']:g}) or --gamma")
+            total += loss.detach()
             if last:  # U holds the outputs of the last epoch, taken before each step
                 for u_all, u in zip(U, outputs):
                     u_all[pos] = u.detach()
-                head_loss += [weight * p.item() for p in parts]
+                head_loss += weight * torch.stack(parts).detach().double()
                 batches += 1
             opt.zero_grad()
             loss.backward()
             opt.step()
+    if not torch.isfinite(total):
+        raise UserError(f"the loss became {total.item()} in outer iteration {it}; lower --lr (now "
+                        f"{opt.param_groups[0]['lr']:g}) or --gamma")
     for u in U:
         distributed.sum_(u)
-    head_loss = distributed.sum_(torch.as_tensor(head_loss, device=db_labels.device)).cpu().numpy()
-    head_loss /= distributed.world_size()
+    head_loss = distributed.sum_(head_loss).cpu().numpy() / distributed.world_size()
+    seconds = {"training": time.time() - tic}
+    tic = time.time()
     lr = opt.param_groups[0]["lr"]
     if it in args.lr_steps:
         for group in opt.param_groups:
@@ -155,8 +162,9 @@ def train_one_iteration(args, c0, it, model, opt, losses, V, db, db_labels, sing
     # pass over the sample's similarities gives every head's S V (m x c_k) and sum S^2
     SV, S2 = soft_products(sample_labels, db_labels, *stack_codes(V), r, lengths, single)
     objective = [adsh_objective(v, u, index, sv, S2, args.gamma) for v, u, sv in zip(V, U, SV)]
+    seconds["v_update"] = time.time() - tic
     return {"bits": c0, "iteration": it, "lr": lr, "loss": (head_loss / max(batches, 1)).tolist(),
-            "objective": objective, "sign_zeros": zeros}
+            "objective": objective, "sign_zeros": zeros, "phase_seconds": seconds}
 
 
 def writer(args, lengths):
@@ -205,9 +213,8 @@ def train_length(args, data, c0, device, out_dir, backbone, pool="database", tra
     if main_process:  # the iterations after the checkpoint are done again: their old lines go
         log.keep(lambda r: r.get("bits") != c0 or r.get("iteration", start) < start)
     net = distributed.wrap(model)  # under torchrun: DDP (gradients averaged over processes)
-    bar = tqdm(range(start, args.max_iter), desc=f"{c0} bits", initial=start, total=args.max_iter,
-               disable=None if main_process else True, file=sys.stderr)
-    for it in bar:
+    bar = Bar(args.max_iter, start, f"{c0} bits", "outer iteration", main_process)
+    for it in range(start, args.max_iter):
         PROGRESS.update(where=f"in outer iteration {it + 1} of {args.max_iter} at {c0} bits ({it} of them in the "
                               "checkpoint)")
         tic = time.time()
@@ -215,15 +222,20 @@ def train_length(args, data, c0, device, out_dir, backbone, pool="database", tra
         check_finite(model, f"after outer iteration {it}", divergence_advice(args, opt))
         seconds += time.time() - tic
         if (it + 1) % args.eval_every == 0 or it == args.max_iter - 1:
+            tic = time.time()
             result = record["metrics"] = evaluate(model, queries, V, data, args.batch_size, retrieval_db)
+            record["phase_seconds"]["evaluation"] = time.time() - tic
         if not main_process:
             continue
         record["seconds"] = round(seconds, 2)
+        record["phase_seconds"] = {k: round(v, 3) for k, v in record["phase_seconds"].items()}
         log.write(**record)
-        bar.set_postfix(loss=f"{float(np.dot(args.head_weights[:len(lengths)], record['loss'])):.4f}")
+        bar.set_loss(float(np.dot(args.head_weights[:len(lengths)], record["loss"])))
         save_checkpoint(ckpt_path, {"bits": c0, "iteration": it, "seconds": seconds, "model": model.state_dict(),
                                     "optimizer": opt.state_dict(), "V": [v.cpu() for v in V],
                                     "args": arguments(args), "written_by": writer(args, lengths)})
+        bar.update()
+    bar.close()
     if start >= args.max_iter:  # resumed after the last iteration had finished
         result = evaluate(model, queries, V, data, args.batch_size, retrieval_db)
     if not main_process:
