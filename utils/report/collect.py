@@ -9,14 +9,15 @@ from utils.records import read_record
 
 
 def load_records(folder):
-    """{"mah": [...], "mmhh": [...], "protocols": [...]} of the usable records under `folder`, in
-    sorted path order; every other file is one `skipped` line on stderr. Runs under label noise
-    or unseen classes go to "protocols" (their own tables), the others to their paper's; an
-    MMHH run with the memory bank is method "MMHH + memory"."""
+    """{"mah": [...], "mmhh": [...], "protocols": [...], "validation": [...]} of the usable records
+    under `folder`, in sorted path order; every other file is one `skipped` line on stderr. Runs
+    trained or tested on the validation split go to "validation" (no table shows them), runs
+    under label noise or unseen classes to "protocols" (their own tables), the others to their
+    paper's; an MMHH run with the memory bank is method "<loss> + memory"."""
     if not os.path.isdir(folder):
         raise UserError(f"results folder {folder} does not exist: give --results DIR, the folder holding the "
                         "results JSON files")
-    records = {"mah": [], "mmhh": [], "protocols": []}
+    records = {"mah": [], "mmhh": [], "protocols": [], "validation": []}
     for path in sorted(glob.glob(os.path.join(folder, "**", "*.json"), recursive=True)):
         try:
             kind, record = read_record(path)
@@ -24,9 +25,17 @@ def load_records(folder):
             print(f"skipped {path}: {e}", file=sys.stderr)
             continue
         if kind == "mmhh" and record.get("args", {}).get("batch_type") == "BatchInitMem":
-            record = {**record, "method": "MMHH + memory"}
-        records["protocols" if setting(record) != ("standard", 0.0) else kind].append(record)
+            record = {**record, "method": f"{record['method']} + memory"}
+        if validation(record):
+            records["validation"].append(record)
+        else:
+            records["protocols" if setting(record) != ("standard", 0.0) else kind].append(record)
     return records
+
+
+def validation(record):
+    """Whether a run is a tuning run: tested on the validation split, or trained without it."""
+    return "val" in ((record.get("protocol") or {}).get("eval_on"), record.get("args", {}).get("eval_on"))
 
 
 def setting(record):

@@ -56,7 +56,7 @@ def mmhh_values(cells, keep, metric):
 
 
 def mmhh_glance(dataset, cells):
-    """The headline MMHH table: MAP@H<=2 of each MMHH variant against HashNet's loss, under the
+    """The headline MMHH table: MAP@H<=2 of each loss that ran against HashNet's, under the
     default test conventions (MAP@TopK and the --opt-test conventions are in docs/results.md)."""
     bits = sorted({b for _, b in cells})
     methods = [m for m in MMHH_METHODS if any(method == m for method, _ in cells)]
@@ -71,8 +71,8 @@ def mmhh_glance(dataset, cells):
         for b in bits:
             a, h = values.get((m, b), {}), values.get(("Hamming", b), {})
             d = [a[k] - h[k] for k in sorted(set(a) & set(h))]
-            cells_d.append(f"{np.mean(d):+.4f}, MMHH ahead in {sum(x > 0 for x in d)} of {len(d)}" if d else
-                           "no pair")
+            cells_d.append(f"{np.mean(d):+.4f}, {m.split(' + ')[0]} ahead in {sum(x > 0 for x in d)} of {len(d)}"
+                           if d else "no pair")
         rows.append([f"{label}, {m} - HashNet", *cells_d])
     about = (f"**MMHH, {name(dataset)}**: the MMHH loss against HashNet's, one network (no published value; "
              "MAP@TopK, --opt-test: docs/results.md). "

@@ -21,8 +21,9 @@ HEADLINE_METRIC = {"cifar10": ("map_tie_aware", "tie-aware MAP"), "flickr25k": (
 # ADSH, the single-head baseline (--adsh), first
 MAH_VARIANTS = ("MAH-flat", "MAH-cascade")
 MAH_METHODS = ("ADSH", *MAH_VARIANTS)
-MMHH_METHODS = ("MMHH", "MMHH + memory", "Hamming")
-LOSS_NAMES = {"MMHH": "MMHH loss", "MMHH + memory": "MMHH loss, memory bank", "Hamming": "HashNet loss"}
+MMHH_METHODS = ("MMHH", "MMHH + memory", "MMHH0", "DCH", "Hamming")
+LOSS_NAMES = {"MMHH": "MMHH loss", "MMHH + memory": "MMHH loss, memory bank", "MMHH0": "MMHH loss without margin",
+              "DCH": "DCH loss", "Hamming": "HashNet loss"}
 MAH_BITS = (4, 6, 8, 10, 12)
 COLOURS = {"ADSH": "tab:green", "MAH-flat": "tab:blue", "MAH-cascade": "tab:orange"}
 OPT_TEST = {True: "optimised (--opt-test)", False: "DeepHash/HashNet default"}

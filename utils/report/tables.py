@@ -128,7 +128,8 @@ def mmhh_setting(record):
 
 def mmhh_table(group, runs):
     bits = sorted({b for _, b in runs})
-    methods = [m for m in MMHH_METHODS if m != "MMHH + memory" or any(method == m for method, _ in runs)]
+    # the paper's loss and HashNet's always, the other losses where they ran
+    methods = [m for m in MMHH_METHODS if m in ("MMHH", "Hamming") or any(method == m for method, _ in runs)]
     methods += sorted({m for m, _ in runs} - set(methods))
     settings = sorted({mmhh_setting(r) for r in runs.values()})
     mixed = len(settings) > 1
