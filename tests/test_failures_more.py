@@ -199,3 +199,52 @@ def test_the_index_encodes_a_sixteen_bit_image_as_its_eight_bit_twin(trained, tm
     codes = np.load(tmp_path / "idx" / "codes.npy")
     names = json.loads((tmp_path / "idx" / "items.json").read_text())
     assert names == ["eight.png", "sixteen.png"] and (codes[0] == codes[1]).all()
+
+
+def test_an_image_listed_twice_is_one_line_naming_both_rows(tmp_path):
+    """database_img.txt naming img/database_5.png again on its last line (as ./img/...): one line
+    naming line 6 and line 41 of the list, exit 2, no run folder. Catches the second row accepted
+    (one image counted twice in every ranking) or the rows named wrongly."""
+    from test_failures import entry, one_error
+    from test_mah import list_dataset
+
+    root = list_dataset(str(tmp_path / "data"), 38)
+    with open(os.path.join(root, "database_img.txt"), "a") as f:
+        f.write("./img/database_5.png\n")
+    with open(os.path.join(root, "database_label.txt"), "a") as f:
+        f.write("1" + " 0" * 37 + "\n")
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        code, _, err = entry("cascade_FLICKR", "--preset", "smoke", "--gpu", "cpu", "--data-root", root, "--workers", 0,
+                             "--output-dir", tmp_path / "run", monkeypatch=monkeypatch)
+    finally:
+        monkeypatch.undo()
+    one_error(code, err, f"{root}/database_img.txt:6 and {root}/database_img.txt:41 both list image",
+              "remove one of the two lines")
+    assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("dataset, first", [("coco_80", "notice: "), ("nuswide_81", "warning: ")])
+def test_queries_that_are_database_items_are_one_line_with_their_count(tmp_path, capsys, dataset, first):
+    """HashNet lists whose test.txt names 3 of the 10 database images (and 7 of its own): one
+    line, '3 of the 10 queries'; for coco80 it says these are the published lists' own overlap
+    (all 5,000 HashNet COCO queries are in its database), for nuswide81 it is a warning with
+    the fix. The data still load. Catches the overlap accepted without a word, or miscounted."""
+    from PIL import Image
+
+    from utils.data.loader import load_data
+
+    (tmp_path / "img").mkdir()
+    for i in range(17):
+        Image.new("RGB", (8, 8), (10 * i, 0, 0)).save(tmp_path / "img" / f"{i}.png")
+    row = {"coco_80": " 1" + " 0" * 79, "nuswide_81": " 1" + " 0" * 80}[dataset]
+    lists = {"train": range(10), "database": range(10), "test": [2, 5, 7, *range(10, 17)]}
+    for name, items in lists.items():
+        (tmp_path / f"{name}.txt").write_text("".join(f"img/{i}.png{row}\n" for i in items))
+    data = load_data(dataset, str(tmp_path))
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(first + "3 of the 10 queries"), err
+    assert f"({tmp_path}/test.txt) are also in the database ({tmp_path}/database.txt)" in err[0]
+    assert ("HashNet's (and MMHH's) published MS-COCO lists" in err[0]) == (dataset == "coco_80")
+    assert ("remove them from one list" in err[0]) == (dataset != "coco_80")
+    assert len(data.query.labels) == 10 and len(data.database.labels) == 10

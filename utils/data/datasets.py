@@ -20,7 +20,8 @@ class Dataset:
     name: str
     classes: int
     multi_label: bool
-    source: str  # "cifar10" (official archives / image tree), "digits" (scikit-learn), "lists" (list files)
+    # "cifar10" (official archives / image tree), "digits" (scikit-learn), "lists" (list files), "own" (OWN below)
+    source: str
     mean: tuple
     std: tuple
     topk: int  # R of MAP@TopK; -1 ranks the whole database
@@ -37,6 +38,9 @@ class Dataset:
     # (column j = alphabetical column original_columns[j]); empty where unknown
     original_prefix: str = ""
     original_columns: tuple = field(default=(), repr=False)
+    # published lists whose queries are database items too (a query then retrieves itself):
+    # which lists, for the notice that says so; empty where no published list does this
+    queries_in_database: str = ""
     note: str = ""
 
 
@@ -60,12 +64,26 @@ DATASETS = {d.name: d for d in (
             similar_weight=5.0,
             note="NUS-WIDE, 81 concepts, HashNet lists"),
     Dataset("coco80", 80, True, "lists", IMAGENET_MEAN, IMAGENET_STD, topk=5000, query=5000, train=10000,
+            queries_in_database="HashNet's (and MMHH's) published MS-COCO lists, whose database holds all 5,000 "
+                                "queries",
             note="MS-COCO, 80 categories, HashNet lists"),
     Dataset("imagenet100", 100, False, "lists", IMAGENET_MEAN, IMAGENET_STD, topk=1000, query=5000, train=13000,
             note="ImageNet, 100 classes, HashNet lists"),
     Dataset("digits", 10, False, "digits", IMAGENET_MEAN, IMAGENET_STD, topk=-1, query=10, per_class=True,
             protocols=("dpsh",), class_names=tuple(str(i) for i in range(10)),
             note="scikit-learn's 1,797 8x8 digits, upsampled to 32x32x3: the offline default"),
+)}
+
+# The two generic sources of a user's own images (utils.data.own), for data sets with no row
+# above: the label count, single or multi label and class names come from the images or list
+# files; the rest is a default here, which an option changes (docs/data.md): ImageNet's
+# normalisation, the one the pretrained backbones learned with (MAH --mean/--std); R of
+# MAP@TopK the whole database (MMHH --topk); similar pairs weighted 1 (MMHH --similar_weight).
+OWN = {d.name: d for d in (
+    Dataset("folder", 0, False, "own", IMAGENET_MEAN, IMAGENET_STD, topk=-1, query=0, protocols=("dpsh", "deephash"),
+            note="a folder (or .tar/.tar.gz/.zip) of class folders; the split drawn from the seed and the sizes given"),
+    Dataset("lists", 0, False, "own", IMAGENET_MEAN, IMAGENET_STD, topk=-1, query=0,
+            note="MAH or HashNet list files, any number of label columns; the split the files give"),
 )}
 
 # The names the original scripts and command lines use.
@@ -79,6 +97,9 @@ def get_dataset(name):
     """The table entry for `name`; spellings like 'CIFAR-10', 'coco_80', 'NUS_WIDE' are accepted."""
     key = name.lower().replace("-", "").replace("_", "")
     key = ALIASES.get(key, key)
+    if key in OWN:
+        return OWN[key]
     if key not in DATASETS:
-        raise UserError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+        raise UserError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}; for your own images: folder "
+                        "(a folder of class folders) or lists (list files), see docs/data.md")
     return DATASETS[key]

@@ -106,6 +106,7 @@ def _label_row(tokens, classes, where):
 def _finish(paths, rows, source, check_exists, missing="error"):
     """The ImageList; with check_exists, listed images that are absent are an error naming how
     many and the first (missing="error"), or are left out with a note (missing="drop")."""
+    _listed_once(paths, source)
     listed = ImageList(paths, np.stack(rows), source)
     if not check_exists:
         return listed
@@ -126,6 +127,40 @@ def _finish(paths, rows, source, check_exists, missing="error"):
     kept = listed.take(np.setdiff1d(np.arange(len(paths)), absent))
     kept.dropped = len(absent)
     return _readable(kept)
+
+
+def _key(path):
+    """The name two list lines give one image by (`img/a.png` and `./img/a.png` are one)."""
+    return os.path.normpath(path)
+
+
+def _listed_once(paths, source):
+    """A list names each image once: an image listed twice would be one item counted twice (a
+    query that is relevant to itself, a database item that takes two places in every ranking).
+    None of the lists published for the supported data sets does so."""
+    first = {}
+    for i, path in enumerate(paths):
+        j = first.setdefault(_key(path), i)
+        if j != i:
+            raise UserError(f"{source[j][0]}:{source[j][1]} and {source[i][0]}:{source[i][1]} both list image "
+                            f"{path}; remove one of the two lines")
+
+
+def overlap_note(query, database, published=""):
+    """One line when queries (ImageList `query`) are also database items, or None. Each such
+    query finds itself at distance 0 and counts itself relevant, which raises its MAP; some
+    published lists do it (`published`: which, from the data set table), any other overlap is
+    most likely lists drawn from one pool twice."""
+    listed = {_key(path) for path in database.paths}
+    shared = sum(_key(path) in listed for path in query.paths)
+    if not shared:
+        return None
+    said = f"{shared} of the {len(query.paths)} queries ({query.source[0][0]}) are also in the database " \
+           f"({database.source[0][0]})"
+    if published:
+        return f"notice: {said}, as in {published}; each finds itself at distance 0, which raises MAP"
+    return (f"warning: {said}: each finds itself at distance 0, which raises MAP; remove them from one list "
+            "unless your protocol means queries to be database items")
 
 
 def _readable(listed):

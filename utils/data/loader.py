@@ -5,6 +5,7 @@ arrays per part (served by utils.data.images.ArrayImages); list-file data sets a
 utils.data.listfiles.ImageList per part (served by utils.data.images.FileImages).
 """
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ from utils.data.cifar10 import load_cifar10
 from utils.data.datasets import get_dataset
 from utils.errors import UserError
 from utils.cache import unpacked
-from utils.data.listfiles import mah_list_files, read_hashnet_list, read_mah_lists
+from utils.data.listfiles import mah_list_files, overlap_note, read_hashnet_list, read_mah_lists
 from utils.data.splits import PARTS, load_or_make_split, load_split, make_split, save_split
 
 
@@ -56,10 +57,15 @@ def load_digits():
 
 
 def load_data(name, data_root=None, image_root=None, path_prefix=None, protocol="dpsh", seed=0,
-              split_file=None, cache_dir=None, download=False, missing="error"):
+              split_file=None, cache_dir=None, download=False, missing="error", settings=None):
     """The data set's parts. split_file: a saved split to reuse when it exists, else where the
-    split drawn from `seed` is saved; None draws one and keeps it in `drawn`, unsaved."""
+    split drawn from `seed` is saved; None draws one and keeps it in `drawn`, unsaved.
+    settings: the run's arguments, where a user's own data (utils.data.own) finds its options."""
     info = get_dataset(name)
+    if info.source == "own":
+        from utils.data.own import load_own  # it builds on this module's parts
+
+        return load_own(info, data_root, image_root, path_prefix, protocol, seed, split_file, missing, settings or {})
     if info.source == "lists":
         return _load_lists(info, data_root, image_root, path_prefix, seed, split_file, missing)
     if protocol not in info.protocols:
@@ -117,6 +123,9 @@ def _load_lists(info, data_root, image_root, path_prefix, seed, split_file, miss
                 list_file, line = lst.source[bad[0]]
                 raise UserError(f"{list_file}:{line}: {info.name} is single-label, but this line has "
                                 f"{lst.labels[bad[0]].sum()} labels set")
+    note = overlap_note(read["test"], read["database"], info.queries_in_database)
+    if note:
+        print(note, file=sys.stderr)
     read, drawn = _shuffled(read, seed, split_file, info.name)
     labels = {part: lst.labels if info.multi_label else lst.labels.argmax(1) for part, lst in read.items()}
     parts = {part: Part(labels[part], list=lst) for part, lst in read.items()}
