@@ -5,10 +5,11 @@ import os
 import shutil
 import sys
 import tarfile
+import zipfile
 
 from utils.errors import UserError
 
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 
 
 def default_cache_dir():
@@ -28,12 +29,12 @@ def fingerprint(path):
 
 
 def unpacked(path, cache_dir=None):
-    """`path` itself when it is a folder; a .tar(.gz) unpacked once into the cache (a killed
-    unpacking leaves no folder behind: it is renamed into place when complete)."""
+    """`path` itself when it is a folder; a .tar(.gz) or .zip unpacked once into the cache (a
+    killed unpacking leaves no folder behind: it is renamed into place when complete)."""
     if os.path.isdir(path):
         return path
     if not os.path.isfile(path) or not path.endswith(ARCHIVE_SUFFIXES):
-        raise UserError(f"{path} is not a folder or a .tar/.tar.gz archive; check the path")
+        raise UserError(f"{path} is not a folder or a .tar/.tar.gz/.zip archive; check the path")
     name = os.path.basename(path)
     for suffix in ARCHIVE_SUFFIXES:
         name = name.removesuffix(suffix)
@@ -43,10 +44,14 @@ def unpacked(path, cache_dir=None):
     tmp = f"{folder}.{os.getpid()}.tmp"
     print(f"unpacking {path} into {folder} (once)", file=sys.stderr)
     try:
-        with tarfile.open(path, "r:*") as tar:
-            tar.extractall(tmp, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as e:
+        if path.endswith(".zip"):  # zipfile drops absolute and '..' parts of member names
+            with zipfile.ZipFile(path) as z:
+                z.extractall(tmp)
+        else:
+            with tarfile.open(path, "r:*") as tar:
+                tar.extractall(tmp, filter="data")
+    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"{path}: not a readable tar archive ({e}); copy it again or unpack it yourself")
+        raise UserError(f"{path}: not a readable archive ({e}); copy it again or unpack it yourself")
     os.replace(tmp, folder)
     return folder

@@ -20,9 +20,9 @@ class MAHEncoder(Encoder):
         backbone, features = build_backbone(args["backbone"], False, None)
         model = MAHNet(backbone, features, lengths, cascade=args["arch"] == "cascade")
         load_state(model, ckpt["model"], file, ADVICE)
-        info = get_dataset(args["dataset"])
-        preprocessing = dict(resize=args["resize"], crop=args["crop"], square=False, mean=list(info.mean),
-                             std=list(info.std))
+        info = get_dataset(args["dataset"])  # --mean and --std, where given, replace the table's
+        preprocessing = dict(resize=args["resize"], crop=args["crop"], square=False,
+                             mean=list(args.get("mean") or info.mean), std=list(args.get("std") or info.std))
         kind = f"MAH-{args['arch']} ({args['backbone']}, {lengths[0]} bits of {args['dataset']})"
         super().__init__(folder, file, model, lengths[0], preprocessing, kind, device)
         self.args, self.database_codes = args, ckpt["V"][0]

@@ -51,7 +51,7 @@ def _main(args, device):
             data = load_data(args.dataset, args.data_root, args.image_root, args.path_prefix,
                              protocols.split_protocol(args.protocol, "dpsh"), args.seed,
                              split_file=split_file if args.resume or not main_process else None,
-                             download=args.download, missing=args.missing_images)
+                             download=args.download, missing=args.missing_images, settings=vars(args))
             # MAH trains on its database (its seen items under unseen classes)
             data, pool, train_labels, protocol = protocols.prepare(data, args.protocol, args.seen_fraction,
                                                                    args.label_noise, args.seed, "database")

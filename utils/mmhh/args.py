@@ -10,6 +10,7 @@ import os
 import sys
 
 from utils import options
+from utils.data import own
 from utils.data.datasets import get_dataset
 from utils.errors import UserError
 from utils.mmhh.losses import parse_margin_params
@@ -174,6 +175,10 @@ def get_train_parser():
               "with them, seeded; queries and database keep theirs (docs/protocols.md) (default: 0)")
     _add(p, "--seed", type=options.seed, default=0, help="seed of the split, batches, augmentation, init and test "
                                                          "sample (default: 0)")
+    own.add_options(p, underscores=True)
+    _add(p, "--topk", type=options.positive_int,
+         help="--s_dataset folder or lists: R of MAP@TopK, the database items ranked per query; test_mmhh.py takes "
+              "the snapshot's (default: the whole database)")
     _add(p, "--eval_on", choices=EVAL_ON, default="test",
          help="test = train on the training part, test its queries against the database; val = hold a seeded tenth "
               "of the training part out as validation queries, train on the rest and test against it "
@@ -268,6 +273,7 @@ def resolve(args):
                                                    "as the released code did")
     args.t_dataset = args.t_dataset or args.s_dataset
     source, target = get_dataset(args.s_dataset), get_dataset(args.t_dataset)
+    own.check_options([args.s_dataset, args.t_dataset], options.given(args))
     if args.t_data_root is None:
         if target.name == source.name:
             args.t_data_root, args.t_image_root = args.data_root, args.t_image_root or args.image_root

@@ -47,7 +47,7 @@ def data_for(name, settings, run_dir):
     split_file = os.path.join(run_dir, "split.json") if run_dir else None
     data = load_data(name, settings.get("data_root"), settings.get("image_root"), settings.get("path_prefix"),
                      protocols.split_protocol(protocol, default_protocol(name)), seed, split_file=split_file,
-                     missing=settings.get("missing_images") or "error")
+                     missing=settings.get("missing_images") or "error", settings=settings)
     validation = None
     if settings.get("eval_on") == "val":  # carved before the protocols, which then apply to its parts
         data, validation = protocols.validation(data, seed, split_file)
