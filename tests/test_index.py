@@ -3,6 +3,7 @@ length from 4 to 64), build -> search round trips with a MAH run folder and an M
 snapshot, an index reopened from disk, and bad input as one line."""
 import json
 import os
+import shutil
 from contextlib import redirect_stderr, redirect_stdout
 from io import StringIO
 
@@ -12,9 +13,11 @@ import torch
 from PIL import Image
 
 from utils import index as ix
+from utils.index import folder as folder_module
 from utils import mah, mmhh
 from utils.data.loader import load_digits
 from utils.errors import run
+from utils.report import figures
 
 LENGTHS = (4, 5, 8, 12, 13, 16, 17, 24, 31, 40, 48, 56, 63, 64)
 
@@ -31,44 +34,122 @@ def brute(q, d):
     return (q[:, None, :] != d[None, :, :]).sum(2)  # Q x N distances
 
 
+def searched(packed, bits, asked):
+    """(flat scan, structure, its description) over packed codes, padded as the index pads them."""
+    padded = ix.pad(packed, ix.scan_width(packed.shape[1]))
+    described = ix.choose(asked, padded, bits)
+    structure = None
+    if described["type"] != "scan":
+        structure = ix.new_structure(bits, padded.shape[1])
+        structure.add(padded)
+    return ix.flat_index(padded), structure, described
+
+
+def ranked_reference(row, r=None, k=None):
+    """Item ids of a row of distances within r, or the first k, by (distance, id)."""
+    order = np.lexsort((np.arange(len(row)), row))
+    return order[row[order] <= r] if k is None else order[:k]
+
+
 @pytest.mark.parametrize("bits", LENGTHS)
 def test_radius_and_top_k_are_the_brute_force_answers(bits):
-    """Every item within r (r = 0 to 4, beyond the substrings' count for multi-index hashing)
-    and the k nearest (ties by item id), against distances computed bit by bit. Catches a
-    flip count below the pigeonhole bound (items missed), FAISS's strict < radius left as is,
-    padding bits that add distance, FAISS's tie order kept, or tied queries given another
-    query's answer when fetched together."""
+    """Every item within r (r = 0 to 4, beyond the substrings' count for multi-index hashing),
+    by the structure and by the padded scan, and the k nearest (ties by item id) by the one-pass
+    counting scan and by the heap scan with its second pass, against distances computed bit by
+    bit. Catches a flip count below the pigeonhole bound (items missed), FAISS's strict < radius
+    left as is, padding bits that add distance, FAISS's tie order kept, a counting scan whose
+    ties are not by id, or tied queries given another query's answer when fetched together."""
     db, queries = clustered(1500, bits, bits), clustered(25, bits, bits + 100)
-    packed = ix.pack(db)
-    structure, described = ix.structure(packed.shape[1] * 8)
-    structure.add(packed)
+    flat, structure, described = searched(ix.pack(db), bits, "mih")
+    assert described["up_to_radius"] == bits
+    padded = ix.pad(ix.pack(queries), flat.code_size)
     dist = brute(queries, db)
     for r in range(5):
-        for (ids, d), row in zip(ix.within(structure, described, ix.pack(queries), r), dist):
-            want = np.flatnonzero(row <= r)
-            want = want[np.lexsort((want, row[want]))]
+        for use in (structure, None):
+            for (ids, d), row in zip(ix.within(flat, use, described, padded, r), dist):
+                want = ranked_reference(row, r=r)
+                assert ids.tolist() == want.tolist() and d.tolist() == row[want].tolist()
+    for k, chunk, memory in ((1, 100, None), (7, 100, None), (200, 100, None), (7, 100, 0), (200, 100, 0), (7, 2, 0)):
+        # memory 0: the heap scan and its second pass; chunk 2: tied queries fetched in parts
+        got = ix.top_k(flat, padded, k, chunk=chunk, **({} if memory is None else {"memory": memory}))
+        for (ids, d), row in zip(got, dist):
+            want = ranked_reference(row, k=k)
             assert ids.tolist() == want.tolist() and d.tolist() == row[want].tolist()
-    flat = ix.Index.__new__(ix.Index)
-    flat.manifest, flat.packed = {"packed_bits": packed.shape[1] * 8}, packed
-    for k, chunk in ((1, 100), (7, 100), (200, 100), (7, 2)):  # chunk 2: tied queries fetched in parts
-        for (ids, d), row in zip(ix.top_k(flat.flat(), ix.pack(queries), k, chunk=chunk), dist):
-            want = np.lexsort((np.arange(len(row)), row))[:k]
-            assert ids.tolist() == want.tolist() and d.tolist() == row[want].tolist()
+
+
+@pytest.mark.parametrize("bits, width", [(12, 4), (48, 8), (64, 8)])
+def test_padded_scans_answer_as_the_codes_as_stored(bits, width):
+    """12- and 48-bit codes are searched 4 and 8 bytes wide (FAISS's fast kernels), 64-bit ones
+    as stored: the padded scan's balls and top k (ties by id) are those of a popcount over the
+    stored bytes and those of FAISS's scan of the stored width. Catches queries padded unlike
+    the codes (or left unpadded), or the padded width's tie order differing."""
+    db, queries = clustered(3000, bits, 7, noise=0.05), clustered(20, bits, 8, noise=0.05)
+    stored, asked = ix.pack(db), ix.pack(queries)
+    assert ix.scan_width(stored.shape[1]) == width
+    dist = np.bitwise_count(asked[:, None, :] ^ stored[None, :, :]).sum(2)  # Q x N, bytes as stored
+    padded, unpadded = ix.flat_index(ix.pad(stored, width)), ix.flat_index(stored)
+    scan = {"type": "scan", "up_to_radius": -1}
+    for r in (0, 1, 2, 3):
+        a = ix.within(padded, None, scan, ix.pad(asked, width), r)
+        b = ix.within(unpadded, None, scan, asked, r)
+        for (ids, d), (ids_b, _), row in zip(a, b, dist):
+            want = ranked_reference(row, r=r)
+            assert ids.tolist() == want.tolist() == ids_b.tolist() and d.tolist() == row[want].tolist()
+    for k in (1, 10, 100):
+        a, b = ix.top_k(padded, ix.pad(asked, width), k), ix.top_k(unpadded, asked, k)
+        for (ids, d), (ids_b, _), row in zip(a, b, dist):
+            assert ids.tolist() == ranked_reference(row, k=k).tolist() == ids_b.tolist()
+
+
+def test_the_visits_the_cost_model_expects_are_those_counted_item_by_item():
+    """The expected codes a lookup visits, for a query drawn from the database, with 0 and 1
+    flips: against counting, for each item as the query, the items whose substring lies within
+    the flips of its own, summed over the substrings. Catches a wrong transform, substrings read
+    from the wrong bits, or flips not counted."""
+    from utils.index.structures import bucket_spectra, expected_visits, substring_values
+    bits = 40
+    db = clustered(600, bits, 3, noise=0.05)
+    padded = ix.pad(ix.pack(db), 8)
+    m, b = ix.substrings(bits)
+    assert (m, b) == (3, 14)
+    values = np.stack([substring_values(padded, h * b, b) for h in range(m)], 1)  # N x m
+    unpacked = np.unpackbits(padded, axis=1, bitorder="little")
+    for h in range(m):  # a substring is bits h*b .. h*b + b - 1 of the code
+        assert (values[:, h] == unpacked[:, h * b:(h + 1) * b] @ (1 << np.arange(b))).all()
+    _, spectra = bucket_spectra(padded, bits)
+    for f in (0, 1):
+        near = np.bitwise_count(values[:, None, :] ^ values[None, :, :]) <= f  # N x N x m
+        assert expected_visits(spectra, b, f, len(db)) == pytest.approx(near.sum() / len(db))
+
+
+def test_the_choice_keeps_multi_index_hashing_on_random_codes_and_scans_crowded_ones():
+    """40,000 random 48-bit codes: about one item a bucket, multi-index hashing is kept, at
+    radius 2 at least; the same number of codes around 6 prototypes (5% flips) crowd the
+    buckets and are scanned; --structure overrides either way. Catches a choice that ignores
+    the codes, or one that keeps the structure where it compares more codes than a scan."""
+    rng = np.random.default_rng(0)
+    random = ix.pad(ix.pack(rng.random((40000, 48)) < 0.5), 8)
+    crowded = ix.pad(ix.pack(clustered(40000, 48, 1, noise=0.05)), 8)
+    kept = ix.choose("auto", random, 48)
+    assert kept["type"] == "IndexBinaryMultiHash" and kept["up_to_radius"] >= 2 and "radii 0 to" in kept["reason"]
+    scanned = ix.choose("auto", crowded, 48)
+    assert scanned["type"] == "scan" and scanned["up_to_radius"] == -1 and "the padded scan" in scanned["reason"]
+    assert ix.choose("mih", crowded, 48)["type"] == "IndexBinaryMultiHash"
+    assert ix.choose("scan", random, 48)["type"] == "scan"
 
 
 def test_structures_cover_every_bit():
-    """Hash over all bits up to 16, else substrings of at most 16 bits that tile the code."""
-    for packed_bits in range(8, 72, 8):
-        _, described = ix.structure(packed_bits)
-        if packed_bits <= 16:
-            assert described == {"type": "IndexBinaryHash", "b": packed_bits}
-        else:
-            assert described["substrings"] * described["b"] == packed_bits and described["b"] <= 16
+    """One table over all the bits up to 16, else the fewest substrings of at most 16 bits that
+    cover every bit."""
+    for bits in range(1, 129):
+        m, b = ix.substrings(bits)
+        assert b <= 16 and m * b >= bits and (m - 1) * 16 < bits and (m == 1) == (bits <= 16)
 
 
 def test_packing_pads_with_zero_bits():
     codes = np.array([[1, -1, 1, 1, -1], [-1, -1, -1, -1, 1]])
     assert ix.pack(codes).tolist() == [[0b01101], [0b10000]]  # bit j of a code is bit j of its byte
+    assert ix.pad(ix.pack(codes), 4).tolist() == [[0b01101, 0, 0, 0], [0b10000, 0, 0, 0]]
 
 
 # ------------------------------------------------------------------------- end to end
@@ -86,7 +167,7 @@ def cli(*argv):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A MAH smoke run (12 bits) and an MMHH smoke snapshot (16 bits) on digits, and a folder
+    """A MAH smoke run (12 bits) and an MMHH smoke snapshot (16 bits, MMHH loss) on digits, and a folder
     of 40 digit images in two subfolders."""
     root = tmp_path_factory.mktemp("index")
     parser = mah.get_args_parser()
@@ -96,7 +177,8 @@ def trained(tmp_path_factory):
     mah.main(parser.parse_args(["--preset", "smoke", "--gpu", "cpu", "--bits", "12", "--output-dir",
                                 str(root / "run")]))
     mmhh.train_main(mmhh.get_train_parser().parse_args([
-        "--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--hash_bit", "16", "--log_dir",
+        "--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--hash_bit", "16", "--distance_type", "MMHH",
+        "--log_dir",
         str(root / "log"), "--snap_path", str(root / "snap"), "--test_output_dir", str(root / "out")]))
     images, _ = load_digits()
     for i in range(40):
@@ -129,17 +211,25 @@ def test_build_then_search_finds_each_image_and_agrees_with_the_models_codes(tra
     assert code in (0, None) and len(hits) == 40 and [h["rank"] for h in hits] == list(range(1, 41))
     assert any(h["item"] == 5 and h["distance"] == 0 for h in hits)
     assert [(h["distance"], h["item"]) for h in hits] == sorted((h["distance"], h["item"]) for h in hits)
-    # item queries on the reopened index: the brute-force ball of radius 1
-    code, lines, _ = cli("search", "--index", out, "--item", 5, 6, "--radius", 1)
+    # item queries on the reopened index, scanned (40 items: auto picks the scan) and through the
+    # structure --structure mih asks for: the brute-force ball of radius 1
+    forced = tmp_path / "mih"
+    assert cli("build", "--model", trained / model, "--images", trained / "imgs", "--out", forced, "--gpu", "cpu",
+               "--workers", 0, "--structure", "mih")[0] in (0, None)
     codes = np.unpackbits(index.packed, axis=1, bitorder="little")[:, :index.manifest["bits"]]
     dist = brute(codes[[5, 6]], codes)
-    for q, row in zip((5, 6), dist):
-        got = [(h["item"], h["distance"]) for h in map(json.loads, lines) if h["query"] == q]
-        want = np.flatnonzero(row <= 1)
-        assert got == [(int(i), int(row[i])) for i in want[np.lexsort((want, row[want]))]]
+    for folder in (out, forced):
+        code, lines, _ = cli("search", "--index", folder, "--item", 5, 6, "--radius", 1)
+        for q, row in zip((5, 6), dist):
+            got = [(h["item"], h["distance"]) for h in map(json.loads, lines) if h["query"] == q]
+            want = np.flatnonzero(row <= 1)
+            assert got == [(int(i), int(row[i])) for i in want[np.lexsort((want, row[want]))]]
     code, lines, _ = cli("info", "--index", out)
     facts = json.loads("\n".join(lines))
     assert facts["items"] == 40 and facts["bits"] == encoder.bits and facts["bytes_per_item"] == -(-encoder.bits // 8)
+    assert facts["structure"]["type"] == "scan" and "the padded scan" in facts["structure"]["reason"]
+    facts = json.loads("\n".join(cli("info", "--index", forced)[1]))
+    assert facts["structure"]["type"] == "IndexBinaryHash" and "--structure mih" in facts["structure"]["reason"]
 
 
 def test_from_run_exports_the_runs_database_codes_and_draws_the_picture(trained, tmp_path):
@@ -194,3 +284,71 @@ def test_bad_inputs_are_one_line(trained, tmp_path):
     for argv, words in cases:
         code, _, err = cli(*argv)
         assert code == 2 and len(err) == 1 and words in err[0] and "Traceback" not in err[0], (argv, err)
+
+
+def test_ctrl_c_during_build_leaves_no_index_folder(trained, tmp_path, monkeypatch):
+    """Ctrl-C while build writes the index (its codes written, the manifest not yet): exit 130,
+    one line saying the build was interrupted and nothing was written, no folder or temporary
+    left (the new parent folder included); the same command then builds it. Catches the
+    training runs' "before training started", or a half-written folder left as an index."""
+    real = folder_module.atomic_write
+
+    def interrupted(path, *args, **kwargs):
+        if path.endswith("manifest.json"):
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(folder_module, "atomic_write", interrupted)
+    out = tmp_path / "new" / "idx"
+    argv = ("build", "--model", trained / "run", "--images", trained / "imgs", "--out", out, "--gpu", "cpu",
+            "--workers", 0)
+    code, _, err = cli(*argv)
+    assert code == 130 and len(err) == 1, err
+    assert f"interrupted building the index {out} (nothing was written)" in err[0]
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+    assert cli(*argv)[0] in (0, None) and ix.Index(str(out)).manifest["items"] == 40
+
+
+def test_search_names_the_model_file_that_is_gone(trained, tmp_path):
+    """An index whose model folder lost its checkpoint: --query says which file is gone and how
+    to fix it (restore it, or build the index again), in one line; --item still searches.
+    Catches the encoder's "give --model", an option search does not take."""
+    shutil.copytree(trained / "run", tmp_path / "run")
+    out = tmp_path / "idx"
+    assert cli("build", "--model", tmp_path / "run", "--images", trained / "imgs", "--out", out, "--gpu", "cpu",
+               "--workers", 0)[0] in (0, None)
+    os.remove(tmp_path / "run" / "checkpoint.pt")
+    code, _, err = cli("search", "--index", out, "--query", trained / "imgs" / "a" / "00.png", "--gpu", "cpu")
+    assert code == 2 and len(err) == 1, err
+    assert f"model file {tmp_path / 'run' / 'checkpoint.pt'} is gone" in err[0] and "build the index again" in err[0]
+    assert "--model" not in err[0]
+    assert cli("search", "--index", out, "--item", 0)[0] in (0, None)
+
+
+def test_collapsed_codes_are_warned_and_the_picture_says_what_it_shows(trained, tmp_path, monkeypatch):
+    """30 copies of one image indexed with the MMHH snapshot: every item has one code. build
+    warns, with the count of distinct codes; the --show picture of the top 3 says 30 items
+    within d=0 (the whole index, not the 3 shown), promises no green and red frames (no
+    labels), names the loss once, and its title fits the narrow figure. Catches each of
+    those as it was: no warning, "3 items", the legend, "MMHH MMHH loss", a title cut off."""
+    folder = tmp_path / "same"
+    folder.mkdir()
+    for i in range(30):
+        shutil.copy(trained / "imgs" / "a" / "00.png", folder / f"{i:02d}.png")
+    out = tmp_path / "idx"
+    code, _, err = cli("build", "--model", trained / "snap" / "empty_digits_digits_iter_00003", "--images", folder,
+                       "--out", out, "--gpu", "cpu", "--workers", 0)
+    assert code in (0, None), err
+    assert any(line.startswith("warning: the codes collapsed: 30 of the 30 items share one code (1 distinct code "
+                               "in all)") for line in err), err
+    drawn = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig))
+    code, _, err = cli("search", "--index", out, "--item", 0, "--topk", 3, "--show", tmp_path / "s.png")
+    assert code in (0, None) and len(drawn) == 1, err
+    fig = drawn[0]
+    title = fig._suptitle
+    words = title.get_text().replace("\n", " ")
+    assert "green" not in words and words.count("MMHH") == 1 and "MMHH loss" in words and "top 3" in words
+    assert title.get_window_extent(fig.canvas.get_renderer()).width <= fig.bbox.width
+    assert fig.axes[0].get_ylabel() == "30 items\nwithin d=0"

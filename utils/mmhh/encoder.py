@@ -17,6 +17,6 @@ def load_encoder(path, device):
     # the released code normalised every data set with ImageNet's statistics (see common.feeders)
     preprocessing = dict(resize=args["resize"], crop=args["crop"], square=True, mean=list(IMAGENET_MEAN),
                          std=list(IMAGENET_STD))
-    kind = (f"MMHH {args['distance_type']} loss ({args['image_network']}, {args['hash_bit']} bits of "
-            f"{args['s_dataset']})")
+    loss = {"MMHH": "MMHH loss", "Hamming": "HashNet loss"}[args["distance_type"]]  # the report's names
+    kind = f"{loss} ({args['image_network']}, {args['hash_bit']} bits of {args['s_dataset']}, train_mmhh.py)"
     return Encoder(file, file, model, args["hash_bit"], preprocessing, kind, device)

@@ -2,6 +2,7 @@
 precision against recall of the Hamming ball, MMHH under label noise, and the retrieval
 pictures (also drawn by `python -m utils.index search --show`)."""
 import os
+import textwrap
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -235,10 +236,22 @@ def draw_retrieval(path, record, read):
                 spine.set_color(colour)
                 spine.set_linewidth(3)
             ax.set_title(label, fontsize=7, pad=2)
-        row[0].set_ylabel(f"{example['tied']} items\nwithin d={example['distance'][-1]}", fontsize=7)
+        if example["distance"]:
+            row[0].set_ylabel(f"{example['tied']} items\nwithin d={example['distance'][-1]}", fontsize=7)
     about = record.get("title") or (f"{name(record['dataset'])}, {record['method']} {record['bits']} bits "
                                     f"({record['preset']}, seed {record['seed']})")
-    fig.suptitle(f"{about}: top {top} by Hamming distance, ties in database order; green relevant, red not",
-                 fontsize=8)
+    # the frame colours say something only where the examples carry relevance (labels)
+    legend = "; green relevant, red not" if any(r is not None for e in shown for r in e["relevant"]) else ""
+    fit_width(fig, fig.suptitle(f"{about}: top {top} by Hamming distance, ties in database order{legend}",
+                                fontsize=8))
     fig.tight_layout()
     save(fig, path)
+
+
+def fit_width(fig, text):
+    """Wrap a title onto more lines until it fits the figure's width (a few results make a narrow one)."""
+    renderer, words = fig.canvas.get_renderer(), text.get_text()
+    chars = len(words)
+    while text.get_window_extent(renderer).width > 0.96 * fig.bbox.width and chars > 10:
+        chars = chars * 4 // 5
+        text.set_text(textwrap.fill(words, chars))

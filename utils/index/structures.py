@@ -1,0 +1,208 @@
+"""Packed codes, the padded flat scan, the lookup structures and the choice between them.
+
+Codes are packed 8 bits to a byte (bit j of a code is bit j % 8 of byte j // 8) and, for
+searching, padded with zero bytes to a width FAISS has a fast Hamming kernel for: 4, 8 or
+16 bytes, else the next multiple of 8. Its other widths (6 bytes for 48 bits, 2 for 12) take
+a loop over single bytes, about 5 times slower. Padding bits are 0 on both sides of every
+comparison, so distances, and so answers, are the same.
+
+The lookup structure (FAISS) tiles the K bits with m substrings of b <= 16 bits: one hash
+table over all the bits up to 16 (IndexBinaryHash), else multi-index hashing
+(IndexBinaryMultiHash; Norouzi, Punjani and Fleet 2012). A lookup at radius r visits every
+bucket within floor(r / m) flips of each of the query's substrings; two codes within r
+differ in at most floor(r / m) bits of at least one substring (pigeonhole), so no item is
+missed, and every candidate's distance is checked.
+"""
+import math
+
+import faiss
+import numpy as np
+
+SUBSTRING_BITS = 16  # the longest substring a lookup table is keyed on
+KERNEL_BYTES = (4, 8, 16)  # up to 16 bytes, the widths FAISS's Hamming kernels take whole
+
+# The cost model, per query, in units of one code compared by the padded scan. A visit (an
+# item of a looked-up bucket: a hash-set insertion, then a code read from anywhere in memory)
+# costs about 300 codes scanned in order, a bucket lookup about 100, a query's fixed work
+# about 5,000 (fitted to bench/out/bench_index*.txt, 10^5 to 10^7 codes, random and
+# clustered). The structure is used only where the model puts it at least SAFETY times ahead.
+VISIT, LOOKUP, PER_QUERY, SAFETY = 300, 100, 5000, 2.0
+REFERENCE_RADIUS = 2  # the radius the choice is explained at (the metrics' Hamming ball)
+
+
+def pack(codes):
+    """N x K codes in {-1, +1} (or {0, 1}) -> N x ceil(K / 8) uint8, bit j of a code in byte j // 8;
+    the padding bits are 0 for every item, so they add no distance."""
+    bits = (np.asarray(codes) > 0).astype(np.uint8)
+    return np.packbits(bits, axis=1, bitorder="little")
+
+
+def scan_width(width):
+    """The width (bytes) codes of `width` bytes are searched at."""
+    return next((w for w in KERNEL_BYTES if w >= width), -(-width // 8) * 8)
+
+
+def pad(packed, width):
+    """N x w packed codes -> N x width, zero bytes on the right."""
+    packed = np.ascontiguousarray(packed, dtype=np.uint8)
+    return packed if packed.shape[1] == width else np.pad(packed, ((0, 0), (0, width - packed.shape[1])))
+
+
+def flat_index(padded):
+    """The exact linear scan (FAISS's IndexBinaryFlat) over N x width padded codes."""
+    flat = faiss.IndexBinaryFlat(padded.shape[1] * 8)
+    flat.add(padded)
+    return flat
+
+
+def substrings(bits):
+    """(m, b): the fewest substrings of at most 16 bits covering K bits, b = ceil(K / m) bits
+    each (bits past K are padding, 0 in every code)."""
+    m = -(-bits // SUBSTRING_BITS)
+    return m, -(-bits // m)
+
+
+def new_structure(bits, width):
+    """An empty lookup structure for K-bit codes stored `width` bytes wide."""
+    m, b = substrings(bits)
+    if m == 1:
+        return faiss.IndexBinaryHash(width * 8, b)
+    return faiss.IndexBinaryMultiHash(width * 8, m, b)
+
+
+def flips(described, radius):
+    """Flips per substring lookup that find every item within `radius` (see the module's note)."""
+    return radius // described["substrings"]
+
+
+# ------------------------------------------------------------------------- the cost model
+
+def substring_values(padded, start, b):
+    """N values of the b bits of each code from bit `start` on (b <= 16)."""
+    byte, shift = divmod(start, 8)
+    cols = np.pad(padded, ((0, 0), (0, 3)))[:, byte:byte + 3].astype(np.uint32)  # N x 3
+    return ((cols[:, 0] | cols[:, 1] << 8 | cols[:, 2] << 16) >> shift) & ((1 << b) - 1)
+
+
+def walsh_hadamard(a):
+    """The Walsh-Hadamard transform of a 2^b vector: XOR convolution becomes a product."""
+    a = np.asarray(a, dtype=np.float64)
+    h = 1
+    while h < len(a):
+        pairs = a.reshape(-1, 2, h)
+        a = np.stack((pairs[:, 0] + pairs[:, 1], pairs[:, 0] - pairs[:, 1]), 1).reshape(-1)
+        h *= 2
+    return a
+
+
+def expected_visits(spectra, b, f, n):
+    """Items a lookup with f flips visits, summed over the substrings, for a query drawn like the
+    database: sum over each substring's buckets v of (n_v / N) * (items within f flips of v).
+    With H the Walsh-Hadamard transform and g the indicator of at most f flips, that is
+    sum(H(n)^2 H(g)) / (2^b N)."""
+    g = walsh_hadamard(np.bitwise_count(np.arange(2 ** b)) <= f)
+    return float(sum(s @ g for s in spectra) / (2 ** b * max(n, 1)))
+
+
+def bucket_spectra(padded, bits):
+    """Each substring's bucket counts (2^b) and the squares of their Walsh-Hadamard transforms."""
+    m, b = substrings(bits)
+    counts = [np.bincount(substring_values(padded, h * b, b), minlength=2 ** b) for h in range(m)]
+    return counts, [walsh_hadamard(c) ** 2 for c in counts]
+
+
+def choose(asked, padded, bits):
+    """The structure's description: whether a lookup structure is built and up to which radius
+    search uses it ("up_to_radius"; above it, and without one, the padded scan), why, and the
+    cost model's figures. asked: auto, scan or mih (--structure)."""
+    n, width = padded.shape
+    m, b = substrings(bits)
+    kind = "IndexBinaryHash" if m == 1 else "IndexBinaryMultiHash"
+    described = {"type": kind, "substrings": m, "b": b, "asked": asked}
+    if asked == "scan":
+        return {"type": "scan", "asked": asked, "up_to_radius": -1,
+                "reason": "--structure scan: every search scans the padded codes"}
+    counts, spectra = bucket_spectra(padded, bits)
+    scan = n * max(1.0, width / 8)
+    model, up_to = [], -1
+    for r in range(bits + 1):
+        f = min(r // m, b)
+        lookups = m * sum(math.comb(b, j) for j in range(f + 1))
+        visits = expected_visits(spectra, b, f, n)
+        speedup = scan / (PER_QUERY + LOOKUP * lookups + VISIT * visits)
+        model.append({"radius": r, "lookups": lookups, "visits": round(visits, 1), "speedup": round(speedup, 2)})
+        if speedup < SAFETY:
+            break
+        up_to = r
+    crowding = expected_visits(spectra, b, 0, n) / (m * n / 2 ** b)
+    described.update(
+        buckets={"largest_share": round(max(int(c.max()) for c in counts) / n, 4), "crowding": round(crowding, 1)},
+        model=model[:REFERENCE_RADIUS + 1] if up_to < REFERENCE_RADIUS else model[:up_to + 2])
+    at = model[min(REFERENCE_RADIUS, len(model) - 1)]
+    figures = (f"by the cost model, a lookup at radius {at['radius']} visits {at['visits']:g} codes a query where "
+               f"the scan compares {n} ({at['speedup']:g}x the scan's speed; the substrings' buckets are "
+               f"{crowding:.1f}x as crowded as with random codes)")
+    if asked == "mih":
+        return {**described, "up_to_radius": bits, "reason": f"--structure mih: used at every radius; {figures}"}
+    if up_to < 0:
+        return {"type": "scan", "asked": asked, "up_to_radius": -1, "buckets": described["buckets"],
+                "model": described["model"],
+                "reason": f"the padded scan: {figures}; the structure is used where it is {SAFETY:g}x ahead"}
+    radii = "radius 0" if up_to == 0 else f"radii 0 to {up_to}"
+    return {**described, "up_to_radius": up_to, "reason": f"{kind} for {radii}, the padded scan above: {figures}"}
+
+
+# ------------------------------------------------------------------------- lookups
+
+def within(flat, structure, described, queries, radius):
+    """For each of Q x width padded queries, (item ids, distances) of every item at distance
+    <= radius, ranked by (distance, id): by the structure up to its radius, else the scan."""
+    index = flat
+    if structure is not None and radius <= described["up_to_radius"]:
+        index = structure
+        structure.nflip = flips(described, radius)
+    lims, D, I = index.range_search(queries, radius + 1)  # FAISS keeps d < radius
+    lims = lims.astype(np.int64)  # FAISS's size_t offsets
+    owner = np.repeat(np.arange(len(queries)), np.diff(lims))
+    order = np.lexsort((I, D, owner))
+    I, D = I[order].astype(np.int64), D[order].astype(np.int64)
+    return [(I[a:z], D[a:z]) for a, z in zip(lims[:-1], lims[1:])]
+
+
+COUNTING_BYTES = 2 ** 26  # most memory the one-pass top k may hold for its lists by distance
+
+
+def top_k(flat, queries, k, chunk=100, memory=COUNTING_BYTES):
+    """For each query, the k nearest (item ids, distances), ties by id. FAISS's counting scan
+    (use_heap off) keeps, at each distance, the first items it meets, so in one pass its k
+    are the first k by (distance, id); it holds (8 width + 1) x k ids a query, so past
+    `memory` the heap scan of k + 1 is used, then every item within the k-th distance t is
+    collected where the (k + 1)-th lies at t too (FAISS's choice among those is arbitrary),
+    per value of t (one batched scan each, `chunk` queries at a time)."""
+    k = min(k, flat.ntotal)
+    held = (flat.code_size * 8 + 1) * k * 8  # bytes of lists a query holds
+    if held <= memory:
+        flat.use_heap, flat.query_batch_size = False, max(1, min(32, memory // held))
+        D, I = flat.search(queries, k)
+        return [(ids.astype(np.int64), dist.astype(np.int64)) for ids, dist in zip(I, D)]
+    flat.use_heap = True
+    D, I = flat.search(queries, min(k + 1, flat.ntotal))  # Q x (k+1), ascending distances
+    cut = D[:, k - 1]  # Q, the k-th distance
+    tied = D[:, k] == cut if D.shape[1] > k else np.zeros(len(D), bool)
+    out = [None] * len(queries)
+    for q in np.flatnonzero(~tied):  # no tie across the cut: FAISS's k are the k
+        out[q] = _ranked(I[q, :k], D[q, :k])
+    for t in np.unique(cut[tied]):
+        group = np.flatnonzero(tied & (cut == t))
+        for start in range(0, len(group), chunk):
+            qs = group[start:start + chunk]
+            lims, Dr, Ir = flat.range_search(queries[qs], int(t) + 1)  # distance < t + 1
+            for j, q in enumerate(qs):
+                ids, dist = _ranked(Ir[lims[j]:lims[j + 1]], Dr[lims[j]:lims[j + 1]])
+                out[q] = (ids[:k], dist[:k])
+    return out
+
+
+def _ranked(ids, dist):
+    order = np.lexsort((ids, dist))
+    return ids[order].astype(np.int64), dist[order].astype(np.int64)
