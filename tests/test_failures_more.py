@@ -248,3 +248,36 @@ def test_queries_that_are_database_items_are_one_line_with_their_count(tmp_path,
     assert ("HashNet's (and MMHH's) published MS-COCO lists" in err[0]) == (dataset == "coco_80")
     assert ("remove them from one list" in err[0]) == (dataset != "coco_80")
     assert len(data.query.labels) == 10 and len(data.database.labels) == 10
+
+
+def test_the_report_refuses_a_map_in_percent_before_it_writes(tmp_path, capsys):
+    """`python -m utils.report` over two seeds of one cell, one of them written in percent (MAP
+    17.9, which averaged with 0.2 made a README cell of 9.05): exit 2, one line naming that
+    file and the field, and the README, the details page and the figures folder untouched.
+    Catches the file averaged in, or skipped with a 'skipped' line and exit 0 (a seed dropped)."""
+    import runpy
+
+    from test_failures import one_error
+    from test_report import DETAILS, README, mah
+
+    results = tmp_path / "results"
+    (results / "s1").mkdir(parents=True)
+    (results / "s0.json").write_text(json.dumps(mah("cifar10", "MAH-flat", 4, 0.2, 0.5, 60.0)))
+    (results / "s1" / "percent.json").write_text(json.dumps({**mah("cifar10", "MAH-flat", 4, 17.9, 0.5, 60.0),
+                                                             "seed": 1}))
+    (tmp_path / "README.md").write_text(README)
+    (tmp_path / "results.md").write_text(DETAILS)
+    argv = ["python -m utils.report", "--results", str(results), "--readme", str(tmp_path / "README.md"), "--details",
+            str(tmp_path / "results.md"), "--fig", str(tmp_path / "fig")]
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        monkeypatch.setattr(sys, "argv", argv)
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_module("utils.report", run_name="__main__")
+    finally:
+        monkeypatch.undo()
+    out, err = capsys.readouterr()
+    one_error(stop.value.code, err.splitlines(), f"results file {results}/s1/percent.json is no valid results record",
+              "metrics 'map' is 17.9, outside [0, 1]", "nothing was written")
+    assert out == "" and (tmp_path / "README.md").read_text() == README
+    assert (tmp_path / "results.md").read_text() == DETAILS and not (tmp_path / "fig").exists()

@@ -7,6 +7,7 @@ arguments, the command, the commit, the thread counts, the protocol) says how th
 made, so that it can be made again.
 """
 import json
+import re
 
 import torch
 
@@ -68,7 +69,31 @@ def check(record):
             raise ValueError(f"no key {key!r} in 'metrics'")
         if not has_type(record["metrics"][key], types):
             raise ValueError(f"metrics {key!r} is not {TYPE_NAMES[types]}")
+    if record["bits"] < 1:
+        raise ValueError(f"'bits' is {record['bits']}, not a code length")
+    check_fractions(record["metrics"], "metrics")
     return kind
+
+
+# MAP, precision and recall of every kind (map_topk, precision_at_5000, the curves' lists) and
+# shares of the database or of the queries ("ball_database_share") are fractions
+FRACTION = re.compile(r"^(map|precision|recall)|_share$")
+
+
+def check_fractions(metrics, where):
+    """Every number under a FRACTION key of `metrics` (nested objects and lists included) is
+    in [0, 1]; ValueError naming the first that is not (a MAP of 17.9 was written in percent)."""
+    for key, value in metrics.items():
+        values = value if isinstance(value, list) else [value]
+        for i, v in enumerate(values):
+            at = f"{where} {key!r}" + (f" [{i}]" if isinstance(value, list) else "")
+            if isinstance(v, dict):
+                check_fractions(v, at)
+            elif FRACTION.search(key) and has_type(v, NUMBER) and not 0 <= v <= 1:
+                raise ValueError(f"{at} is {v}, outside [0, 1] (MAP, precision and recall are fractions, "
+                                 "not percentages)")
+
+
 
 
 def read_record(path):

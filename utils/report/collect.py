@@ -1,29 +1,35 @@
-"""The results files as the report sees them: every usable record under results/ (refused
-ones named on stderr), grouped by setting, by series of seeds and by protocol cell."""
+"""The results files as the report sees them: every record under results/, each checked
+(a file that is no valid record stops the report before it writes), grouped by setting, by
+series of seeds and by protocol cell."""
 import glob
 import os
-import sys
 
 from utils.errors import UserError
 from utils.records import read_record
 
 
 def load_records(folder):
-    """{"mah": [...], "mmhh": [...], "protocols": [...], "validation": [...]} of the usable records
-    under `folder`, in sorted path order; every other file is one `skipped` line on stderr. Runs
-    trained or tested on the validation split go to "validation" (no table shows them), runs
-    under label noise or unseen classes to "protocols" (their own tables), the others to their
-    paper's; an MMHH run with the memory bank is method "<loss> + memory"."""
+    """{"mah": [...], "mmhh": [...], "protocols": [...], "validation": [...]} of the records under
+    `folder`, in sorted path order. A file that is no valid record (bad JSON, a field missing, a
+    MAP outside [0, 1]) is a UserError naming it: skipped, it would drop a seed from a mean
+    without a word. Runs trained or tested on the validation split go to "validation" (no table
+    shows them), runs under label noise or unseen classes to "protocols" (their own tables), the
+    others to their paper's; an MMHH run with the memory bank is method "<loss> + memory"."""
     if not os.path.isdir(folder):
         raise UserError(f"results folder {folder} does not exist: give --results DIR, the folder holding the "
                         "results JSON files")
     records = {"mah": [], "mmhh": [], "protocols": [], "validation": []}
+    found, invalid = [], []
     for path in sorted(glob.glob(os.path.join(folder, "**", "*.json"), recursive=True)):
         try:
-            kind, record = read_record(path)
+            found.append(read_record(path))
         except ValueError as e:
-            print(f"skipped {path}: {e}", file=sys.stderr)
-            continue
+            invalid.append((path, e))
+    if invalid:
+        (path, reason), more = invalid[0], len(invalid) - 1
+        raise UserError(f"results file {path} is no valid results record: {reason}; correct it or move it out of "
+                        f"{folder}{f' ({more} more files are invalid too)' if more else ''}; nothing was written")
+    for kind, record in found:
         if kind == "mmhh" and record.get("args", {}).get("batch_type") == "BatchInitMem":
             record = {**record, "method": f"{record['method']} + memory"}
         if validation(record):
