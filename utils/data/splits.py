@@ -106,7 +106,7 @@ def load_or_make_split(path, labels, protocol, seed, per_class_query, per_class_
     return split
 
 
-# Validation split (docs/protocols.md): this share of a training part, rounded, is held out as
+# Validation split (docs/MMHH.md): this share of a training part, rounded, is held out as
 # validation queries; the rest is their database and what the model trains on
 VALIDATION_SHARE = 0.1
 

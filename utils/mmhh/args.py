@@ -12,10 +12,11 @@ import sys
 from utils import options
 from utils.data import own
 from utils.data.datasets import get_dataset
+from utils.data.feeder import default_workers
 from utils.errors import UserError
 from utils.mmhh.losses import parse_margin_params
 from utils.mmhh.optim import FIXED_LR_SCHEDULES, RELEASED_LR, SCHEDULES
-from utils.models import NETWORKS
+from utils.models import AMP, NETWORKS
 from utils.options import Parser, check_resumed, nonnegative_float, nonnegative_int, positive_float
 from utils.runs import REPO, check_record, read_json
 
@@ -59,7 +60,9 @@ def _common(p):
                                 "(default: none; not needed for digits)")
     _add(p, "--image_root", help="where relative image paths of list files start (default: --data_root)")
     _add(p, "--path_prefix", help="OLD=NEW: rewrite absolute image paths of old list files (default: none)")
-    _add(p, "--workers", type=nonnegative_int, default=4, help="DataLoader workers for list-file data (default: 4)")
+    _add(p, "--workers", type=nonnegative_int, default=default_workers(),
+         help=f"DataLoader workers for list-file data (default: {default_workers()}, the CPU cores this process may "
+              "use, at most four)")
     _add(p, "--missing_images", choices=("error", "drop"),
          help="list rows whose image file is absent: stop with the count and the first one, or leave them out and "
               "record how many in split.json (default: error; test_mmhh.py: the snapshot's)")
@@ -98,9 +101,9 @@ def get_train_parser():
                                      "cpu-small 1e-3, cpu-pretrained 1e-4; HashNet_Step and DANN_INV always start "
                                      "at 3e-4, as released)")
     _add(p, "--annotation", default="empty", help="run name, part of the snapshot and log names (default: empty)")
-    _add(p, "--loss_lambda", type=nonnegative_float, help="weight of the quantization loss (DCH's own under "
-                                              "--distance_type DCH, DHN's otherwise); 0 allowed (default: 0.1; always 0 "
-                                              "with --image_loss_type HashNet, as released)")
+    _add(p, "--loss_lambda", type=nonnegative_float,
+         help="weight of the quantization loss (DCH's own under --distance_type DCH, DHN's otherwise); 0 allowed "
+              "(default: 0.1; always 0 with --image_loss_type HashNet, as released)")
     _add(p, "--num_iters", type=int, help="training iterations (default: 1000; cpu-small 5000, cpu-pretrained 2000)")
     _add(p, "--pre_model_path", default="", help="start from this snapshot's model weights (default: none)")
     _add(p, "--image_network", help=f"{', '.join(NETWORKS)} (default: AlexNetFc; cpu-small SmallFc, "
@@ -180,10 +183,14 @@ def get_train_parser():
          help="--s_dataset folder or lists: R of MAP@TopK, the database items ranked per query; test_mmhh.py takes "
               "the snapshot's (default: the whole database)")
     _add(p, "--eval_on", choices=EVAL_ON, default="test",
-         help="test = train on the training part, test its queries against the database; val = hold a seeded tenth "
-              "of the training part out as validation queries, train on the rest and test against it "
-              "(docs/protocols.md) (default: test)")
+         help="test = train on the training part, test the test queries against the database; val = hold a "
+              "seeded tenth of the training part out as validation queries, train on the rest and test against it "
+              "(docs/MMHH.md) (default: test)")
     _add(p, "--log_every", type=int, default=50, help="iterations per log line (default: 50)")
+    _add(p, "--amp", choices=AMP, default="off",
+         help="bf16: the backbone's forward in bfloat16 autocast while training (GPUs with bfloat16 units; on CPUs it "
+              "is usually slower); the hash layer, the losses and the test stay float32 (default: off, float32 "
+              "throughout as the released code)")
     _add(p, "--resume", action="store_true",
          help="continue the run of this --log_dir, --annotation and data sets from its last checkpoint (written at the "
               "end of every epoch), with its own arguments; only --gpu_id, --workers and --tensorboard may be given "
@@ -337,6 +344,7 @@ def resumed(args):
     if saved.get("kind") == "MAH" or "arch" in saved:
         raise UserError(f"{os.path.dirname(record)} holds a MAH run; continue it with its script's --resume")
     saved = read_json(record, "run record", keys=("distance_type", "hash_bit", "image_network", "num_iters"))
+    saved.setdefault("amp", "off")  # runs from before --amp trained in float32
     if "overwrite" in options.given(args):
         raise UserError("--overwrite starts a new run and --resume continues one: give one of them")
     check_resumed(args, saved, RESUME_MAY_CHANGE, lambda dest: f"--{dest}")
