@@ -144,17 +144,18 @@ def test_folder_split_is_seeded_saved_and_reread(tree, tmp_path):
 def test_mah_script_trains_on_a_zipped_folder_and_the_index_takes_the_run(tree, tmp_path, monkeypatch):
     """A CIFAR-10 script with --dataset folder on a .zip whose class folders sit in a wrapping
     folder trains and evaluates; `python -m utils.index build --from-run` reads the run's saved
-    split back and indexes its database, named by path inside the archive. Catches a script
-    that ignores --dataset, an archive not unpacked or its wrapping folder taken for a class,
-    and a run the index cannot rebuild from its saved arguments."""
+    split back and indexes its database, named by path inside the archive, with the run's
+    --mean. Catches a script that ignores --dataset, an archive not unpacked or its wrapping
+    folder taken for a class, a run the index cannot rebuild from its saved arguments, and an
+    index that normalises with the table's default instead of the run's --mean."""
     archive = tmp_path / "photos.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for name in files_of(tree):
             z.write(tree / name, f"photos/{name}")
     out = tmp_path / "run"
     code, err = entry("flat_CIFAR-10", "--dataset", "folder", "--data-root", archive, "--preset", "smoke", "--gpu",
-                      "cpu", "--workers", 0, "--bits", 4, "--queries", 3, "--per-class", "--output-dir", out,
-                      monkeypatch=monkeypatch)
+                      "cpu", "--workers", 0, "--bits", 4, "--queries", 3, "--per-class", "--mean", "0.5,0.4,0.3",
+                      "--output-dir", out, monkeypatch=monkeypatch)
     assert code == 0, err
     record = json.load(open(out / "results" / "folder_MAH-flat_4bits.json"))
     assert 0 < record["metrics"]["map_tie_aware"] <= 1 and record["args"]["dataset"] == "folder"
@@ -162,6 +163,7 @@ def test_mah_script_trains_on_a_zipped_folder_and_the_index_takes_the_run(tree, 
     code, err = entry("utils.index", "build", "--model", out, "--from-run", "--out", tmp_path / "idx", "--gpu", "cpu",
                       monkeypatch=monkeypatch)
     assert code in (0, None), err
+    assert json.load(open(tmp_path / "idx" / "manifest.json"))["preprocessing"]["mean"] == [0.5, 0.4, 0.3]
     items = json.load(open(tmp_path / "idx" / "items.json"))
     assert items == lines(out / "lists" / "database_img.txt")
     assert set(items) < set(zipfile.ZipFile(archive).namelist())

@@ -24,8 +24,8 @@ from PIL import Image
 
 from utils.cache import unpacked
 from utils.data.datasets import get_dataset
-from utils.data.listfiles import (ImageList, mah_list_files, read_hashnet_list, read_lines, read_mah_lists,
-                                  write_mah_lists, write_text_atomic)
+from utils.data.listfiles import (ImageList, mah_list_files, overlap_note, read_hashnet_list, read_lines,
+                                  read_mah_lists, write_mah_lists, write_text_atomic)
 from utils.data.loader import Part, RetrievalData, _shuffled
 from utils.data.splits import make_split, save_split
 from utils.errors import UserError
@@ -93,6 +93,9 @@ def load_own(info, data_root, image_root, path_prefix, protocol, seed, split_fil
     root = unpacked(data_root)
     if info.name == "lists":
         read, classes, names = read_lists(root, unpacked(image_root) if image_root else root, path_prefix, missing)
+        note = overlap_note(read["test"], read["database"])
+        if note:
+            print(note, file=sys.stderr)
     else:
         if image_root or path_prefix:
             raise UserError("--image-root and --path-prefix place the images of list files; --dataset folder reads "
@@ -111,9 +114,9 @@ def load_own(info, data_root, image_root, path_prefix, protocol, seed, split_fil
 
 def _entry(info, classes, names, multi_label, settings):
     """The generic entry with what the images or lists say and the options change."""
-    return dataclasses.replace(info, classes=classes, multi_label=multi_label, class_names=tuple(names),
-                               **{k: tuple(settings[k]) if k != "topk" else settings[k]
-                                  for k in ENTRY_OPTIONS if settings.get(k) is not None})
+    given = {k: settings[k] for k in ENTRY_OPTIONS if settings.get(k) is not None}
+    given.update({k: tuple(given[k]) for k in ("mean", "std") if k in given})  # saved runs hold lists
+    return dataclasses.replace(info, classes=classes, multi_label=multi_label, class_names=tuple(names), **given)
 
 
 def _data(info, parts, drawn, written=None):
