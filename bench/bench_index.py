@@ -1,24 +1,27 @@
-"""Radius search and top k through utils.index against an exact linear scan (FAISS's
-IndexBinaryFlat), on the same codes and queries; and how fast `build` encodes images.
+"""Search as `python -m utils.index search` does it, against the padded scan and against FAISS's
+own IndexBinaryFlat on the codes as stored, on the same codes and queries; and how fast
+`build` encodes images.
 
-For each database size N, code length K and kind of codes (uniformly random, or clustered
-like trained codes: 10 class prototypes with 15% bit noise, as bench/bench_metrics.py makes
-them), 1,000 queries of the same kind:
-- build: seconds, and the structure's size as stored (index.faiss), in bytes per item;
-- radius r: the index's lookup against the flat scan's range search, `--rounds` calls of
-  each after one untimed call, in turns (bench_metrics.interleaved), median seconds, and
-  the other processes' load meanwhile; where the code width has no FAISS scan kernel (6 bytes
-  for 48 bits), also the scan of the same codes padded to the next width that has one
-  (8 bytes); the result sets must be identical (checked, said); items returned and codes
-  compared per query, and the share of the index's time spent ranking and copying out the
-  answers, since a lookup cannot be faster than writing out its answer;
-- top 100 (`--topk`): utils.index.top_k (exact, ties by id) against the flat scan's search.
-The peak resident memory of the process comes last.
-Every line ends with the ratio of medians (scan / index: above 1, the index is faster).
+For each database size N, code length K and kind of codes: uniformly random, or clustered
+like trained codes (--centres centres, each bit flipped with probability --flip), with
+--queries queries of the same kind:
+- the structure `build` chooses (utils.index.choose, `--structure auto`) and why; seconds to
+  choose and build it;
+- radius r: every item within r, ranked by (distance, id), by the chosen structure (at the
+  radii its cost model chose it for; else the padded scan), by the padded scan (the codes
+  zero-padded to the width FAISS has a fast kernel for), and by FAISS's IndexBinaryFlat on
+  the codes as stored; all three rank the answers the same way, and must agree exactly;
+- top k: search's top k (the counting scan of the padded codes, ties by id) against FAISS's
+  heap scan of the padded codes and of the codes as stored (ties in FAISS's order): the
+  distances must agree, and the items up to the k-th distance.
+Each side is called once untimed, then --rounds times in turns (bench_metrics.interleaved);
+the ratios are of medians (other side / index: above 1, the index is faster). Items per
+query, and codes the structure compared per query, come with each line; the other
+processes' load last on it.
 
-    python bench/bench_index.py                                 # N = 1e5 and 1e6, K = 12, 48, 64
-    python bench/bench_index.py --sizes 10000000 --bits 48 --radii 2 --rounds 3
-    python bench/bench_index.py --encode RUN_FOLDER             # build's images/s against forward alone
+    python bench/bench_index.py                      # N = 10^6 and 10^7, K = 12 and 48, r = 2, top 100
+    python bench/bench_index.py --quick              # N = 10^4 and 10^5: a check that it runs
+    python bench/bench_index.py --sizes 0 --encode RUN_FOLDER   # build's images/s against forward alone
 """
 import argparse
 import os
@@ -33,91 +36,95 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench_metrics import interleaved, timed  # noqa: E402  (the timing every bench shares)
 from utils import index as ix  # noqa: E402
 
-
-def codes(kind, n, bits, rng, protos=None):
-    """n x bits codes in {0, 1}: random, or around `protos` (10 class prototypes, drawn when
-    not given) with 15% bit noise; returns the codes and the prototypes."""
-    if kind == "random":
-        return rng.random((n, bits)) < 0.5, None
-    protos = rng.random((10, bits)) < 0.5 if protos is None else protos
-    return protos[rng.integers(0, 10, n)] ^ (rng.random((n, bits)) < 0.15), protos
+SCAN = {"type": "scan", "up_to_radius": -1}
 
 
-def same_sets(a, b):
-    return all(np.array_equal(np.sort(x), np.sort(y)) for x, y in zip(a, b))
+def codes(kind, n, bits, rng, centres, flip, chunk=250_000):
+    """n x ceil(K / 8) packed codes: uniformly random, or each a random one of `centres` with
+    every bit flipped with probability `flip`; made `chunk` rows at a time."""
+    out = np.empty((n, -(-bits // 8)), np.uint8)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        noise = rng.random((m, bits), dtype=np.float32)
+        rows = noise < 0.5 if kind == "random" else \
+            centres[rng.integers(0, len(centres), m)] ^ (noise < flip)
+        out[start:start + m] = ix.pack(rows)
+    return out
 
 
-def scan_within(flat, queries, r):
-    lims, _, I = flat.range_search(queries, r + 1)
-    return [I[lims[q]:lims[q + 1]] for q in range(len(queries))]
+def same(a, b):
+    return all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b))
+
+
+def same_top(found, D, I):
+    """search's top k against FAISS's (D, I): the same distances, and the same items below the k-th."""
+    for (ids, dist), d, i in zip(found, D, I):
+        if not np.array_equal(dist, d) or set(ids[dist < dist[-1]]) != set(i[d < d[-1]]):
+            return False
+    return True
 
 
 def bench_codes(n, bits, kind, args, rng):
     import faiss
 
-    database, protos = codes(kind, n, bits, rng)
-    db, queries = ix.pack(database), ix.pack(codes(kind, args.queries, bits, rng, protos)[0])  # queries alike
-    seconds, (structure, described) = timed(lambda: _built(db))
-    stored = len(faiss.serialize_index_binary(structure))  # the structure as index.faiss holds it
-    flat = faiss.IndexBinaryFlat(db.shape[1] * 8)
-    flat.add(db)
-    # FAISS's scan has kernels for 8, 16, 32 and 64-byte codes only, other widths take a generic
-    # loop: the same codes padded with zero bytes to the next of those widths are a second scan
-    width = next(w for w in (8, 16, 32, 64, db.shape[1]) if w >= db.shape[1])
-    padded = None
-    if width != db.shape[1]:
-        padded = faiss.IndexBinaryFlat(width * 8)
-        padded.add(np.pad(db, ((0, 0), (0, width - db.shape[1]))))
-        queries_padded = np.pad(queries, ((0, 0), (0, width - queries.shape[1])))
-    print(f"N={n:.0e} K={bits} {kind}: build {seconds:.2f} s, {described['type']}"
-          f"{'' if described['type'] == 'IndexBinaryHash' else ' x' + str(described['substrings'])}, "
-          f"structure {stored / n:.1f} bytes/item beside {db.shape[1]} bytes/item of codes", flush=True)
+    centres = rng.random((args.centres, bits)) < 0.5
+    stored = codes(kind, n, bits, rng, centres, args.flip)
+    asked = codes(kind, args.queries, bits, rng, centres, args.flip)  # queries like the database
+    width = ix.scan_width(stored.shape[1])
+    padded, queries = ix.pad(stored, width), ix.pad(asked, width)
+    seconds, (structure, described) = timed(lambda: _built(padded, bits))
+    flat, faiss_flat = ix.flat_index(padded), ix.flat_index(stored)
+    chosen = described["type"] if structure is None else \
+        f"{described['type']} x{described['substrings']} to r={described['up_to_radius']}"
+    print(f"N={n:.0e} K={bits} {kind}: {stored.shape[1]} bytes/item stored, searched {width} wide; chose {chosen} "
+          f"in {seconds:.2f} s: {described['reason']}", flush=True)
     for r in args.radii:
-        # a ball can hold a large share of the database (clustered codes, few bits): keep the answers
-        # of all queries within --max-results items, with fewer queries, and say so
-        probe = np.mean([len(ids) for ids, _ in ix.within(structure, described, queries[:10], r)])
-        q = queries if probe * len(queries) <= args.max_results else queries[:max(1, int(args.max_results // max(probe, 1)))]
-        note = "" if len(q) == len(queries) else f" ({len(q)} queries: the answers would exceed {args.max_results:.0e} items)"
+        # a ball can hold a large share of the database (clustered codes, few bits): fewer queries
+        # keep all the answers within --max-results items, and say so
+        probe = np.mean([len(ids) for ids, _ in ix.within(flat, None, SCAN, queries[:10], r)])
+        q = len(queries) if probe * len(queries) <= args.max_results else \
+            max(1, int(args.max_results // max(probe, 1)))
         stats, compared = faiss.cvar.indexBinaryHash_stats, []
 
         def lookup():
             stats.reset()
-            found = ix.within(structure, described, q, r)
-            compared.append(stats.ndis / len(q))  # codes compared per query (candidates of the lookups)
+            found = ix.within(flat, structure, described, queries[:q], r)
+            compared.append(stats.ndis / q)  # codes the structure compared per query (0: scanned)
             return found
 
-        sides = {"index": lookup, "scan": lambda: scan_within(flat, q, r)}
-        if padded is not None:
-            sides["scan64"] = lambda: scan_within(padded, queries_padded[:len(q)], r)
-        out, load = interleaved(sides, args.rounds)
+        out, load = interleaved({"index": lookup, "padded": lambda: ix.within(flat, None, SCAN, queries[:q], r),
+                                 "faiss": lambda: ix.within(faiss_flat, None, SCAN, asked[:q], r)}, args.rounds)
         got = {side: result for side, (_, result) in out.items()}
-        checked = compared[-1]
-        want = got["scan"]
-        found = [ids for ids, _ in got["index"]]
-        identical = same_sets(found, want) and (padded is None or same_sets(got["scan64"], want))
-        # what answering costs beyond the lookup: ranking and copying out each query's items
-        ix.set_radius(structure, described, r)
-        lims, D, I = structure.range_search(q, r + 1)
-        answers = timed(lambda: [ix._ranked(I[lims[j]:lims[j + 1]], D[lims[j]:lims[j + 1]]) for j in range(len(q))])[0]
-        med = {side: statistics.median(t) for side, (t, _) in out.items()}
-        also = "" if padded is None else f", scan padded to {width * 8} bits {med['scan64'] * 1e3:.1f} ms"
-        ratio = "" if padded is None else f", scan64 / index = {med['scan64'] / med['index']:.1f}"
-        print(f"  r={r}{note}: identical sets: {'yes' if identical else 'NO'}; {np.mean([len(x) for x in want]):.1f} "
-              f"items per query, {checked:.0f} codes compared per query by the index, ranking the answers "
-              f"{100 * answers / med['index']:.0f}% of its time; median index {med['index'] * 1e3:.1f} ms, "
-              f"scan {med['scan'] * 1e3:.1f} ms{also}; other processes {load:.2f} cores; scan / index = "
-              f"{med['scan'] / med['index']:.1f}{ratio}", flush=True)
+        identical = same(got["index"], got["padded"]) and same(got["index"], got["faiss"])
+        how = "scanned" if structure is None or r > described["up_to_radius"] else \
+            f"{compared[-1]:.0f} codes compared by the structure"
+        line(f"r={r}", out, load, identical, f"{np.mean([len(i) for i, _ in got['index']]):.1f} items a query, {how}"
+             + ("" if q == len(queries) else f", {q} queries"))
     if args.topk:
+        heap = ix.flat_index(padded)  # FAISS's own heap scan, on an index top_k does not set
+
         out, load = interleaved({"index": lambda: ix.top_k(flat, queries, args.topk),
-                                 "scan": lambda: flat.search(queries, args.topk)}, args.rounds)
-        a, b = (statistics.median(out[side][0]) for side in ("index", "scan"))
-        print(f"  top {args.topk} (ties by id): median index {a * 1e3:.1f} ms, scan {b * 1e3:.1f} ms; other processes "
-              f"{load:.2f} cores; scan / index = {b / a:.2f}", flush=True)
+                                 "padded": lambda: heap.search(queries, args.topk),
+                                 "faiss": lambda: faiss_flat.search(asked, args.topk)}, args.rounds)
+        got = {side: result for side, (_, result) in out.items()}
+        identical = same_top(got["index"], *got["padded"]) and same_top(got["index"], *got["faiss"])
+        line(f"top {args.topk}", out, load, identical, "ties by id against FAISS's order")
 
 
-def _built(db):
-    structure, described = ix.structure(db.shape[1] * 8)
-    structure.add(db)
+def line(what, out, load, identical, note):
+    med = {side: statistics.median(t) for side, (t, _) in out.items()}
+    print(f"  {what}: identical: {'yes' if identical else 'NO'}; median index {med['index'] * 1e3:.1f} ms, padded "
+          f"scan {med['padded'] * 1e3:.1f} ms, IndexBinaryFlat {med['faiss'] * 1e3:.1f} ms; index vs padded scan "
+          f"{med['padded'] / med['index']:.2f}x, vs IndexBinaryFlat {med['faiss'] / med['index']:.2f}x; {note}; "
+          f"other processes {load:.2f} cores", flush=True)
+
+
+def _built(padded, bits):
+    described = ix.choose("auto", padded, bits)
+    if described["type"] == "scan":
+        return None, described
+    structure = ix.new_structure(bits, padded.shape[1])
+    structure.add(padded)
     return structure, described
 
 
@@ -146,24 +153,31 @@ def bench_encode(run, images, rounds):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", default="100000,1000000", help="database sizes N, 0 for none (--encode alone) (default: 100000,1000000)")
-    p.add_argument("--bits", default="12,48,64", help="code lengths K (default: 12,48,64)")
+    p.add_argument("--sizes", default="1e6,1e7", help="database sizes N, 0 for none (--encode alone) "
+                                                      "(default: 1e6,1e7)")
+    p.add_argument("--quick", action="store_true", help="N = 1e4 and 1e5 instead of --sizes, to check that the "
+                                                        "bench runs (default: off)")
+    p.add_argument("--bits", default="12,48", help="code lengths K (default: 12,48)")
     p.add_argument("--kinds", default="random,clustered", help="kinds of codes (default: random,clustered)")
-    p.add_argument("--radii", default="0,1,2", help="radii (default: 0,1,2)")
-    p.add_argument("--queries", type=int, default=1000, help="queries (default: 1000)")
-    p.add_argument("--rounds", type=int, default=5, help="timed calls per side (default: 5)")
+    p.add_argument("--centres", type=int, default=300, help="centres of clustered codes (default: 300)")
+    p.add_argument("--flip", type=float, default=0.04, help="probability a bit of a clustered code differs from "
+                                                            "its centre's (default: 0.04)")
+    p.add_argument("--radii", default="2", help="radii (default: 2)")
     p.add_argument("--topk", type=int, default=100, help="k of the top-k comparison, 0 for none (default: 100)")
-    p.add_argument("--max-results", type=float, default=5e7, help="most items all queries' answers may hold "
-                                                                     "(default: 5e7)")
+    p.add_argument("--queries", type=int, default=1000, help="queries (default: 1000)")
+    p.add_argument("--rounds", type=int, default=3, help="timed calls per side (default: 3)")
+    p.add_argument("--max-results", type=float, default=2e7, help="most items all queries' answers may hold "
+                                                                     "(default: 2e7)")
     p.add_argument("--encode", help="a MAH run folder or MMHH snapshot: also time build's encoding (default: none)")
     p.add_argument("--images", type=int, default=2000, help="images for --encode (default: 2000)")
     args = p.parse_args()
     args.radii = [int(r) for r in args.radii.split(",")]
+    sizes = "1e4,1e5" if args.quick else args.sizes
     rng = np.random.default_rng(0)
     import faiss
 
     print(f"faiss {faiss.__version__}, {os.cpu_count()} cores, {args.queries} queries, {args.rounds} rounds")
-    for n in (int(float(s)) for s in args.sizes.split(",") if s and float(s) > 0):
+    for n in (int(float(s)) for s in sizes.split(",") if s and float(s) > 0):
         for bits in (int(b) for b in args.bits.split(",")):
             for kind in args.kinds.split(","):
                 bench_codes(n, bits, kind, args, rng)

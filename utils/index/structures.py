@@ -134,7 +134,8 @@ def choose(asked, padded, bits):
         if speedup < SAFETY:
             break
         up_to = r
-    crowding = expected_visits(spectra, b, 0, n) / (m * n / 2 ** b)
+    # other items a lookup visits (the query's own code aside) against codes spread evenly
+    crowding = max(expected_visits(spectra, b, 0, n) - m, 0) / (m * max(n - 1, 1) / 2 ** b)
     described.update(
         buckets={"largest_share": round(max(int(c.max()) for c in counts) / n, 4), "crowding": round(crowding, 1)},
         model=model[:REFERENCE_RADIUS + 1] if up_to < REFERENCE_RADIUS else model[:up_to + 2])
