@@ -171,9 +171,10 @@ def test_mah_script_trains_on_a_zipped_folder_and_the_index_takes_the_run(tree, 
 
 def test_mmhh_trains_and_tests_on_a_folder_archive(tree, tmp_path, monkeypatch):
     """train_mmhh.py --s_dataset folder on a .tar.gz trains on its training images apart from the
-    database (deephash, MMHH's default), tests over the whole database (R: -1), and test_mmhh.py
-    re-reads the saved split and repeats the number. Catches a test on another split than the
-    training run's, or a default R other than the whole database."""
+    database (deephash, MMHH's default), tests over the whole database (R: -1), and test_mmhh.py,
+    after an image was added to the archive, re-reads the saved split and repeats the number.
+    Catches a test on another split than the training run's, or a default R other than the
+    whole database."""
     archive = tmp_path / "photos.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tree, arcname=".")
@@ -187,11 +188,14 @@ def test_mmhh_trains_and_tests_on_a_folder_archive(tree, tmp_path, monkeypatch):
     record = json.load(open(run / "results" / "folder_MMHH_16bits.json"))
     assert record["metrics"]["topk"] == -1 and (record["metrics"]["queries"], record["metrics"]["database"]) == (9, 39)
     assert len(lines(run / "lists" / "train_img.txt")) == 12
+    with tarfile.open(archive, "w:gz") as tar:  # one image more: a split drawn anew would differ
+        tar.add(tree, arcname=".")
+        tar.add(tree / "bird" / "0000.jpg", arcname="bird/extra.jpg")
     code, err = entry("test_mmhh", "--model_path", tmp_path / "snap" / "empty_folder_folder_iter_00003", "--gpu_id",
                       "cpu", "--workers", 0, "--log_dir", tmp_path / "log", "--radius", 0, monkeypatch=monkeypatch)
     assert code == 0, err
     again = json.load(open(tmp_path / "log" / "empty" / "results" / "folder_MMHH_16bits.json"))
-    assert again["metrics"]["map_topk"] == record["metrics"]["map_topk"]
+    assert again["metrics"]["database"] == 39 and again["metrics"]["map_topk"] == record["metrics"]["map_topk"]
 
 
 @pytest.fixture
