@@ -41,7 +41,9 @@ PAPER_KEYS = ("bits", "aux_bits", "head_weights", "gamma", "max_iter", "epochs",
 
 def get_args_parser():
     p = Parser(description="MAH: collaborative multi-head asymmetric hashing")
-    p.add_argument("--dataset", help="data set name from utils/data/datasets.py (default: the script's)")
+    p.add_argument("--dataset", help="data set name from utils/data/datasets.py, or your own images: folder (class "
+                                     "folders) or lists (list files), docs/data.md; the script keeps its method and "
+                                     "defaults (default: the script's)")
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
                    help="paper = the spec exactly; cpu-paper = the spec with ImageNet MobileNetV2 at 64 px and one "
                         "epoch per outer iteration, for a CPU; cpu-pretrained = cpu-paper with Adam, augmentation "

@@ -81,7 +81,8 @@ def get_train_parser():
                            "loss (--distance_type MMHH) or the losses it is compared with (MMHH0, DCH)")
     _common(p)
     _add(p, "--s_dataset", default="cifar10", help="training data set: coco_80, nuswide_21, nuswide_81, imagenet100, "
-                                                   "cifar10, digits, ... (default: cifar10)")
+                                                   "cifar10, digits, ...; or your own images: folder (class folders) "
+                                                   "or lists (list files), docs/data.md (default: cifar10)")
     _add(p, "--t_dataset", default="", help="data set to test on (default: --s_dataset)")
     _add(p, "--t_data_root", help="where --t_dataset's data is (default: --data_root when --t_dataset is "
                                   "--s_dataset; needed otherwise, except for digits)")
