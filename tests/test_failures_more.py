@@ -281,3 +281,61 @@ def test_the_report_refuses_a_map_in_percent_before_it_writes(tmp_path, capsys):
               "metrics 'map' is 17.9, outside [0, 1]", "nothing was written")
     assert out == "" and (tmp_path / "README.md").read_text() == README
     assert (tmp_path / "results.md").read_text() == DETAILS and not (tmp_path / "fig").exists()
+
+
+def _cut_short(path):
+    """Replace the PNG at `path` by the first half of a noise PNG: its header reads, its pixels do not."""
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path, format="PNG")
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:len(data) // 2])
+
+
+def test_a_run_stopped_by_a_truncated_image_leaves_nothing_and_reruns_once_fixed(tmp_path):
+    """A database image cut short (its header reads, its pixels do not) stops the first epoch of
+    cascade_FLICKR.py in one line naming the list line. A new folder is then gone; a folder that
+    was there keeps the user's file and no run file; after the image is replaced the same command
+    runs. Catches run.json and split.json left behind (the rerun was refused as 'holds another run')."""
+    from test_failures import entry, one_error
+    from test_mah import list_dataset
+
+    root = list_dataset(str(tmp_path / "data"), 38)
+    image = os.path.join(root, "img", "database_3.png")
+    good = open(image, "rb").read()
+    _cut_short(image)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine\n")
+    argv = ["--preset", "smoke", "--gpu", "cpu", "--data-root", root, "--workers", 0]
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        for out in (tmp_path / "run", tmp_path / "mine"):
+            code, _, err = entry("cascade_FLICKR", *argv, "--output-dir", out, monkeypatch=monkeypatch)
+            one_error(code, err, f"{root}/database_img.txt:4: cannot read image {image}")
+        assert not (tmp_path / "run").exists()
+        assert set(os.listdir(tmp_path / "mine")) - {".lock"} == {"notes.txt"}
+        open(image, "wb").write(good)
+        code, _, err = entry("cascade_FLICKR", *argv, "--output-dir", tmp_path / "run", monkeypatch=monkeypatch)
+    finally:
+        monkeypatch.undo()
+    assert code == 0, err
+    assert os.listdir(tmp_path / "run" / "results") == ["flickr25k_MAH-cascade_8bits.json"]
+
+
+def test_train_mmhh_stopped_by_a_truncated_image_leaves_no_folder(tmp_path):
+    """The same for train_mmhh.py (a training image of HashNet lists cut short): one line, and no
+    log, snapshot or test-output folder left. Catches the MMHH main not undoing its start."""
+    from test_failures import entry, mmhh_paths, one_error
+    from test_mah import list_dataset
+
+    root = list_dataset(str(tmp_path / "data"), 80, style="hashnet")
+    _cut_short(os.path.join(root, "img", "train_7.png"))
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        code, _, err = entry("train_mmhh", "--s_dataset", "coco_80", "--data_root", root, "--preset", "smoke",
+                             "--gpu_id", "cpu", "--workers", 0, *mmhh_paths(tmp_path), monkeypatch=monkeypatch)
+    finally:
+        monkeypatch.undo()
+    one_error(code, err, f"{root}/train.txt:8: cannot read image")
+    assert os.listdir(tmp_path) == ["data"]

@@ -202,14 +202,21 @@ class RunFolder:
     run on the folder stops at once), and refuses a folder that holds another run unless
     resuming or `overwrite`. The run then checks its inputs, and only start() removes anything:
     the old run's files under `overwrite`, temporaries of killed writes. A run that fails
-    before start() leaves no folder it made behind. The lock is flock(2) on `.lock`: the
-    kernel drops it when the process ends, however it ends, so it never goes stale.
+    before start() leaves no folder it made behind, and so does a new run that fails (not by
+    Ctrl-C) before it saved anything to continue from (see __exit__). The lock is flock(2) on
+    `.lock`: the kernel drops it when the process ends, however it ends, so it never goes stale.
+
+        with RunFolder(...) as folder:   # the lock is released on the way out
+            with folder.starting():      # claim(), writable(), the input checks, start()
+                ...
+            ...                          # training
     """
 
     def __init__(self, path, option, resume=False, overwrite=False, resume_hint=None):
         self.path, self.option, self.resume, self.overwrite = path, option, resume, overwrite
         self.resume_hint = resume_hint  # how a user continues the run, for messages
         self.made, self.lock, self.started = [], None, False
+        self.places, self.before = [], {}  # other folders the run writes to; what each held at start()
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -248,6 +255,7 @@ class RunFolder:
         """Make `folder` (another place the run writes, e.g. a snapshot folder) and write a file
         there, so that it fails now rather than after training."""
         self.made += make_folder(folder, option)
+        self.places.append(folder)
         try:
             with tempfile.TemporaryFile(dir=folder):
                 pass
@@ -265,7 +273,43 @@ class RunFolder:
                     os.remove(self.file(name))
         for folder in (self.path, self.file("results")):
             remove_temporaries(folder)
+        self.before = {place: set(os.listdir(place)) for place in (self.path, *self.places)}
         self.started = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, trace):
+        """Release the lock. A new run that failed after start() (an image that cannot be
+        decoded, a full disk at its first checkpoint), not by Ctrl-C, before it saved anything
+        to continue from is undone, so that the same command runs once the cause is fixed."""
+        if isinstance(error, Exception) and self.started and not self.resume and not self.saved():
+            self.undo()
+        self.release()
+
+    def added(self):
+        """{folder: names it holds that it did not hold at start()}."""
+        return {place: set(os.listdir(place)) - names for place, names in self.before.items()
+                if os.path.isdir(place)}
+
+    def saved(self):
+        """Whether the run wrote anything to continue from or to keep: a checkpoint, results,
+        or a file in another of its folders (a snapshot, test outputs)."""
+        added = self.added()
+        return bool(added.get(self.path, set()) & {"checkpoint.pt", "results"}) or \
+            any(names for place, names in added.items() if place != self.path)
+
+    def undo(self):
+        """Remove what the run wrote to its folder since start() (run.json, split.json, the log),
+        then the folders it made (see abandon); nothing that was there before."""
+        for name in self.added().get(self.path, ()):
+            path = self.file(name)
+            with contextlib.suppress(OSError):
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+        self.abandon()
 
     @contextlib.contextmanager
     def starting(self):

@@ -41,7 +41,7 @@ def _main(args, device):
     folder = RunFolder(args.output_dir, "--output-dir", resume=bool(args.resume), overwrite=args.overwrite,
                        resume_hint=f"--resume {args.output_dir}")
     split_file = os.path.join(args.output_dir, "split.json")
-    try:
+    with folder:  # a new run that fails before its first checkpoint leaves nothing (RunFolder.__exit__)
         with folder.starting():  # nothing is removed or written until the inputs are checked
             if main_process:  # only rank 0 writes
                 folder.claim()
@@ -69,8 +69,6 @@ def _main(args, device):
                 distributed.barrier()
         PROGRESS.update(resume=resume_command)
         return train_lengths(args, data, device, backbone, pool, train_labels, protocols.summary(protocol))
-    finally:
-        folder.release()
 
 
 def check_sizes(data, args, pool):

@@ -40,7 +40,7 @@ def _train_main(args, device):
                                                                                "t_dataset"))
     folder = RunFolder(run_dir, "--annotation", resume=args.resume, overwrite=args.overwrite,
                        resume_hint=f"train_mmhh.py {locate} --resume")
-    try:
+    with folder:  # a new run that fails before its first checkpoint leaves nothing (RunFolder.__exit__)
         with folder.starting():  # nothing is removed or written until the inputs are checked
             if main_process:
                 folder.writable(args.log_dir, "--log_dir")
@@ -96,8 +96,6 @@ def _train_main(args, device):
         if not main_process:
             return None
         return test_snapshot(args, model, test_data, device, run_dir, snapshot, outputs, seconds, protocol)
-    finally:
-        folder.release()
 
 
 def test_snapshot(args, model, test_data, device, run_dir, snapshot, outputs, seconds, protocol):
