@@ -24,6 +24,8 @@ METRICS = {
     "mmhh": {"map_within_radius": NUMBER, "radius": INTEGER, "map_topk": NUMBER, "topk": INTEGER,
              "opt_test": BOOLEAN},
 }
+# fields added after results were first filed, and what a record written before them means
+LATER = {"amp": "off"}  # trained in float32, as the papers
 
 
 def thread_counts():
@@ -39,7 +41,12 @@ def results_record(dataset, method, bits, preset, backbone, seed, metrics, secon
     return {"dataset": dataset, "method": method, "bits": bits, "preset": preset, "backbone": backbone,
             "seed": seed, "metrics": metrics, "seconds": round(seconds, 1), "device": device_name(device),
             "git_commit": git_commit(), "command": command or command_line(), "args": args,
-            "threads": thread_counts(), "protocol": protocol, **extra}
+            "threads": thread_counts(), "protocol": protocol, "amp": args.get("amp", LATER["amp"]), **extra}
+
+
+def field(record, key):
+    """A record's `key` (one of LATER), also of a record from before that field."""
+    return record.get(key, LATER[key])
 
 
 def has_type(value, types):
@@ -92,8 +99,6 @@ def check_fractions(metrics, where):
             elif FRACTION.search(key) and has_type(v, NUMBER) and not 0 <= v <= 1:
                 raise ValueError(f"{at} is {v}, outside [0, 1] (MAP, precision and recall are fractions, "
                                  "not percentages)")
-
-
 
 
 def read_record(path):

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from utils import distributed, options
 from utils.data.labels import label_matrix, similarity
@@ -18,6 +17,8 @@ from utils.mmhh.args import warmup_iterations
 from utils.mmhh.losses import pair_loss, parse_margin_params, quantization
 from utils.mmhh.memory import Memory
 from utils.mmhh.optim import build_optimizer, learning_rate, set_learning_rate, weight_decay
+from utils.models import autocast
+from utils.progress import Bar
 from utils.runs import JsonLog, check_finite, load_state, save_checkpoint
 
 
@@ -29,7 +30,8 @@ def continuation_scale(t):
 def train_one_step(args, t, model, opt, memory, x, L1, index, margins, similar_weight_default):
     """Iteration t on the batch x (b images, labels L1: b x C, training-set rows index): the
     schedules, the pair and quantization losses, one optimizer step, the memory update.
-    Returns the learning rate, the similar weight and [pair, quantization, total] losses.
+    Returns the learning rate, the similar weight and this process's weighted share of the
+    [pair, quantization, total] losses (a tensor on the device: nothing is read back per step).
 
     Under torchrun x is this process's share of the batch: the batch's outputs and labels are
     gathered (the second operand of the pair loss and the memory update see all of them), the
@@ -39,7 +41,8 @@ def train_one_step(args, t, model, opt, memory, x, L1, index, margins, similar_w
     set_learning_rate(opt, lr)
     if args.image_loss_type == "HashNet":
         distributed.unwrap(model).scale.fill_(continuation_scale(t))
-    h = model(x.contiguous(memory_format=torch.channels_last))  # b x K
+    with autocast(args.amp, x.device):  # the backbone only: h is float32
+        h = model(x.contiguous(memory_format=torch.channels_last))  # b x K
     h_all, L1_all = distributed.gather_batch(h), distributed.gather_batch(L1)  # B x K, B x C
     H2, L2 = memory.operand(t, h_all, L1_all) if memory is not None else (h_all, L1_all)
     S = similarity(L1, L2)  # b x B or b x N: this share's rows
@@ -50,16 +53,19 @@ def train_one_step(args, t, model, opt, memory, x, L1, index, margins, similar_w
     quant = quantization(args, h)  # a mean over the rows
     quant_weight = processes * len(h) / len(h_all)
     loss = pair_weight * pair + args.loss_lambda * quant_weight * quant
-    if not torch.isfinite(loss):
-        raise UserError(f"the loss became {loss.item()} at iteration {t}; lower --lr (now {lr:g})")
     opt.zero_grad()
     loss.backward()
     opt.step()
     if memory is not None:
         memory.update(t, distributed.gather_batch(index), h_all)
-    # the whole batch's losses: each process's weighted share, summed
-    parts = torch.stack([pair_weight * pair.detach(), quant_weight * quant.detach(), loss.detach()]) / processes
-    return lr, w_s, distributed.sum_(parts).tolist()
+    # summed over the processes (at the log lines), the whole batch's losses
+    return lr, w_s, torch.stack([pair_weight * pair.detach(), quant_weight * quant.detach(), loss.detach()]) / processes
+
+
+def check_loss(sums, t, lr):
+    """The losses summed since the last log line are finite, or the run stops."""
+    if not torch.isfinite(sums).all():
+        raise UserError(f"the loss became {sums[2].item()} by iteration {t}; lower --lr (now {lr:g})")
 
 
 def train(args, data, model, ckpt, device, run_dir, snapshot, train_labels):
@@ -98,9 +104,9 @@ def train(args, data, model, ckpt, device, run_dir, snapshot, train_labels):
     if main_process:  # the iterations after the checkpoint are done again: their old lines go
         log.keep(lambda r: r.get("iteration", t) <= t)
     net = distributed.wrap(model)  # under torchrun: DDP (gradients averaged over processes)
-    bar = tqdm(total=args.num_iters, initial=t, desc=f"{args.distance_type} {args.hash_bit} bits",
-               disable=None if main_process else True, file=sys.stderr)
-    sums, count, saved = np.zeros(3), 0, t
+    bar = Bar(args.num_iters, t, f"{args.distance_type} {args.hash_bit} bits", "iteration", main_process)
+    # the losses since the last log line, on the device (float64, as the sums always were): read at log lines
+    sums, count, saved = torch.zeros(3, dtype=torch.float64, device=device), 0, t
     while t < args.num_iters:
         tic = time.time()
         epoch = t // per_epoch
@@ -115,25 +121,28 @@ def train(args, data, model, ckpt, device, run_dir, snapshot, train_labels):
             index = torch.as_tensor(order[pos.numpy()], device=device)
             lr, w_s, parts = train_one_step(args, t, net, opt, memory, x, labels[index], index, margins,
                                             info.similar_weight)
-            sums += parts
+            sums += parts.double()
             count += 1
             t += 1
-            bar.update(1)
-            if main_process and (t % args.log_every == 0 or t == args.num_iters):
-                check_finite(model, f"at iteration {t}", f"lower --lr (now {lr:g})")
-                mean = sums / count
-                record = {"iteration": t, "lr": lr, "pair_loss": mean[0], "quantization_loss": mean[1],
-                          "loss": mean[2], "similar_weight": w_s, "scale": float(model.scale),
-                          "seconds": round(seconds + time.time() - tic, 2)}
-                log.write(**record)
-                if board:
-                    for key in ("lr", "pair_loss", "quantization_loss", "loss"):
-                        board.add_scalar(key, record[key], t)
-                bar.set_postfix(loss=f"{mean[2]:.4f}")
-                sums, count = np.zeros(3), 0
+            if t % args.log_every == 0 or t == args.num_iters:
+                mean = (distributed.sum_(sums) / count).tolist()  # every process: the sum is collective
+                if main_process:
+                    check_loss(sums, t, lr)
+                    check_finite(model, f"at iteration {t}", f"lower --lr (now {lr:g})")
+                    record = {"iteration": t, "lr": lr, "pair_loss": mean[0], "quantization_loss": mean[1],
+                              "loss": mean[2], "similar_weight": w_s, "scale": float(model.scale),
+                              "seconds": round(seconds + time.time() - tic, 2)}
+                    log.write(**record)
+                    if board:
+                        for key in ("lr", "pair_loss", "quantization_loss", "loss"):
+                            board.add_scalar(key, record[key], t)
+                    bar.set_loss(mean[2])
+                sums, count = torch.zeros_like(sums), 0
+            bar.update()
         seconds += time.time() - tic
         # at epoch ends only, so that a resumed run sees the batches an uninterrupted one would
         if main_process:
+            check_loss(sums, t, opt.param_groups[0]["lr"])
             check_finite(model, f"at iteration {t}", f"lower --lr (now {opt.param_groups[0]['lr']:g})")
             save_checkpoint(ckpt_path, state(model, opt, memory, t, seconds, args))
             saved = t
