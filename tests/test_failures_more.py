@@ -339,3 +339,27 @@ def test_train_mmhh_stopped_by_a_truncated_image_leaves_no_folder(tmp_path):
         monkeypatch.undo()
     one_error(code, err, f"{root}/train.txt:8: cannot read image")
     assert os.listdir(tmp_path) == ["data"]
+
+
+@pytest.mark.parametrize("part, count, words", [("test", 10, "the query set"), ("database", 40, "the database")])
+def test_a_part_whose_images_are_all_missing_under_drop_is_named(tmp_path, part, count, words):
+    """A MAH script with --missing-images drop over lists whose query (or database) images are
+    all gone: one line naming the list file, the part it would leave empty and --image-root, and
+    no run folder. Catches an empty part reaching the batch checks ('a batch of 0 items cannot be
+    shared by 1 processes', 'the query set (0 items)')."""
+    from test_failures import entry, one_error
+    from test_mah import list_dataset
+
+    root = list_dataset(str(tmp_path / "data"), 38)
+    for name in os.listdir(os.path.join(root, "img")):
+        if name.startswith(part + "_"):
+            os.remove(os.path.join(root, "img", name))
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        code, _, err = entry("cascade_FLICKR", "--preset", "smoke", "--gpu", "cpu", "--data-root", root,
+                             "--missing-images", "drop", "--output-dir", tmp_path / "run", monkeypatch=monkeypatch)
+    finally:
+        monkeypatch.undo()
+    one_error(code, err, f"{root}/{part}_img.txt: all {count} images listed there are missing",
+              f"would leave {words} empty", "fix --image-root")
+    assert not (tmp_path / "run").exists()

@@ -119,14 +119,20 @@ def _finish(paths, rows, source, check_exists, missing="error"):
                         f"{len(paths)} images listed there are missing; fix --image-root (or --path-prefix OLD=NEW for "
                         "absolute paths), or pass --missing-images drop to leave the missing ones out")
     if len(absent) == len(paths):  # nothing would be left to train on, query or search
-        raise UserError(f"{list_file}: all {len(paths)} images listed there are missing (the first: "
-                        f"{paths[absent[0]]}); fix --image-root (or --path-prefix OLD=NEW for absolute paths): "
-                        "--missing-images drop leaves none to use")
+        raise UserError(f"{list_file}: all {len(paths)} images listed there are missing, and --missing-images drop "
+                        f"would leave {part_of(list_file)} empty (the first: {paths[absent[0]]}); fix --image-root "
+                        "(or --path-prefix OLD=NEW for absolute paths)")
     print(f"note: {list_file}: {len(absent)} of {len(paths)} listed images are missing and left out "
           "(--missing-images drop)", file=sys.stderr)
     kept = listed.take(np.setdiff1d(np.arange(len(paths)), absent))
     kept.dropped = len(absent)
     return _readable(kept)
+
+
+def part_of(list_file):
+    """What a list file holds, in words, from its name: test.txt, test_img.txt -> "the query set"."""
+    stem = os.path.basename(list_file).split(".")[0].split("_")[0]
+    return {"test": "the query set", "database": "the database", "train": "the training set"}.get(stem, "its part")
 
 
 def _key(path):
