@@ -363,3 +363,32 @@ def test_a_part_whose_images_are_all_missing_under_drop_is_named(tmp_path, part,
     one_error(code, err, f"{root}/{part}_img.txt: all {count} images listed there are missing",
               f"would leave {words} empty", "fix --image-root")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("script", ["cascade_CIFAR-10", "train_mmhh"])
+def test_resuming_a_truncated_checkpoint_says_so_and_how_to_go_on(tmp_path, script):
+    """A killed run whose checkpoint.pt was then cut to half (a copy interrupted): --resume stops
+    in one line saying the file is truncated or damaged, that the last state is lost, and to
+    restore it or start again with --overwrite, and no file changes; the command with --overwrite
+    then runs. Catches the checkpoint called 'not the checkpoint of the run'."""
+    from test_failures import MAH, MMHH, checksums, killed_run, entry, mmhh_paths, one_error
+
+    if script == "train_mmhh":
+        argv, folder = [*MMHH, "--num_iters", "400", *mmhh_paths(tmp_path)], tmp_path / "log" / "empty_digits_digits"
+        resume = [*argv, "--resume"]
+    else:
+        argv, folder = [*MAH, "--max-iter", "3", "--output-dir", tmp_path / "run"], tmp_path / "run"
+        resume = ["--resume", folder]
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        assert killed_run(script, *argv, monkeypatch=monkeypatch)[0] == 130
+        data = (folder / "checkpoint.pt").read_bytes()
+        (folder / "checkpoint.pt").write_bytes(data[:len(data) // 2])
+        before = checksums(tmp_path)
+        code, _, err = entry(script, *resume, monkeypatch=monkeypatch)
+        line = one_error(code, err, f"checkpoint {folder}/checkpoint.pt is truncated or damaged",
+                         "last saved state is lost", "restore the file", "--overwrite")
+        assert "not the checkpoint" not in line and checksums(tmp_path) == before
+        assert entry(script, *argv, "--overwrite", monkeypatch=monkeypatch)[0] == 0
+    finally:
+        monkeypatch.undo()

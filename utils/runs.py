@@ -93,14 +93,18 @@ def save_checkpoint(path, state):
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-def load_checkpoint(path, written_by=None, advice="start a new run instead of resuming"):
+def load_checkpoint(path, written_by=None, advice="start a new run instead of resuming", damaged=None):
     """A checkpoint or snapshot of this project, checked before any of its state is used:
     a dict with a model state and, for each key of `written_by` (e.g. {"kind": "MAH-flat",
     "lengths": [4, 8, 16], "backbone": "small"}), the value its writer recorded. advice: what
-    the user should do instead, for the messages."""
+    the user should do instead, for the messages; damaged: what to do when the file cannot be
+    read at all, where it is known to be the run's own (a copy cut short, a failing disk)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
+        if damaged:
+            raise UserError(f"checkpoint {path} is truncated or damaged and cannot be read ({type(e).__name__}): "
+                            f"{damaged}") from None
         raise UserError(f"checkpoint {path} is unreadable ({type(e).__name__}); it is corrupt or not a "
                         f"checkpoint of this project: {advice}")
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
@@ -119,7 +123,10 @@ def check_record(record_path, saved, ckpt_path, free, written_by):
     if not os.path.exists(ckpt_path):
         return
     advice = f"this is not the checkpoint of the run in {os.path.dirname(ckpt_path)}; start a new run in another folder"
-    kept = load_checkpoint(ckpt_path, written_by, advice).get("args") or {}
+    # the run's own file (atomic writes never leave half of one), cut short by a copy or a disk
+    damaged = ("the run's last saved state is lost; restore the file from a copy, or start the run again with "
+               "--overwrite (or in another folder)")
+    kept = load_checkpoint(ckpt_path, written_by, advice, damaged).get("args") or {}
     for key in sorted(set(saved) & set(kept) - set(free)):
         if saved[key] != kept[key]:
             raise UserError(f"{record_path} says {key} {saved[key]!r}, but the run's checkpoint {kept[key]!r}: the "
