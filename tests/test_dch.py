@@ -17,7 +17,6 @@ from utils import mmhh
 from utils.data import splits
 from utils.errors import UserError
 from utils.mmhh import common as mmhh_common
-from utils.mmhh import engine as mmhh_engine
 from utils.mmhh.evaluate import method_of
 from utils.mmhh.losses import (dch_loss, dch_quantization, dch_weights, mmhh_loss, pair_loss, parse_margin_params,
                                quantization)
@@ -210,33 +209,6 @@ def test_both_losses_through_train_mmhh_and_test_mmhh(tmp_path, loss):
     assert (tmp_path / "tlog" / "again" / "results" / name).exists()
     opt = mmhh.test_main(mmhh_test_args(tmp_path, "--model_path", snap, "--annotation", "opt", "--opt-test"))
     assert opt["metrics"]["opt_test"] is True
-
-
-def test_a_dch_run_on_the_validation_split_resumes_as_a_whole_one(tmp_path, monkeypatch, colour_model):
-    """Killed after its first epoch and resumed, a DCH run on the validation split ends with the
-    snapshot of an uninterrupted one: the resumed run reads its validation split back and trains
-    on the same items. Catches a resume that redraws or loses the split, or DCH's options."""
-    def args(annotation, *extra):
-        return train_args(tmp_path, "--s_dataset", "digits", "--hash_bit", 8, "--num_iters", 6, "--batch_size", 500,
-                          "--distance_type", "DCH", "--eval_on", "val", "--gamma", 5, "--annotation", annotation,
-                          *extra)
-
-    mmhh.train_main(args("whole"))
-    real = mmhh_engine.save_checkpoint
-
-    def killed(path, state):
-        real(path, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(mmhh_engine, "save_checkpoint", killed)
-    with pytest.raises(KeyboardInterrupt):
-        mmhh.train_main(args("cut"))
-    monkeypatch.setattr(mmhh_engine, "save_checkpoint", real)
-    assert torch.load(tmp_path / "log" / "cut_digits_digits" / "checkpoint.pt")["iteration"] == 3  # 1527 // 500
-    mmhh.train_main(args("cut", "--resume"))
-    whole, cut = (torch.load(tmp_path / "snap" / f"{a}_digits_digits_iter_00006.pt") for a in ("whole", "cut"))
-    for key, value in whole["model"].items():
-        assert torch.equal(value, cut["model"][key]), key
 
 
 def test_test_mmhh_refuses_validation_results_of_a_snapshot_that_trained_on_them(tmp_path, colour_model):

@@ -200,13 +200,15 @@ def dropout_network(name, bits, pretrained, weights=None, seed=0):
 
 
 @pytest.mark.parametrize("loss", [["--distance_type", "Hamming"],
-                                  ["--distance_type", "MMHH", "--batch_type", "BatchInitMem", "--batch_params", 2]])
+                                  ["--distance_type", "MMHH", "--batch_type", "BatchInitMem", "--batch_params", 2],
+                                  ["--distance_type", "DCH", "--eval_on", "val", "--gamma", 5]])
 def test_resume_with_dropout_and_memory_gives_the_same_snapshot(tmp_path, monkeypatch, loss):
     """AlexNet and VGG train with dropout, drawn from the global generator; a run killed after its
     first epoch and resumed must see the same masks as an uninterrupted one (HashNet's loss on
     batch pairs, where the masks change the gradients), and the memory bank must come back as it
-    was (MMHH with BatchInitMem). Catches dropout drawn from an unseeded generator state after a
-    resume, and the memory not restored."""
+    was (MMHH with BatchInitMem); a DCH run on the validation split must read its split back and
+    train on the same items. Catches dropout drawn from an unseeded generator state after a
+    resume, the memory not restored, and a validation split redrawn or lost on resume."""
     monkeypatch.setattr(mmhh_common, "build_network", dropout_network)
 
     def args(annotation, *extra):
