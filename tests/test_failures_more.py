@@ -392,3 +392,45 @@ def test_resuming_a_truncated_checkpoint_says_so_and_how_to_go_on(tmp_path, scri
         assert entry(script, *argv, "--overwrite", monkeypatch=monkeypatch)[0] == 0
     finally:
         monkeypatch.undo()
+
+
+@pytest.mark.parametrize("script", ["cascade_CIFAR-10", "train_mmhh"])
+def test_resuming_a_run_on_a_read_only_mount_says_to_copy_it(tmp_path, script):
+    """A killed run whose folders are then mounted read-only: --resume stops in one line naming
+    the folder, 'Read-only file system' and the copy to make, not an option that was not given,
+    and no file changes; the copy then resumes (MAH). Catches '--output-dir X cannot be written;
+    choose a folder you can write' for a run whose folder the user never chose on this call."""
+    import shutil
+
+    from test_failures import MAH, MMHH, checksums, entry, killed_run, one_error
+
+    work = tmp_path / "w"
+    if script == "train_mmhh":
+        paths = ["--log_dir", work / "log", "--snap_path", work / "snap", "--test_output_dir", work / "out"]
+        argv, folder, resume = [*MMHH, "--num_iters", "400", *paths], work / "log", [*MMHH, *paths, "--resume"]
+    else:
+        argv, folder = [*MAH, "--max-iter", "3", "--output-dir", work / "run"], work / "run"
+        resume = ["--resume", folder]
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        assert killed_run(script, *argv, monkeypatch=monkeypatch)[0] == 130
+        before = checksums(work)
+        mounted = False
+        try:
+            for command in (["mount", "--bind", work, work], ["mount", "-o", "remount,bind,ro", work]):
+                done = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=30)
+                if done.returncode:
+                    pytest.skip(f"cannot mount read-only ({done.stderr.strip()}): needs root or CAP_SYS_ADMIN")
+                mounted = True
+            code, _, err = entry(script, *resume, monkeypatch=monkeypatch)
+        finally:
+            if mounted:
+                subprocess.run(["umount", str(work)], timeout=30)
+        line = one_error(code, err, f"{folder} cannot be written (Read-only file system)",
+                         "copy the run to a place you can write and resume the copy")
+        assert "--output-dir" not in line and "choose a folder" not in line and checksums(work) == before
+        if script != "train_mmhh":
+            shutil.copytree(folder, tmp_path / "copy")
+            assert entry(script, "--resume", tmp_path / "copy", monkeypatch=monkeypatch)[0] == 0
+    finally:
+        monkeypatch.undo()

@@ -236,8 +236,7 @@ class RunFolder:
         try:
             self.lock = open(self.file(LOCK), "a+")
         except OSError as e:
-            raise UserError(f"{self.option} {self.path} cannot be written ({e.strerror}); choose a folder you can "
-                            "write") from None
+            raise self.unwritable(self.path, self.option, e) from None
         try:
             fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -267,8 +266,18 @@ class RunFolder:
             with tempfile.TemporaryFile(dir=folder):
                 pass
         except OSError as e:
-            raise UserError(f"{option} {folder} cannot be written ({e.strerror}); choose a folder you can write") \
-                from None
+            raise self.unwritable(folder, option, e) from None
+
+    def unwritable(self, folder, option, error):
+        """The one line for a folder of the run that cannot be written. A new run chooses another
+        `option`; a resumed one has its folders from the run (the option may not have been given:
+        a read-only mount, an archive), so the run is copied to a place that can be written."""
+        if not self.resume:
+            return UserError(f"{option} {folder} cannot be written ({error.strerror}); choose a folder you can write")
+        what = "the run folder" if folder == self.path else f"the run's {option} folder"
+        return UserError(f"{what} {folder} cannot be written ({error.strerror}), and a resumed run writes its "
+                         "checkpoint, log and results there: copy the run to a place you can write and resume the "
+                         "copy")
 
     def start(self):
         """Inputs are checked: clear an overwritten run's files and killed writes' temporaries."""
