@@ -101,8 +101,8 @@ def _take(part, keep, labels):
 def validation(data, seed, split_file=None):
     """(the data with the validation split in place of the test split, that split): queries a
     seeded share of the training part (utils.data.splits.make_validation), its rest as database
-    and training part, so that the test queries and the database are never seen. The split in
-    split_file is reused when it holds one."""
+    and training part, so that no test query is seen (nor the database, where the training part
+    lies apart from it). The split in split_file is reused when it holds one."""
     n = len(data.train.labels)
     split = read_validation(split_file, n, seed) or make_validation(n, seed)
     query, rest = (_take(data.train, split[name], data.train.labels[split[name]]) for name in ("query", "database"))
