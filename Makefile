@@ -4,7 +4,7 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: test bench demo report
+.PHONY: test bench demo report gpu-check
 
 $(VENV)/.installed: requirements.txt requirements-test.txt requirements-weights.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -35,3 +35,11 @@ demo: $(VENV)/.installed
 	out=runs/demo/$$(date +%Y%m%d-%H%M%S) && $(PYTHON) cascade_CIFAR-10.py --preset cpu-small --gpu cpu --bits 4,8 \
 		$(if $(DATA),--data-root $(DATA),$(DIGITS_SCHEDULE)) --output-dir $$out && \
 		echo "the run is in $$out (its model for python -m utils.index build --model $$out)"
+
+# One check of the training path on a GPU machine, at most 8 minutes (docs/gpu.md). Its data
+# travel with the working tree: write them here first with python bench/gpu_check.py --prepare.
+# The machine's own python3 (which holds torch) when there is no .venv.
+GPU_PYTHON ?= $(if $(wildcard $(PYTHON)),$(PYTHON),python3)
+GPU_CHECK_OUT ?= bench/out/gpu_check.json
+gpu-check:
+	$(GPU_PYTHON) bench/gpu_check.py --out $(GPU_CHECK_OUT)

@@ -51,7 +51,9 @@ class ArrayImages:
 
     def batch(self, index, train=False, generator=None):
         """Images at `index` (a 1-D tensor or sequence of ints) as a B x 3 x S x S float tensor."""
-        x = self.images[torch.as_tensor(index, device=self.device)].float().div_(255)  # B x 3 x H x W
+        # copies to the device without waiting for it (a blocking copy waits for the queued work)
+        index = torch.as_tensor(index).to(self.device, non_blocking=True)
+        x = self.images[index].float().div_(255)  # B x 3 x H x W
         if train and self.augment:
             x = _random_crop_flip(x, generator)
         if self.resize:
@@ -66,9 +68,9 @@ def _random_crop_flip(x, generator, pad=4):
     b, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
     # draw on the CPU generator so results do not depend on the device
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device, non_blocking=True)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device, non_blocking=True)
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device, non_blocking=True)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # B x 1 x H x 1
     cols = dx[:, None] + torch.arange(w, device=x.device)  # B x W
     cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]  # B x 1 x 1 x W

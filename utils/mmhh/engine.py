@@ -118,7 +118,7 @@ def train(args, data, model, ckpt, device, run_dir, snapshot, train_labels):
             if t >= args.num_iters:
                 break
             PROGRESS.update(where=f"at iteration {t + 1} of {args.num_iters} ({saved} of them in the checkpoint)")
-            index = torch.as_tensor(order[pos.numpy()], device=device)
+            index = torch.as_tensor(order[pos.numpy()]).to(device, non_blocking=True)  # no wait for the device
             lr, w_s, parts = train_one_step(args, t, net, opt, memory, x, labels[index], index, margins,
                                             info.similar_weight)
             sums += parts.double()
