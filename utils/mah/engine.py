@@ -242,6 +242,7 @@ def train_length(args, data, c0, device, out_dir, backbone, pool="database", tra
         return None
     first = np.arange(min(retrieval.QUERIES, len(queries)))
     database = V[0] if retrieval_db is None else encode(model, retrieval_db, args.batch_size)[0]
+    retrieval.warn_if_collapsed(database, data.database.labels, data.info.classes)
     shown = retrieval.examples(encode(model, queries, args.batch_size, first)[0], database, data.query.labels[first],
                                data.database.labels, item_names(data, "query", args.data_root),
                                item_names(data, "database", args.data_root))

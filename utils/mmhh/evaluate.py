@@ -57,6 +57,7 @@ def test_model(model, data, device, args, ratio, seed, radius, batch_size):
               "map_topk": map_topk, "topk": topk,
               "opt_test": opt, **conventions, "rank_by": args.rank_by, "queries": len(q_idx),
               "database": len(d_idx), "balls": retrieval.ball_statistics(q_codes, d_codes, r)}
+    retrieval.warn_if_collapsed(d_codes, dl, data.info.classes)
     arrays = {"query_codes": q_codes, "query_outputs": q_out, "query_labels": ql,
               "database_codes": d_codes, "database_outputs": d_out, "database_labels": dl}
     return result, arrays
