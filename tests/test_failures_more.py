@@ -365,20 +365,25 @@ def test_a_part_whose_images_are_all_missing_under_drop_is_named(tmp_path, part,
     assert not (tmp_path / "run").exists()
 
 
+def _short_run(script, where):
+    """(argv of a short run of `script` writing below `where`, its run folder, argv of its --resume)."""
+    from test_failures import MAH, MMHH, mmhh_paths
+
+    if script == "train_mmhh":
+        argv = [*MMHH, "--num_iters", "400", *mmhh_paths(where)]
+        return argv, where / "log" / "empty_digits_digits", [*argv, "--resume"]
+    return [*MAH, "--max-iter", "3", "--output-dir", where / "run"], where / "run", ["--resume", where / "run"]
+
+
 @pytest.mark.parametrize("script", ["cascade_CIFAR-10", "train_mmhh"])
 def test_resuming_a_truncated_checkpoint_says_so_and_how_to_go_on(tmp_path, script):
     """A killed run whose checkpoint.pt was then cut to half (a copy interrupted): --resume stops
     in one line saying the file is truncated or damaged, that the last state is lost, and to
     restore it or start again with --overwrite, and no file changes; the command with --overwrite
     then runs. Catches the checkpoint called 'not the checkpoint of the run'."""
-    from test_failures import MAH, MMHH, checksums, killed_run, entry, mmhh_paths, one_error
+    from test_failures import checksums, killed_run, entry, one_error
 
-    if script == "train_mmhh":
-        argv, folder = [*MMHH, "--num_iters", "400", *mmhh_paths(tmp_path)], tmp_path / "log" / "empty_digits_digits"
-        resume = [*argv, "--resume"]
-    else:
-        argv, folder = [*MAH, "--max-iter", "3", "--output-dir", tmp_path / "run"], tmp_path / "run"
-        resume = ["--resume", folder]
+    argv, folder, resume = _short_run(script, tmp_path)
     monkeypatch = pytest.MonkeyPatch()
     try:
         assert killed_run(script, *argv, monkeypatch=monkeypatch)[0] == 130
@@ -402,15 +407,12 @@ def test_resuming_a_run_on_a_read_only_mount_says_to_copy_it(tmp_path, script):
     choose a folder you can write' for a run whose folder the user never chose on this call."""
     import shutil
 
-    from test_failures import MAH, MMHH, checksums, entry, killed_run, one_error
+    from test_failures import checksums, entry, killed_run, one_error
 
     work = tmp_path / "w"
+    argv, folder, resume = _short_run(script, work)
     if script == "train_mmhh":
-        paths = ["--log_dir", work / "log", "--snap_path", work / "snap", "--test_output_dir", work / "out"]
-        argv, folder, resume = [*MMHH, "--num_iters", "400", *paths], work / "log", [*MMHH, *paths, "--resume"]
-    else:
-        argv, folder = [*MAH, "--max-iter", "3", "--output-dir", work / "run"], work / "run"
-        resume = ["--resume", folder]
+        folder = folder.parent  # its --log_dir, checked first
     monkeypatch = pytest.MonkeyPatch()
     try:
         assert killed_run(script, *argv, monkeypatch=monkeypatch)[0] == 130
