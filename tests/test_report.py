@@ -81,7 +81,7 @@ def tree(tmp_path):
     write(tmp_path / "README.md", README)
     write(tmp_path / "docs" / "results.md", DETAILS)
     return Namespace(claims=None, results=str(res), readme=str(tmp_path / "README.md"), details=str(tmp_path / "docs" / "results.md"),
-                     fig=str(tmp_path / "fig"), data=[])
+                     fig=str(tmp_path / "fig"), data=[], own_images=None)
 
 
 def section(text, markers):
@@ -303,7 +303,7 @@ def test_no_results(tmp_path):
     write(tmp_path / "README.md", README)
     write(tmp_path / "results.md", DETAILS)
     args = Namespace(claims=None, results=str(tmp_path / "results"), readme=str(tmp_path / "README.md"),
-                     details=str(tmp_path / "results.md"), fig=str(tmp_path / "fig"), data=[])
+                     details=str(tmp_path / "results.md"), fig=str(tmp_path / "fig"), data=[], own_images=None)
     assert report_main.main(args) == [args.readme, args.details]
     text = open(args.details).read()
     assert section(text, MAH_MARKERS) == f"\n{tables.NO_RESULTS['mah']}\n"
@@ -313,7 +313,7 @@ def test_no_results(tmp_path):
     assert not os.path.exists(args.fig)
     with pytest.raises(UserError, match="results folder .*nowhere does not exist"):
         report_main.main(Namespace(claims=None, results=str(tmp_path / "nowhere"), readme=args.readme, details=args.details,
-                              fig=args.fig, data=[]))
+                              fig=args.fig, data=[], own_images=None))
 
 
 def test_headline_is_cpu_pretrained_else_the_series_with_most_runs():
@@ -511,6 +511,51 @@ def test_figure_bars_span_the_seeds_and_pr_curves_average_them(tree, monkeypatch
     assert list(curve.get_xdata()) == pytest.approx([0.1, 0.3, 1.0])
     assert list(curve.get_ydata()) == pytest.approx([0.9, 0.65, 0.1])
     assert curve.get_label() == "4 bits (2 seeds)" and cascade.get_xlabel() == "recall"
+
+
+OWN_MARKERS = ("<!-- results-own:start -->", "<!-- results-own:end -->")
+OWN_README = README + f"\n{OWN_MARKERS[0]}\nthe typed sentence\n{OWN_MARKERS[1]}\n\nAfter.\n"
+
+
+def test_own_images_sentence_from_the_bench_summary(tree):
+    """The summary of bench/own_images.py beside the README becomes the sentence between the
+    own-images markers: 2,500 images, 8 cores, training 3.14 s (a tenth below 10 s: 3.1) and
+    12.6 s (whole seconds above: 13), indexing 54.0 s (54). Catches the MAH and MMHH seconds
+    swapped, the command's seconds shown for training, the markers' content kept, or a summary
+    without a number written into the README."""
+    write(tree.readme, OWN_README)
+    summary = {"images": 2500, "cores": 8, "torch": "2.0", "seconds": {
+        "mah_training": 3.14, "mmhh_training": 12.6, "index_command": 54.0, "mah_command": 20.0,
+        "mmhh_command": 30.0}}
+    write(os.path.join(os.path.dirname(tree.readme), "bench", "out", "own_images.json"), summary)
+    report_main.main(tree)
+    text = open(tree.readme).read()
+    assert section(text, OWN_MARKERS) == ("\n2,500 CIFAR-10 JPEGs, 8-core CPU: training 3.1 s and 13 s, indexing "
+                                          "54 s with start-up (`bench/own_images.py`).\n")
+    assert text.endswith(f"{OWN_MARKERS[1]}\n\nAfter.\n") and "old glance" not in text
+    del summary["seconds"]["mmhh_training"]
+    write(tree.readme, OWN_README)
+    tree.own_images = os.path.join(os.path.dirname(tree.readme), "elsewhere.json")  # --own-images: read from there
+    write(tree.own_images, summary)
+    with pytest.raises(UserError, match=re.escape(f"own-images summary {tree.own_images} has no number "
+                                                  "seconds.mmhh_training; write it again with python "
+                                                  "bench/own_images.py")):
+        report_main.main(tree)
+    assert open(tree.readme).read() == OWN_README  # nothing written
+
+
+def test_without_the_bench_summary_the_own_images_text_stays(tree):
+    """No bench/out/own_images.json beside the README: the text between the own-images markers
+    is left byte for byte while the glance is rewritten; a summary named with --own-images
+    that is not there is an error. Catches the typed sentence dropped or replaced by an empty
+    one before the bench has run, or a missing named summary passed over in silence."""
+    write(tree.readme, OWN_README)
+    report_main.main(tree)
+    text = open(tree.readme).read()
+    assert section(text, OWN_MARKERS) == "\nthe typed sentence\n" and "old glance" not in text
+    tree.own_images = os.path.join(os.path.dirname(tree.readme), "elsewhere.json")
+    with pytest.raises(UserError, match=re.escape(f"own-images summary {tree.own_images} is missing or unreadable")):
+        report_main.main(tree)
 
 
 def test_the_readme_is_a_front_page():

@@ -6,6 +6,8 @@ path order) and rewrites, between marker comments:
   set beside the published values, every cell the mean and half-range over its seeds, and
   the cascade-minus-flat (MAH) or MMHH-minus-HashNet-loss difference with the number of
   seeds in which it has the published (claimed) sign;
+- README.md, "your own images": one sentence of the seconds bench/own_images.py measured, when
+  its summary bench/out/own_images.json is there (else the text stays);
 - docs/results.md: every group of runs (data set, preset, backbone, device, seed) in full,
   and the tables over seeds.
 It draws fig/<DATASET>.png (MAH mAP@5000 against code length beside the published curves,
@@ -28,6 +30,7 @@ from utils.report.collect import load_records, series_of
 from utils.report.figures import (data_roots, draw, draw_curves, draw_noise, draw_pr, draw_retrieval, image_reader,
                                    shown_record)
 from utils.report.glance import glance_section, headline
+from utils.report.own_images import own_images_sentence, summary_path
 from utils.report.published import FIGURES, PR_FIGURES, RETRIEVAL_FIGURES
 from utils.report.robustness import protocols_section
 from utils.report.tables import mah_section, mmhh_section
@@ -44,6 +47,9 @@ def get_args_parser():
                    help="page whose full MAH and MMHH result sections are rewritten (default: docs/results.md)")
     p.add_argument("--claims", help="page whose claims section is rewritten with every row of the claims table "
                                     "(default: claims.md beside --details, when it is there)")
+    p.add_argument("--own-images", help="summary of bench/own_images.py that the README's sentence on your own images "
+                                        "is written from (default: bench/out/own_images.json beside --readme, when "
+                                        "it is there; without it the sentence stays as it is)")
     p.add_argument("--fig", default="fig", help="folder of the figures (default: fig)")
     p.add_argument("--data", action="append", default=[], metavar="DATASET=ROOT",
                    help="where a data set's images are (the --data-root its runs read), to draw "
@@ -76,6 +82,9 @@ def main(args):
     records = load_records(args.results)
     # every marker of both files is checked before anything is written
     readme = replace_section(read_text(args.readme, "--readme"), "glance", glance_section(records), args.readme)
+    own = args.own_images or summary_path(args.readme)
+    if args.own_images or os.path.exists(own):
+        readme = replace_section(readme, "own", own_images_sentence(own), args.readme)
     details = read_text(args.details, "--details")
     details = replace_section(details, "mah", mah_section(records["mah"]), args.details)
     details = replace_section(details, "mmhh", mmhh_section(records["mmhh"]), args.details)
