@@ -95,7 +95,11 @@ def main():
         sys.exit(f"error: {args.archive} is missing; give --archive the CIFAR-10 JPEG archive (cifar10-jpeg.tar.gz)")
     with tempfile.TemporaryDirectory(prefix="own-images-") as tmp:
         photos, run, log = (os.path.join(tmp, name) for name in ("photos", os.path.join("runs", "photos"), "log"))
-        image_tree(args.archive, photos, args.images // CLASSES)
+        try:
+            image_tree(args.archive, photos, args.images // CLASSES)
+        except (tarfile.TarError, EOFError, OSError) as e:
+            sys.exit(f"error: {args.archive} cannot be read as the CIFAR-10 JPEG archive ({type(e).__name__}); give "
+                     "--archive cifar10-jpeg.tar.gz")
         env = dict(os.environ, HASHING_CACHE=os.path.join(tmp, "cache"))
         commands, seconds = {}, {}
         for name, argv in (
