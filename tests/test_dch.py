@@ -239,6 +239,6 @@ def test_validation_results_stay_out_of_the_test_tables(tmp_path):
         (folder / f"{i}.json").write_text(json.dumps(r))
     records = collect.load_records(str(folder))
     assert sorted(r["metrics"]["map_within_radius"] for r in records["validation"]) == [0.8444, 0.9333]
-    text = tables.mmhh_section(records["mmhh"]) + glance.glance_section(records)
+    text = tables.mmhh_section(records["mmhh"]) + glance.headline_section(records)
     assert "0.4111" in text and "0.5222" in text and "DCH loss" in text
     assert "0.9333" not in text and "0.8444" not in text

@@ -186,9 +186,9 @@ def data_roots(pairs):
 
 def shown_record(runs):
     """The record whose retrieval examples are drawn: the longest MAH-cascade code with
-    examples, else the longest of any method."""
-    have = sorted(((m == "MAH-cascade", b), r) for (m, b), r in runs.items() if r.get("retrieval"))
-    return have[-1][1] if have else None
+    examples, else the longest of any method (of one length, the last method by name)."""
+    have = [(m == "MAH-cascade", b, m) for (m, b), r in runs.items() if r.get("retrieval")]
+    return runs[max(have)[2], max(have)[1]] if have else None
 
 
 def image_reader(dataset, root):
