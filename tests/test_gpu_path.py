@@ -294,24 +294,27 @@ class Terminal(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize("where", ["pipe", "terminal"])
-def test_plain_progress_lines_where_stderr_is_no_terminal(tmp_path, monkeypatch, where):
-    """stderr a pipe: with the interval at 0 every outer iteration (MAH) and iteration (MMHH)
-    prints a plain line with its position and loss; at the real interval (30 s) a short run prints
-    none. On a terminal only tqdm's bar. Catches a run silent under nohup or a scheduler, plain
-    lines beside the bar, or lines printed at every step whatever the interval."""
+@pytest.mark.parametrize("where", ["file", "memory", "terminal"])
+def test_plain_progress_lines_where_stderr_is_a_file_or_pipe(tmp_path, monkeypatch, where):
+    """stderr a file (a pipe, nohup's file): with the interval at 0 every outer iteration (MAH)
+    and iteration (MMHH) prints a plain line with its position and loss; at the real interval
+    (30 s) a short run prints none. On a terminal only tqdm's bar; held in memory (a caller that
+    captures the messages, as the one-line error tests do), nothing. Catches a run silent under
+    nohup or a scheduler, plain lines beside the bar, or lines at every step whatever the interval."""
     real = progress.INTERVAL
 
     def run(interval):
         monkeypatch.setattr(progress, "INTERVAL", interval)
-        err = io.StringIO() if where == "pipe" else Terminal()
-        with redirect_stderr(err):
-            mah.main(smoke(tmp_path / f"mah{interval}", "--max-iter", 2, "--eval-every", 2))
-            mmhh.train_main(train_args(tmp_path / f"mmhh{interval}", *DIGITS))
-        return [line for line in err.getvalue().replace("\r", "\n").splitlines() if "elapsed" in line]
+        with open(tmp_path / f"stderr{interval}", "w+") if where == "file" else \
+                (io.StringIO() if where == "memory" else Terminal()) as err:
+            with redirect_stderr(err):
+                mah.main(smoke(tmp_path / f"mah{interval}", "--max-iter", 2, "--eval-every", 2))
+                mmhh.train_main(train_args(tmp_path / f"mmhh{interval}", *DIGITS))
+            err.seek(0)
+            return [line for line in err.read().replace("\r", "\n").splitlines() if "elapsed" in line]
 
     plain = run(0)
-    if where == "terminal":
+    if where != "file":
         assert plain == []
         return
     assert [line.split(",")[0] for line in plain] == [

@@ -1,6 +1,7 @@
-"""Progress of a training loop: tqdm's bar on a terminal; where stderr is no terminal (nohup,
-a scheduler, a pipe), where tqdm shows nothing, a plain line every INTERVAL seconds saying
-where the loop is, its last logged loss and the time elapsed."""
+"""Progress of a training loop: tqdm's bar on a terminal; where stderr is a file or a pipe
+(nohup, a scheduler, `| tee`), where tqdm shows nothing, a plain line every INTERVAL seconds
+saying where the loop is, its last logged loss and the time elapsed. A stderr held in memory
+(a program, or a test, that runs the loop and captures its messages) gets neither."""
 import sys
 import time
 
@@ -15,7 +16,7 @@ class Bar:
     def __init__(self, total, initial, desc, unit, main_process=True):
         self.bar = tqdm(total=total, initial=initial, desc=desc, disable=None if main_process else True,
                         file=sys.stderr)
-        self.plain = main_process and self.bar.disable  # tqdm found no terminal
+        self.plain = main_process and self.bar.disable and _has_descriptor(sys.stderr)  # and no terminal
         self.done, self.total, self.desc, self.unit = initial, total, desc, unit
         self.loss = None
         self.start = self.last = time.monotonic()
@@ -36,6 +37,14 @@ class Bar:
 
     def close(self):
         self.bar.close()
+
+
+def _has_descriptor(stream):
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: a stream in memory
+        return False
+    return True
 
 
 def clock(seconds):

@@ -79,8 +79,11 @@ class Feeder:
             return
         # one seed per pass, from the generator: item k's crop is drawn from seed + k, whatever the
         # number of workers (with none, torchvision would draw from the global generator)
-        seed = None if generator is None else int(torch.randint(0, 2 ** 62, (1,), generator=generator))
-        if generator is not None:  # the draw of a DataLoader built per pass, so that later passes keep their seeds
+        seed = None
+        if generator is not None:
+            seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+            # and the draw a DataLoader built per pass made: a generator serving several passes
+            # (MAH's epochs) gives each the seed it gave before the loader was kept
             torch.empty((), dtype=torch.int64).random_(generator=generator)
         groups = [list(range(start, min(start + batch_size, len(order))))[share]
                   for start in range(0, len(order), batch_size)]
