@@ -17,7 +17,9 @@ like trained codes (--centres centres, each bit flipped with probability --flip)
 Each side is called once untimed, then --rounds times in turns (bench_metrics.interleaved);
 the ratios are of medians (other side / index: above 1, the index is faster). Items per
 query, and codes the structure compared per query, come with each line; the other
-processes' load last on it.
+processes' load last on it. Besides printing them, it writes the figures to a JSON summary
+(the commit, cores, versions, and each case's medians and ratios), from which `make report`
+writes the README's sentence on search and the table of docs/index.md.
 
     python bench/bench_index.py                      # N = 10^6 and 10^7, K = 12 and 48, r = 2, top 100
     python bench/bench_index.py --quick              # N = 10^4 and 10^5: a check that it runs
@@ -25,6 +27,7 @@ processes' load last on it.
 """
 import argparse
 import os
+import platform
 import resource
 import statistics
 import sys
@@ -32,7 +35,8 @@ import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 from bench_metrics import interleaved, timed  # noqa: E402  (the timing every bench shares)
 from utils import index as ix  # noqa: E402
 
@@ -65,6 +69,7 @@ def same_top(found, D, I):
 
 
 def bench_codes(n, bits, kind, args, rng):
+    """The cases of one set of codes (each radius, then top k), as the summary keeps them."""
     import faiss
 
     centres = rng.random((args.centres, bits)) < 0.5
@@ -78,6 +83,9 @@ def bench_codes(n, bits, kind, args, rng):
         f"{described['type']} x{described['substrings']} to r={described['up_to_radius']}"
     print(f"N={n:.0e} K={bits} {kind}: {stored.shape[1]} bytes/item stored, searched {width} wide; chose {chosen} "
           f"in {seconds:.2f} s: {described['reason']}", flush=True)
+    codes_set = {"kind": kind, "n": n, "bits": bits, "bytes_stored": int(stored.shape[1]), "width": int(width),
+                 "chosen": chosen, "reason": described["reason"], "build_seconds": seconds}
+    cases = []
     for r in args.radii:
         # a ball can hold a large share of the database (clustered codes, few bits): fewer queries
         # keep all the answers within --max-results items, and say so
@@ -96,10 +104,14 @@ def bench_codes(n, bits, kind, args, rng):
                                  "faiss": lambda: ix.within(faiss_flat, None, SCAN, asked[:q], r)}, args.rounds)
         got = {side: result for side, (_, result) in out.items()}
         identical = same(got["index"], got["padded"]) and same(got["index"], got["faiss"])
-        how = "scanned" if structure is None or r > described["up_to_radius"] else \
-            f"{compared[-1]:.0f} codes compared by the structure"
-        line(f"r={r}", out, load, identical, f"{np.mean([len(i) for i, _ in got['index']]):.1f} items a query, {how}"
-             + ("" if q == len(queries) else f", {q} queries"))
+        scanned = structure is None or r > described["up_to_radius"]
+        how = "scanned" if scanned else f"{compared[-1]:.0f} codes compared by the structure"
+        items = float(np.mean([len(i) for i, _ in got["index"]]))
+        cases.append({**codes_set, "search": f"radius {r}", "searched_by": "padded scan" if scanned else
+                      described["type"], "queries": q, "items_per_query": items,
+                      "compared_per_query": None if scanned else compared[-1],
+                      **line(f"r={r}", out, load, identical, f"{items:.1f} items a query, {how}"
+                             + ("" if q == len(queries) else f", {q} queries"))})
     if args.topk:
         heap = ix.flat_index(padded)  # FAISS's own heap scan, on an index top_k does not set
 
@@ -108,15 +120,21 @@ def bench_codes(n, bits, kind, args, rng):
                                  "faiss": lambda: faiss_flat.search(asked, args.topk)}, args.rounds)
         got = {side: result for side, (_, result) in out.items()}
         identical = same_top(got["index"], *got["padded"]) and same_top(got["index"], *got["faiss"])
-        line(f"top {args.topk}", out, load, identical, "ties by id against FAISS's order")
+        cases.append({**codes_set, "search": f"top {args.topk}", "searched_by": "counting scan",
+                      "queries": len(queries), "items_per_query": float(args.topk), "compared_per_query": None,
+                      **line(f"top {args.topk}", out, load, identical, "ties by id against FAISS's order")})
+    return cases
 
 
 def line(what, out, load, identical, note):
+    """Prints one case; returns its figures for the summary (ratios: other side / index)."""
     med = {side: statistics.median(t) for side, (t, _) in out.items()}
+    ratios = {side: med[side] / med["index"] for side in ("padded", "faiss")}
     print(f"  {what}: identical: {'yes' if identical else 'NO'}; median index {med['index'] * 1e3:.1f} ms, padded "
           f"scan {med['padded'] * 1e3:.1f} ms, IndexBinaryFlat {med['faiss'] * 1e3:.1f} ms; index vs padded scan "
-          f"{med['padded'] / med['index']:.2f}x, vs IndexBinaryFlat {med['faiss'] / med['index']:.2f}x; {note}; "
+          f"{ratios['padded']:.2f}x, vs IndexBinaryFlat {ratios['faiss']:.2f}x; {note}; "
           f"other processes {load:.2f} cores", flush=True)
+    return {"identical": bool(identical), "median_seconds": med, "ratios": ratios, "other_processes_cores": load}
 
 
 def _built(padded, bits):
@@ -149,6 +167,8 @@ def bench_encode(run, images, rounds):
     a, b = (images / statistics.median(out[side][0]) for side in ("build", "forward"))
     print(f"encoding {images} images with {encoder.kind}: build {a:.0f} images/s, forward alone {b:.0f} "
           f"images/s; other processes {load:.2f} cores; build / forward = {a / b:.2f}")
+    return {"model": encoder.kind, "images": images, "build_images_per_second": a, "forward_images_per_second": b,
+            "torch": torch.__version__, "other_processes_cores": load}
 
 
 def main():
@@ -170,20 +190,36 @@ def main():
                                                                      "(default: 2e7)")
     p.add_argument("--encode", help="a MAH run folder or MMHH snapshot: also time build's encoding (default: none)")
     p.add_argument("--images", type=int, default=2000, help="images for --encode (default: 2000)")
+    p.add_argument("--out", help="the JSON summary (default: bench/out/bench_index.json, which the report reads; "
+                                 "with --quick, bench_index_quick.json in the temporary folder, so that a check "
+                                 "never replaces the figures; with --sizes 0, bench/out/bench_index_encode.json)")
     args = p.parse_args()
     args.radii = [int(r) for r in args.radii.split(",")]
     sizes = "1e4,1e5" if args.quick else args.sizes
+    sizes = [int(float(s)) for s in sizes.split(",") if s and float(s) > 0]
+    out = args.out or (os.path.join(tempfile.gettempdir(), "bench_index_quick.json") if args.quick else
+                       os.path.join(REPO, "bench", "out", "bench_index.json" if sizes else "bench_index_encode.json"))
     rng = np.random.default_rng(0)
     import faiss
 
     print(f"faiss {faiss.__version__}, {os.cpu_count()} cores, {args.queries} queries, {args.rounds} rounds")
-    for n in (int(float(s)) for s in sizes.split(",") if s and float(s) > 0):
+    cases = []
+    for n in sizes:
         for bits in (int(b) for b in args.bits.split(",")):
             for kind in args.kinds.split(","):
-                bench_codes(n, bits, kind, args, rng)
-    if args.encode:
-        bench_encode(args.encode, args.images, args.rounds)
-    print(f"peak resident memory of the process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.2f} GB")
+                cases += bench_codes(n, bits, kind, args, rng)
+    encode = bench_encode(args.encode, args.images, args.rounds) if args.encode else None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    print(f"peak resident memory of the process: {peak:.2f} GB")
+    from utils import runs  # here, once the peak is read: it imports torch
+
+    runs.write_json(out, {
+        "commit": runs.git_commit(), "cores": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "python": platform.python_version(), "numpy": np.__version__, "faiss": faiss.__version__,
+        "quick": args.quick, "queries": args.queries, "rounds": args.rounds, "centres": args.centres,
+        "flip": args.flip, "max_results": args.max_results, "peak_resident_gb": peak, "cases": cases,
+        "encode": encode})
+    print(f"summary: {out}")
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ def tree(tmp_path):
     write(tmp_path / "README.md", README)
     write(tmp_path / "docs" / "results.md", DETAILS)
     return Namespace(claims=None, results=str(res), readme=str(tmp_path / "README.md"), details=str(tmp_path / "docs" / "results.md"),
-                     fig=str(tmp_path / "fig"), data=[], own_images=None)
+                     fig=str(tmp_path / "fig"), data=[], own_images=None,
+                     bench_index=None, index_page=None)
 
 
 def section(text, markers):
@@ -303,7 +304,8 @@ def test_no_results(tmp_path):
     write(tmp_path / "README.md", README)
     write(tmp_path / "results.md", DETAILS)
     args = Namespace(claims=None, results=str(tmp_path / "results"), readme=str(tmp_path / "README.md"),
-                     details=str(tmp_path / "results.md"), fig=str(tmp_path / "fig"), data=[], own_images=None)
+                     details=str(tmp_path / "results.md"), fig=str(tmp_path / "fig"), data=[], own_images=None,
+                     bench_index=None, index_page=None)
     assert report_main.main(args) == [args.readme, args.details]
     text = open(args.details).read()
     assert section(text, MAH_MARKERS) == f"\n{tables.NO_RESULTS['mah']}\n"
@@ -313,7 +315,7 @@ def test_no_results(tmp_path):
     assert not os.path.exists(args.fig)
     with pytest.raises(UserError, match="results folder .*nowhere does not exist"):
         report_main.main(Namespace(claims=None, results=str(tmp_path / "nowhere"), readme=args.readme, details=args.details,
-                              fig=args.fig, data=[], own_images=None))
+                              fig=args.fig, data=[], own_images=None, bench_index=None, index_page=None))
 
 
 def test_headline_is_cpu_pretrained_else_the_series_with_most_runs():
@@ -556,6 +558,100 @@ def test_without_the_bench_summary_the_own_images_text_stays(tree):
     tree.own_images = os.path.join(os.path.dirname(tree.readme), "elsewhere.json")
     with pytest.raises(UserError, match=re.escape(f"own-images summary {tree.own_images} is missing or unreadable")):
         report_main.main(tree)
+
+
+INDEX_MARKERS = ("<!-- results-index:start -->", "<!-- results-index:end -->")
+BENCH_MARKERS = ("<!-- results-index-bench:start -->", "<!-- results-index-bench:end -->")
+INDEX_README = README + f"\n{INDEX_MARKERS[0]}\nthe typed speed-ups\n{INDEX_MARKERS[1]}\n\nAfter.\n"
+INDEX_PAGE = f"# Search\n\n## Benchmark\n\n{BENCH_MARKERS[0]}\nNot measured yet.\n{BENCH_MARKERS[1]}\n\nAfter.\n"
+
+
+def search_case(kind, n, bits, search, searched_by, items, padded, faiss):
+    return {"kind": kind, "n": n, "bits": bits, "search": search, "searched_by": searched_by,
+            "items_per_query": items, "identical": True, "ratios": {"padded": padded, "faiss": faiss}}
+
+
+def search_summary():
+    """Six cases: the README's two (10^7 codes, 48 bits, radius 2) among decoys of another N,
+    K or search, which the sentence must not take."""
+    return {"commit": "0123456789abcdef", "cores": 2, "faiss": "1.15.1", "queries": 1000, "rounds": 3, "cases": [
+        search_case("clustered", 10 ** 6, 48, "radius 2", "IndexBinaryMultiHash", 6.8, 1.31, 7.72),
+        search_case("random", 10 ** 7, 48, "radius 2", "IndexBinaryMultiHash", 0.0, 106.24, 355.84),
+        search_case("random", 10 ** 7, 48, "top 100", "counting scan", 100.0, 0.51, 2.5),
+        search_case("clustered", 10 ** 7, 12, "radius 2", "padded scan", 54222.3, 1.02, 1.5),
+        search_case("clustered", 10 ** 7, 48, "radius 2", "padded scan", 76.44, 0.94, 3.66),
+        search_case("random", 250_000, 12, "radius 2", "IndexBinaryHash", 19.0, 2.0, 9.0)]}
+
+
+def index_tree(tree):
+    """The tree's README with the search markers, docs/index.md beside docs/results.md."""
+    write(tree.readme, INDEX_README)
+    page = os.path.join(os.path.dirname(tree.details), "index.md")
+    write(page, INDEX_PAGE)
+    return page, os.path.join(os.path.dirname(tree.readme), "bench", "out", "bench_index.json")
+
+
+def test_search_sentence_and_table_from_the_bench_summary(tree):
+    """bench/out/bench_index.json beside the README: the README's sentence takes random and
+    clustered codes at 10^7, 48 bits, radius 2, each against IndexBinaryFlat then the padded
+    scan to a tenth (355.84 -> 355.8, 106.24 -> 106.2; 3.66 -> 3.7, 0.94 -> 0.9), with how
+    search ran; docs/index.md gets every case, in the summary's order, to a hundredth.
+    Catches the two ratios swapped, a decoy case (10^6 codes, 12 bits, top 100) shown, the
+    kinds swapped, a case left out of the table, or text outside the markers changed."""
+    page, summary = index_tree(tree)
+    write(summary, search_summary())
+    written = report_main.main(tree)
+    assert page in written
+    text = open(tree.readme).read()
+    assert section(text, INDEX_MARKERS) == (
+        "\nRadius 2 over 10^7 48-bit codes, speed-up over FAISS's flat scan and a padded scan: random 355.8x and "
+        "106.2x (multi-index hashing), clustered 3.7x and 0.9x (padded scan) ([docs](docs/index.md#benchmark)).\n")
+    assert text.endswith(f"{INDEX_MARKERS[1]}\n\nAfter.\n") and "old glance" not in text
+    assert open(page).read() == f"# Search\n\n## Benchmark\n\n{BENCH_MARKERS[0]}\n" + "\n".join([
+        "Commit `0123456`, 2 cores, faiss 1.15.1, 1,000 queries, medians of 3 timed calls a side; a ratio is the other "
+        "side's median over search's (above 1x, search is faster).",
+        "",
+        "| codes | N | K | search | searched by | items a query | vs padded scan | vs IndexBinaryFlat | same answers |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| clustered | 10^6 | 48 | radius 2 | IndexBinaryMultiHash | 6.8 | 1.31x | 7.72x | yes |",
+        "| random | 10^7 | 48 | radius 2 | IndexBinaryMultiHash | 0.0 | 106.24x | 355.84x | yes |",
+        "| random | 10^7 | 48 | top 100 | counting scan | 100.0 | 0.51x | 2.50x | yes |",
+        "| clustered | 10^7 | 12 | radius 2 | padded scan | 54222.3 | 1.02x | 1.50x | yes |",
+        "| clustered | 10^7 | 48 | radius 2 | padded scan | 76.4 | 0.94x | 3.66x | yes |",
+        "| random | 250,000 | 12 | radius 2 | IndexBinaryHash | 19.0 | 2.00x | 9.00x | yes |",
+    ]) + f"\n{BENCH_MARKERS[1]}\n\nAfter.\n"
+
+
+def test_without_the_search_summary_its_text_stays(tree):
+    """No bench/out/bench_index.json beside the README: the README's sentence and the table of
+    docs/index.md stay byte for byte (and docs/index.md is not written) while the glance is
+    rewritten. Catches the typed figures dropped or blanked before the bench has run."""
+    page, _ = index_tree(tree)
+    assert page not in report_main.main(tree)
+    text = open(tree.readme).read()
+    assert section(text, INDEX_MARKERS) == "\nthe typed speed-ups\n" and "old glance" not in text
+    assert open(page).read() == INDEX_PAGE
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{\"commit\": \"abc\", \"cases\": [", "is missing or unreadable (JSONDecodeError); check the path"),
+    ({**search_summary(), "cases": search_summary()["cases"][:1]},
+     "has no case of random codes, N = 10^7, 48 bits, radius 2; write it again with python bench/bench_index.py "
+     "(its default sizes)"),
+    ({**search_summary(), "cases": [{**c, "ratios": {"faiss": 2.0}} for c in search_summary()["cases"]]},
+     "has no number cases[0].ratios.padded; write it again with python bench/bench_index.py"),
+])
+def test_a_bad_search_summary_is_one_line_and_nothing_is_written(tree, content, problem):
+    """A summary cut short, one without the README's case, or one without a ratio: a one-line
+    error naming the file and the problem, and neither the README nor docs/index.md written.
+    Catches a traceback, a sentence or table of the cases that are there, or the README written
+    before the summary was found bad."""
+    page, summary = index_tree(tree)
+    write(summary, content)
+    with pytest.raises(UserError) as error:
+        report_main.main(tree)
+    assert str(error.value) == f"search summary {summary} {problem}"
+    assert open(tree.readme).read() == INDEX_README and open(page).read() == INDEX_PAGE
 
 
 def test_the_readme_is_a_front_page():

@@ -1,18 +1,34 @@
-"""The README's sentence on training with your own images, from the JSON summary that
-`python bench/own_images.py` writes, so that its figures are measured, never typed. Without
-the summary the README's text between the markers stays as it is."""
+"""The README's and docs' sentences and tables from the JSON summaries the benches write in
+bench/out/ (`python bench/own_images.py`, `python bench/bench_index.py`), so that their
+figures are measured, never typed. Without a summary the text between its markers stays as
+it is."""
+import math
 import numbers
 import os
 
 from utils.errors import UserError
+from utils.report.tables import table
 from utils.runs import read_json
 
-SUMMARY = os.path.join("bench", "out", "own_images.json")  # relative to the README's folder
-SECONDS = ("mah_training", "mmhh_training", "index_command")  # the ones the sentence shows
+OWN_IMAGES, BENCH_INDEX = "own_images.json", "bench_index.json"
+SECONDS = ("mah_training", "mmhh_training", "index_command")  # the ones the own-images sentence shows
+# the README's case: radius 2 (the metrics' Hamming ball) over 10^7 48-bit codes of each kind
+SHOWN = {"n": 10 ** 7, "bits": 48, "search": "radius 2"}
+SEARCHED_BY = {"IndexBinaryMultiHash": "multi-index hashing", "IndexBinaryHash": "one hash table"}  # the sentence's words
 
 
-def summary_path(readme):
-    return os.path.join(os.path.dirname(readme), SUMMARY)
+def summary_path(readme, name):
+    """bench/out/<name> beside the README, where the benches write their summaries."""
+    return os.path.join(os.path.dirname(readme), "bench", "out", name)
+
+
+def checked(values, path, what, script):
+    """`values` {name: (value, type)}: each value of its type (a bool counts as no number),
+    else a UserError naming the first that is not and the command that writes the summary."""
+    for name, (value, kind) in values.items():
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            noun = "number " if kind in (int, numbers.Real) else ""
+            raise UserError(f"{what} summary {path} has no {noun}{name}; write it again with python {script}")
 
 
 def short(seconds):
@@ -25,12 +41,58 @@ def own_images_sentence(path):
     the MAH script and train_mmhh.py from their results records, and the whole index command."""
     summary = read_json(path, "own-images summary", keys=("images", "cores", "seconds"))
     seconds = summary["seconds"] if isinstance(summary["seconds"], dict) else {}
-    wanted = {"images": (summary["images"], int), "cores": (summary["cores"], int),
-              **{f"seconds.{k}": (seconds.get(k), numbers.Real) for k in SECONDS}}
-    for name, (value, kind) in wanted.items():
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise UserError(f"own-images summary {path} has no number {name}; write it again with python "
-                            "bench/own_images.py")
+    checked({"images": (summary["images"], int), "cores": (summary["cores"], int),
+             **{f"seconds.{k}": (seconds.get(k), numbers.Real) for k in SECONDS}},
+            path, "own-images", "bench/own_images.py")
     return (f"{summary['images']:,} CIFAR-10 JPEGs, {summary['cores']}-core CPU: training "
             f"{short(seconds['mah_training'])} s and {short(seconds['mmhh_training'])} s, indexing "
             f"{short(seconds['index_command'])} s with start-up (`bench/own_images.py`).")
+
+
+def size(n):
+    """10^7 for a power of ten, else the count with thousands separators."""
+    e = round(math.log10(n)) if n > 0 else 0
+    return f"10^{e}" if 10 ** e == n else f"{n:,}"
+
+
+def index_figures(path):
+    """The README's sentence and docs/index.md's table from the summary at `path`: search (the
+    structure `build` chose, or the padded scan) against FAISS's IndexBinaryFlat and the padded
+    scan, as ratios of medians (above 1x, search is faster)."""
+    summary = read_json(path, "search summary", keys=("commit", "cores", "faiss", "queries", "rounds", "cases"))
+    cases = summary["cases"] if isinstance(summary["cases"], list) and summary["cases"] else [None]
+    checked({"commit": (summary["commit"], str), "cores": (summary["cores"], int),
+             "faiss": (summary["faiss"], str), "queries": (summary["queries"], int),
+             "rounds": (summary["rounds"], int)}, path, "search", "bench/bench_index.py")
+    for i, case in enumerate(cases):
+        case = case if isinstance(case, dict) else {}
+        ratios = case.get("ratios") if isinstance(case.get("ratios"), dict) else {}
+        checked({f"cases[{i}].{k}": (case.get(k), kind) for k, kind in (
+                    ("kind", str), ("n", int), ("bits", int), ("search", str), ("searched_by", str),
+                    ("items_per_query", numbers.Real), ("identical", bool))}
+                | {f"cases[{i}].ratios.{k}": (ratios.get(k), numbers.Real) for k in ("faiss", "padded")},
+                path, "search", "bench/bench_index.py")
+    shown = {}
+    for kind in ("random", "clustered"):
+        found = [c for c in cases if c["kind"] == kind and all(c[k] == v for k, v in SHOWN.items())]
+        if not found:
+            raise UserError(f"search summary {path} has no case of {kind} codes, N = {size(SHOWN['n'])}, "
+                            f"{SHOWN['bits']} bits, {SHOWN['search']}; write it again with python "
+                            "bench/bench_index.py (its default sizes)")
+        c = found[0]
+        shown[kind] = (f"{c['ratios']['faiss']:.1f}x and {c['ratios']['padded']:.1f}x "
+                       f"({SEARCHED_BY.get(c['searched_by'], c['searched_by'])})")
+    sentence = (f"{SHOWN['search'].capitalize()} over {size(SHOWN['n'])} {SHOWN['bits']}-bit codes, speed-up over "
+                f"FAISS's flat scan and a padded scan: random {shown['random']}, clustered {shown['clustered']} "
+                "([docs](docs/index.md#benchmark)).")
+    commit = summary["commit"]
+    about = (f"Commit `{commit[:7]}{'-dirty' if commit.endswith('-dirty') else ''}`, {summary['cores']} cores, "
+             f"faiss {summary['faiss']}, {summary['queries']:,} queries, medians of {summary['rounds']} timed "
+             "calls a side; a ratio is the other side's median over search's (above 1x, search is faster)"
+             + (" (`--quick`: a check that the bench runs, not figures)." if summary.get("quick") else "."))
+    rows = [[c["kind"], size(c["n"]), str(c["bits"]), c["search"], c["searched_by"], f"{c['items_per_query']:.1f}",
+             f"{c['ratios']['padded']:.2f}x", f"{c['ratios']['faiss']:.2f}x", "yes" if c["identical"] else "NO"]
+            for c in cases]
+    head = ["codes", "N", "K", "search", "searched by", "items a query", "vs padded scan", "vs IndexBinaryFlat",
+            "same answers"]
+    return sentence, "\n".join([about, ""] + table(head, rows))

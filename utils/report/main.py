@@ -6,8 +6,10 @@ path order) and rewrites, between marker comments:
   set beside the published values, every cell the mean and half-range over its seeds, and
   the cascade-minus-flat (MAH) or MMHH-minus-HashNet-loss difference with the number of
   seeds in which it has the published (claimed) sign;
-- README.md, "your own images": one sentence of the seconds bench/own_images.py measured, when
-  its summary bench/out/own_images.json is there (else the text stays);
+- README.md, "your own images": one sentence of the seconds bench/own_images.py measured, and
+  "search with the codes": one sentence of search's speed-ups bench/bench_index.py measured,
+  with all its cases in a table of docs/index.md; each when its summary in bench/out/ is
+  there (else the text stays);
 - docs/results.md: every group of runs (data set, preset, backbone, device, seed) in full,
   and the tables over seeds.
 It draws fig/<DATASET>.png (MAH mAP@5000 against code length beside the published curves,
@@ -30,7 +32,7 @@ from utils.report.collect import load_records, series_of
 from utils.report.figures import (data_roots, draw, draw_curves, draw_noise, draw_pr, draw_retrieval, image_reader,
                                    shown_record)
 from utils.report.glance import glance_section, headline
-from utils.report.own_images import own_images_sentence, summary_path
+from utils.report.benches import BENCH_INDEX, OWN_IMAGES, index_figures, own_images_sentence, summary_path
 from utils.report.published import FIGURES, PR_FIGURES, RETRIEVAL_FIGURES
 from utils.report.robustness import protocols_section
 from utils.report.tables import mah_section, mmhh_section
@@ -50,6 +52,12 @@ def get_args_parser():
     p.add_argument("--own-images", help="summary of bench/own_images.py that the README's sentence on your own images "
                                         "is written from (default: bench/out/own_images.json beside --readme, when "
                                         "it is there; without it the sentence stays as it is)")
+    p.add_argument("--bench-index", help="summary of bench/bench_index.py that the README's sentence on search and "
+                                         "the table of --index-page are written from (default: "
+                                         "bench/out/bench_index.json beside --readme, when it is there; without it "
+                                         "both stay as they are)")
+    p.add_argument("--index-page", help="page whose benchmark table is rewritten from --bench-index (default: "
+                                        "index.md beside --details, when it is there)")
     p.add_argument("--fig", default="fig", help="folder of the figures (default: fig)")
     p.add_argument("--data", action="append", default=[], metavar="DATASET=ROOT",
                    help="where a data set's images are (the --data-root its runs read), to draw "
@@ -77,14 +85,25 @@ def read_text(path, option):
         raise UserError(f"{path} is missing or not UTF-8 text ({type(e).__name__}); give {option} PATH") from e
 
 
+def bench_summary(named, readme, name):
+    """The summary a bench's text is written from: the one named, else bench/out/<name> beside
+    the README when it is there; None: the text stays as it is."""
+    path = named or summary_path(readme, name)
+    return path if named or os.path.exists(path) else None
+
+
 def main(args):
     roots = data_roots(args.data)
     records = load_records(args.results)
     # every marker of both files is checked before anything is written
     readme = replace_section(read_text(args.readme, "--readme"), "glance", glance_section(records), args.readme)
-    own = args.own_images or summary_path(args.readme)
-    if args.own_images or os.path.exists(own):
+    own = bench_summary(args.own_images, args.readme, OWN_IMAGES)
+    if own:
         readme = replace_section(readme, "own", own_images_sentence(own), args.readme)
+    search = bench_summary(args.bench_index, args.readme, BENCH_INDEX)
+    if search:
+        sentence, search_table = index_figures(search)
+        readme = replace_section(readme, "index", sentence, args.readme)
     details = read_text(args.details, "--details")
     details = replace_section(details, "mah", mah_section(records["mah"]), args.details)
     details = replace_section(details, "mmhh", mmhh_section(records["mmhh"]), args.details)
@@ -95,6 +114,10 @@ def main(args):
     if args.claims or os.path.exists(claims):
         pages.append((claims, replace_section(read_text(claims, "--claims"), "claims",
                                               claims_section(records["mah"]), claims)))
+    index_page = args.index_page or os.path.join(os.path.dirname(args.details), "index.md")
+    if search and (args.index_page or os.path.exists(index_page)):
+        pages.append((index_page, replace_section(read_text(index_page, "--index-page"), "index-bench", search_table,
+                                                  index_page)))
     written = []
     for path, text in pages:
         atomic_write(path, lambda f: f.write(text.encode("utf-8")))
