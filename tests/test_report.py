@@ -24,7 +24,8 @@ MMHH_MARKERS = ("<!-- results-mmhh:start -->", "<!-- results-mmhh:end -->")
 GLANCE_MARKERS = ("<!-- results-glance:start -->", "<!-- results-glance:end -->")
 DETAILS = (f"# Title\n\nText before.\n\n{MAH_MARKERS[0]}\nold MAH table\n{MAH_MARKERS[1]}\n\nText between.\n\n"
            f"{MMHH_MARKERS[0]}\nold MMHH table\n{MMHH_MARKERS[1]}\n\nText after.\n"
-           "<!-- results-protocols:start -->\n<!-- results-protocols:end -->\n")
+           "<!-- results-protocols:start -->\n<!-- results-protocols:end -->\n"
+           "<!-- results-headline:start -->\n<!-- results-headline:end -->\n")
 README = f"# Project\n\n{GLANCE_MARKERS[0]}\nold glance\n{GLANCE_MARKERS[1]}\n\nMore.\n"
 CASCADE_4 = "python cascade_CIFAR-10.py --preset cpu-small --bits 4 --gpu cpu --data-root D"
 
@@ -444,8 +445,8 @@ def test_glance_tables_over_seeds_by_hand(tmp_path):
     has none). FLICKR compares mAP@5000 (map_ +
     0.02) with the figure's values. A cpu-small series with more runs stays out. MMHH: the loss
     difference per test convention, MMHH ahead in 1 of 2 seeds. Catches the spread taken as
-    the full range, differences of means of unpaired seeds, the wrong metric per data set, or
-    the headline chosen by run count."""
+    the full range, differences of means of unpaired seeds, the wrong metric per data set, the
+    headline chosen by run count, or the README given back the FLICKR and MMHH tables."""
     res = tmp_path / "results"
     pre = dict(preset="cpu-pretrained")
     recipe = dict(pretrained=True, crop=64, max_iter=41, epochs=1, optimizer="adam", lr=1e-4)
@@ -464,7 +465,9 @@ def test_glance_tables_over_seeds_by_hand(tmp_path):
             write(res / f"m{seed}/opt-{method}.json", seeded({**r, "metrics": {**r["metrics"], "opt_test": True,
                                                                                 "map_within_radius": value / 2}},
                                                               seed))
-    text = glance.glance_section(collect.load_records(str(res)))
+    records = collect.load_records(str(res))
+    readme = glance.glance_section(records)
+    text = readme + "\n" + glance.headline_section(records)
     lines = text.splitlines()
     assert ("**MAH, CIFAR-10**: tie-aware MAP (published: the paper's table (ResNet-50 at 224 px)). Ours: ImageNet "
             "small at 64 px, preset `cpu-pretrained` (41 outer iterations x 1 epoch, adam at lr 0.0001), device "
@@ -484,9 +487,12 @@ def test_glance_tables_over_seeds_by_hand(tmp_path):
     assert not [line for line in lines if "TopK, MMHH" in line or "0.2000" in line]  # MAP@TopK, --opt-test: docs only
     assert not [line for line in lines if line.startswith("| ADSH, published") or "cascade - flat" in line]
     assert "0.9600" not in text  # the cpu-small series
+    # the README keeps the claims and CIFAR-10's table; the FLICKR and MMHH tables are in docs only
+    assert "| B1 |" in readme and "**MAH, CIFAR-10**" in readme
+    assert "**MAH, FLICKR**" not in readme and "MMHH loss" not in readme and "docs/results.md#headline-tables" in readme
     # a data set with runs of other presets only has no headline table
     write(res / "nus/f.json", mah("nuswide21", "MAH-flat", 8, 0.70, 0.5, 60.0))
-    assert "NUS-WIDE" not in glance.glance_section(collect.load_records(str(res)))
+    assert "NUS-WIDE" not in glance.headline_section(collect.load_records(str(res)))
 
 
 def test_figure_bars_span_the_seeds_and_pr_curves_average_them(tree, monkeypatch):
@@ -848,9 +854,22 @@ def test_the_glance_and_the_unseen_sentence_say_how_crowded_the_balls_are(tmp_pa
     write(res / "memory.json", {**mmhh("MMHH", 32, 0.5, 0.5, 60.0), "preset": "cpu-pretrained",
                                 "args": {"batch_type": "BatchInitMem"}})
     records = collect.load_records(str(res))
-    lines = glance.glance_section(records).splitlines()
+    lines = glance.headline_section(records).splitlines()
     assert "Radius-2 ball, mean share of the database, 32 bits: MMHH loss 55%, HashNet loss 3%." in lines
     (sentence,) = robustness.unseen_claims(records["protocols"])
     assert sentence == ("Unseen classes (CIFAR-10, 32 bits): MAP@H<=2 minus HashNet's loss's: MMHH loss +0.0000, "
                         "ahead in 0 of 1 seeds. Radius-2 ball, mean share of the database: MMHH loss 30%, "
                         "HashNet loss 10%.")
+
+
+def test_retrieval_examples_come_from_the_longest_cascade_else_by_name():
+    """The picture's run: MAH-cascade at its longest length when it kept examples; without it, the
+    longest length, and of two methods at one length the last by name (MAH-flat after ADSH).
+    Catches the records themselves compared on a tie of length (a TypeError once ADSH and
+    MAH-flat both kept examples at 4 bits) and the cascade's preference dropped."""
+    kept = {"retrieval": {"queries": []}}
+    runs = {("ADSH", 4): dict(kept, n=1), ("MAH-flat", 4): dict(kept, n=2), ("ADSH", 8): {"n": 3}}
+    assert figures.shown_record(runs)["n"] == 2
+    runs[("MAH-cascade", 2)] = dict(kept, n=4)
+    assert figures.shown_record(runs)["n"] == 4
+    assert figures.shown_record({("ADSH", 8): {"n": 3}}) is None
