@@ -2,16 +2,16 @@
 
 `python -m utils.report` reads every results/**/*.json (MAH and MMHH records, in sorted
 path order) and rewrites, between marker comments:
-- README.md, "results at a glance": the headline runs (preset cpu-pretrained) of each data
-  set beside the published values, every cell the mean and half-range over its seeds, and
-  the cascade-minus-flat (MAH) or MMHH-minus-HashNet-loss difference with the number of
-  seeds in which it has the published (claimed) sign;
+- README.md, "results at a glance": the claims table (every claim's paired difference over
+  seeds and its verdict) and the first data set's headline MAH table (preset cpu-pretrained,
+  beside the published values, every cell the mean and half-range over its seeds);
 - README.md, "your own images": one sentence of the seconds bench/own_images.py measured, and
   "search with the codes": one sentence of search's speed-ups bench/bench_index.py measured,
   with all its cases in a table of docs/index.md; each when its summary in bench/out/ is
   there (else the text stays);
-- docs/results.md: every group of runs (data set, preset, backbone, device, seed) in full,
-  and the tables over seeds.
+- docs/results.md: every data set's headline tables (MAH and MMHH, with the MMHH-minus-
+  HashNet-loss difference and the seeds in which MMHH is ahead), every group of runs (data
+  set, preset, backbone, device, seed) in full, and the tables over seeds.
 It draws fig/<DATASET>.png (MAH mAP@5000 against code length beside the published curves,
 the original's "Precision@5K" being mAP@5000, and true precision@5000; mean and range over
 the seeds of the headline runs), fig/<DATASET>_pr.png (precision against recall of the
@@ -31,7 +31,7 @@ from utils.report.claims import claims_section
 from utils.report.collect import load_records, series_of
 from utils.report.figures import (data_roots, draw, draw_curves, draw_noise, draw_pr, draw_retrieval, image_reader,
                                    shown_record)
-from utils.report.glance import glance_section, headline
+from utils.report.glance import glance_section, headline, headline_section
 from utils.report.benches import BENCH_INDEX, OWN_IMAGES, index_figures, own_images_sentence, summary_path
 from utils.report.published import FIGURES, PR_FIGURES, RETRIEVAL_FIGURES
 from utils.report.robustness import protocols_section
@@ -105,6 +105,7 @@ def main(args):
         sentence, search_table = index_figures(search)
         readme = replace_section(readme, "index", sentence, args.readme)
     details = read_text(args.details, "--details")
+    details = replace_section(details, "headline", headline_section(records), args.details)
     details = replace_section(details, "mah", mah_section(records["mah"]), args.details)
     details = replace_section(details, "mmhh", mmhh_section(records["mmhh"]), args.details)
     details = replace_section(details, "protocols", protocols_section(records["mmhh"] + records["protocols"]),
