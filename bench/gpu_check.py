@@ -169,7 +169,7 @@ def cuda_tests(ctx):
     """The tests that skip without CUDA (their names hold cuda or nccl); the dry run collects one file."""
     files = CUDA_TESTS if not ctx.dry else CUDA_TESTS[-1:]
     run = subprocess.run([sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider", *files, "-k",
-                          "cuda or nccl"], cwd=REPO, capture_output=True, text=True, timeout=60 if ctx.dry else 240)
+                          "cuda or nccl"], cwd=REPO, capture_output=True, text=True, timeout=60 if ctx.dry else 200)
     stats = [line for line in run.stdout.splitlines() if re.search(r"\d+ (passed|skipped|deselected|failed)", line)]
     counts = {word: int(n) for n, word in re.findall(r"(\d+) ([a-z]+)", stats[-1] if stats else "")}
     if run.returncode not in (0, 5) or counts.get("failed") or counts.get("errors") or counts.get("error"):
@@ -338,7 +338,7 @@ def mmhh_alexnet(ctx):
     return found
 
 
-STAGES = [("environment", environment, 0), ("cuda_tests", cuda_tests, 240), ("backbones", backbones, 40),
+STAGES = [("environment", environment, 0), ("cuda_tests", cuda_tests, 200), ("backbones", backbones, 40),
           ("mah_paper", mah_paper, 120), ("list_files", list_files, 60), ("cpu_pretrained", cpu_pretrained, 90),
           ("mmhh_alexnet", mmhh_alexnet, 60)]  # (name, function, seconds it is given at least)
 

@@ -232,7 +232,8 @@ def test_the_default_workers_are_the_cores_there_are(tmp_path):
         return [str(w.message) for w in caught if "worker" in str(w.message)]
 
     assert warned(default_workers()) == []
-    assert warned(cores + 1)
+    if cores <= 8:  # one process per worker: not dozens of them on a large machine
+        assert warned(cores + 1)
 
 
 # ------------------------------------------------------------------ reads from the device
