@@ -173,13 +173,20 @@ def _readable(listed):
     """The list, once every image's header has been read: a file that is not an image (empty,
     cut short, another format) stops the run before training, not when a batch reaches it."""
     for path, (list_file, line) in zip(listed.paths, listed.source):
-        try:
-            with Image.open(path):
-                pass
-        except Exception as e:  # PIL raises OSError subclasses and, for some broken headers, others
-            raise UserError(f"{list_file}:{line}: image {path} cannot be read ({type(e).__name__}); replace the "
-                            "file or drop its line") from None
+        error = header_error(path)
+        if error:
+            raise UserError(f"{list_file}:{line}: image {path} cannot be read ({error}); replace the "
+                            "file or drop its line")
     return listed
+
+
+def header_error(path):
+    """None when PIL reads the image header of `path`, else the name of what it raised."""
+    try:
+        with Image.open(path):
+            return None
+    except Exception as e:  # PIL raises OSError subclasses and, for some broken headers, others
+        return type(e).__name__
 
 
 def read_hashnet_list(list_file, classes, image_root=None, path_prefix=None, check_exists=True, missing="error"):

@@ -20,14 +20,13 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from utils.cache import unpacked
 from utils.data.datasets import get_dataset
-from utils.data.listfiles import (ImageList, mah_list_files, overlap_note, read_hashnet_list, read_lines,
-                                  read_mah_lists, write_mah_lists, write_text_atomic)
+from utils.data.listfiles import (ImageList, header_error, mah_list_files, overlap_note, read_hashnet_list,
+                                  read_lines, read_mah_lists, write_mah_lists, write_text_atomic)
 from utils.data.loader import Part, RetrievalData, _shuffled
-from utils.data.splits import make_split, save_split
+from utils.data.splits import make_split
 from utils.errors import UserError
 from utils.options import nonnegative_int, positive_int
 
@@ -183,12 +182,9 @@ def _check_image(path, shown, cls):
     """A file that is not an image stops the load, named, before any training."""
     if "\n" in path:
         raise UserError(f"{shown!r}: a file name with a line break cannot be written to a list file; rename it")
-    try:
-        with Image.open(path):
-            pass
-    except Exception as e:  # PIL raises OSError subclasses and, for some broken headers, others
-        raise UserError(f"{shown} is not an image ({type(e).__name__}); remove it from class folder {cls} or "
-                        "replace it") from None
+    error = header_error(path)
+    if error:
+        raise UserError(f"{shown} is not an image ({error}); remove it from class folder {cls} or replace it")
 
 
 def split_sizes(labels, names, shown, settings):
