@@ -119,3 +119,25 @@ def test_the_command_fails_in_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "utils.report.filing", str(partial), "--results",
                            str(tmp_path / "results")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("loss, main", [("MMHH", "gamma10"), ("Hamming", "sigmoid0.3125")])
+def test_tuning_runs_are_filed_apart_by_configuration(tmp_path, loss, main):
+    """Catches a validation record filed among the test cells (where the report would table it),
+    or two grid points of one loss landing on one cell (the second refused as a duplicate)."""
+    def tuning(gamma, weight):
+        return {**record(method=loss, bits=32), "paper": "MMHH", "protocol": {"eval_on": "val"},
+                "args": {"batch_type": "PairBatch", "similar_weight_type": weight, "gamma": gamma,
+                         "sigmoid_param": 0.3125 if gamma == 10 else 0.625, "eval_on": "val"},
+                "metrics": {"map_within_radius": 0.5, "radius": 2, "map_topk": 0.5, "topk": 5000, "opt_test": False}}
+    folders = []
+    for name, gamma, weight in (("a", 10, "1"), ("b", 20, "auto")):
+        folder = tmp_path / name
+        (folder / "results").mkdir(parents=True)
+        (folder / "results" / f"cifar10_{loss}_32bits_val.json").write_text(json.dumps(tuning(gamma, weight)))
+        folders.append(folder)
+    file(tmp_path, *folders)
+    other = "gamma20" if loss == "MMHH" else "sigmoid0.625"
+    assert files_under(tmp_path / "results") == [
+        f"cifar10-mmhh-cpu-pretrained/tuning/seed0/{loss}-sw1-{main}/cifar10_{loss}_32bits_val.json",
+        f"cifar10-mmhh-cpu-pretrained/tuning/seed0/{loss}-swauto-{other}/cifar10_{loss}_32bits_val.json"]

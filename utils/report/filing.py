@@ -5,7 +5,9 @@
 A run folder's results/*.json go to one place per cell and seed:
 results/<dataset>-<preset>/[<setting>/]seed<S>/<file> for the MAH scripts and
 results/<dataset>-mmhh-<preset>/<setting>/seed<S>/<loss>/[opt-test/]<file> for MMHH
-(<setting>: standard, noise<P> or unseen), unchanged: each record already carries its
+(<setting>: standard, noise<P> or unseen), and a tuning run's (tested on the validation split)
+to results/<dataset>-mmhh-<preset>/tuning/seed<S>/<configuration>/<file>, the configuration
+named by its loss and grid values (MMHH-sw1-gamma10), unchanged: each record already carries its
 command, commit and thread counts. Every run named is checked before anything is
 written, and any of these refuses the whole call in one line: a run still going (its
 lock held) or not finished (a --bits length without results), a record the report could
@@ -20,6 +22,7 @@ import os
 import subprocess
 
 from utils.errors import UserError, run
+from utils.report.collect import validation
 from utils.records import read_record
 from utils.runs import LOCK, REPO, read_json, write_json
 
@@ -52,10 +55,20 @@ def variant(record):
     return record["method"] + ("-memory" if memory else "")
 
 
+def configuration(record):
+    """A tuning run's grid point as a folder name: the loss (variant), the similar-pair weight and
+    the loss's own parameter (gamma; HashNet's sigmoid_param)."""
+    a = record.get("args", {})
+    main = f"sigmoid{a.get('sigmoid_param')}" if record["method"] == "Hamming" else f"gamma{a.get('gamma')}"
+    return f"{variant(record)}-sw{a.get('similar_weight_type')}-{main}"
+
+
 def cell(kind, record):
-    """What one filed record stands for: a table cell and a seed."""
+    """What one filed record stands for: a table cell and a seed (a tuning run: its configuration)."""
     key = (kind, record["dataset"], record["method"], record["bits"], record["preset"], record["backbone"],
            record["device"], record["seed"], setting(record))
+    if kind == "mmhh" and validation(record):
+        return key + ("tuning", configuration(record), bool(record["metrics"]["opt_test"]))
     return key + ((variant(record), bool(record["metrics"]["opt_test"])) if kind == "mmhh" else ())
 
 
@@ -65,7 +78,13 @@ def destination(results, kind, record):
         where = [f"{record['dataset']}-{record['preset']}"] + ([setting(record)] if setting(record) != "standard"
                                                                else [])
         return os.path.join(results, *where, f"seed{record['seed']}", name)
-    where = [f"{record['dataset']}-mmhh-{record['preset']}", setting(record), f"seed{record['seed']}", variant(record)]
+    if validation(record):
+        tuning = "tuning" if setting(record) == "standard" else f"tuning-{setting(record)}"
+        where = [f"{record['dataset']}-mmhh-{record['preset']}", tuning, f"seed{record['seed']}",
+                 configuration(record)]
+    else:
+        where = [f"{record['dataset']}-mmhh-{record['preset']}", setting(record), f"seed{record['seed']}",
+                 variant(record)]
     return os.path.join(results, *where, *(["opt-test"] if record["metrics"]["opt_test"] else []), name)
 
 
