@@ -11,7 +11,9 @@ path order) and rewrites, between marker comments:
   there (else the text stays);
 - docs/results.md: every data set's headline tables (MAH and MMHH, with the MMHH-minus-
   HashNet-loss difference and the seeds in which MMHH is ahead), every group of runs (data
-  set, preset, backbone, device, seed) in full, and the tables over seeds.
+  set, preset, backbone, device, seed) in full, and the tables over seeds;
+- docs/claims.md: every claims row with its cells, and the MMHH tuning grid's validation
+  scores with each loss's choice by the declared rule.
 It draws fig/<DATASET>.png (MAH mAP@5000 against code length beside the published curves,
 the original's "Precision@5K" being mAP@5000, and true precision@5000; mean and range over
 the seeds of the headline runs), fig/<DATASET>_pr.png (precision against recall of the
@@ -36,6 +38,7 @@ from utils.report.benches import BENCH_INDEX, OWN_IMAGES, index_figures, own_ima
 from utils.report.published import FIGURES, PR_FIGURES, RETRIEVAL_FIGURES
 from utils.report.robustness import protocols_section
 from utils.report.tables import mah_section, mmhh_section
+from utils.report.tuning import tuning_section
 
 
 def get_args_parser():
@@ -113,8 +116,8 @@ def main(args):
     pages = [(args.readme, readme), (args.details, details)]
     claims = args.claims or os.path.join(os.path.dirname(args.details), "claims.md")
     if args.claims or os.path.exists(claims):
-        pages.append((claims, replace_section(read_text(claims, "--claims"), "claims",
-                                              claims_section(records["mah"]), claims)))
+        text = replace_section(read_text(claims, "--claims"), "claims", claims_section(records["mah"]), claims)
+        pages.append((claims, replace_section(text, "tuning", tuning_section(records["validation"]), claims)))
     index_page = args.index_page or os.path.join(os.path.dirname(args.details), "index.md")
     if search and (args.index_page or os.path.exists(index_page)):
         pages.append((index_page, replace_section(read_text(index_page, "--index-page"), "index-bench", search_table,
