@@ -54,11 +54,12 @@ def ranked_reference(row, r=None, k=None):
 @pytest.mark.parametrize("bits", LENGTHS)
 def test_radius_and_top_k_are_the_brute_force_answers(bits):
     """Every item within r (r = 0 to 4, beyond the substrings' count for multi-index hashing),
-    by the structure and by the padded scan, and the k nearest (ties by item id) by the one-pass
-    counting scan and by the heap scan with its second pass, against distances computed bit by
+    by the structure and by the padded scan, and the k nearest (ties by item id) by the heap
+    scan, its ties settled by the scan or by the structure, against distances computed bit by
     bit. Catches a flip count below the pigeonhole bound (items missed), FAISS's strict < radius
-    left as is, padding bits that add distance, FAISS's tie order kept, a counting scan whose
-    ties are not by id, or tied queries given another query's answer when fetched together."""
+    left as is, padding bits that add distance, FAISS's tie order kept (a tie at the heap's
+    last distance taken as settled), or tied queries given another query's answer when fetched
+    together."""
     db, queries = clustered(1500, bits, bits), clustered(25, bits, bits + 100)
     flat, structure, described = searched(ix.pack(db), bits, "mih")
     assert described["up_to_radius"] == bits
@@ -69,12 +70,51 @@ def test_radius_and_top_k_are_the_brute_force_answers(bits):
             for (ids, d), row in zip(ix.within(flat, use, described, padded, r), dist):
                 want = ranked_reference(row, r=r)
                 assert ids.tolist() == want.tolist() and d.tolist() == row[want].tolist()
-    for k, chunk, memory in ((1, 100, None), (7, 100, None), (200, 100, None), (7, 100, 0), (200, 100, 0), (7, 2, 0)):
-        # memory 0: the heap scan and its second pass; chunk 2: tied queries fetched in parts
-        got = ix.top_k(flat, padded, k, chunk=chunk, **({} if memory is None else {"memory": memory}))
+    for k, chunk, memory, use in ((1, 100, None, None), (7, 100, None, None), (200, 100, None, None),
+                                  (7, 100, 0, None), (200, 100, 0, structure), (7, 2, 0, structure), (1500, 100, None, None)):
+        # memory 0: one query a heap scan; chunk 2: tied queries fetched in parts; structure: ties
+        # settled by lookups; k = N: the heap holds every item
+        got = ix.top_k(flat, padded, k, use, described, chunk=chunk, **({} if memory is None else {"memory": memory}))
         for (ids, d), row in zip(got, dist):
             want = ranked_reference(row, k=k)
             assert ids.tolist() == want.tolist() and d.tolist() == row[want].tolist()
+
+
+class LastTiesFirst:
+    """A flat scan whose heap search keeps, of the items tied at its last distance, the highest
+    ids: an order FAISS's heap is free to return (it states none), unlike the lowest ids its
+    sequential scan happens to keep. Range searches are the real scan's."""
+
+    def __init__(self, flat):
+        self.flat, self.ntotal, self.code_size = flat, flat.ntotal, flat.code_size
+
+    def search(self, queries, k):
+        D, I = self.flat.search(queries, self.ntotal)  # every item, ascending distances
+        for q in range(len(queries)):
+            last = D[q, k - 1]
+            inside = np.flatnonzero(D[q] < last)
+            tied = np.sort(I[q][D[q] == last])[::-1][:k - len(inside)]
+            I[q, :k] = np.concatenate([I[q][inside], tied])
+        return D[:, :k], I[:, :k]
+
+    def range_search(self, queries, radius):
+        return self.flat.range_search(queries, radius)
+
+
+@pytest.mark.parametrize("bits", (12, 48))
+def test_top_k_ties_are_by_id_whatever_order_the_heap_keeps_them_in(bits):
+    """The heap's tie order at its last distance is arbitrary: with a scan that keeps the
+    highest tied ids, top k is still the first k by (distance, id). Catches a tie at the heap's
+    last distance taken as settled (no second fetch), which FAISS's present order hides."""
+    db, queries = clustered(1500, bits, 3), clustered(25, bits, 4)
+    flat, structure, described = searched(ix.pack(db), bits, "auto")
+    padded = ix.pad(ix.pack(queries), flat.code_size)
+    dist = brute(queries, db)
+    for k in (1, 7, 200):
+        for use in (structure, None):
+            got = ix.top_k(LastTiesFirst(flat), padded, k, use, described)
+            for (ids, d), row in zip(got, dist):
+                assert ids.tolist() == ranked_reference(row, k=k).tolist()
 
 
 @pytest.mark.parametrize("bits, width", [(12, 4), (48, 8), (64, 8)])

@@ -17,7 +17,7 @@ why, commit, date) and, where `build` chose one, `index.faiss`, the lookup struc
 
 Searches are exact. Codes are searched zero-padded to a width FAISS has a fast kernel for.
 Radius r: the lookup structure up to the radius its cost model chose it for, else the
-padded flat scan; top k: FAISS's counting scan, ties by item id (structures.py says how).
+padded flat scan; top k: FAISS's heap scan, ties by item id (structures.py says how).
 
 Modules: encode (models, images, codes), structures (packing, padding, the structures, the
 cost model, lookups), folder (the index folder), build, search (search and info), show

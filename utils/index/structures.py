@@ -170,37 +170,36 @@ def within(flat, structure, described, queries, radius):
     return [(I[a:z], D[a:z]) for a, z in zip(lims[:-1], lims[1:])]
 
 
-COUNTING_BYTES = 2 ** 26  # most memory the one-pass top k may hold for its lists by distance
+DEPTH = 2  # the heap scan keeps DEPTH x k: it costs little more than k, and leaves fewer ties to settle
+HEAP_BYTES = 2 ** 28  # most memory the heap scan's answers may take at once (queries are batched to fit)
 
 
-def top_k(flat, queries, k, chunk=100, memory=COUNTING_BYTES):
-    """For each query, the k nearest (item ids, distances), ties by id. FAISS's counting scan
-    (use_heap off) keeps, at each distance, the first items it meets, so in one pass its k
-    are the first k by (distance, id); it holds (8 width + 1) x k ids a query, so past
-    `memory` the heap scan of k + 1 is used, then every item within the k-th distance t is
-    collected where the (k + 1)-th lies at t too (FAISS's choice among those is arbitrary),
-    per value of t (one batched scan each, `chunk` queries at a time)."""
+def top_k(flat, queries, k, structure=None, described=None, chunk=100, memory=HEAP_BYTES):
+    """For each of Q x width padded queries, the k nearest (item ids, distances), ties by id.
+    FAISS's heap scan keeps the k' = DEPTH x k nearest, with ties at its last distance broken
+    arbitrarily. Where the k'-th distance lies beyond the k-th one, t, every item within t is
+    among the k' (an item left out would have displaced one farther than t), so the first k
+    by (distance, id) of the k' are the answer. Where the k'-th distance is t too, every item
+    within t is fetched (`within`: by the lookup structure when its radius covers t, else the
+    scan), `chunk` queries at a time, and its first k taken."""
     k = min(k, flat.ntotal)
-    held = (flat.code_size * 8 + 1) * k * 8  # bytes of lists a query holds
-    if held <= memory:
-        flat.use_heap, flat.query_batch_size = False, max(1, min(32, memory // held))
-        D, I = flat.search(queries, k)
-        return [(ids.astype(np.int64), dist.astype(np.int64)) for ids, dist in zip(I, D)]
-    flat.use_heap = True
-    D, I = flat.search(queries, min(k + 1, flat.ntotal))  # Q x (k+1), ascending distances
-    cut = D[:, k - 1]  # Q, the k-th distance
-    tied = D[:, k] == cut if D.shape[1] > k else np.zeros(len(D), bool)
-    out = [None] * len(queries)
-    for q in np.flatnonzero(~tied):  # no tie across the cut: FAISS's k are the k
-        out[q] = _ranked(I[q, :k], D[q, :k])
-    for t in np.unique(cut[tied]):
-        group = np.flatnonzero(tied & (cut == t))
-        for start in range(0, len(group), chunk):
-            qs = group[start:start + chunk]
-            lims, Dr, Ir = flat.range_search(queries[qs], int(t) + 1)  # distance < t + 1
-            for j, q in enumerate(qs):
-                ids, dist = _ranked(Ir[lims[j]:lims[j + 1]], Dr[lims[j]:lims[j + 1]])
-                out[q] = (ids[:k], dist[:k])
+    depth = min(DEPTH * k, flat.ntotal)
+    out = []
+    step = max(1, memory // (12 * depth))  # 4-byte distances and 8-byte ids a kept item
+    for start in range(0, len(queries), step):
+        batch = queries[start:start + step]
+        D, I = flat.search(batch, depth)  # q x k', ascending distances
+        cut = D[:, k - 1]  # the k-th distance
+        tied = (D[:, -1] == cut) & (depth < flat.ntotal)
+        found = [None if tied[q] else tuple(a[:k] for a in _ranked(I[q], D[q])) for q in range(len(batch))]
+        for t in np.unique(cut[tied]):
+            group = np.flatnonzero(tied & (cut == t))
+            for at in range(0, len(group), chunk):
+                qs = group[at:at + chunk]
+                for q, (ids, dist) in zip(qs, within(flat, structure, described or {"up_to_radius": -1},
+                                                     batch[qs], int(t))):
+                    found[q] = (ids[:k], dist[:k])
+        out += found
     return out
 
 
