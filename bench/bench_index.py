@@ -18,7 +18,8 @@ Each side is called once untimed, then --rounds times in turns (bench_metrics.in
 the ratios are of medians (other side / index: above 1, the index is faster). Items per
 query, and codes the structure compared per query, come with each line; the other
 processes' load last on it. Besides printing them, it writes the figures to a JSON summary
-(the commit, cores, versions, and each case's medians and ratios), from which `make report`
+(the commit, cores, versions, and each case's medians and ratios; rewritten after each set of
+codes, "complete" once every one is done), from which `make report`
 writes the README's sentence on search and the table of docs/index.md.
 
     python bench/bench_index.py                      # N = 10^6 and 10^7, K = 12 and 48, r = 2, top 100
@@ -203,22 +204,28 @@ def main():
     import faiss
 
     print(f"faiss {faiss.__version__}, {os.cpu_count()} cores, {args.queries} queries, {args.rounds} rounds")
+    from utils import runs  # imports torch, whose memory the peak below includes
+
+    def write(cases, encode, complete):
+        """The summary so far: rewritten after every set of codes, so a stopped bench keeps its cases."""
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+        runs.write_json(out, {
+            "commit": runs.git_commit(), "cores": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "python": platform.python_version(), "numpy": np.__version__, "faiss": faiss.__version__,
+            "quick": args.quick, "complete": complete, "queries": args.queries, "rounds": args.rounds,
+            "centres": args.centres, "flip": args.flip, "max_results": args.max_results, "peak_resident_gb": peak,
+            "cases": cases, "encode": encode})
+        return peak
+
     cases = []
     for n in sizes:
         for bits in (int(b) for b in args.bits.split(",")):
             for kind in args.kinds.split(","):
                 cases += bench_codes(n, bits, kind, args, rng)
+                write(cases, None, False)
     encode = bench_encode(args.encode, args.images, args.rounds) if args.encode else None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    peak = write(cases, encode, True)
     print(f"peak resident memory of the process: {peak:.2f} GB")
-    from utils import runs  # here, once the peak is read: it imports torch
-
-    runs.write_json(out, {
-        "commit": runs.git_commit(), "cores": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "python": platform.python_version(), "numpy": np.__version__, "faiss": faiss.__version__,
-        "quick": args.quick, "queries": args.queries, "rounds": args.rounds, "centres": args.centres,
-        "flip": args.flip, "max_results": args.max_results, "peak_resident_gb": peak, "cases": cases,
-        "encode": encode})
     print(f"summary: {out}")
 
 

@@ -629,6 +629,19 @@ def test_search_sentence_and_table_from_the_bench_summary(tree):
     ]) + f"\n{BENCH_MARKERS[1]}\n\nAfter.\n"
 
 
+def test_a_stopped_bench_says_its_table_is_partial(tree):
+    """A summary the bench wrote before its last set of codes ("complete": false) says so above
+    the table; a finished one does not. Catches a partial bench presented as the whole one."""
+    page, summary = index_tree(tree)
+    write(summary, {**search_summary(), "complete": False})
+    report_main.main(tree)
+    partial = "The bench stopped before its last set of codes: only these cases were measured."
+    assert partial in open(page).read()
+    write(summary, {**search_summary(), "complete": True})
+    report_main.main(tree)
+    assert partial not in open(page).read()
+
+
 def test_without_the_search_summary_its_text_stays(tree):
     """No bench/out/bench_index.json beside the README: the README's sentence and the table of
     docs/index.md stay byte for byte (and docs/index.md is not written) while the glance is

@@ -89,7 +89,9 @@ def index_figures(path):
     about = (f"Commit `{commit[:7]}{'-dirty' if commit.endswith('-dirty') else ''}`, {summary['cores']} cores, "
              f"faiss {summary['faiss']}, {summary['queries']:,} queries, medians of {summary['rounds']} timed "
              "calls a side; a ratio is the other side's median over search's (above 1x, search is faster)"
-             + (" (`--quick`: a check that the bench runs, not figures)." if summary.get("quick") else "."))
+             + (" (`--quick`: a check that the bench runs, not figures)." if summary.get("quick") else ".")
+             + (" The bench stopped before its last set of codes: only these cases were measured."
+                if summary.get("complete") is False else ""))
     rows = [[c["kind"], size(c["n"]), str(c["bits"]), c["search"], c["searched_by"], f"{c['items_per_query']:.1f}",
              f"{c['ratios']['padded']:.2f}x", f"{c['ratios']['faiss']:.2f}x", "yes" if c["identical"] else "NO"]
             for c in cases]
