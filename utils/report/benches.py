@@ -72,7 +72,7 @@ def index_figures(path):
                     ("items_per_query", numbers.Real), ("identical", bool))}
                 | {f"cases[{i}].ratios.{k}": (ratios.get(k), numbers.Real) for k in ("faiss", "padded")},
                 path, "search", "bench/bench_index.py")
-    shown = {}
+    shown, top = {}, {}
     for kind in ("random", "clustered"):
         found = [c for c in cases if c["kind"] == kind and all(c[k] == v for k, v in SHOWN.items())]
         if not found:
@@ -82,9 +82,16 @@ def index_figures(path):
         c = found[0]
         shown[kind] = (f"{c['ratios']['faiss']:.1f}x and {c['ratios']['padded']:.1f}x "
                        f"({SEARCHED_BY.get(c['searched_by'], c['searched_by'])})")
+        found = [c for c in cases if c["kind"] == kind and c["n"] == SHOWN["n"] and c["bits"] == SHOWN["bits"]
+                 and c["search"].startswith("top ")]
+        if found:
+            top[kind] = (found[0]["search"], f"{found[0]['ratios']['padded']:.2f}x")
+    tops = "" if not top else (f"; {next(iter(top.values()))[0]} with ties by item id, against FAISS's heap scan of "
+                               "the padded codes (ties in its own order): "
+                               + ", ".join(f"{kind} {ratio}" for kind, (_, ratio) in top.items()))
     sentence = (f"{SHOWN['search'].capitalize()} over {size(SHOWN['n'])} {SHOWN['bits']}-bit codes, speed-up over "
-                f"FAISS's flat scan and a padded scan: random {shown['random']}, clustered {shown['clustered']} "
-                "([docs](docs/index.md#benchmark)).")
+                f"FAISS's flat scan and a padded scan: random {shown['random']}, clustered {shown['clustered']}"
+                f"{tops} (`python bench/bench_index.py`, [docs](docs/index.md#benchmark)).")
     commit = summary["commit"]
     about = (f"Commit `{commit[:7]}{'-dirty' if commit.endswith('-dirty') else ''}`, {summary['cores']} cores, "
              f"faiss {summary['faiss']}, {summary['queries']:,} queries, medians of {summary['rounds']} timed "
