@@ -11,7 +11,6 @@ import sys
 
 import torch
 import torch.nn as nn
-import torchvision
 
 from utils.errors import UserError
 from utils.weights import mobilenet_v2_features, sha256
@@ -45,6 +44,8 @@ class SmallConvNet(nn.Module):
 
 
 def _torchvision(name, weights_enum, pretrained, weights_path):
+    import torchvision  # here: importing it takes seconds that a command refused for its arguments need not wait
+
     weights = getattr(torchvision.models, weights_enum).IMAGENET1K_V1 if pretrained and not weights_path else None
     try:
         model = getattr(torchvision.models, name)(weights=weights)
@@ -89,7 +90,9 @@ def _mobilenet_v2(pretrained, weights_path):
     except UserError:
         if weights_path or not pretrained:
             raise
-        model = torchvision.models.mobilenet_v2()
+        from torchvision.models import mobilenet_v2
+
+        model = mobilenet_v2()
         state, model.pretrained_from = mobilenet_v2_features()
         model.features.load_state_dict(state)
         print(f"notice: torchvision's MobileNetV2 weights cannot be downloaded; using ImageNet weights from "

@@ -15,7 +15,6 @@ import importlib.util
 import os
 
 import torch
-import torchvision
 
 from utils.atomic import atomic_write
 from utils.cache import default_cache_dir
@@ -58,7 +57,9 @@ def mobilenet_v2_features(path=None, cache_dir=None):
     if os.path.exists(cached):
         return torch.load(cached, map_location="cpu", weights_only=True), provenance
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    target = torchvision.models.mobilenet_v2().features.state_dict()
+    from torchvision.models import mobilenet_v2  # here: it takes seconds to import
+
+    target = mobilenet_v2().features.state_dict()
     shapes = [tuple(t.shape) for t in raw.values()]
     if shapes != [tuple(t.shape) for t in target.values()]:  # the sha256 makes this a bug of this module
         raise UserError(f"{path}: its {len(raw)} tensors do not map onto torchvision's mobilenet_v2 features")

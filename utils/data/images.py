@@ -11,7 +11,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
-from torchvision import transforms
 
 from utils.errors import UserError
 
@@ -86,6 +85,8 @@ def file_transform(mean, std, resize=256, crop=224, train=False, square=False, s
     to a square (square=True). Training adds RandomResizedCrop(crop) keeping a `scale`
     range of the area (torchvision's default for HashNet/MMHH) and flips.
     """
+    from torchvision import transforms  # here: importing torchvision takes seconds a bad command need not wait
+
     size = (resize, resize) if square else resize
     steps = [transforms.Resize(size)]
     if train:
