@@ -11,7 +11,8 @@ like trained codes (--centres centres, each bit flipped with probability --flip)
   radii its cost model chose it for; else the padded scan), by the padded scan (the codes
   zero-padded to the width FAISS has a fast kernel for), and by FAISS's IndexBinaryFlat on
   the codes as stored; all three rank the answers the same way, and must agree exactly;
-- top k: search's top k (the heap scan of the padded codes, ties by id) against FAISS's
+- top k: search's top k (through the distinct codes where they repeat at least 4 times over,
+  else the heap scan of the padded codes; ties by id) against FAISS's
   heap scan of the padded codes and of the codes as stored (ties in FAISS's order): the
   distances must agree, and the items up to the k-th distance.
 Each side is called once untimed, then --rounds times in turns (bench_metrics.interleaved);
@@ -78,10 +79,11 @@ def bench_codes(n, bits, kind, args, rng):
     asked = codes(kind, args.queries, bits, rng, centres, args.flip)  # queries like the database
     width = ix.scan_width(stored.shape[1])
     padded, queries = ix.pad(stored, width), ix.pad(asked, width)
-    seconds, (structure, described) = timed(lambda: _built(padded, bits))
+    seconds, (structure, described, groups) = timed(lambda: _built(padded, bits))
     flat, faiss_flat = ix.flat_index(padded), ix.flat_index(stored)
     chosen = described["type"] if structure is None else \
         f"{described['type']} x{described['substrings']} to r={described['up_to_radius']}"
+    chosen += "" if groups is None else f"; top k by {len(groups.sizes)} distinct codes"
     print(f"N={n:.0e} K={bits} {kind}: {stored.shape[1]} bytes/item stored, searched {width} wide; chose {chosen} "
           f"in {seconds:.2f} s: {described['reason']}", flush=True)
     codes_set = {"kind": kind, "n": n, "bits": bits, "bytes_stored": int(stored.shape[1]), "width": int(width),
@@ -116,12 +118,13 @@ def bench_codes(n, bits, kind, args, rng):
     if args.topk:
         heap = ix.flat_index(padded)  # FAISS's own heap scan of k, ties in its order
 
-        out, load = interleaved({"index": lambda: ix.top_k(flat, queries, args.topk, structure, described),
+        out, load = interleaved({"index": lambda: ix.top_k(flat, queries, args.topk, structure, described, groups),
                                  "padded": lambda: heap.search(queries, args.topk),
                                  "faiss": lambda: faiss_flat.search(asked, args.topk)}, args.rounds)
         got = {side: result for side, (_, result) in out.items()}
         identical = same_top(got["index"], *got["padded"]) and same_top(got["index"], *got["faiss"])
-        cases.append({**codes_set, "search": f"top {args.topk}", "searched_by": "heap scan, ties settled",
+        cases.append({**codes_set, "search": f"top {args.topk}",
+                      "searched_by": "heap scan, ties settled" if groups is None else "distinct codes",
                       "queries": len(queries), "items_per_query": float(args.topk), "compared_per_query": None,
                       **line(f"top {args.topk}", out, load, identical, "ties by id against FAISS's order")})
     return cases
@@ -139,12 +142,15 @@ def line(what, out, load, identical, note):
 
 
 def _built(padded, bits):
+    """What `build` then `search` make of the codes: the structure, its description, the groups."""
     described = ix.choose("auto", padded, bits)
+    groups = ix.Groups(padded)
+    groups = groups if ix.grouped(len(padded), len(groups.sizes)) else None
     if described["type"] == "scan":
-        return None, described
+        return None, described, groups
     structure = ix.new_structure(bits, padded.shape[1])
     structure.add(padded)
-    return structure, described
+    return structure, described, groups
 
 
 def bench_encode(run, images, rounds):

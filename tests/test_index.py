@@ -117,6 +117,33 @@ def test_top_k_ties_are_by_id_whatever_order_the_heap_keeps_them_in(bits):
                 assert ids.tolist() == ranked_reference(row, k=k).tolist()
 
 
+@pytest.mark.parametrize("bits", (5, 12, 48))
+def test_top_k_through_the_distinct_codes_is_the_brute_force_answer(bits):
+    """Top k from the codes grouped (each distinct code once, with its items), against
+    distances computed bit by bit: k from 1 to every item, with a heap over the codes that
+    keeps the highest tied codes (so the range scan of the codes settles ties), and by the
+    index folder's choice. Catches items of a code at the k-th distance taken in code order
+    rather than by id, items of two codes at one distance not merged by id, a code at t left
+    out by the heap and not fetched, or a group's ids read from another group."""
+    db, queries = clustered(1500, bits, 5, noise=0.02), clustered(25, bits, 6, noise=0.02)
+    padded = ix.pad(ix.pack(db), ix.scan_width(-(-bits // 8)))
+    groups = ix.Groups(padded)
+    assert len(groups.sizes) * 2 <= len(db) and ix.grouped(len(db), len(groups.sizes))
+    dist = brute(queries, db)
+    asked = ix.pad(ix.pack(queries), padded.shape[1])
+    for heap in (groups.flat, LastTiesFirst(groups.flat)):
+        groups.flat = heap
+        for k in (1, 7, 200, 1500):
+            for (ids, d), row in zip(ix.top_k(None, asked, k, groups=groups), dist):
+                want = ranked_reference(row, k=k)
+                assert ids.tolist() == want.tolist() and d.tolist() == row[want].tolist()
+
+
+def test_grouping_is_chosen_where_codes_repeat_and_never_under_structure_scan():
+    """Catches the ratio read the wrong way round, or --structure scan not giving the plain scan."""
+    assert ix.grouped(1000, 500) and not ix.grouped(1000, 501) and not ix.grouped(1000, 10, "scan")
+
+
 @pytest.mark.parametrize("bits, width", [(12, 4), (48, 8), (64, 8)])
 def test_padded_scans_answer_as_the_codes_as_stored(bits, width):
     """12- and 48-bit codes are searched 4 and 8 bytes wide (FAISS's fast kernels), 64-bit ones

@@ -9,7 +9,7 @@ import numpy as np
 
 from utils.atomic import atomic_write
 from utils.errors import UserError
-from utils.index.structures import choose, flat_index, new_structure, pack, pad, scan_width
+from utils.index.structures import Groups, choose, flat_index, grouped, new_structure, pack, pad, scan_width
 from utils.runs import make_folder, read_json
 
 FORMAT = 2  # 1: codes searched as stored, always a structure
@@ -67,8 +67,9 @@ def code_counts(padded):
 
 
 class Index:
-    """An index folder, read back: manifest, names, labels, packed codes, the padded flat scan
-    and, where the build chose one, the lookup structure."""
+    """An index folder, read back: manifest, names, labels, packed codes, the padded flat scan,
+    where the build chose one, the lookup structure, and where codes repeat enough (grouped),
+    the items grouped by code for top k."""
 
     FILES = ("manifest.json", "codes.npy", "items.json")
 
@@ -98,7 +99,9 @@ class Index:
                 (self.structure is not None and self.structure.ntotal != n):
             raise UserError(f"--index {folder} is corrupt: its files disagree on the number of items; build it again")
         self.width = m["scan_bits"] // 8
-        self.flat = flat_index(pad(self.packed, self.width))
+        padded = pad(self.packed, self.width)
+        self.flat = flat_index(padded)
+        self.groups = Groups(padded) if grouped(n, m.get("distinct_codes", n), m["structure"].get("asked")) else None
 
     def queries(self, packed):
         """Packed queries, padded as the index searches them."""

@@ -57,7 +57,7 @@ def search(args):
         if args.topk:
             found = [(i[:args.topk], d[:args.topk]) for i, d in found]
     else:
-        found = top_k(index.flat, padded, args.topk or 10, index.structure, m["structure"])
+        found = top_k(index.flat, padded, args.topk or 10, index.structure, m["structure"], index.groups)
     for query, (ids, dist) in zip(queries, found):
         for rank, (i, d) in enumerate(zip(ids.tolist(), dist.tolist()), 1):
             print(json.dumps({"query": query, "rank": rank, "item": i, "path": index.names[i], "distance": d}))

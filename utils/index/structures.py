@@ -170,18 +170,87 @@ def within(flat, structure, described, queries, radius):
     return [(I[a:z], D[a:z]) for a, z in zip(lims[:-1], lims[1:])]
 
 
+# ------------------------------------------------------------------------- top k by distinct codes
+
+GROUPED = 2  # top k goes through the distinct codes where the items are at least twice as many
+
+
+class Groups:
+    """The items grouped by code: a flat scan of the D distinct padded codes, and each code's
+    item ids, ascending. Trained codes repeat (a class's items share a few codes; 12 bits give
+    at most 4,096), so a scan of the D codes stands for one of the N items, and ties between
+    codes are far fewer than between items."""
+
+    def __init__(self, padded):
+        words = padded.view(np.uint32 if padded.shape[1] == 4 else np.uint64)  # N x width/8 (or N x 1)
+        by_row = {"axis": 0} if words.shape[1] > 1 else {}  # one word a code: the far faster 1-D unique
+        _, first, inverse, sizes = np.unique(words if by_row else words[:, 0], return_index=True,
+                                             return_inverse=True, return_counts=True, **by_row)
+        self.flat = flat_index(padded[first])  # the D codes
+        self.order = np.argsort(inverse.reshape(-1), kind="stable").astype(np.int64)  # N, by group, ids ascending
+        self.starts = np.concatenate([[0], np.cumsum(sizes)])  # D + 1
+        self.sizes = sizes
+
+    def items(self, groups):
+        """The item ids of `groups`, one group after another, each ascending."""
+        lengths = self.sizes[groups]
+        at = np.repeat(self.starts[groups] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        return self.order[at + np.arange(lengths.sum())]
+
+    def nearest(self, codes, dist, t, k):
+        """The k nearest (item ids, distances), ties by id, from `codes` at distances `dist`, which
+        hold every code within t, the k-th item's distance."""
+        ids, dists = _ranked(self.items(codes[dist < t]), np.repeat(dist[dist < t], self.sizes[codes[dist < t]]))
+        at_t = self.items(codes[dist == t])
+        rest = k - len(ids)  # at least 1, at most len(at_t)
+        lowest = np.sort(np.partition(at_t, rest - 1)[:rest] if rest < len(at_t) else at_t)
+        return np.concatenate([ids, lowest]), np.concatenate([dists, np.full(rest, t, np.int64)])
+
+
+def grouped(n, distinct, asked="auto"):
+    """Whether top k goes through the distinct codes (not under --structure scan)."""
+    return asked != "scan" and distinct * GROUPED <= n
+
+
+def top_k_grouped(groups, queries, k):
+    """For each of Q x width padded queries, the k nearest (item ids, distances), ties by id,
+    from the distinct codes: FAISS's heap scan of them keeps the k' = DEPTH x k nearest codes
+    (at least k items), t is the least distance within which k of their items lie. Where the
+    k'-th code lies beyond t, every code within t is among the k' (as in top_k); else the codes
+    within t are fetched by a range scan of the codes. Every item nearer than t is taken, and of
+    those at t the lowest ids."""
+    k = min(k, len(groups.order))
+    depth = min(DEPTH * k, len(groups.sizes))
+    D, I = groups.flat.search(queries, depth)  # Q x k', codes by ascending distance
+    out, tied = [], {}
+    for q, (d, c) in enumerate(zip(D, I)):
+        t = d[np.searchsorted(np.cumsum(groups.sizes[c]), k)]  # the k-th item's distance
+        if t == d[-1] and depth < len(groups.sizes):
+            tied.setdefault(int(t), []).append(q)  # codes at t may have been left out
+            out.append(None)
+        else:
+            out.append(groups.nearest(c, d, t, k))
+    for t, qs in tied.items():
+        for q, (c, d) in zip(qs, within(groups.flat, None, {"up_to_radius": -1}, queries[qs], t)):
+            out[q] = groups.nearest(c, d, t, k)
+    return out
+
+
 DEPTH = 2  # the heap scan keeps DEPTH x k: it costs little more than k, and leaves fewer ties to settle
 HEAP_BYTES = 2 ** 28  # most memory the heap scan's answers may take at once (queries are batched to fit)
 
 
-def top_k(flat, queries, k, structure=None, described=None, chunk=100, memory=HEAP_BYTES):
-    """For each of Q x width padded queries, the k nearest (item ids, distances), ties by id.
-    FAISS's heap scan keeps the k' = DEPTH x k nearest, with ties at its last distance broken
+def top_k(flat, queries, k, structure=None, described=None, groups=None, chunk=100, memory=HEAP_BYTES):
+    """For each of Q x width padded queries, the k nearest (item ids, distances), ties by id:
+    through the distinct codes where `groups` holds them (top_k_grouped), else by FAISS's heap
+    scan. That keeps the k' = DEPTH x k nearest, with ties at its last distance broken
     arbitrarily. Where the k'-th distance lies beyond the k-th one, t, every item within t is
     among the k' (an item left out would have displaced one farther than t), so the first k
     by (distance, id) of the k' are the answer. Where the k'-th distance is t too, every item
     within t is fetched (`within`: by the lookup structure when its radius covers t, else the
     scan), `chunk` queries at a time, and its first k taken."""
+    if groups is not None:
+        return top_k_grouped(groups, queries, k)
     k = min(k, flat.ntotal)
     depth = min(DEPTH * k, flat.ntotal)
     out = []
