@@ -42,9 +42,6 @@ sys.path.insert(0, REPO)
 from bench_metrics import interleaved, timed  # noqa: E402  (the timing every bench shares)
 from utils import index as ix  # noqa: E402
 
-SCAN = {"type": "scan", "up_to_radius": -1}
-
-
 def codes(kind, n, bits, rng, centres, flip, chunk=250_000):
     """n x ceil(K / 8) packed codes: uniformly random, or each a random one of `centres` with
     every bit flipped with probability `flip`; made `chunk` rows at a time."""
@@ -92,7 +89,7 @@ def bench_codes(n, bits, kind, args, rng):
     for r in args.radii:
         # a ball can hold a large share of the database (clustered codes, few bits): fewer queries
         # keep all the answers within --max-results items, and say so
-        probe = np.mean([len(ids) for ids, _ in ix.within(flat, None, SCAN, queries[:10], r)])
+        probe = np.mean([len(ids) for ids, _ in ix.within(flat, None, ix.SCAN, queries[:10], r)])
         q = len(queries) if probe * len(queries) <= args.max_results else \
             max(1, int(args.max_results // max(probe, 1)))
         stats, compared = faiss.cvar.indexBinaryHash_stats, []
@@ -103,8 +100,8 @@ def bench_codes(n, bits, kind, args, rng):
             compared.append(stats.ndis / q)  # codes the structure compared per query (0: scanned)
             return found
 
-        out, load = interleaved({"index": lookup, "padded": lambda: ix.within(flat, None, SCAN, queries[:q], r),
-                                 "faiss": lambda: ix.within(faiss_flat, None, SCAN, asked[:q], r)}, args.rounds)
+        out, load = interleaved({"index": lookup, "padded": lambda: ix.within(flat, None, ix.SCAN, queries[:q], r),
+                                 "faiss": lambda: ix.within(faiss_flat, None, ix.SCAN, asked[:q], r)}, args.rounds)
         got = {side: result for side, (_, result) in out.items()}
         identical = same(got["index"], got["padded"]) and same(got["index"], got["faiss"])
         scanned = structure is None or r > described["up_to_radius"]

@@ -71,7 +71,8 @@ def test_radius_and_top_k_are_the_brute_force_answers(bits):
                 want = ranked_reference(row, r=r)
                 assert ids.tolist() == want.tolist() and d.tolist() == row[want].tolist()
     for k, chunk, memory, use in ((1, 100, None, None), (7, 100, None, None), (200, 100, None, None),
-                                  (7, 100, 0, None), (200, 100, 0, structure), (7, 2, 0, structure), (1500, 100, None, None)):
+                                  (7, 100, 0, None), (200, 100, 0, structure), (7, 2, 0, structure),
+                                  (1500, 100, None, None)):
         # memory 0: one query a heap scan; chunk 2: tied queries fetched in parts; structure: ties
         # settled by lookups; k = N: the heap holds every item
         got = ix.top_k(flat, padded, k, use, described, chunk=chunk, **({} if memory is None else {"memory": memory}))
@@ -141,7 +142,39 @@ def test_top_k_through_the_distinct_codes_is_the_brute_force_answer(bits):
 
 def test_grouping_is_chosen_where_codes_repeat_and_never_under_structure_scan():
     """Catches the ratio read the wrong way round, or --structure scan not giving the plain scan."""
-    assert ix.grouped(1000, 500) and not ix.grouped(1000, 501) and not ix.grouped(1000, 10, "scan")
+    assert ix.grouped(1000, 666) and not ix.grouped(1000, 667) and not ix.grouped(1000, 10, "scan")
+
+
+def test_the_index_folder_keeps_the_grouping_where_top_k_uses_it(tmp_path):
+    """write_index groups repeated codes once (groups.npy, group_sizes.npy; manifest top_k
+    "distinct codes"), and the folder read back answers top k as distances computed bit by
+    bit; distinct codes, or --structure scan, give the heap scan and no grouping files; a
+    damaged grouping file is one error. Catches the grouping recomputed or lost between build
+    and search, or used under --structure scan."""
+    from utils.errors import UserError
+    from utils.index.folder import write_index
+
+    repeated, queries = clustered(600, 12, 7, noise=0.02), clustered(9, 12, 8, noise=0.02)
+    rng = np.random.default_rng(0)
+    spread = np.where(rng.random((600, 40)) < 0.5, -1, 1)
+    cases = [("grouped", repeated, "auto", "distinct codes"), ("spread", spread, "auto", "heap scan"),
+             ("scan", repeated, "scan", "heap scan")]
+    for name, codes, asked, how in cases:
+        out = tmp_path / name
+        manifest = write_index(str(out), codes, [str(i) for i in range(600)], None, {}, asked)
+        assert manifest["top_k"] == how and os.path.exists(out / "groups.npy") == (how == "distinct codes")
+    index = ix.Index(str(tmp_path / "grouped"))
+    assert index.groups is not None
+    found = ix.top_k(index.flat, index.queries(ix.pack(queries)), 50, groups=index.groups)
+    for (ids, d), row in zip(found, brute(queries, repeated)):
+        assert ids.tolist() == ranked_reference(row, k=50).tolist()
+    assert ix.Index(str(tmp_path / "scan")).groups is None
+    (tmp_path / "grouped" / "groups.npy").write_bytes(b"\x93NUMPY")
+    with pytest.raises(UserError, match="is corrupt"):
+        ix.Index(str(tmp_path / "grouped"))
+    os.remove(tmp_path / "grouped" / "groups.npy")
+    with pytest.raises(UserError, match="lacks groups.npy"):
+        ix.Index(str(tmp_path / "grouped"))
 
 
 @pytest.mark.parametrize("bits, width", [(12, 4), (48, 8), (64, 8)])
@@ -325,13 +358,13 @@ def test_bad_inputs_are_one_line(trained, tmp_path):
     (tmp_path / "junk.png").write_bytes(b"not an image")
     corrupt = tmp_path / "corrupt"
     os.makedirs(corrupt)
-    for f in ix.Index.FILES:
+    for f in os.listdir(out):
         (corrupt / f).write_bytes((out / f).read_bytes())
     np.save(corrupt / "codes.npy", np.zeros((3, 2), np.uint8))
     other = tmp_path / "other"
     manifest = json.loads((out / "manifest.json").read_text())
     os.makedirs(other)
-    for f in ix.Index.FILES:
+    for f in os.listdir(out):
         (other / f).write_bytes((out / f).read_bytes())
     (other / "manifest.json").write_text(json.dumps({**manifest, "model": str(trained / "snap" /
                                                                                "empty_digits_digits_iter_00003.pt")}))

@@ -13,7 +13,9 @@ The index folder holds `codes.npy` (the codes packed 8 bits to a byte, K/8 bytes
 lengths padded to a multiple of 8 with zero bits, which add no distance), `items.json`
 (item names: image paths, or rows of a data set's array), `labels.npy` where labels are
 known, `manifest.json` (bits, model and its sha256, preprocessing, the structure chosen and
-why, commit, date) and, where `build` chose one, `index.faiss`, the lookup structure.
+why, how top k searches, commit, date), where `build` chose one, `index.faiss`, the lookup
+structure, and where top k goes through the distinct codes, `groups.npy` (the item ids by
+code) and `group_sizes.npy` (items a code).
 
 Searches are exact. Codes are searched zero-padded to a width FAISS has a fast kernel for.
 Radius r: the lookup structure up to the radius its cost model chose it for, else the
@@ -27,9 +29,9 @@ cost model, lookups), folder (the index folder), build, search (search and info)
 from utils.index.cli import get_args_parser, main
 from utils.index.encode import encode_files, image_files, load_encoder, read_image, transform_of
 from utils.index.folder import Index, write_index
-from utils.index.structures import (Groups, choose, flat_index, grouped, new_structure, pack, pad, scan_width,
+from utils.index.structures import (SCAN, Groups, choose, flat_index, grouped, new_structure, pack, pad, scan_width,
                                     substrings, top_k, within)
 
-__all__ = ["Groups", "Index", "choose", "encode_files", "flat_index", "get_args_parser", "grouped", "image_files", "load_encoder", "main",
-           "new_structure", "pack", "pad", "read_image", "scan_width", "substrings", "top_k", "transform_of", "within",
-           "write_index"]
+__all__ = ["SCAN", "Groups", "Index", "choose", "encode_files", "flat_index", "get_args_parser", "grouped",
+           "image_files", "load_encoder", "main", "new_structure", "pack", "pad", "read_image", "scan_width",
+           "substrings", "top_k", "transform_of", "within", "write_index"]

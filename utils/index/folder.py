@@ -34,13 +34,21 @@ def write_index(out, codes, names, labels, manifest, asked="auto"):
         width = scan_width(packed.shape[1])
         padded = pad(packed, width)
         described = choose(asked, padded, codes.shape[1])
+        groups = Groups(padded)
+        by_codes = grouped(len(padded), len(groups.sizes), asked)
         manifest = {**manifest, "format": FORMAT, "bits": int(codes.shape[1]), "packed_bits": packed.shape[1] * 8,
-                    "scan_bits": width * 8, "items": len(names), **code_counts(padded), "structure": described,
+                    "scan_bits": width * 8, "items": len(names), "distinct_codes": len(groups.sizes),
+                    "most_common_code_items": int(groups.sizes.max()) if len(groups.sizes) else 0,
+                    "structure": described, "top_k": "distinct codes" if by_codes else "heap scan",
                     "bytes_per_item": packed.shape[1]}
         atomic_write(os.path.join(tmp, "codes.npy"), lambda f: np.save(f, packed))
         atomic_write(os.path.join(tmp, "items.json"), lambda f: f.write(json.dumps(names)), mode="w")
         if labels is not None:
             atomic_write(os.path.join(tmp, "labels.npy"), lambda f: np.save(f, np.asarray(labels)))
+        if by_codes:  # the grouping, so that no search recomputes it
+            order = groups.order.astype(np.uint32 if len(padded) < 2 ** 32 else np.int64)
+            atomic_write(os.path.join(tmp, "groups.npy"), lambda f: np.save(f, order))
+            atomic_write(os.path.join(tmp, "group_sizes.npy"), lambda f: np.save(f, groups.sizes))
         if described["type"] != "scan":
             structure = new_structure(codes.shape[1], width)
             structure.add(padded)
@@ -56,14 +64,6 @@ def write_index(out, codes, names, labels, manifest, asked="auto"):
                 os.rmdir(folder)
         raise
     return manifest
-
-
-def code_counts(padded):
-    """How many distinct codes, and how many items hold the most common one."""
-    words = padded.view(np.uint32 if padded.shape[1] == 4 else np.uint64)  # N x width/8 (or N x 1 of 4 bytes)
-    _, counts = np.unique(words[:, 0], return_counts=True) if words.shape[1] == 1 else \
-        np.unique(words, axis=0, return_counts=True)
-    return {"distinct_codes": len(counts), "most_common_code_items": int(counts.max()) if len(counts) else 0}
 
 
 class Index:
@@ -101,7 +101,21 @@ class Index:
         self.width = m["scan_bits"] // 8
         padded = pad(self.packed, self.width)
         self.flat = flat_index(padded)
-        self.groups = Groups(padded) if grouped(n, m.get("distinct_codes", n), m["structure"].get("asked")) else None
+        self.groups = None  # top k by the heap scan (and in indexes from before the grouping)
+        if m.get("top_k") == "distinct codes":
+            files = ("groups.npy", "group_sizes.npy")
+            missing = [f for f in files if not os.path.isfile(os.path.join(folder, f))]
+            if missing:
+                raise UserError(f"--index {folder} lacks {' and '.join(missing)} (its manifest says top k goes "
+                                "through the distinct codes); copy the whole folder, or build it again")
+            try:
+                order, sizes = (np.load(os.path.join(folder, f)) for f in files)
+            except (OSError, ValueError) as e:
+                raise UserError(f"--index {folder} is corrupt ({type(e).__name__} reading its grouping); build it "
+                                "again") from None
+            if order.shape != (n,) or sizes.sum() != n:
+                raise UserError(f"--index {folder} is corrupt: its grouping disagrees with its codes; build it again")
+            self.groups = Groups(padded, order, sizes)
 
     def queries(self, packed):
         """Packed queries, padded as the index searches them."""

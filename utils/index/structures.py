@@ -28,6 +28,7 @@ KERNEL_BYTES = (4, 8, 16)  # up to 16 bytes, the widths FAISS's Hamming kernels 
 # clustered). The structure is used only where the model puts it at least SAFETY times ahead.
 VISIT, LOOKUP, PER_QUERY, SAFETY = 300, 100, 5000, 2.0
 REFERENCE_RADIUS = 2  # the radius the choice is explained at (the metrics' Hamming ball)
+SCAN = {"type": "scan", "up_to_radius": -1}  # the description under which every search scans
 
 
 def pack(codes):
@@ -172,7 +173,9 @@ def within(flat, structure, described, queries, radius):
 
 # ------------------------------------------------------------------------- top k by distinct codes
 
-GROUPED = 2  # top k goes through the distinct codes where the items are at least twice as many
+GROUPED = 1.5  # top k goes through the distinct codes where the items are at least 1.5 times as many
+DEPTH = 2  # the heap scan keeps DEPTH x k: it costs little more than k, and leaves fewer ties to settle
+HEAP_BYTES = 2 ** 28  # most memory the heap scan's answers may take at once (queries are batched to fit)
 
 
 class Groups:
@@ -181,15 +184,18 @@ class Groups:
     at most 4,096), so a scan of the D codes stands for one of the N items, and ties between
     codes are far fewer than between items."""
 
-    def __init__(self, padded):
-        words = padded.view(np.uint32 if padded.shape[1] == 4 else np.uint64)  # N x width/8 (or N x 1)
-        by_row = {"axis": 0} if words.shape[1] > 1 else {}  # one word a code: the far faster 1-D unique
-        _, first, inverse, sizes = np.unique(words if by_row else words[:, 0], return_index=True,
-                                             return_inverse=True, return_counts=True, **by_row)
-        self.flat = flat_index(padded[first])  # the D codes
-        self.order = np.argsort(inverse.reshape(-1), kind="stable").astype(np.int64)  # N, by group, ids ascending
-        self.starts = np.concatenate([[0], np.cumsum(sizes)])  # D + 1
-        self.sizes = sizes
+    def __init__(self, padded, order=None, sizes=None):
+        """From N x width padded codes; `order` (N, the ids by code, each code's ascending) and
+        `sizes` (D, items a code) as an index folder keeps them, else computed."""
+        if order is None:
+            words = padded.view(np.uint32 if padded.shape[1] == 4 else np.uint64)  # N x width/8 (or N x 1)
+            by_row = {"axis": 0} if words.shape[1] > 1 else {}  # one word a code: the far faster 1-D unique
+            _, inverse, sizes = np.unique(words if by_row else words[:, 0], return_inverse=True,
+                                          return_counts=True, **by_row)
+            order = np.argsort(inverse.reshape(-1), kind="stable")
+        self.order, self.sizes = np.asarray(order, np.int64), np.asarray(sizes, np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)])  # D + 1
+        self.flat = flat_index(padded[self.order[self.starts[:-1]]])  # the D codes, each by its first item
 
     def items(self, groups):
         """The item ids of `groups`, one group after another, each ascending."""
@@ -212,32 +218,35 @@ def grouped(n, distinct, asked="auto"):
     return asked != "scan" and distinct * GROUPED <= n
 
 
-def top_k_grouped(groups, queries, k):
+def top_k_grouped(groups, queries, k, chunk=100, memory=HEAP_BYTES):
     """For each of Q x width padded queries, the k nearest (item ids, distances), ties by id,
     from the distinct codes: FAISS's heap scan of them keeps the k' = DEPTH x k nearest codes
     (at least k items), t is the least distance within which k of their items lie. Where the
     k'-th code lies beyond t, every code within t is among the k' (as in top_k); else the codes
-    within t are fetched by a range scan of the codes. Every item nearer than t is taken, and of
-    those at t the lowest ids."""
+    within t are fetched by a range scan of the codes, `chunk` queries at a time. Every item
+    nearer than t is taken, and of those at t the lowest ids."""
     k = min(k, len(groups.order))
     depth = min(DEPTH * k, len(groups.sizes))
-    D, I = groups.flat.search(queries, depth)  # Q x k', codes by ascending distance
-    out, tied = [], {}
-    for q, (d, c) in enumerate(zip(D, I)):
-        t = d[np.searchsorted(np.cumsum(groups.sizes[c]), k)]  # the k-th item's distance
-        if t == d[-1] and depth < len(groups.sizes):
-            tied.setdefault(int(t), []).append(q)  # codes at t may have been left out
-            out.append(None)
-        else:
-            out.append(groups.nearest(c, d, t, k))
-    for t, qs in tied.items():
-        for q, (c, d) in zip(qs, within(groups.flat, None, {"up_to_radius": -1}, queries[qs], t)):
-            out[q] = groups.nearest(c, d, t, k)
+    out = []
+    step = max(1, memory // (12 * depth))  # 4-byte distances and 8-byte ids a kept code
+    for start in range(0, len(queries), step):
+        batch = queries[start:start + step]
+        dist, codes = groups.flat.search(batch, depth)  # q x k', ascending distances
+        found, tied = [], {}
+        for q, (d, c) in enumerate(zip(dist, codes)):
+            t = int(d[np.searchsorted(np.cumsum(groups.sizes[c]), k)])  # the k-th item's distance
+            if t == d[-1] and depth < len(groups.sizes):  # codes at t may have been left out
+                tied.setdefault(t, []).append(q)
+                found.append(None)
+            else:
+                found.append(groups.nearest(c, d, t, k))
+        for t, qs in tied.items():
+            for at in range(0, len(qs), chunk):
+                part = qs[at:at + chunk]
+                for q, (c, d) in zip(part, within(groups.flat, None, SCAN, batch[part], t)):
+                    found[q] = groups.nearest(c, d, t, k)
+        out += found
     return out
-
-
-DEPTH = 2  # the heap scan keeps DEPTH x k: it costs little more than k, and leaves fewer ties to settle
-HEAP_BYTES = 2 ** 28  # most memory the heap scan's answers may take at once (queries are batched to fit)
 
 
 def top_k(flat, queries, k, structure=None, described=None, groups=None, chunk=100, memory=HEAP_BYTES):
@@ -265,8 +274,7 @@ def top_k(flat, queries, k, structure=None, described=None, groups=None, chunk=1
             group = np.flatnonzero(tied & (cut == t))
             for at in range(0, len(group), chunk):
                 qs = group[at:at + chunk]
-                for q, (ids, dist) in zip(qs, within(flat, structure, described or {"up_to_radius": -1},
-                                                     batch[qs], int(t))):
+                for q, (ids, dist) in zip(qs, within(flat, structure, described or SCAN, batch[qs], int(t))):
                     found[q] = (ids[:k], dist[:k])
         out += found
     return out
