@@ -320,3 +320,29 @@ def test_options_of_the_generic_sources_are_refused_elsewhere():
         mah_args.resolve(parser.parse_args(["--queries", "5"]))
     with pytest.raises(UserError, match="--mean sets what the data set table holds"):
         mah_args.resolve(parser.parse_args(["--mean", "0.5,0.5,0.5"]))
+
+
+def test_an_archive_unpacked_by_two_processes_at_once_is_used_as_it_is(tmp_path, monkeypatch):
+    """Two runs started together both unpack a new archive: the one that finishes second finds
+    the folder in place, keeps it and removes its own copy. Catches the second run failing on
+    the rename (a traceback) or leaving its temporary folder behind."""
+    from utils import cache
+
+    source = tmp_path / "src"
+    os.makedirs(source / "a")
+    (source / "a" / "x.txt").write_text("x")
+    archive = tmp_path / "photos.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(source, arcname=".")
+    replace = os.replace
+
+    def other_process_first(src, dst):
+        os.makedirs(os.path.join(dst, "a"))
+        with open(os.path.join(dst, "a", "x.txt"), "w") as f:
+            f.write("x")
+        replace(src, dst)
+
+    monkeypatch.setattr(cache.os, "replace", other_process_first)
+    folder = cache.unpacked(str(archive), str(tmp_path / "cache"))
+    assert open(os.path.join(folder, "a", "x.txt")).read() == "x"
+    assert os.listdir(tmp_path / "cache") == [os.path.basename(folder)]

@@ -53,5 +53,10 @@ def unpacked(path, cache_dir=None):
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(f"{path}: not a readable archive ({e}); copy it again or unpack it yourself")
-    os.replace(tmp, folder)
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        if not os.path.isdir(folder):
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another process unpacked it first: the same files
     return folder

@@ -174,7 +174,7 @@ def within(flat, structure, described, queries, radius):
 # ------------------------------------------------------------------------- top k by distinct codes
 
 GROUPED = 1.5  # top k goes through the distinct codes where the items are at least 1.5 times as many
-DEPTH = 2  # the heap scan keeps DEPTH x k: it costs little more than k, and leaves fewer ties to settle
+DEPTH = 4  # the heap scan keeps DEPTH x k: it costs little more than k, and leaves few ties to settle
 HEAP_BYTES = 2 ** 28  # most memory the heap scan's answers may take at once (queries are batched to fit)
 
 
@@ -269,7 +269,8 @@ def top_k(flat, queries, k, structure=None, described=None, groups=None, chunk=1
         D, I = flat.search(batch, depth)  # q x k', ascending distances
         cut = D[:, k - 1]  # the k-th distance
         tied = (D[:, -1] == cut) & (depth < flat.ntotal)
-        found = [None if tied[q] else tuple(a[:k] for a in _ranked(I[q], D[q])) for q in range(len(batch))]
+        key = np.sort(D.astype(np.int64) * flat.ntotal + I, axis=1)[:, :k]  # q x k, by (distance, id)
+        found = [None if tied[q] else (key[q] % flat.ntotal, key[q] // flat.ntotal) for q in range(len(batch))]
         for t in np.unique(cut[tied]):
             group = np.flatnonzero(tied & (cut == t))
             for at in range(0, len(group), chunk):
