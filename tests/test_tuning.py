@@ -49,3 +49,26 @@ def test_no_choice_on_a_partial_grid_and_test_or_noisy_records_are_left_out():
     assert "| 8 | auto | 40 | — |" in text
     chosen = tuning.tuning_section(full_grid("MMHH", [0.5, 0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]))
     assert "MMHH row 2" in chosen and "| 2 | 1 | 10 | **0.5000 ★** |" in chosen
+
+
+def test_the_headline_mmhh_table_says_which_losses_ran_untuned():
+    """Runs at a configuration the tuning did not choose (or before it chose any) are called
+    untuned above the headline table; runs at the chosen one are not. Catches the untuned
+    runs shown as if tuned, or the mark kept once the chosen setting's runs are in."""
+    from utils.report import glance
+
+    def run(method, weight, main):
+        r = rec(method, weight, main, 0.7)
+        return {**r, "preset": "cpu-pretrained", "backbone": "MobileNetV2Fc", "device": "cpu", "seed": 0,
+                "args": {**r["args"], "eval_on": "test"}, "protocol": {"eval_on": "test", "label_noise": 0.0},
+                "metrics": {"map_within_radius": 0.7, "map_topk": 0.6, "opt_test": False}}
+
+    released = [run("MMHH", "1", 10), run("Hamming", "auto", 10)]  # rows 2 and 6
+    records = {"mah": [], "mmhh": released, "protocols": [], "validation": []}
+    assert "**Untuned**: HashNet loss, MMHH loss ran" in glance.headline_section(records)
+    grid = full_grid("MMHH", [0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]) + \
+        full_grid("Hamming", [0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.1, 0.1])
+    assert "Untuned" not in glance.headline_section({**records, "validation": grid})
+    grid = full_grid("MMHH", [0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1]) + \
+        full_grid("Hamming", [0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.1, 0.1])
+    assert "**Untuned**: MMHH loss ran" in glance.headline_section({**records, "validation": grid})

@@ -8,6 +8,7 @@ from utils.report.published import (FIGURES, HEADLINE_METRIC, HEADLINE_PRESET, L
                                     MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000)
 from utils.report.robustness import BALL_SHARE, balls_of, percentages
 from utils.report.tables import NO_RESULTS, name, spread, table
+from utils.report.tuning import choices, row_of
 
 
 def headline(series, dataset):
@@ -55,9 +56,17 @@ def mmhh_values(cells, keep, metric):
             for cell, by_seed in cells.items()}
 
 
-def mmhh_glance(dataset, cells):
+def tuned(record, chosen):
+    """Whether a run used the configuration the tuning chose for its data set, length and loss."""
+    pick = chosen.get((record["dataset"], record["bits"], record["method"]))
+    return pick is not None and row_of(record) == pick
+
+
+def mmhh_glance(dataset, cells, chosen):
     """The headline MMHH table: MAP@H<=2 of each loss that ran against HashNet's, under the
-    default test conventions (MAP@TopK and the --opt-test conventions are in docs/results.md)."""
+    default test conventions (MAP@TopK and the --opt-test conventions are in docs/results.md).
+    `chosen`: the tuning's choices (utils.report.tuning.choices); runs with other settings are
+    said to be untuned."""
     bits = sorted({b for _, b in cells})
     methods = [m for m in MMHH_METHODS if any(method == m for method, _ in cells)]
     rows = []
@@ -78,6 +87,11 @@ def mmhh_glance(dataset, cells):
              "MAP@TopK, --opt-test: docs/results.md). "
              f"Ours: {regime([r for by_seed in cells.values() for r in by_seed.values()])}; mean ± half-range "
              "(seeds).")
+    untuned = sorted({LOSS_NAMES[r["method"]] for by_seed in cells.values() for r in by_seed.values()
+                      if not tuned(r, chosen)})
+    if untuned:
+        about += (f" **Untuned**: {', '.join(untuned)} ran with settings fixed before any tuning, not ones chosen "
+                  "on a validation split ([docs/claims.md](claims.md#tuning-validation-only)).")
     # how crowded the balls are tells a MAP@H<=2 near the share of relevant items from a ranking
     shares = [(b, percentages({m: balls_of(cells.get((m, b), {}), "ball_database_share") for m in methods}))
               for b in bits]
@@ -122,7 +136,7 @@ def headline_section(records):
             r["seed"], r["metrics"]["opt_test"]] = r
     for dataset in sorted({k[0] for k in mmhh_series}):
         key = headline(mmhh_series, dataset)
-        parts.append(mmhh_glance(dataset, mmhh_series[key]))
+        parts.append(mmhh_glance(dataset, mmhh_series[key], choices(records["validation"])))
     if records["protocols"]:
         parts.append("MMHH under label noise and on unseen classes: [below](#label-noise-and-unseen-classes).")
     if not parts:
