@@ -18,8 +18,8 @@ from utils.mmhh import common, engine
 from utils.mmhh.args import output_paths, resolve, resumed, target_settings
 from utils.mmhh.evaluate import report, results_name, results_record, save_test_output, test_model
 from utils.records import thread_counts
-from utils.runs import (RunFolder, check_device, choose_device, device_name, git_commit, load_checkpoint, load_state,
-                        write_json)
+from utils.runs import (REPO, RunFolder, check_device, choose_device, device_name, git_commit, load_checkpoint,
+                        load_state, write_json)
 
 
 def train_main(args):
@@ -98,6 +98,14 @@ def _train_main(args, device):
         return test_snapshot(args, model, test_data, device, run_dir, snapshot, outputs, seconds, protocol)
 
 
+def recorded_path(path):
+    """A path as a results record keeps it: relative to the repository when inside it, else the
+    folder's name, so that no record carries this machine's layout."""
+    path = os.path.abspath(path)
+    inside = os.path.commonpath([path, REPO]) == REPO
+    return os.path.relpath(path, REPO) if inside else os.path.basename(path)
+
+
 def test_snapshot(args, model, test_data, device, run_dir, snapshot, outputs, seconds, protocol):
     """The end-of-training test of the snapshot just written: its metrics, the released code's
     output files and the results record (returned); `protocol` goes to the results file."""
@@ -112,7 +120,7 @@ def test_snapshot(args, model, test_data, device, run_dir, snapshot, outputs, se
     save_test_output(outputs, arrays, test_data.info.classes)
     print(f"test outputs: {outputs}")
     record = results_record(test_data, args, result, seconds, device, args.hash_bit, protocol,
-                            test_output=os.path.abspath(outputs),
+                            test_output=recorded_path(outputs),
                             weights=getattr(model.backbone, "pretrained_from", None),
                             world_size=distributed.world_size())
     write_json(os.path.join(run_dir, "results", results_name(test_data.info.name, record["method"], args.hash_bit,
