@@ -141,3 +141,24 @@ def test_tuning_runs_are_filed_apart_by_configuration(tmp_path, loss, main):
     assert files_under(tmp_path / "results") == [
         f"cifar10-mmhh-cpu-pretrained/tuning/seed0/{loss}-sw1-{main}/cifar10_{loss}_32bits_val.json",
         f"cifar10-mmhh-cpu-pretrained/tuning/seed0/{loss}-swauto-{other}/cifar10_{loss}_32bits_val.json"]
+
+
+def test_an_absolute_test_output_is_filed_relative_to_the_run_checkout(tmp_path):
+    """A record naming its test output by this machine's absolute path is filed with the path
+    relative to the checkout the run ran in (outside any checkout: the folder's name; a relative
+    path as it is). Catches the path filed as written, or made relative to this repository
+    rather than the run's."""
+    checkout = tmp_path / "checkout"
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True)
+    runs = []
+    for name, output in (("inside", str(checkout / "runs/a/test_output/a_iter_02000")),
+                         ("outside", "/elsewhere/test_output/b_iter_02000"), ("relative", "runs/c/out")):
+        folder = checkout / "runs" / name
+        (folder / "results").mkdir(parents=True)
+        mmhh = {**record(method="MMHH", bits=32, seed=len(runs)), "paper": "MMHH", "test_output": output,
+                "metrics": {"map_within_radius": 0.5, "radius": 2, "map_topk": 0.5, "topk": 5000, "opt_test": False}}
+        (folder / "results" / "cifar10_MMHH_32bits.json").write_text(json.dumps(mmhh))
+        runs.append(folder)
+    targets = file(tmp_path, *runs)
+    assert [json.load(open(t))["test_output"] for t in targets] == ["runs/a/test_output/a_iter_02000",
+                                                                      "b_iter_02000", "runs/c/out"]

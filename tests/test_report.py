@@ -189,6 +189,23 @@ def test_mmhh_loss_commands_from_before_the_hamming_default_are_given_the_loss(t
     assert "    python test_mmhh.py --model_path m" in lines
 
 
+def test_absolute_test_outputs_are_given_the_path_their_run_named(tmp_path):
+    """results/backfill/test_outputs.py: an absolute test_output becomes the run's relative
+    --test_output_dir joined with the output's name, or the name alone where that folder was
+    absolute; a relative one is left. Catches the machine's path kept, the folder dropped from a
+    relative one, or a relative path rewritten."""
+    cases = [("/work/wt/runs/a/test_output/a_iter_02000", "runs/a/test_output", "runs/a/test_output/a_iter_02000"),
+             ("/tmp/t/test_output/b_iter_02000", "/tmp/t/test_output", "b_iter_02000"),
+             ("runs/c/test_output/c_iter_02000", "runs/c/test_output", "runs/c/test_output/c_iter_02000")]
+    paths = []
+    for n, (output, folder, _) in enumerate(cases):
+        paths.append(str(tmp_path / f"r{n}.json"))
+        write(paths[-1], {"test_output": output, "args": {"test_output_dir": folder}})
+    backfill = [sys.executable, os.path.join(REPO, "results", "backfill", "test_outputs.py"), *paths]
+    assert subprocess.run(backfill, capture_output=True, text=True, timeout=120).returncode == 0
+    assert [json.load(open(p))["test_output"] for p in paths] == [want for _, _, want in cases]
+
+
 def test_text_outside_markers_kept(tree):
     report_main.main(tree)
     text = open(tree.details).read()

@@ -149,6 +149,24 @@ def check_commit(record):
                         "of this repository's code")
 
 
+def worktree_of(folder):
+    """The root of the checkout a run folder lies in (the folder itself outside any)."""
+    done = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else os.path.abspath(folder)
+
+
+def portable(record, folder):
+    """The record with an absolute test_output (older train_mmhh.py wrote one) made relative to the
+    checkout the run ran in, else cut to its folder's name: no filed record keeps one machine's
+    layout."""
+    path = record.get("test_output")
+    if not isinstance(path, str) or not os.path.isabs(path):
+        return record
+    root = worktree_of(folder)
+    inside = os.path.commonpath([os.path.abspath(path), root]) == root
+    return {**record, "test_output": os.path.relpath(path, root) if inside else os.path.basename(path)}
+
+
 def main(args):
     filed = {}
     for path in sorted(glob.glob(os.path.join(args.results, "**", "*.json"), recursive=True)):
@@ -169,7 +187,7 @@ def main(args):
             if old and not args.replace:
                 raise UserError(f"{record['_path']}: its cell and seed are already filed as {old}; give --replace "
                                 "to replace that record")
-            plan.append((record, destination(args.results, kind, record), old))
+            plan.append((portable(record, folder), destination(args.results, kind, record), old))
     for record, target, old in plan:
         if old:
             os.remove(old)
