@@ -8,13 +8,14 @@ like trained codes (--centres centres, each bit flipped with probability --flip)
 - the structure `build` chooses (utils.index.choose, `--structure auto`) and why; seconds to
   choose and build it;
 - radius r: every item within r, ranked by (distance, id), by the chosen structure (at the
-  radii its cost model chose it for; else the padded scan), by the padded scan (the codes
-  zero-padded to the width FAISS has a fast kernel for), and by FAISS's IndexBinaryFlat on
-  the codes as stored; all three rank the answers the same way, and must agree exactly;
-- top k: search's top k (through the distinct codes where they repeat at least 4 times over,
-  else the heap scan of the padded codes; ties by id) against FAISS's
-  heap scan of the padded codes and of the codes as stored (ties in FAISS's order): the
-  distances must agree, and the items up to the k-th distance.
+  radii its cost model chose it for; else the block scan of the padded codes), by the padded
+  scan (FAISS's IndexBinaryFlat over the codes zero-padded to the width it has a fast kernel
+  for), and by FAISS's IndexBinaryFlat on the codes as stored; all three rank the answers the
+  same way, and must agree exactly;
+- top k: search's top k (through the distinct codes where the items are at least 1.5 times
+  as many, else a range scan of the padded codes at a radius sized on a sample; ties by id)
+  against FAISS's heap scan of the padded codes and of the codes as stored (ties in FAISS's
+  order): the distances must agree, and the items up to the k-th distance.
 Each side is called once untimed, then --rounds times in turns (bench_metrics.interleaved);
 the ratios are of medians (other side / index: above 1, the index is faster). Items per
 query, and codes the structure compared per query, come with each line; the other
@@ -76,8 +77,9 @@ def bench_codes(n, bits, kind, args, rng):
     asked = codes(kind, args.queries, bits, rng, centres, args.flip)  # queries like the database
     width = ix.scan_width(stored.shape[1])
     padded, queries = ix.pad(stored, width), ix.pad(asked, width)
-    seconds, (structure, described, groups) = timed(lambda: _built(padded, bits))
-    flat, faiss_flat = ix.flat_index(padded), ix.flat_index(stored)
+    seconds, (structure, described, groups, scan) = timed(lambda: _built(padded, bits))
+    flat, faiss_flat = scan.flat, ix.flat_index(stored)
+    plain = ix.flat_index(padded)  # FAISS's IndexBinaryFlat over the padded codes: the padded scan
     chosen = described["type"] if structure is None else \
         f"{described['type']} x{described['substrings']} to r={described['up_to_radius']}"
     chosen += "" if groups is None else f"; top k by {len(groups.sizes)} distinct codes"
@@ -100,28 +102,26 @@ def bench_codes(n, bits, kind, args, rng):
             compared.append(stats.ndis / q)  # codes the structure compared per query (0: scanned)
             return found
 
-        out, load = interleaved({"index": lookup, "padded": lambda: ix.within(flat, None, ix.SCAN, queries[:q], r),
+        out, load = interleaved({"index": lookup, "padded": lambda: ix.within(plain, None, ix.SCAN, queries[:q], r),
                                  "faiss": lambda: ix.within(faiss_flat, None, ix.SCAN, asked[:q], r)}, args.rounds)
         got = {side: result for side, (_, result) in out.items()}
         identical = same(got["index"], got["padded"]) and same(got["index"], got["faiss"])
         scanned = structure is None or r > described["up_to_radius"]
         how = "scanned" if scanned else f"{compared[-1]:.0f} codes compared by the structure"
         items = float(np.mean([len(i) for i, _ in got["index"]]))
-        cases.append({**codes_set, "search": f"radius {r}", "searched_by": "padded scan" if scanned else
+        cases.append({**codes_set, "search": f"radius {r}", "searched_by": "block scan" if scanned else
                       described["type"], "queries": q, "items_per_query": items,
                       "compared_per_query": None if scanned else compared[-1],
                       **line(f"r={r}", out, load, identical, f"{items:.1f} items a query, {how}"
                              + ("" if q == len(queries) else f", {q} queries"))})
     if args.topk:
-        heap = ix.flat_index(padded)  # FAISS's own heap scan of k, ties in its order
-
-        out, load = interleaved({"index": lambda: ix.top_k(flat, queries, args.topk, structure, described, groups),
-                                 "padded": lambda: heap.search(queries, args.topk),
+        out, load = interleaved({"index": lambda: ix.top_k(scan, queries, args.topk, groups),
+                                 "padded": lambda: plain.search(queries, args.topk),  # ties in FAISS's order
                                  "faiss": lambda: faiss_flat.search(asked, args.topk)}, args.rounds)
         got = {side: result for side, (_, result) in out.items()}
         identical = same_top(got["index"], *got["padded"]) and same_top(got["index"], *got["faiss"])
         cases.append({**codes_set, "search": f"top {args.topk}",
-                      "searched_by": "heap scan, ties settled" if groups is None else "distinct codes",
+                      "searched_by": "radius scan" if groups is None else "distinct codes",
                       "queries": len(queries), "items_per_query": float(args.topk), "compared_per_query": None,
                       **line(f"top {args.topk}", out, load, identical, "ties by id against FAISS's order")})
     return cases
@@ -139,15 +139,16 @@ def line(what, out, load, identical, note):
 
 
 def _built(padded, bits):
-    """What `build` then `search` make of the codes: the structure, its description, the groups."""
+    """What `build` then `search` make of the codes: the structure, its description, the groups,
+    the scan (with its sample)."""
     described = ix.choose("auto", padded, bits)
     groups = ix.Groups(padded)
     groups = groups if ix.grouped(len(padded), len(groups.sizes)) else None
     if described["type"] == "scan":
-        return None, described, groups
+        return None, described, groups, ix.Scan(padded)
     structure = ix.new_structure(bits, padded.shape[1])
     structure.add(padded)
-    return structure, described, groups
+    return structure, described, groups, ix.Scan(padded)
 
 
 def bench_encode(run, images, rounds):

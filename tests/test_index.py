@@ -54,12 +54,11 @@ def ranked_reference(row, r=None, k=None):
 @pytest.mark.parametrize("bits", LENGTHS)
 def test_radius_and_top_k_are_the_brute_force_answers(bits):
     """Every item within r (r = 0 to 4, beyond the substrings' count for multi-index hashing),
-    by the structure and by the padded scan, and the k nearest (ties by item id) by the heap
-    scan, its ties settled by the scan or by the structure, against distances computed bit by
-    bit. Catches a flip count below the pigeonhole bound (items missed), FAISS's strict < radius
-    left as is, padding bits that add distance, FAISS's tie order kept (a tie at the heap's
-    last distance taken as settled), or tied queries given another query's answer when fetched
-    together."""
+    by the structure and by the padded scan, and the k nearest (ties by item id) by the radius
+    scan, against distances computed bit by bit. Catches a flip count below the pigeonhole
+    bound (items missed), FAISS's strict < radius left as is, padding bits that add distance,
+    the ball's items not ranked by (distance, id), or answers of a batch given to the wrong
+    queries."""
     db, queries = clustered(1500, bits, bits), clustered(25, bits, bits + 100)
     flat, structure, described = searched(ix.pack(db), bits, "mih")
     assert described["up_to_radius"] == bits
@@ -70,72 +69,84 @@ def test_radius_and_top_k_are_the_brute_force_answers(bits):
             for (ids, d), row in zip(ix.within(flat, use, described, padded, r), dist):
                 want = ranked_reference(row, r=r)
                 assert ids.tolist() == want.tolist() and d.tolist() == row[want].tolist()
-    for k, chunk, memory, use in ((1, 100, None, None), (7, 100, None, None), (200, 100, None, None),
-                                  (7, 100, 0, None), (200, 100, 0, structure), (7, 2, 0, structure),
-                                  (1500, 100, None, None)):
-        # memory 0: one query a heap scan; chunk 2: tied queries fetched in parts; structure: ties
-        # settled by lookups; k = N: the heap holds every item
-        got = ix.top_k(flat, padded, k, use, described, chunk=chunk, **({} if memory is None else {"memory": memory}))
+    scan = ix.Scan(ix.pad(ix.pack(db), flat.code_size))
+    for k, memory in ((1, None), (7, None), (200, None), (7, 0), (200, 0), (1500, None), (2000, None)):
+        # memory 0: one query a batch; k = N: every item; k > N: every item, no more
+        got = ix.top_k(scan, padded, k, **({} if memory is None else {"memory": memory}))
         for (ids, d), row in zip(got, dist):
             want = ranked_reference(row, k=k)
             assert ids.tolist() == want.tolist() and d.tolist() == row[want].tolist()
 
 
-class LastTiesFirst:
-    """A flat scan whose heap search keeps, of the items tied at its last distance, the highest
-    ids: an order FAISS's heap is free to return (it states none), unlike the lowest ids its
-    sequential scan happens to keep. Range searches are the real scan's."""
+def test_the_block_scan_answers_as_one_flat_scan(monkeypatch):
+    """BlockScan over blocks of 64 8-byte codes (1,000 codes: 15 whole blocks and a part) finds
+    the balls of FAISS's one flat scan, and within ranks them as distances computed bit by bit.
+    Catches a block's ids left without its offset, answers given to another query, or the
+    last, partial block dropped."""
+    from utils.index import structures
+    monkeypatch.setattr(structures, "BLOCK_BYTES", 512)
+    monkeypatch.setattr(structures, "CACHED_BYTES", 0)
+    db, queries = clustered(1000, 48, 11), clustered(30, 48, 12)
+    padded, asked = ix.pad(ix.pack(db), 8), ix.pad(ix.pack(queries), 8)
+    blocked, flat = structures.BlockScan(padded), ix.flat_index(padded)
+    assert len(blocked.blocks) == 16
+    dist = brute(queries, db)
+    for r in (0, 3, 8, 48):
+        owner, _, ids = blocked.balls(asked, r + 1)
+        lims, _, ids_f = flat.range_search(asked, r + 1)
+        assert all(set(ids[owner == q]) == set(ids_f[a:z]) for q, (a, z) in enumerate(zip(lims[:-1], lims[1:])))
+        for (got, d), row in zip(ix.within(blocked, None, ix.SCAN, asked, r), dist):
+            want = ranked_reference(row, r=r)
+            assert got.tolist() == want.tolist() and d.tolist() == row[want].tolist()
 
-    def __init__(self, flat):
-        self.flat, self.ntotal, self.code_size = flat, flat.ntotal, flat.code_size
 
-    def search(self, queries, k):
-        D, I = self.flat.search(queries, self.ntotal)  # every item, ascending distances
-        for q in range(len(queries)):
-            last = D[q, k - 1]
-            inside = np.flatnonzero(D[q] < last)
-            tied = np.sort(I[q][D[q] == last])[::-1][:k - len(inside)]
-            I[q, :k] = np.concatenate([I[q][inside], tied])
-        return D[:, :k], I[:, :k]
+class Sample:
+    """A sample scan that puts every query's m-th nearest sample code at `distance`: a radius
+    too small (0: the ball falls short, again and again) or the largest."""
 
-    def range_search(self, queries, radius):
-        return self.flat.range_search(queries, radius)
+    def __init__(self, ntotal, distance):
+        self.ntotal, self.distance = ntotal, distance
+
+    def search(self, queries, m):
+        return np.full((len(queries), m), self.distance, np.int32), np.zeros((len(queries), m), np.int64)
 
 
 @pytest.mark.parametrize("bits", (12, 48))
-def test_top_k_ties_are_by_id_whatever_order_the_heap_keeps_them_in(bits):
-    """The heap's tie order at its last distance is arbitrary: with a scan that keeps the
-    highest tied ids, top k is still the first k by (distance, id). Catches a tie at the heap's
-    last distance taken as settled (no second fetch), which FAISS's present order hides."""
+def test_top_k_fetches_again_where_the_sampled_radius_falls_short(bits):
+    """Whatever radius the sample gives, top k is the first k by (distance, id): a radius of 0
+    leaves most balls short of k, to be fetched again one larger at a time, and the largest
+    radius fetches every item. Catches a short ball taken as the answer, or a query lost or
+    fetched at the same radius again (which would never end)."""
     db, queries = clustered(1500, bits, 3), clustered(25, bits, 4)
-    flat, structure, described = searched(ix.pack(db), bits, "auto")
-    padded = ix.pad(ix.pack(queries), flat.code_size)
+    scan = ix.Scan(ix.pad(ix.pack(db), ix.scan_width(-(-bits // 8))))
+    padded = ix.pad(ix.pack(queries), scan.flat.code_size)
     dist = brute(queries, db)
-    for k in (1, 7, 200):
-        for use in (structure, None):
-            got = ix.top_k(LastTiesFirst(flat), padded, k, use, described)
-            for (ids, d), row in zip(got, dist):
-                assert ids.tolist() == ranked_reference(row, k=k).tolist()
+    for distance in (0, bits):
+        scan.sample = Sample(scan.sample.ntotal, distance)
+        for k in (1, 7, 200):
+            for (ids, d), row in zip(ix.top_k(scan, padded, k), dist):
+                want = ranked_reference(row, k=k)
+                assert ids.tolist() == want.tolist() and d.tolist() == row[want].tolist()
 
 
 @pytest.mark.parametrize("bits", (5, 12, 48))
 def test_top_k_through_the_distinct_codes_is_the_brute_force_answer(bits):
     """Top k from the codes grouped (each distinct code once, with its items), against
-    distances computed bit by bit: k from 1 to every item, with a heap over the codes that
-    keeps the highest tied codes (so the range scan of the codes settles ties), and by the
-    index folder's choice. Catches items of a code at the k-th distance taken in code order
-    rather than by id, items of two codes at one distance not merged by id, a code at t left
-    out by the heap and not fetched, or a group's ids read from another group."""
+    distances computed bit by bit: k from 1 to every item, with the sample's radius, one of 0
+    (balls of codes short of k items, fetched again) and the largest. Catches items of a code
+    at the k-th distance taken in code order rather than by id, items of two codes at one
+    distance not merged by id, a short ball taken as the answer, or a group's ids
+    read from another group."""
     db, queries = clustered(1500, bits, 5, noise=0.02), clustered(25, bits, 6, noise=0.02)
     padded = ix.pad(ix.pack(db), ix.scan_width(-(-bits // 8)))
-    groups = ix.Groups(padded)
+    groups, scan = ix.Groups(padded), ix.Scan(padded)
     assert len(groups.sizes) * 2 <= len(db) and ix.grouped(len(db), len(groups.sizes))
     dist = brute(queries, db)
     asked = ix.pad(ix.pack(queries), padded.shape[1])
-    for heap in (groups.flat, LastTiesFirst(groups.flat)):
-        groups.flat = heap
+    for sample in (scan.sample, Sample(scan.sample.ntotal, 0), Sample(scan.sample.ntotal, bits)):
+        scan.sample = sample
         for k in (1, 7, 200, 1500):
-            for (ids, d), row in zip(ix.top_k(None, asked, k, groups=groups), dist):
+            for (ids, d), row in zip(ix.top_k(scan, asked, k, groups=groups), dist):
                 want = ranked_reference(row, k=k)
                 assert ids.tolist() == want.tolist() and d.tolist() == row[want].tolist()
 
@@ -148,7 +159,7 @@ def test_grouping_is_chosen_where_codes_repeat_and_never_under_structure_scan():
 def test_the_index_folder_keeps_the_grouping_where_top_k_uses_it(tmp_path):
     """write_index groups repeated codes once (groups.npy, group_sizes.npy; manifest top_k
     "distinct codes"), and the folder read back answers top k as distances computed bit by
-    bit; distinct codes, or --structure scan, give the heap scan and no grouping files; a
+    bit; distinct codes, or --structure scan, give the radius scan and no grouping files; a
     damaged grouping file is one error. Catches the grouping recomputed or lost between build
     and search, or used under --structure scan."""
     from utils.errors import UserError
@@ -157,15 +168,15 @@ def test_the_index_folder_keeps_the_grouping_where_top_k_uses_it(tmp_path):
     repeated, queries = clustered(600, 12, 7, noise=0.02), clustered(9, 12, 8, noise=0.02)
     rng = np.random.default_rng(0)
     spread = np.where(rng.random((600, 40)) < 0.5, -1, 1)
-    cases = [("grouped", repeated, "auto", "distinct codes"), ("spread", spread, "auto", "heap scan"),
-             ("scan", repeated, "scan", "heap scan")]
+    cases = [("grouped", repeated, "auto", "distinct codes"), ("spread", spread, "auto", "radius scan"),
+             ("scan", repeated, "scan", "radius scan")]
     for name, codes, asked, how in cases:
         out = tmp_path / name
         manifest = write_index(str(out), codes, [str(i) for i in range(600)], None, {}, asked)
         assert manifest["top_k"] == how and os.path.exists(out / "groups.npy") == (how == "distinct codes")
     index = ix.Index(str(tmp_path / "grouped"))
     assert index.groups is not None
-    found = ix.top_k(index.flat, index.queries(ix.pack(queries)), 50, groups=index.groups)
+    found = ix.top_k(index.scan, index.queries(ix.pack(queries)), 50, groups=index.groups)
     for (ids, d), row in zip(found, brute(queries, repeated)):
         assert ids.tolist() == ranked_reference(row, k=50).tolist()
     assert ix.Index(str(tmp_path / "scan")).groups is None
@@ -196,7 +207,7 @@ def test_padded_scans_answer_as_the_codes_as_stored(bits, width):
             want = ranked_reference(row, r=r)
             assert ids.tolist() == want.tolist() == ids_b.tolist() and d.tolist() == row[want].tolist()
     for k in (1, 10, 100):
-        a, b = ix.top_k(padded, ix.pad(asked, width), k), ix.top_k(unpadded, asked, k)
+        a, b = ix.top_k(ix.Scan(ix.pad(stored, width)), ix.pad(asked, width), k), ix.top_k(ix.Scan(stored), asked, k)
         for (ids, d), (ids_b, _), row in zip(a, b, dist):
             assert ids.tolist() == ranked_reference(row, k=k).tolist() == ids_b.tolist()
 

@@ -20,7 +20,8 @@ code) and `group_sizes.npy` (items a code).
 Searches are exact. Codes are searched zero-padded to a width FAISS has a fast kernel for.
 Radius r: the lookup structure up to the radius its cost model chose it for, else the
 padded flat scan; top k: through the distinct codes where the items repeat them (trained
-codes do), else FAISS's heap scan; ties by item id (structures.py says how).
+codes do), else the ball within a radius sized on a sample of the codes; ties by item id
+(structures.py says how).
 
 Modules: encode (models, images, codes), structures (packing, padding, the structures, the
 cost model, lookups), folder (the index folder), build, search (search and info), show
@@ -29,9 +30,9 @@ cost model, lookups), folder (the index folder), build, search (search and info)
 from utils.index.cli import get_args_parser, main
 from utils.index.encode import encode_files, image_files, load_encoder, read_image, transform_of
 from utils.index.folder import Index, write_index
-from utils.index.structures import (SCAN, Groups, choose, flat_index, grouped, new_structure, pack, pad, scan_width,
-                                    substrings, top_k, within)
+from utils.index.structures import (SCAN, Groups, Scan, choose, flat_index, grouped, new_structure, pack, pad,
+                                    scan_width, substrings, top_k, within)
 
-__all__ = ["SCAN", "Groups", "Index", "choose", "encode_files", "flat_index", "get_args_parser", "grouped",
+__all__ = ["SCAN", "Groups", "Index", "Scan", "choose", "encode_files", "flat_index", "get_args_parser", "grouped",
            "image_files", "load_encoder", "main", "new_structure", "pack", "pad", "read_image", "scan_width",
            "substrings", "top_k", "transform_of", "within", "write_index"]

@@ -9,7 +9,7 @@ import numpy as np
 
 from utils.atomic import atomic_write
 from utils.errors import UserError
-from utils.index.structures import Groups, choose, flat_index, grouped, new_structure, pack, pad, scan_width
+from utils.index.structures import Groups, Scan, choose, grouped, grouping, new_structure, pack, pad, scan_width
 from utils.runs import make_folder, read_json
 
 FORMAT = 2  # 1: codes searched as stored, always a structure
@@ -34,21 +34,21 @@ def write_index(out, codes, names, labels, manifest, asked="auto"):
         width = scan_width(packed.shape[1])
         padded = pad(packed, width)
         described = choose(asked, padded, codes.shape[1])
-        groups = Groups(padded)
-        by_codes = grouped(len(padded), len(groups.sizes), asked)
+        order, sizes = grouping(padded)  # the distinct codes: counted always, kept where top k uses them
+        by_codes = grouped(len(padded), len(sizes), asked)
         manifest = {**manifest, "format": FORMAT, "bits": int(codes.shape[1]), "packed_bits": packed.shape[1] * 8,
-                    "scan_bits": width * 8, "items": len(names), "distinct_codes": len(groups.sizes),
-                    "most_common_code_items": int(groups.sizes.max()) if len(groups.sizes) else 0,
-                    "structure": described, "top_k": "distinct codes" if by_codes else "heap scan",
+                    "scan_bits": width * 8, "items": len(names), "distinct_codes": len(sizes),
+                    "most_common_code_items": int(sizes.max()) if len(sizes) else 0,
+                    "structure": described, "top_k": "distinct codes" if by_codes else "radius scan",
                     "bytes_per_item": packed.shape[1]}
         atomic_write(os.path.join(tmp, "codes.npy"), lambda f: np.save(f, packed))
         atomic_write(os.path.join(tmp, "items.json"), lambda f: f.write(json.dumps(names)), mode="w")
         if labels is not None:
             atomic_write(os.path.join(tmp, "labels.npy"), lambda f: np.save(f, np.asarray(labels)))
         if by_codes:  # the grouping, so that no search recomputes it
-            order = groups.order.astype(np.uint32 if len(padded) < 2 ** 32 else np.int64)
+            order = order.astype(np.uint32 if len(padded) < 2 ** 32 else np.int64)
             atomic_write(os.path.join(tmp, "groups.npy"), lambda f: np.save(f, order))
-            atomic_write(os.path.join(tmp, "group_sizes.npy"), lambda f: np.save(f, groups.sizes))
+            atomic_write(os.path.join(tmp, "group_sizes.npy"), lambda f: np.save(f, sizes))
         if described["type"] != "scan":
             structure = new_structure(codes.shape[1], width)
             structure.add(padded)
@@ -100,8 +100,9 @@ class Index:
             raise UserError(f"--index {folder} is corrupt: its files disagree on the number of items; build it again")
         self.width = m["scan_bits"] // 8
         padded = pad(self.packed, self.width)
-        self.flat = flat_index(padded)
-        self.groups = None  # top k by the heap scan (and in indexes from before the grouping)
+        self.scan = Scan(padded)
+        self.flat = self.scan.flat
+        self.groups = None  # top k by the radius scan (and in indexes from before the grouping)
         if m.get("top_k") == "distinct codes":
             files = ("groups.npy", "group_sizes.npy")
             missing = [f for f in files if not os.path.isfile(os.path.join(folder, f))]

@@ -57,7 +57,7 @@ def search(args):
         if args.topk:
             found = [(i[:args.topk], d[:args.topk]) for i, d in found]
     else:
-        found = top_k(index.flat, padded, args.topk or 10, index.structure, m["structure"], index.groups)
+        found = top_k(index.scan, padded, args.topk or 10, index.groups)
     for query, (ids, dist) in zip(queries, found):
         for rank, (i, d) in enumerate(zip(ids.tolist(), dist.tolist()), 1):
             print(json.dumps({"query": query, "rank": rank, "item": i, "path": index.names[i], "distance": d}))
@@ -73,6 +73,6 @@ def info(args):
     print(json.dumps({"index": args.index, "model": m.get("model"), "model_kind": m.get("model_kind"),
                       "bits": m["bits"], "items": m["items"], "distinct_codes": m.get("distinct_codes"),
                       "bytes_per_item": m["packed_bits"] // 8, "bytes_per_item_searched": m["scan_bits"] // 8,
-                      "structure": m["structure"], "top_k": m.get("top_k", "heap scan"), "codes": m.get("codes"), "labels": index.labels is not None,
+                      "structure": m["structure"], "top_k": m.get("top_k", "radius scan"), "codes": m.get("codes"), "labels": index.labels is not None,
                       "size_on_disk": size, "commit": m.get("commit"), "date": m.get("date")}, indent=1))
     return m

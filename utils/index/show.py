@@ -5,6 +5,7 @@ import sys
 import numpy as np
 
 from utils.errors import UserError
+from utils.index.structures import SCAN, within
 from utils.report.figures import draw_retrieval, image_reader
 
 SHOWN = 10
@@ -24,8 +25,7 @@ def show(path, index, queries, padded, found, args):
             relevant = (dl == ql if dl.ndim == 1 else (dl @ ql) > 0).tolist()
         tied = 0
         if len(dist):
-            lims, _, _ = index.flat.range_search(code[None], int(dist[-1]) + 1)  # every item within it
-            tied = int(lims[1])
+            tied = len(within(index.flat, None, SCAN, code[None], int(dist[-1]))[0][0])  # every item within it
         examples.append({"query": index.names[query] if isinstance(query, int) else os.path.abspath(query),
                          "top": [index.names[i] for i in ids.tolist()], "distance": dist.tolist(),
                          "relevant": relevant, "tied": tied})

@@ -1,4 +1,4 @@
-"""Packed codes, the padded flat scan, the lookup structures and the choice between them.
+"""Packed codes, the padded scans, the lookup structures, the choice between them, and top k.
 
 Codes are packed 8 bits to a byte (bit j of a code is bit j % 8 of byte j // 8) and, for
 searching, padded with zero bytes to a width FAISS has a fast Hamming kernel for: 4, 8 or
@@ -11,7 +11,10 @@ table over all the bits up to 16 (IndexBinaryHash), else multi-index hashing
 (IndexBinaryMultiHash; Norouzi, Punjani and Fleet 2012). A lookup at radius r visits every
 bucket within floor(r / m) flips of each of the query's substrings; two codes within r
 differ in at most floor(r / m) bits of at least one substring (pigeonhole), so no item is
-missed, and every candidate's distance is checked.
+missed, and every candidate's distance is checked. Without one, the padded codes are scanned
+a block at a time (BlockScan).
+
+Top k is the first k of the ball within a radius read off a sample (top_k).
 """
 import math
 
@@ -20,6 +23,8 @@ import numpy as np
 
 SUBSTRING_BITS = 16  # the longest substring a lookup table is keyed on
 KERNEL_BYTES = (4, 8, 16)  # up to 16 bytes, the widths FAISS's Hamming kernels take whole
+BLOCK_BYTES = 2 ** 19  # a block of the range scan: 512 KB, within a core's L2 cache
+CACHED_BYTES = 2 ** 22  # codes up to 4 MB stay in the shared cache: scanned whole, with nothing to merge
 
 # The cost model, per query, in units of one code compared by the padded scan. A visit (an
 # item of a looked-up bucket: a hash-set insertion, then a code read from anywhere in memory)
@@ -54,6 +59,29 @@ def flat_index(padded):
     flat = faiss.IndexBinaryFlat(padded.shape[1] * 8)
     flat.add(padded)
     return flat
+
+
+class BlockScan:
+    """The exact range scan over N x width padded codes, a block of BLOCK_BYTES at a time.
+    FAISS's range scan reads the whole database for each query in turn, from memory once it
+    outgrows the cache; over one block, every query reads it while it stays in cache."""
+
+    def __init__(self, padded):
+        self.ntotal, self.code_size = len(padded), padded.shape[1]
+        block = len(padded) if padded.nbytes <= CACHED_BYTES else BLOCK_BYTES // self.code_size
+        block = max(block, 1)
+        self.blocks = [(start, flat_index(padded[start:start + block])) for start in range(0, len(padded), block)]
+
+    def balls(self, queries, radius):
+        """(owner, D, I): every item at distance < radius as the query it answers, its distance
+        and its id, in no order."""
+        owner, D, I = [np.zeros(0, np.int64)], [np.zeros(0, np.int32)], [np.zeros(0, np.int64)]
+        for start, flat in self.blocks:
+            lims, d, i = flat.range_search(queries, radius)
+            owner.append(np.repeat(np.arange(len(queries)), np.diff(lims.astype(np.int64))))
+            D.append(d)
+            I.append(i + start)
+        return np.concatenate(owner), np.concatenate(D), np.concatenate(I)
 
 
 def substrings(bits):
@@ -163,39 +191,49 @@ def within(flat, structure, described, queries, radius):
     if structure is not None and radius <= described["up_to_radius"]:
         index = structure
         structure.nflip = flips(described, radius)
-    lims, D, I = index.range_search(queries, radius + 1)  # FAISS keeps d < radius
-    lims = lims.astype(np.int64)  # FAISS's size_t offsets
-    owner = np.repeat(np.arange(len(queries)), np.diff(lims))
-    order = np.lexsort((I, D, owner))
-    I, D = I[order].astype(np.int64), D[order].astype(np.int64)
+    n, span = flat.ntotal, flat.code_size * 8 + 1  # item ids and distances lie below these
+    if len(queries) > 1 and len(queries) * span * n >= 2 ** 63:  # the sort key below would overflow
+        half = len(queries) // 2
+        return within(flat, structure, described, queries[:half], radius) + \
+            within(flat, structure, described, queries[half:], radius)
+    if isinstance(index, BlockScan):
+        owner, D, I = index.balls(queries, radius + 1)  # FAISS keeps d < radius
+    else:
+        lims, D, I = index.range_search(queries, radius + 1)
+        owner = np.repeat(np.arange(len(queries)), np.diff(lims.astype(np.int64)))  # FAISS's size_t offsets
+    key = np.sort((owner * span + D.astype(np.int64)) * n + I.astype(np.int64))  # by (query, distance, id): one sort
+    I, D = key % n, key // n % span
+    lims = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(queries)))])
     return [(I[a:z], D[a:z]) for a, z in zip(lims[:-1], lims[1:])]
 
 
-# ------------------------------------------------------------------------- top k by distinct codes
+# ------------------------------------------------------------------------- top k
 
 GROUPED = 1.5  # top k goes through the distinct codes where the items are at least 1.5 times as many
-DEPTH = 4  # the heap scan keeps DEPTH x k: it costs little more than k, and leaves few ties to settle
-HEAP_BYTES = 2 ** 28  # most memory the heap scan's answers may take at once (queries are batched to fit)
+BALL_BYTES = 2 ** 28  # most memory top k's balls may take at once (queries are batched to fit)
+SAMPLE = 32  # top k sizes its radius on one of every 32 items: a 32nd of a scan
+
+
+def batches(queries, per_query, memory):
+    """Consecutive batches of the queries, each within `memory` at `per_query` bytes a query."""
+    step = max(1, memory // max(per_query, 1))
+    return (queries[start:start + step] for start in range(0, len(queries), step))
 
 
 class Groups:
-    """The items grouped by code: a flat scan of the D distinct padded codes, and each code's
+    """The items grouped by code: a range scan of the D distinct padded codes, and each code's
     item ids, ascending. Trained codes repeat (a class's items share a few codes; 12 bits give
     at most 4,096), so a scan of the D codes stands for one of the N items, and ties between
     codes are far fewer than between items."""
 
     def __init__(self, padded, order=None, sizes=None):
         """From N x width padded codes; `order` (N, the ids by code, each code's ascending) and
-        `sizes` (D, items a code) as an index folder keeps them, else computed."""
+        `sizes` (D, items a code) as an index folder keeps them, else computed (grouping)."""
         if order is None:
-            words = padded.view(np.uint32 if padded.shape[1] == 4 else np.uint64)  # N x width/8 (or N x 1)
-            by_row = {"axis": 0} if words.shape[1] > 1 else {}  # one word a code: the far faster 1-D unique
-            _, inverse, sizes = np.unique(words if by_row else words[:, 0], return_inverse=True,
-                                          return_counts=True, **by_row)
-            order = np.argsort(inverse.reshape(-1), kind="stable")
+            order, sizes = grouping(padded)
         self.order, self.sizes = np.asarray(order, np.int64), np.asarray(sizes, np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)])  # D + 1
-        self.flat = flat_index(padded[self.order[self.starts[:-1]]])  # the D codes, each by its first item
+        self.flat = BlockScan(padded[self.order[self.starts[:-1]]])  # the D codes, each by its first item
 
     def items(self, groups):
         """The item ids of `groups`, one group after another, each ascending."""
@@ -203,9 +241,10 @@ class Groups:
         at = np.repeat(self.starts[groups] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
         return self.order[at + np.arange(lengths.sum())]
 
-    def nearest(self, codes, dist, t, k):
-        """The k nearest (item ids, distances), ties by id, from `codes` at distances `dist`, which
-        hold every code within t, the k-th item's distance."""
+    def nearest(self, codes, dist, k):
+        """The k nearest (item ids, distances), ties by id, from `codes` ranked by distance `dist`,
+        which hold at least k items and so every code within t, the k-th item's distance."""
+        t = int(dist[np.searchsorted(np.cumsum(self.sizes[codes]), k)])
         ids, dists = _ranked(self.items(codes[dist < t]), np.repeat(dist[dist < t], self.sizes[codes[dist < t]]))
         at_t = self.items(codes[dist == t])
         rest = k - len(ids)  # at least 1, at most len(at_t)
@@ -213,72 +252,61 @@ class Groups:
         return np.concatenate([ids, lowest]), np.concatenate([dists, np.full(rest, t, np.int64)])
 
 
+def grouping(padded):
+    """(order, sizes) of N x width padded codes: the item ids sorted by code (stable, so each
+    code's ascending), and the items of each of the D distinct codes."""
+    words = padded.view(np.uint32 if padded.shape[1] == 4 else np.uint64)  # N x width/8 (or N x 1)
+    by_row = {"axis": 0} if words.shape[1] > 1 else {}  # one word a code: the far faster 1-D unique
+    _, inverse, sizes = np.unique(words if by_row else words[:, 0], return_inverse=True, return_counts=True,
+                                  **by_row)
+    return np.argsort(inverse.reshape(-1), kind="stable"), sizes
+
+
 def grouped(n, distinct, asked="auto"):
     """Whether top k goes through the distinct codes (not under --structure scan)."""
     return asked != "scan" and distinct * GROUPED <= n
 
 
-def top_k_grouped(groups, queries, k, chunk=100, memory=HEAP_BYTES):
+class Scan:
+    """The range scan of N padded codes (BlockScan), and FAISS's flat scan of one of every
+    SAMPLE of them, on which top k sizes the radius it fetches."""
+
+    def __init__(self, padded):
+        self.flat = BlockScan(padded)
+        self.sample = flat_index(padded[::SAMPLE])
+
+
+def top_k(scan, queries, k, groups=None, memory=BALL_BYTES):
     """For each of Q x width padded queries, the k nearest (item ids, distances), ties by id,
-    from the distinct codes: FAISS's heap scan of them keeps the k' = DEPTH x k nearest codes
-    (at least k items), t is the least distance within which k of their items lie. Where the
-    k'-th code lies beyond t, every code within t is among the k' (as in top_k); else the codes
-    within t are fetched by a range scan of the codes, `chunk` queries at a time. Every item
-    nearer than t is taken, and of those at t the lowest ids."""
-    k = min(k, len(groups.order))
-    depth = min(DEPTH * k, len(groups.sizes))
-    out = []
-    step = max(1, memory // (12 * depth))  # 4-byte distances and 8-byte ids a kept code
-    for start in range(0, len(queries), step):
-        batch = queries[start:start + step]
-        dist, codes = groups.flat.search(batch, depth)  # q x k', ascending distances
-        found, tied = [], {}
-        for q, (d, c) in enumerate(zip(dist, codes)):
-            t = int(d[np.searchsorted(np.cumsum(groups.sizes[c]), k)])  # the k-th item's distance
-            if t == d[-1] and depth < len(groups.sizes):  # codes at t may have been left out
-                tied.setdefault(t, []).append(q)
-                found.append(None)
-            else:
-                found.append(groups.nearest(c, d, t, k))
-        for t, qs in tied.items():
-            for at in range(0, len(qs), chunk):
-                part = qs[at:at + chunk]
-                for q, (c, d) in zip(part, within(groups.flat, None, SCAN, batch[part], t)):
-                    found[q] = groups.nearest(c, d, t, k)
-        out += found
-    return out
-
-
-def top_k(flat, queries, k, structure=None, described=None, groups=None, chunk=100, memory=HEAP_BYTES):
-    """For each of Q x width padded queries, the k nearest (item ids, distances), ties by id:
-    through the distinct codes where `groups` holds them (top_k_grouped), else by FAISS's heap
-    scan. That keeps the k' = DEPTH x k nearest, with ties at its last distance broken
-    arbitrarily. Where the k'-th distance lies beyond the k-th one, t, every item within t is
-    among the k' (an item left out would have displaced one farther than t), so the first k
-    by (distance, id) of the k' are the answer. Where the k'-th distance is t too, every item
-    within t is fetched (`within`: by the lookup structure when its radius covers t, else the
-    scan), `chunk` queries at a time, and its first k taken."""
-    if groups is not None:
-        return top_k_grouped(groups, queries, k)
-    k = min(k, flat.ntotal)
-    depth = min(DEPTH * k, flat.ntotal)
-    out = []
-    step = max(1, memory // (12 * depth))  # 4-byte distances and 8-byte ids a kept item
-    for start in range(0, len(queries), step):
-        batch = queries[start:start + step]
-        D, I = flat.search(batch, depth)  # q x k', ascending distances
-        cut = D[:, k - 1]  # the k-th distance
-        tied = (D[:, -1] == cut) & (depth < flat.ntotal)
-        key = np.sort(D.astype(np.int64) * flat.ntotal + I, axis=1)[:, :k]  # q x k, by (distance, id)
-        found = [None if tied[q] else (key[q] % flat.ntotal, key[q] // flat.ntotal) for q in range(len(batch))]
-        for t in np.unique(cut[tied]):
-            group = np.flatnonzero(tied & (cut == t))
-            for at in range(0, len(group), chunk):
-                qs = group[at:at + chunk]
-                for q, (ids, dist) in zip(qs, within(flat, structure, described or SCAN, batch[qs], int(t))):
-                    found[q] = (ids[:k], dist[:k])
-        out += found
-    return out
+    from the ball of every item within a radius r: where it holds at least k items, every item
+    within the k-th one's distance t is in it, so its first k by (distance, id) are the answer.
+    The ball is a range scan of the items, or where `groups` holds them, of the distinct codes,
+    whose items then are taken: every one nearer than t, and of those at t the lowest ids.
+    r is the distance of the sample's m-th nearest item, m its expected share of the k nearest
+    plus three standard deviations, so that the ball nearly always holds k (a query whose ball
+    falls short is fetched again at r + 1). A range scan costs less than FAISS's heap scan of
+    k (no heap to keep) and leaves no ties to settle. Queries go by radius, in batches that
+    keep the balls the radius was sized for within `memory`."""
+    n, s = scan.flat.ntotal, scan.sample.ntotal
+    k = min(k, n)
+    share = k * s / n  # the sample's expected number of the k nearest
+    m = min(s, math.ceil(share + 3 * math.sqrt(share)) + 1)
+    radius = scan.sample.search(queries, m)[0][:, m - 1].astype(np.int64)  # Q
+    searched = scan.flat if groups is None else groups.flat
+    found, todo = [None] * len(queries), np.arange(len(queries))
+    while len(todo):
+        short = []
+        for r in np.unique(radius[todo]):
+            for batch in batches(todo[radius[todo] == r], 12 * max(k, m * n // s), memory):  # 12 bytes an item
+                for q, (ids, dist) in zip(batch, within(searched, None, SCAN, queries[batch], int(r))):
+                    held = len(ids) if groups is None else groups.sizes[ids].sum()
+                    if held < k:
+                        short.append(q)
+                    else:
+                        found[q] = (ids[:k], dist[:k]) if groups is None else groups.nearest(ids, dist, k)
+        todo = np.asarray(short, np.int64)
+        radius[todo] += 1
+    return found
 
 
 def _ranked(ids, dist):
