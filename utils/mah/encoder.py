@@ -23,7 +23,8 @@ class MAHEncoder(Encoder):
         info = get_dataset(args["dataset"])  # --mean and --std, where given, replace the table's
         preprocessing = dict(resize=args["resize"], crop=args["crop"], square=False,
                              mean=list(args.get("mean") or info.mean), std=list(args.get("std") or info.std))
-        kind = f"MAH-{args['arch']} ({args['backbone']}, {lengths[0]} bits of {args['dataset']})"
+        method = "ADSH" if args.get("adsh") else f"MAH-{args['arch']}"  # --adsh: the single-head baseline
+        kind = f"{method} ({args['backbone']}, {lengths[0]} bits of {args['dataset']})"
         super().__init__(folder, file, model, lengths[0], preprocessing, kind, device)
         self.args, self.database_codes = args, ckpt["V"][0]
 
