@@ -651,6 +651,28 @@ def test_search_sentence_and_table_from_the_bench_summary(tree):
     ]) + f"\n{BENCH_MARKERS[1]}\n\nAfter.\n"
 
 
+def test_the_encoding_figure_is_the_ratio_of_build_to_forward_alone(tree):
+    """A summary with the bench's --encode figures says, above the table, build's images/s over
+    the forward pass's (910 / 1000 -> 0.91 times), with both speeds; one without them says
+    nothing of encoding; a damaged one is one error naming the bench. Catches the ratio
+    inverted (1.10), the figure shown from a summary without it, or a damaged one read."""
+    from utils.errors import UserError
+    page, summary = index_tree(tree)
+    encode = {"model": "MAH-cascade (mobilenet_v2, 12 bits of cifar10)", "images": 2000,
+              "build_images_per_second": 910.0, "forward_images_per_second": 1000.0}
+    write(summary, {**search_summary(), "encode": encode})
+    report_main.main(tree)
+    assert (" `build` encoded 2,000 images with MAH-cascade (mobilenet_v2, 12 bits of cifar10) at 0.91 times the "
+            "speed of the model's forward pass alone on the same batches (910 against 1000 images/s).") \
+        in open(page).read()
+    write(summary, {**search_summary(), "encode": None})
+    report_main.main(tree)
+    assert "`build` encoded" not in open(page).read()
+    write(summary, {**search_summary(), "encode": {"model": "m"}})
+    with pytest.raises(UserError, match="no number encode.images"):
+        report_main.main(tree)
+
+
 def test_a_stopped_bench_says_its_table_is_partial(tree):
     """A summary the bench wrote before its last set of codes ("complete": false) says so above
     the table; a finished one does not. Catches a partial bench presented as the whole one."""

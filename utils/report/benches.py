@@ -56,6 +56,20 @@ def size(n):
     return f"10^{e}" if 10 ** e == n else f"{n:,}"
 
 
+def encoding(encode, path):
+    """The sentence on `build`'s encoding against the forward pass alone, where the bench timed it."""
+    if encode is None:
+        return ""
+    encode = encode if isinstance(encode, dict) else {}
+    checked({f"encode.{k}": (encode.get(k), kind) for k, kind in (
+        ("model", str), ("images", int), ("build_images_per_second", numbers.Real),
+        ("forward_images_per_second", numbers.Real))}, path, "search", "bench/bench_index.py")
+    build, forward = encode["build_images_per_second"], encode["forward_images_per_second"]
+    return (f" `build` encoded {encode['images']:,} images with {encode['model']} at {build / forward:.2f} times "
+            f"the speed of the model's forward pass alone on the same batches ({build:.0f} against {forward:.0f} "
+            "images/s).")
+
+
 def index_figures(path):
     """The README's sentence and docs/index.md's table from the summary at `path`: search (the
     structure `build` chose, or the block scan) against FAISS's IndexBinaryFlat and the padded
@@ -99,7 +113,7 @@ def index_figures(path):
              "calls a side; a ratio is the other side's median over search's (above 1x, search is faster)"
              + (" (`--quick`: a check that the bench runs, not figures)." if summary.get("quick") else ".")
              + (" The bench stopped before its last set of codes: only these cases were measured."
-                if summary.get("complete") is False else ""))
+                if summary.get("complete") is False else "") + encoding(summary.get("encode"), path))
     rows = [[c["kind"], size(c["n"]), str(c["bits"]), c["search"], c["searched_by"], f"{c['items_per_query']:.1f}",
              f"{c['ratios']['padded']:.2f}x", f"{c['ratios']['faiss']:.2f}x", "yes" if c["identical"] else "NO"]
             for c in cases]
