@@ -167,12 +167,16 @@ def bench_encode(run, images, rounds):
             Image.fromarray(pictures[i % len(pictures)]).save(paths[-1])
         transform = ix.transform_of(encoder.preprocessing)
         x = torch.stack([ix.read_image(p, transform, "bench") for p in paths[:64]])
-        out, load = interleaved({"build": lambda: ix.encode_files(encoder, paths, 64, 2, progress=False),
-                                 "forward": lambda: [encoder.codes(x) for _ in range(-(-images // 64))]}, rounds)
-    a, b = (images / statistics.median(out[side][0]) for side in ("build", "forward"))
-    print(f"encoding {images} images with {encoder.kind}: build {a:.0f} images/s, forward alone {b:.0f} "
-          f"images/s; other processes {load:.2f} cores; build / forward = {a / b:.2f}")
+        out, load = interleaved({"build": lambda: ix.encode_files(encoder, paths, 64, None, progress=False),
+                                 "forward": lambda: [encoder.codes(x) for _ in range(-(-images // 64))],
+                                 "decode": lambda: [ix.read_image(p, transform, "bench") for p in paths]}, rounds)
+    a, b, c = (images / statistics.median(out[side][0]) for side in ("build", "forward", "decode"))
+    workers = ix.decoding_workers(encoder.device)
+    print(f"encoding {images} images with {encoder.kind}: build {a:.0f} images/s ({workers} decoding workers), "
+          f"forward alone {b:.0f} images/s, decoding alone (one process) {c:.0f} images/s; other "
+          f"processes {load:.2f} cores; build / forward = {a / b:.2f}")
     return {"model": encoder.kind, "images": images, "build_images_per_second": a, "forward_images_per_second": b,
+            "decode_images_per_second": c, "workers": workers,
             "torch": torch.__version__, "other_processes_cores": load}
 
 

@@ -92,12 +92,21 @@ def test_the_block_scan_answers_as_one_flat_scan(monkeypatch):
     assert len(blocked.blocks) == 16
     dist = brute(queries, db)
     for r in (0, 3, 8, 48):
-        owner, _, ids = blocked.balls(asked, r + 1)
+        keys = blocked.keys(asked, r + 1)  # (query * 65 + distance) * 1000 + id
         lims, _, ids_f = flat.range_search(asked, r + 1)
+        ids, owner = keys % 1000, keys // 1000 // 65
         assert all(set(ids[owner == q]) == set(ids_f[a:z]) for q, (a, z) in enumerate(zip(lims[:-1], lims[1:])))
         for (got, d), row in zip(ix.within(blocked, None, ix.SCAN, asked, r), dist):
             want = ranked_reference(row, r=r)
             assert got.tolist() == want.tolist() and d.tolist() == row[want].tolist()
+
+
+def test_build_decodes_in_one_worker_on_the_cpu_and_in_the_cores_on_cuda():
+    """On the CPU the forward pass takes every core: one decoding worker; on CUDA, the cores (at
+    most 4). Catches the two cases swapped, or the CPU given as many workers as cores."""
+    from utils.data.feeder import default_workers
+    assert ix.decoding_workers(torch.device("cpu")) == 1
+    assert ix.decoding_workers(torch.device("cuda")) == default_workers() == min(4, len(os.sched_getaffinity(0)))
 
 
 class Sample:

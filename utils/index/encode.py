@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from utils import mah, mmhh
 from utils.data.cifar10 import IMAGE_SUFFIXES
-from utils.data.feeder import Feeder
+from utils.data.feeder import Feeder, default_workers
 from utils.data.images import FileImages, file_transform, open_rgb
 from utils.data.listfiles import read_lines
 from utils.errors import UserError
@@ -72,8 +72,17 @@ class _Files(torch.utils.data.Dataset):
         return read_image(self.paths[i], self.transform, f"image {i}")
 
 
+def decoding_workers(device):
+    """Image-decoding workers when --workers is not given: on CUDA the cores (at most 4); on the
+    CPU one, since the forward pass already takes every core: one worker decodes the next batch
+    while the model runs, and takes the least from it."""
+    return default_workers() if device.type == "cuda" else 1
+
+
 def encode_dataset(encoder, images, batch_size, workers, progress=True):
-    """N x K codes of a Dataset of B x 3 x S x S images (or of (image, i) pairs), in batches."""
+    """N x K codes of a Dataset of B x 3 x S x S images (or of (image, i) pairs), in batches;
+    workers None: decoding_workers."""
+    workers = decoding_workers(encoder.device) if workers is None else workers
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=workers,
                                          pin_memory=encoder.device.type == "cuda")
     out = [encoder.codes(x[0] if isinstance(x, (list, tuple)) else x)

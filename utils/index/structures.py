@@ -72,16 +72,15 @@ class BlockScan:
         block = max(block, 1)
         self.blocks = [(start, flat_index(padded[start:start + block])) for start in range(0, len(padded), block)]
 
-    def balls(self, queries, radius):
-        """(owner, D, I): every item at distance < radius as the query it answers, its distance
-        and its id, in no order."""
-        owner, D, I = [np.zeros(0, np.int64)], [np.zeros(0, np.int32)], [np.zeros(0, np.int64)]
+    def keys(self, queries, radius):
+        """Every item at distance d < radius from query q as one int64, (q * S + d) * N + id with
+        S = K + 1, in no order: made block by block while the block's answers are in cache."""
+        span, keys = self.code_size * 8 + 1, [np.zeros(0, np.int64)]
         for start, flat in self.blocks:
             lims, d, i = flat.range_search(queries, radius)
-            owner.append(np.repeat(np.arange(len(queries)), np.diff(lims.astype(np.int64))))
-            D.append(d)
-            I.append(i + start)
-        return np.concatenate(owner), np.concatenate(D), np.concatenate(I)
+            owner = np.repeat(np.arange(len(queries)), np.diff(lims.astype(np.int64)))
+            keys.append((owner * span + d.astype(np.int64)) * self.ntotal + (i.astype(np.int64) + start))
+        return np.concatenate(keys)
 
 
 def substrings(bits):
@@ -197,13 +196,14 @@ def within(flat, structure, described, queries, radius):
         return within(flat, structure, described, queries[:half], radius) + \
             within(flat, structure, described, queries[half:], radius)
     if isinstance(index, BlockScan):
-        owner, D, I = index.balls(queries, radius + 1)  # FAISS keeps d < radius
+        key = index.keys(queries, radius + 1)  # FAISS keeps d < radius
     else:
         lims, D, I = index.range_search(queries, radius + 1)
         owner = np.repeat(np.arange(len(queries)), np.diff(lims.astype(np.int64)))  # FAISS's size_t offsets
-    key = np.sort((owner * span + D.astype(np.int64)) * n + I.astype(np.int64))  # by (query, distance, id): one sort
+        key = (owner * span + D.astype(np.int64)) * n + I.astype(np.int64)  # as BlockScan.keys
+    key.sort()  # by (query, distance, id): one sort of int64, in place
+    lims = np.searchsorted(key, np.arange(len(queries) + 1) * (span * n))
     I, D = key % n, key // n % span
-    lims = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(queries)))])
     return [(I[a:z], D[a:z]) for a, z in zip(lims[:-1], lims[1:])]
 
 

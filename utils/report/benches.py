@@ -62,11 +62,13 @@ def encoding(encode, path):
         return ""
     encode = encode if isinstance(encode, dict) else {}
     checked({f"encode.{k}": (encode.get(k), kind) for k, kind in (
-        ("model", str), ("images", int), ("build_images_per_second", numbers.Real),
-        ("forward_images_per_second", numbers.Real))}, path, "search", "bench/bench_index.py")
-    build, forward = encode["build_images_per_second"], encode["forward_images_per_second"]
+        ("model", str), ("images", int), ("workers", int), ("build_images_per_second", numbers.Real),
+        ("forward_images_per_second", numbers.Real), ("decode_images_per_second", numbers.Real))},
+            path, "search", "bench/bench_index.py")
+    build, forward, decode = (encode[f"{k}_images_per_second"] for k in ("build", "forward", "decode"))
     return (f" `build` encoded {encode['images']:,} images with {encode['model']} at {build / forward:.2f} times "
             f"the speed of the model's forward pass alone on the same batches ({build:.0f} against {forward:.0f} "
+            f"images/s; decoding workers: {encode['workers']}; decoding alone, in one process, {decode:.0f} "
             "images/s).")
 
 
