@@ -74,7 +74,8 @@ class BlockScan:
 
     def keys(self, queries, radius):
         """Every item at distance d < radius from query q as one int64, (q * S + d) * N + id with
-        S = K + 1, in no order: made block by block while the block's answers are in cache."""
+        S = 8 x width + 1 (d runs to the padded bits), in no order: made block by block while the
+        block's answers are in cache."""
         span, keys = self.code_size * 8 + 1, [np.zeros(0, np.int64)]
         for start, flat in self.blocks:
             lims, d, i = flat.range_search(queries, radius)
