@@ -76,12 +76,17 @@ class BlockScan:
         """Every item at distance d < radius from query q as one int64, (q * S + d) * N + id with
         S = 8 x width + 1 (d runs to the padded bits), in no order: made block by block while the
         block's answers are in cache."""
-        span, keys = self.code_size * 8 + 1, [np.zeros(0, np.int64)]
-        for start, flat in self.blocks:
-            lims, d, i = flat.range_search(queries, radius)
-            owner = np.repeat(np.arange(len(queries)), np.diff(lims.astype(np.int64)))
-            keys.append((owner * span + d.astype(np.int64)) * self.ntotal + (i.astype(np.int64) + start))
-        return np.concatenate(keys)
+        span = self.code_size * 8 + 1
+        return np.concatenate([np.zeros(0, np.int64)] + [answer_keys(*flat.range_search(queries, radius), span,
+                                                                     self.ntotal, start)
+                                                         for start, flat in self.blocks])
+
+
+def answer_keys(lims, D, I, span, n, start=0):
+    """FAISS's range answers (lims, D, I) as int64 keys (q * span + d) * n + start + id: sorted,
+    they are by (query, distance, id)."""
+    owner = np.repeat(np.arange(len(lims) - 1), np.diff(lims.astype(np.int64)))  # FAISS's size_t offsets
+    return (owner * span + D.astype(np.int64)) * n + (I.astype(np.int64) + start)
 
 
 def substrings(bits):
@@ -199,9 +204,7 @@ def within(flat, structure, described, queries, radius):
     if isinstance(index, BlockScan):
         key = index.keys(queries, radius + 1)  # FAISS keeps d < radius
     else:
-        lims, D, I = index.range_search(queries, radius + 1)
-        owner = np.repeat(np.arange(len(queries)), np.diff(lims.astype(np.int64)))  # FAISS's size_t offsets
-        key = (owner * span + D.astype(np.int64)) * n + I.astype(np.int64)  # as BlockScan.keys
+        key = answer_keys(*index.range_search(queries, radius + 1), span, n)
     key.sort()  # by (query, distance, id): one sort of int64, in place
     lims = np.searchsorted(key, np.arange(len(queries) + 1) * (span * n))
     I, D = key % n, key // n % span
