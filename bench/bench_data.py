@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from utils.data.cifar10 import load_cifar10  # noqa: E402
 from utils.data.loader import load_digits  # noqa: E402
 from utils.data.datasets import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from utils.data.images import ArrayImages, FileImages, file_transform  # noqa: E402
+from utils.data.images import ArrayImages, FileImages, file_transform, normalise  # noqa: E402
 from utils.data.listfiles import ImageList  # noqa: E402
 
 SHARED_CIFAR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -99,7 +99,7 @@ def main():
             paths.append(os.path.join(tmp, f"{i}.jpg"))
             Image.fromarray(pixels[i % len(pixels)]).save(paths[-1])
         listed = ImageList(paths, np.zeros((len(paths), 1), np.uint8), [("bench", i) for i in range(len(paths))])
-        loader = torch.utils.data.DataLoader(FileImages(listed, file_transform(IMAGENET_MEAN, IMAGENET_STD)),
+        loader = torch.utils.data.DataLoader(FileImages(listed, file_transform()),
                                              batch_size=b, shuffle=True, num_workers=args.workers,
                                              persistent_workers=args.workers > 0, drop_last=True)
         batches = iter(())
@@ -111,7 +111,7 @@ def main():
             except StopIteration:
                 batches = iter(loader)
                 x, _ = next(batches)
-            x.to(device, non_blocking=True)
+            normalise(x.to(device, non_blocking=True), IMAGENET_MEAN, IMAGENET_STD)
 
         files_224 = rate(next_batch, b, device, args.seconds)
 

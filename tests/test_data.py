@@ -341,7 +341,7 @@ def test_unreadable_image_names_list_line(tmp_path):
     (tmp_path / "cut.jpg").write_bytes(whole[:len(whole) // 2])
     (tmp_path / "test.txt").write_text("cut.jpg 1 0\n")
     lst = listfiles.read_hashnet_list(str(tmp_path / "test.txt"), 2)
-    dataset = images.FileImages(lst, images.file_transform((0.5,) * 3, (0.5,) * 3, 32, 32))
+    dataset = images.FileImages(lst, images.file_transform(32, 32))
     with pytest.raises(UserError, match=r"test.txt:1: cannot read image .*cut.jpg"):
         dataset[0]
 
@@ -360,10 +360,10 @@ def test_coco_mini_loads_through_the_list_path(coco_mini, tmp_path):
     np.testing.assert_array_equal(loaded.database.labels, want[30:][order["database"]])
     assert loaded.query.list.paths[0] == str(coco_mini / lines[order["query"][0]].split()[0])
     assert loaded.info.topk == 5000 and len(loaded.train.list.paths) == 40
-    dataset = images.FileImages(loaded.query.list, images.file_transform(loaded.info.mean, loaded.info.std))
+    dataset = images.FileImages(loaded.query.list, images.file_transform())
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2)
     x, index = next(iter(loader))
-    assert x.shape == (8, 3, 224, 224) and torch.isfinite(x).all()
+    assert x.shape == (8, 3, 224, 224) and x.dtype == torch.uint8
     np.testing.assert_array_equal(index.numpy(), np.arange(8))
 
 
@@ -445,6 +445,23 @@ def test_array_images_batches():
     assert big.shape == (3, 3, 224, 224)
 
 
+def test_file_images_decode_to_uint8_and_normalise_gives_torchvisions_floats():
+    """List-file images leave the workers as uint8 and are normalised per batch: the floats are
+    bit for bit those of torchvision's ToTensor then Normalize per image (the transform the
+    workers used to apply). Catches a dropped / 255, mean and std swapped, or an algebraically
+    equal but reordered formula (x - 255 mean) / (255 std) whose last bits differ."""
+    from torchvision import transforms
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    pictures = [Image.fromarray(p) for p in np.random.default_rng(0).integers(0, 256, (4, 9, 7, 3), np.uint8)]
+    pil = images.file_transform(8, 6)
+    x = torch.stack([pil(p) for p in pictures])  # 4 x 3 x 6 x 6
+    assert x.dtype == torch.uint8 and x.shape == (4, 3, 6, 6)
+    reference = transforms.Compose([transforms.Resize(8), transforms.CenterCrop(6), transforms.ToTensor(),
+                                    transforms.Normalize(mean, std)])
+    assert torch.equal(images.normalise(x, mean, std), torch.stack([reference(p) for p in pictures]))
+
+
 def test_array_images_augmentation_is_a_shifted_or_flipped_window():
     pixels, _ = tiny_cifar()
     src = images.ArrayImages(pixels, (0, 0, 0), (1, 1, 1), augment=True)
@@ -462,7 +479,7 @@ def test_user_error_from_a_loader_worker_is_one_line(tmp_path, capsys):
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     (tmp_path / "test.txt").write_text("bad.jpg 1 0\n")
     lst = listfiles.read_hashnet_list(str(tmp_path / "test.txt"), 2, check_exists=False)  # read only by the worker
-    dataset = images.FileImages(lst, images.file_transform((0.5,) * 3, (0.5,) * 3, 32, 32))
+    dataset = images.FileImages(lst, images.file_transform(32, 32))
 
     def main():
         next(iter(torch.utils.data.DataLoader(dataset, num_workers=1)))

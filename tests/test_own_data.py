@@ -306,7 +306,7 @@ def test_an_image_that_fails_to_decode_is_named_by_its_path(tmp_path):
     (root / "a" / "cut.jpg").write_bytes(whole[:len(whole) // 2])
     data = load_data("folder", str(root), settings=dict(queries=1, per_class=True))
     part = next(p for p in (data.query, data.database) if str(root / "a" / "cut.jpg") in p.list.paths)
-    files = images.FileImages(part.list, images.file_transform(data.info.mean, data.info.std, 8, 8))
+    files = images.FileImages(part.list, images.file_transform(8, 8))
     with pytest.raises(UserError, match=r"cannot read image .*cut.jpg"):
         files[part.list.paths.index(str(root / "a" / "cut.jpg"))]
 

@@ -4,7 +4,7 @@ import os
 
 import torch
 
-from utils.data.images import ArrayImages, FileImages, SeededItems, file_transform
+from utils.data.images import ArrayImages, FileImages, SeededItems, file_transform, normalise
 
 
 def default_workers():
@@ -53,9 +53,9 @@ class Feeder:
                                       augment=augment)
         else:
             self.arrays = None
-            transform = file_transform(mean, std, resize, crop, train=train and augment, square=square,
-                                       scale=crop_scale)
+            transform = file_transform(resize, crop, train=train and augment, square=square, scale=crop_scale)
             self.files = FileImages(self.part.list, transform)
+            self.mean, self.std = mean, std
             self.workers = workers
             self.loader = None  # built at the first pass, from self.files
 
@@ -91,7 +91,7 @@ class Feeder:
         loader.batch_sampler.groups = [[(int(order[k]), None if seed is None else seed + k) for k in group]
                                        for group in groups]
         for positions, (x, _) in zip(groups, loader):
-            yield torch.tensor(positions), x.to(self.device, non_blocking=True)
+            yield torch.tensor(positions), normalise(x.to(self.device, non_blocking=True), self.mean, self.std)
 
     def _loader(self):
         """The feeder's one DataLoader: its workers stay between passes, the batches of each pass

@@ -1,7 +1,7 @@
 """Models and images: a trained model as an encoder, the images a source names, and their codes.
 
-Images are decoded in DataLoader worker processes, into pinned memory when the model is on
-CUDA, and each batch goes to the device in one transfer."""
+Images are decoded to uint8 in DataLoader worker processes, into pinned memory when the model
+is on CUDA; each batch goes to the device in one transfer and is normalised there."""
 import os
 import sys
 
@@ -12,7 +12,7 @@ from tqdm import tqdm
 from utils import mah, mmhh
 from utils.data.cifar10 import IMAGE_SUFFIXES
 from utils.data.feeder import Feeder, default_workers
-from utils.data.images import FileImages, file_transform, open_rgb
+from utils.data.images import FileImages, file_transform, normalise, open_rgb
 from utils.data.listfiles import read_lines
 from utils.errors import UserError
 
@@ -24,8 +24,15 @@ def load_encoder(path, device):
 
 
 def transform_of(preprocessing):
+    """The PIL -> uint8 tensor part of a model's evaluation transform (`network_input` does the rest)."""
     p = preprocessing
-    return file_transform(p["mean"], p["std"], p["resize"], p["crop"], square=p["square"])
+    return file_transform(p["resize"], p["crop"], square=p["square"])
+
+
+def network_input(encoder, x):
+    """B x 3 x S x S uint8 images -> the encoder's input, normalised on its device."""
+    p = encoder.preprocessing
+    return normalise(x.to(encoder.device, non_blocking=True), p["mean"], p["std"])
 
 
 def image_files(source):
@@ -80,12 +87,12 @@ def decoding_workers(device):
 
 
 def encode_dataset(encoder, images, batch_size, workers, progress=True):
-    """N x K codes of a Dataset of B x 3 x S x S images (or of (image, i) pairs), in batches;
+    """N x K codes of a Dataset of 3 x S x S uint8 images (or of (image, i) pairs), in batches;
     workers None: decoding_workers."""
     workers = decoding_workers(encoder.device) if workers is None else workers
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=workers,
                                          pin_memory=encoder.device.type == "cuda")
-    out = [encoder.codes(x[0] if isinstance(x, (list, tuple)) else x)
+    out = [encoder.codes(network_input(encoder, x[0] if isinstance(x, (list, tuple)) else x))
            for x in tqdm(loader, desc="encoding", unit="batch", disable=None if progress else True, file=sys.stderr)]
     return torch.cat(out) if out else torch.zeros(0, encoder.bits)
 

@@ -6,7 +6,7 @@ import sys
 import torch
 
 from utils.errors import UserError
-from utils.index.encode import load_encoder, read_image, transform_of
+from utils.index.encode import load_encoder, network_input, read_image, transform_of
 from utils.index.folder import Index
 from utils.index.show import show
 from utils.index.structures import pack, top_k, within
@@ -34,7 +34,8 @@ def encode_queries(m, paths, gpu):
     if encoder.sha256 != m["model_sha256"]:
         print(f"notice: {encoder.file} changed since the index was built (sha256 differs)", file=sys.stderr)
     transform = transform_of(m["preprocessing"])
-    return pack(encoder.codes(torch.stack([read_image(p, transform, "--query") for p in paths])).numpy())
+    x = torch.stack([read_image(p, transform, "--query") for p in paths])  # Q x 3 x S x S uint8
+    return pack(encoder.codes(network_input(encoder, x)).numpy())
 
 
 def search(args):
