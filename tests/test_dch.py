@@ -54,7 +54,7 @@ def test_dch_loss_by_hand(euclidean, spec, weights):
     cosine form fed unnormalised outputs (its d would not be 2, 3, 1 for h = 1/2), the Euclidean
     form normalised, or the auto weights taken from the other losses' ratio alone."""
     w_s, w_d = dch_weights(spec, S, 1.0, euclidean)
-    assert (w_s, w_d) == pytest.approx(weights[:2])
+    assert (float(w_s), float(w_d)) == pytest.approx(weights[:2])
     got = dch_loss(H1, H2, S, 10.0, w_s, w_d, euclidean).item()
     assert got == pytest.approx(weighted_mean(weights, EUCLIDEAN_D if euclidean else COSINE_D, 10.0), rel=1e-5)
 

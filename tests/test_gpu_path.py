@@ -277,15 +277,19 @@ def reads_while(module, function, monkeypatch, run):
 
 def test_losses_are_read_once_per_log_line_not_per_batch(tmp_path, monkeypatch):
     """MAH: an outer iteration of 12 batches reads as many values from the device as one of 6;
-    MMHH (its own loss): 12 iterations read as many as 6 when both log once. Catches a per-batch
-    .item() or finiteness check (a host synchronisation per batch on a GPU) coming back."""
+    MMHH, DCH and HashNet's loss under the `auto` similar weight: 12 iterations read as many as 6
+    when both log once. Catches a per-batch .item() or finiteness check (a host synchronisation
+    per batch on a GPU) coming back, or the auto weight (or HashNet's share of the normaliser)
+    read back as a Python number every batch."""
     mah_reads = [reads_while(mah_engine, "train_one_iteration", monkeypatch, lambda b=batch: mah.main(
         smoke(tmp_path / f"mah{b}", "--max-iter", 1, "--eval-every", 1, "--epochs", 2, "--batch-size", b)))
         for batch in (16, 8)]
     assert mah_reads[0] == mah_reads[1] > 0
-    mmhh_reads = [reads_while(mmhh_engine, "train", monkeypatch, lambda n=n: mmhh.train_main(train_args(
-        tmp_path / f"mmhh{n}", *DIGITS, "--distance_type", "MMHH", "--num_iters", n, "--log_every", 100))) for n in (6, 12)]
-    assert mmhh_reads[0] == mmhh_reads[1] > 0
+    for loss in ("MMHH", "DCH", "Hamming"):
+        mmhh_reads = [reads_while(mmhh_engine, "train", monkeypatch, lambda n=n: mmhh.train_main(train_args(
+            tmp_path / f"{loss}{n}", *DIGITS, "--distance_type", loss, "--similar_weight", "auto", "--num_iters", n,
+            "--log_every", 100))) for n in (6, 12)]
+        assert mmhh_reads[0] == mmhh_reads[1] > 0, loss
 
 
 # ------------------------------------------------------------------------------ progress

@@ -47,19 +47,19 @@ def test_mmhh_loss_by_hand_all_four_margin_cases_auto_weight_and_a_zero_row():
     # K = 4, d = 2 (1 - cos): worked out by hand; the zero row is at K/2 = 2 from everything
     d = [[0, 3, 4], [1, 2, 3], [2, 2, 2]]
     w_s = similar_weight("auto", S, configured=7.0)
-    assert w_s == pytest.approx(4 / 5)  # 4 dissimilar / 5 similar pairs
+    assert float(w_s) == pytest.approx(4 / 5)  # 4 dissimilar / 5 similar pairs
     gamma = 2.0
     want = 0.0
     for i in range(3):
         for j in range(3):
             inside = d[i][j] <= 2  # margin 2.0
             if S[i, j]:  # sim_in 0.5 inside, sim_out 1.0 outside: -log p, p = gamma / 2 / (d + gamma)
-                want += w_s * (0.5 if inside else 1.0) * (math.log(2) + math.log(1 + d[i][j] / gamma))
+                want += float(w_s) * (0.5 if inside else 1.0) * (math.log(2) + math.log(1 + d[i][j] / gamma))
             else:  # dis_in 0.8, dis_out 1.0: -log(1 - p)
                 want += (0.8 if inside else 1.0) * math.log((d[i][j] + gamma) / (d[i][j] + gamma / 2))
     want /= 9
     # one term spelled out: pair (0, 0) is similar at d = 0 inside the margin -> 0.8 * 0.5 * log 2
-    assert w_s * 0.5 * math.log(2) == pytest.approx(0.4 * math.log(2))
+    assert float(w_s) * 0.5 * math.log(2) == pytest.approx(0.4 * math.log(2))
     h = H1.clone().requires_grad_()
     got = mmhh_loss(h, H2, S, gamma, MARGINS, w_s)
     assert got.item() == pytest.approx(want, rel=1e-6)
@@ -71,7 +71,7 @@ def test_similar_weight_number_config_and_auto_without_similar_pairs():
     S = torch.zeros(2, 3)
     assert similar_weight("5", S, 1.0) == 5.0
     assert similar_weight("config", S, 5.0) == 5.0
-    assert similar_weight("auto", S, 5.0) == 1.0  # no similar pair: the weight does not matter
+    assert float(similar_weight("auto", S, 5.0)) == 1.0  # no similar pair: the weight does not matter
 
 
 def test_pair_similarity_counts_zero_rows_dissimilar():

@@ -130,7 +130,7 @@ def train(args, data, model, ckpt, device, run_dir, snapshot, train_labels):
                     check_loss(sums, t, lr)
                     check_finite(model, f"at iteration {t}", f"lower --lr (now {lr:g})")
                     record = {"iteration": t, "lr": lr, "pair_loss": mean[0], "quantization_loss": mean[1],
-                              "loss": mean[2], "similar_weight": w_s, "scale": float(model.scale),
+                              "loss": mean[2], "similar_weight": float(w_s), "scale": float(model.scale),
                               "seconds": round(seconds + time.time() - tic, 2)}
                     log.write(**record)
                     if board:

@@ -29,12 +29,13 @@ def parse_margin_params(text):
 
 def similar_weight(spec, S, configured):
     """The weight w_s of similar pairs: a number, "config" (the dataset table's value), or
-    "auto" = dissimilar / similar pairs of this pair matrix (1 when it has no similar pair)."""
+    "auto" = dissimilar / similar pairs of this pair matrix (1 when it has no similar pair), as a
+    float64 0-dim tensor on S's device: a Python number would make every step wait for the device."""
     if spec == "config":
         return float(configured)
     if spec == "auto":
-        similar = float(S.sum())
-        return (S.numel() - similar) / similar if similar else 1.0
+        similar = S.sum(dtype=torch.float64)
+        return torch.where(similar > 0, (S.numel() - similar) / similar, 1.0)
     return float(spec)
 
 
@@ -104,12 +105,13 @@ def dch_weights(spec, S, configured, euclidean):
     """(similar, dissimilar) pair weights of DCH. Under "auto" the paper's |S| / |S1| and |S| / |S0|
     (S1, S0: the similar and dissimilar pairs of this pair matrix; 1 for a kind with no pair), the
     ratio `auto` gives the other losses; with the released code's form (euclidean) its |S| / |S1|
-    and 1. Otherwise similar_weight's number and 1."""
+    and 1. Otherwise similar_weight's number and 1. Under "auto" they are float64 0-dim tensors on
+    S's device (see similar_weight)."""
     if spec != "auto":
         return similar_weight(spec, S, configured), 1.0
-    total, similar = S.numel(), float(S.sum())
-    w_s = total / similar if similar else 1.0
-    w_d = 1.0 if euclidean or similar == total else total / (total - similar)
+    total, similar = S.numel(), S.sum(dtype=torch.float64)
+    w_s = torch.where(similar > 0, total / similar, 1.0)
+    w_d = 1.0 if euclidean else torch.where(similar < total, total / (total - similar), 1.0)
     return w_s, w_d
 
 
@@ -146,7 +148,8 @@ def pair_loss(args, H1, H2, S, S_all, margins, configured):
     if kind in MEAN_LOSSES:
         loss = mmhh_loss(H1, H2, S, args.gamma, margins if kind == "MMHH" else None, w_s)
         return loss, S.numel() / S_all.numel(), w_s
-    share = float(w_s * S.sum() + (S.numel() - S.sum())) / float(w_s * S_all.sum() + (S_all.numel() - S_all.sum()))
+    similar, similar_all = S.sum(dtype=torch.float64), S_all.sum(dtype=torch.float64)  # on the device: no wait
+    share = ((w_s * similar + (S.numel() - similar)) / (w_s * similar_all + (S_all.numel() - similar_all))).float()
     return hashnet_loss(H1, H2, S, args.sigmoid_param, w_s), share, w_s
 
 
