@@ -42,6 +42,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from bench_metrics import interleaved, timed  # noqa: E402  (the timing every bench shares)
 from utils import index as ix  # noqa: E402
+from utils.data.feeder import default_workers  # noqa: E402
 
 def codes(kind, n, bits, rng, centres, flip, chunk=250_000):
     """n x ceil(K / 8) packed codes: uniformly random, or each a random one of `centres` with
@@ -171,7 +172,7 @@ def bench_encode(run, images, rounds):
                                  "forward": lambda: [encoder.codes(x) for _ in range(-(-images // 64))],
                                  "decode": lambda: [ix.read_image(p, transform, "bench") for p in paths]}, rounds)
     a, b, c = (images / statistics.median(out[side][0]) for side in ("build", "forward", "decode"))
-    workers = ix.decoding_workers(encoder.device)
+    workers = default_workers()
     print(f"encoding {images} images with {encoder.kind}: build {a:.0f} images/s ({workers} decoding workers), "
           f"forward alone {b:.0f} images/s, decoding alone (one process) {c:.0f} images/s; other "
           f"processes {load:.2f} cores; build / forward = {a / b:.2f}")

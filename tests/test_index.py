@@ -101,12 +101,36 @@ def test_the_block_scan_answers_as_one_flat_scan(monkeypatch):
             assert got.tolist() == want.tolist() and d.tolist() == row[want].tolist()
 
 
-def test_build_decodes_in_one_worker_on_the_cpu_and_in_the_cores_on_cuda():
-    """On the CPU the forward pass takes every core: one decoding worker; on CUDA, the cores (at
-    most 4). Catches the two cases swapped, or the CPU given as many workers as cores."""
-    from utils.data.feeder import default_workers
-    assert ix.decoding_workers(torch.device("cpu")) == 1
-    assert ix.decoding_workers(torch.device("cuda")) == default_workers() == min(4, len(os.sched_getaffinity(0)))
+class Niceness(torch.utils.data.Dataset):
+    """Four 3 x 1 x 1 images whose pixels are the niceness of the process that decoded them."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return torch.full((3, 1, 1), os.nice(0), dtype=torch.uint8)
+
+
+class PixelEncoder:
+    """An encoder on the CPU whose 'code' of an image is its first pixel, normalised back to the
+    value the dataset gave (mean 0, std 1 / 255 undo normalise's / 255)."""
+    device, bits, preprocessing = torch.device("cpu"), 1, {"mean": (0.0,) * 3, "std": (1 / 255,) * 3}
+
+    def codes(self, x):
+        return x[:, :1, 0, 0].round()
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_decoding_workers_on_the_cpu_run_at_the_lowest_priority(workers):
+    """With the model on the CPU the decoding workers (by default the cores, at most 4) run at
+    niceness 19, so that they decode in the gaps the forward pass leaves instead of stalling its
+    threads; the encoding process itself keeps its priority. Catches the worker start dropped, the
+    main process niced instead, or no workers by default."""
+    from utils.index.encode import encode_dataset
+    if os.nice(0) == 19:
+        pytest.skip("this process already runs at niceness 19: a niced worker could not be told apart")
+    seen = encode_dataset(PixelEncoder(), Niceness(), 2, workers, progress=False)  # 4 x 1
+    assert seen.flatten().tolist() == [19.0] * 4 and os.nice(0) != 19
 
 
 class Sample:

@@ -28,13 +28,12 @@ cost model, lookups), folder (the index folder), build, search (search and info)
 (--show), cli (options and main).
 """
 from utils.index.cli import get_args_parser, main
-from utils.index.encode import (decoding_workers, encode_files, image_files, load_encoder, network_input, read_image,
-                                transform_of)
+from utils.index.encode import encode_files, image_files, load_encoder, network_input, read_image, transform_of
 from utils.index.folder import Index, write_index
 from utils.index.structures import (SCAN, Groups, Scan, choose, flat_index, grouped, new_structure, pack, pad,
                                     scan_width, substrings, top_k, within)
 
-__all__ = ["SCAN", "Groups", "Index", "Scan", "choose", "decoding_workers", "encode_files", "flat_index",
+__all__ = ["SCAN", "Groups", "Index", "Scan", "choose", "encode_files", "flat_index",
            "get_args_parser", "grouped", "image_files", "load_encoder", "main", "network_input", "new_structure", "pack",
            "pad",
            "read_image", "scan_width", "substrings", "top_k", "transform_of", "within", "write_index"]

@@ -23,8 +23,9 @@ def get_args_parser():
     b.add_argument("--data-root", help="where DATASET's data is, for --images DATASET:PART (default: none)")
     b.add_argument("--seed", type=options.seed, default=0, help="seed of DATASET's split (default: 0)")
     b.add_argument("--batch-size", type=options.positive_int, default=64, help="images per batch (default: 64)")
-    b.add_argument("--workers", type=options.nonnegative_int, help="image-decoding worker processes (default: on "
-                                                                    "CUDA the cores, at most 4; on the CPU 1)")
+    b.add_argument("--workers", type=options.nonnegative_int, help="image-decoding worker processes (default: the "
+                                                                    "cores, at most 4; with the model on the CPU at "
+                                                                    "the lowest priority)")
     b.add_argument("--gpu", default="0", help="CUDA device number, or 'cpu' (default: 0; the CPU without CUDA)")
     s = sub.add_parser("search", help="the top k or the Hamming ball of query images or items")
     s.add_argument("--index", required=True, help="an index folder written by build (required)")

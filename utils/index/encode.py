@@ -79,19 +79,20 @@ class _Files(torch.utils.data.Dataset):
         return read_image(self.paths[i], self.transform, f"image {i}")
 
 
-def decoding_workers(device):
-    """Image-decoding workers when --workers is not given: on CUDA the cores (at most 4); on the
-    CPU one, since the forward pass already takes every core: one worker decodes the next batch
-    while the model runs, and takes the least from it."""
-    return default_workers() if device.type == "cuda" else 1
+def lowest_priority(_):
+    """A decoding worker's start on the CPU: the forward pass takes every core, and a worker that
+    competed with it would stall its threads; at the lowest priority the workers decode in the
+    gaps the forward pass leaves (its waits between operators, between batches)."""
+    os.nice(19)
 
 
 def encode_dataset(encoder, images, batch_size, workers, progress=True):
     """N x K codes of a Dataset of 3 x S x S uint8 images (or of (image, i) pairs), in batches;
-    workers None: decoding_workers."""
-    workers = decoding_workers(encoder.device) if workers is None else workers
-    loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=workers,
-                                         pin_memory=encoder.device.type == "cuda")
+    workers None: the cores (at most 4), at the lowest priority when the model is on the CPU."""
+    cpu = encoder.device.type == "cpu"
+    loader = torch.utils.data.DataLoader(images, batch_size=batch_size,
+                                         num_workers=default_workers() if workers is None else workers,
+                                         pin_memory=not cpu, worker_init_fn=lowest_priority if cpu else None)
     out = [encoder.codes(network_input(encoder, x[0] if isinstance(x, (list, tuple)) else x))
            for x in tqdm(loader, desc="encoding", unit="batch", disable=None if progress else True, file=sys.stderr)]
     return torch.cat(out) if out else torch.zeros(0, encoder.bits)
