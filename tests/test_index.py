@@ -92,11 +92,44 @@ def test_the_block_scan_answers_as_one_flat_scan(monkeypatch):
     assert len(blocked.blocks) == 16
     dist = brute(queries, db)
     for r in (0, 3, 8, 48):
-        keys = blocked.keys(asked, r + 1)  # (query * 65 + distance) * 1000 + id
+        keys = np.concatenate([k for k, _ in blocked.answers(asked, r + 1, False)])  # (query * 65 + d) * 1000 + id
         lims, _, ids_f = flat.range_search(asked, r + 1)
         ids, owner = keys % 1000, keys // 1000 // 65
         assert all(set(ids[owner == q]) == set(ids_f[a:z]) for q, (a, z) in enumerate(zip(lims[:-1], lims[1:])))
         for (got, d), row in zip(ix.within(blocked, None, ix.SCAN, asked, r), dist):
+            want = ranked_reference(row, r=r)
+            assert got.tolist() == want.tolist() and d.tolist() == row[want].tolist()
+
+
+class Reversed:
+    """An IndexBinaryFlat whose range answers come, for each query, in descending item order."""
+
+    def __init__(self, flat):
+        self.flat, self.ntotal, self.code_size = flat, flat.ntotal, flat.code_size
+
+    def range_search(self, queries, radius):
+        lims, D, I = self.flat.range_search(queries, radius)
+        ends = lims.astype(np.int64)  # FAISS's offsets are unsigned
+        flipped = np.concatenate([np.arange(z - 1, a - 1, -1) for a, z in zip(ends[:-1], ends[1:])] + [[]])
+        return lims, D[flipped.astype(np.int64)], I[flipped.astype(np.int64)]
+
+
+@pytest.mark.parametrize("queries, answered", [(40, "in item order"), (40, "reversed"), (2100, "in item order")])
+def test_within_ranks_ties_by_id_whatever_the_order_of_the_answers(queries, answered):
+    """within ranks a scan's answers by a radix sort of (query, distance) that keeps ties in the
+    order the scan gave them, where Q x (8 width + 1) fits 16 bits (40 queries of 12-bit codes,
+    4 wide: 40 x 33); answers that do not come in item order, and 2,100 queries (69,300 keys),
+    take the sort of one int64 key. Against distances computed bit by bit, with many ties (300
+    codes, radius 3). Catches the order check dropped (ties by descending id), a key that
+    overflows 16 bits, or distances read off the wrong part of the key."""
+    db, asked = clustered(300, 12, 21), clustered(queries, 12, 22)
+    padded, q = ix.pad(ix.pack(db), 4), ix.pad(ix.pack(asked), 4)
+    flat = ix.flat_index(padded)
+    dist = brute(asked, db)
+    for r in (0, 3):
+        found = ix.within(flat if answered == "in item order" else Reversed(flat), None, ix.SCAN, q, r)
+        assert len(found) == queries
+        for (got, d), row in zip(found, dist):
             want = ranked_reference(row, r=r)
             assert got.tolist() == want.tolist() and d.tolist() == row[want].tolist()
 

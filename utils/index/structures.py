@@ -72,21 +72,22 @@ class BlockScan:
         block = max(block, 1)
         self.blocks = [(start, flat_index(padded[start:start + block])) for start in range(0, len(padded), block)]
 
-    def keys(self, queries, radius):
-        """Every item at distance d < radius from query q as one int64, (q * S + d) * N + id with
-        S = 8 x width + 1 (d runs to the padded bits), in no order: made block by block while the
-        block's answers are in cache."""
+    def answers(self, queries, radius, short):
+        """Every item at distance d < radius from query q, as answer_keys gives them, block after
+        block: each block's keys are made while its answers are in cache."""
         span = self.code_size * 8 + 1
-        return np.concatenate([np.zeros(0, np.int64)] + [answer_keys(*flat.range_search(queries, radius), span,
-                                                                     self.ntotal, start)
-                                                         for start, flat in self.blocks])
+        return [answer_keys(*flat.range_search(queries, radius), span, self.ntotal, start, short)
+                for start, flat in self.blocks]
 
 
-def answer_keys(lims, D, I, span, n, start=0):
-    """FAISS's range answers (lims, D, I) as int64 keys (q * span + d) * n + start + id: sorted,
-    they are by (query, distance, id)."""
+def answer_keys(lims, D, I, span, n, start=0, short=False):
+    """FAISS's range answers (lims, D, I) as sort keys, in FAISS's order: short, the uint16 key
+    q * span + d and the int64 ids start + id apart (Q x span must be at most 2^16); else one
+    int64 key (q * span + d) * n + start + id and None. Sorted, either is by (query, distance, id)."""
     owner = np.repeat(np.arange(len(lims) - 1), np.diff(lims.astype(np.int64)))  # FAISS's size_t offsets
-    return (owner * span + D.astype(np.int64)) * n + (I.astype(np.int64) + start)
+    if short:
+        return (owner * span + D).astype(np.uint16), I.astype(np.int64) + start
+    return (owner * span + D.astype(np.int64)) * n + (I.astype(np.int64) + start), None
 
 
 def substrings(bits):
@@ -201,10 +202,23 @@ def within(flat, structure, described, queries, radius):
         half = len(queries) // 2
         return within(flat, structure, described, queries[:half], radius) + \
             within(flat, structure, described, queries[half:], radius)
+    # a scan answers each query in item order, block after block: then a stable sort of the short
+    # key (query, distance), a radix sort linear in the answers, leaves every tie ordered by id
+    short = index is not structure and len(queries) * span <= 2 ** 16
     if isinstance(index, BlockScan):
-        key = index.keys(queries, radius + 1)  # FAISS keeps d < radius
+        parts = index.answers(queries, radius + 1, short)  # FAISS keeps d < radius
     else:
-        key = answer_keys(*index.range_search(queries, radius + 1), span, n)
+        parts = [answer_keys(*index.range_search(queries, radius + 1), span, n, short=short)]
+    key = np.concatenate([np.zeros(0, np.uint16 if short else np.int64)] + [k for k, _ in parts])
+    if short:
+        ids = np.concatenate([i for _, i in parts])
+        order = np.argsort(key, kind="stable")
+        key, ids = key[order], ids[order]
+        if np.all((np.diff(ids) > 0) | (np.diff(key) != 0)):  # item order checked, not assumed
+            lims = np.searchsorted(key, np.arange(len(queries) + 1) * span)
+            D = (key % span).astype(np.int64)
+            return [(ids[a:z], D[a:z]) for a, z in zip(lims[:-1], lims[1:])]
+        key = key.astype(np.int64) * n + ids  # the one int64 key below
     key.sort()  # by (query, distance, id): one sort of int64, in place
     lims = np.searchsorted(key, np.arange(len(queries) + 1) * (span * n))
     I, D = key % n, key // n % span
