@@ -56,6 +56,17 @@ def size(n):
     return f"10^{e}" if 10 ** e == n else f"{n:,}"
 
 
+def slowest(cases):
+    """The sentence on the case where search did least well against the padded scan: below 1x,
+    it says that search was the slower there."""
+    if not cases:
+        return ""
+    c = min(cases, key=lambda c: c["ratios"]["padded"])
+    ratio = c["ratios"]["padded"]
+    return (f" Lowest against the padded scan: {ratio:.2f}x ({c['kind']} {c['bits']}-bit codes, N = {size(c['n'])}, "
+            f"{c['search']}, {c['searched_by']})" + (": search was the slower there." if ratio < 1 else "."))
+
+
 def encoding(encode, path):
     """The sentence on `build`'s encoding against the forward pass alone, where the bench timed it."""
     if encode is None:
@@ -115,7 +126,7 @@ def index_figures(path):
              "calls a side; a ratio is the other side's median over search's (above 1x, search is faster)"
              + (" (`--quick`: a check that the bench runs, not figures)." if summary.get("quick") else ".")
              + (" The bench stopped before its last set of codes: only these cases were measured."
-                if summary.get("complete") is False else "") + encoding(summary.get("encode"), path))
+                if summary.get("complete") is False else "") + slowest(cases) + encoding(summary.get("encode"), path))
     rows = [[c["kind"], size(c["n"]), str(c["bits"]), c["search"], c["searched_by"], f"{c['items_per_query']:.1f}",
              f"{c['ratios']['padded']:.2f}x", f"{c['ratios']['faiss']:.2f}x", "yes" if c["identical"] else "NO"]
             for c in cases]
