@@ -211,7 +211,7 @@ def within(flat, structure, described, queries, radius):
         parts = [answer_keys(*index.range_search(queries, radius + 1), span, n, short=short)]
     key = np.concatenate([np.zeros(0, np.uint16 if short else np.int64)] + [k for k, _ in parts])
     if short:
-        ids = np.concatenate([i for _, i in parts])
+        ids = np.concatenate([np.zeros(0, np.int64)] + [i for _, i in parts])
         order = np.argsort(key, kind="stable")
         key, ids = key[order], ids[order]
         if np.all((np.diff(ids) > 0) | (np.diff(key) != 0)):  # item order checked, not assumed
