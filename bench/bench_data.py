@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from utils.data.cifar10 import load_cifar10  # noqa: E402
 from utils.data.loader import load_digits  # noqa: E402
 from utils.data.datasets import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from utils.data.images import ArrayImages, FileImages, file_transform, normalise  # noqa: E402
+from utils.data.images import ArrayImages, FileImages, Normalise, file_transform  # noqa: E402
 from utils.data.listfiles import ImageList  # noqa: E402
 
 SHARED_CIFAR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -103,6 +103,7 @@ def main():
                                              batch_size=b, shuffle=True, num_workers=args.workers,
                                              persistent_workers=args.workers > 0, drop_last=True)
         batches = iter(())
+        normalise = Normalise(IMAGENET_MEAN, IMAGENET_STD, device)
 
         def next_batch():
             nonlocal batches
@@ -111,7 +112,7 @@ def main():
             except StopIteration:
                 batches = iter(loader)
                 x, _ = next(batches)
-            normalise(x.to(device, non_blocking=True), IMAGENET_MEAN, IMAGENET_STD)
+            normalise(x)
 
         files_224 = rate(next_batch, b, device, args.seconds)
 

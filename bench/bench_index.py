@@ -167,7 +167,7 @@ def bench_encode(run, images, rounds):
             paths.append(os.path.join(tmp, f"{i}.png"))
             Image.fromarray(pictures[i % len(pictures)]).save(paths[-1])
         transform = ix.transform_of(encoder.preprocessing)
-        x = ix.network_input(encoder, torch.stack([ix.read_image(p, transform, "bench") for p in paths[:64]]))
+        x = ix.network_input(encoder)(torch.stack([ix.read_image(p, transform, "bench") for p in paths[:64]]))
         out, load = interleaved({"build": lambda: ix.encode_files(encoder, paths, 64, None, progress=False),
                                  "forward": lambda: [encoder.codes(x) for _ in range(-(-images // 64))],
                                  "decode": lambda: [ix.read_image(p, transform, "bench") for p in paths]}, rounds)

@@ -459,7 +459,7 @@ def test_file_images_decode_to_uint8_and_normalise_gives_torchvisions_floats():
     assert x.dtype == torch.uint8 and x.shape == (4, 3, 6, 6)
     reference = transforms.Compose([transforms.Resize(8), transforms.CenterCrop(6), transforms.ToTensor(),
                                     transforms.Normalize(mean, std)])
-    assert torch.equal(images.normalise(x, mean, std), torch.stack([reference(p) for p in pictures]))
+    assert torch.equal(images.Normalise(mean, std, "cpu")(x), torch.stack([reference(p) for p in pictures]))
 
 
 def test_array_images_augmentation_is_a_shifted_or_flipped_window():

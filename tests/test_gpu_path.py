@@ -16,7 +16,7 @@ import torch
 
 from utils import mah, mmhh, progress, records
 from utils.data.feeder import Feeder, default_workers
-from utils.data.images import FileImages, file_transform, normalise
+from utils.data.images import FileImages, Normalise, file_transform
 from utils.data.loader import load_data
 from utils.errors import UserError
 from utils.mah import engine as mah_engine
@@ -192,7 +192,8 @@ def test_one_loader_with_lasting_workers_gives_the_batches_of_a_loader_per_pass(
     data = load_data("nuswide21", str(noise_lists(tmp_path)))
     passes = [np.arange(24)[::-1].copy(), np.random.default_rng(1).permutation(24)]
     images = FileImages(data.database.list, file_transform(40, 32, train=True, scale=(0.75, 1.0)))
-    want = [[normalise(x, data.info.mean, data.info.std) for x in batches]
+    normalise = Normalise(data.info.mean, data.info.std, "cpu")
+    want = [[normalise(x) for x in batches]
             for batches in loader_per_pass(images, passes, 10, seed=7)]
     built = []
 

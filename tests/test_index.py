@@ -381,7 +381,7 @@ def test_build_then_search_finds_each_image_and_agrees_with_the_models_codes(tra
     encoder = ix.load_encoder(str(trained / model), torch.device("cpu"))
     transform = ix.transform_of(encoder.preprocessing)
     x = torch.stack([ix.read_image(str(trained / "imgs" / n), transform, "test") for n in names])
-    np.testing.assert_array_equal(index.packed, ix.pack(encoder.codes(ix.network_input(encoder, x)).numpy()))
+    np.testing.assert_array_equal(index.packed, ix.pack(encoder.codes(ix.network_input(encoder)(x)).numpy()))
     query = trained / "imgs" / names[5]
     code, lines, err = cli("search", "--index", out, "--query", query, "--topk", 40, "--gpu", "cpu")
     hits = [json.loads(line) for line in lines]

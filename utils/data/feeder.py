@@ -4,7 +4,7 @@ import os
 
 import torch
 
-from utils.data.images import ArrayImages, FileImages, SeededItems, file_transform, normalise
+from utils.data.images import ArrayImages, FileImages, Normalise, SeededItems, file_transform
 
 
 def default_workers():
@@ -55,7 +55,7 @@ class Feeder:
             self.arrays = None
             transform = file_transform(resize, crop, train=train and augment, square=square, scale=crop_scale)
             self.files = FileImages(self.part.list, transform)
-            self.mean, self.std = mean, std
+            self.normalise = Normalise(mean, std, self.device)
             self.workers = workers
             self.loader = None  # built at the first pass, from self.files
 
@@ -91,7 +91,7 @@ class Feeder:
         loader.batch_sampler.groups = [[(int(order[k]), None if seed is None else seed + k) for k in group]
                                        for group in groups]
         for positions, (x, _) in zip(groups, loader):
-            yield torch.tensor(positions), normalise(x.to(self.device, non_blocking=True), self.mean, self.std)
+            yield torch.tensor(positions), self.normalise(x)
 
     def _loader(self):
         """The feeder's one DataLoader: its workers stay between passes, the batches of each pass

@@ -6,7 +6,7 @@ Two paths:
   resizing and normalisation are tensor ops on the whole batch: no per-image PIL.
 - FileImages, for list-file data sets (NUS-WIDE, FLICKR, COCO, ImageNet): a torch
   Dataset that decodes each file with PIL into uint8, for a DataLoader with worker
-  processes; `normalise` turns each batch into network input on its device.
+  processes; `Normalise` turns each batch into network input on its device.
 """
 import numpy as np
 import torch
@@ -80,7 +80,7 @@ def _random_crop_flip(x, generator, pad=4):
 
 
 def file_transform(resize=256, crop=224, train=False, square=False, scale=(0.08, 1.0)):
-    """PIL -> 3 x S x S uint8 tensor transform for list-file images; `normalise` makes the
+    """PIL -> 3 x S x S uint8 tensor transform for list-file images; `Normalise` makes the
     network input of a batch of them.
 
     MAH (train and test alike): Resize(resize), CenterCrop(crop). MMHH/HashNet: resize
@@ -98,14 +98,20 @@ def file_transform(resize=256, crop=224, train=False, square=False, scale=(0.08,
     return transforms.Compose(steps + [transforms.PILToTensor()])
 
 
-def normalise(x, mean, std):
-    """B x 3 x S x S uint8 images -> network input: x / 255, less the channel mean, over the
-    channel std; the very floats of torchvision's ToTensor then Normalize. Done on the batch
-    once it is on its device, not per image in the workers: a float pass per image costs the
-    decoding workers more than the decoding itself, and uint8 moves a quarter of the bytes."""
-    mean = torch.as_tensor(mean, dtype=torch.float32, device=x.device)[:, None, None]  # 3 x 1 x 1
-    std = torch.as_tensor(std, dtype=torch.float32, device=x.device)[:, None, None]
-    return x.float().div_(255).sub_(mean).div_(std)
+class Normalise:
+    """B x 3 x S x S uint8 images -> network input on `device`: x / 255, less the channel mean,
+    over the channel std; the very floats of torchvision's ToTensor then Normalize. Done on the
+    batch once it is on its device, not per image in the workers: a float pass per image costs
+    the decoding workers more than the decoding itself, and uint8 moves a quarter of the bytes.
+    The constants go to the device once, here: a copy per batch would wait for the device."""
+
+    def __init__(self, mean, std, device):
+        self.device = torch.device(device)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device)[:, None, None]  # 3 x 1 x 1
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device)[:, None, None]
+
+    def __call__(self, x):
+        return x.to(self.device, non_blocking=True).float().div_(255).sub_(self.mean).div_(self.std)
 
 
 class FileImages(torch.utils.data.Dataset):

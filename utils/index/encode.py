@@ -12,7 +12,7 @@ from tqdm import tqdm
 from utils import mah, mmhh
 from utils.data.cifar10 import IMAGE_SUFFIXES
 from utils.data.feeder import Feeder, default_workers
-from utils.data.images import FileImages, file_transform, normalise, open_rgb
+from utils.data.images import FileImages, Normalise, file_transform, open_rgb
 from utils.data.listfiles import read_lines
 from utils.errors import UserError
 
@@ -29,10 +29,11 @@ def transform_of(preprocessing):
     return file_transform(p["resize"], p["crop"], square=p["square"])
 
 
-def network_input(encoder, x):
-    """B x 3 x S x S uint8 images -> the encoder's input, normalised on its device."""
+def network_input(encoder):
+    """The rest of the encoder's evaluation transform: B x 3 x S x S uint8 images -> its input,
+    normalised on its device (made once per encoding, not per batch)."""
     p = encoder.preprocessing
-    return normalise(x.to(encoder.device, non_blocking=True), p["mean"], p["std"])
+    return Normalise(p["mean"], p["std"], encoder.device)
 
 
 def image_files(source):
@@ -93,7 +94,8 @@ def encode_dataset(encoder, images, batch_size, workers, progress=True):
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size,
                                          num_workers=default_workers() if workers is None else workers,
                                          pin_memory=not cpu, worker_init_fn=lowest_priority if cpu else None)
-    out = [encoder.codes(network_input(encoder, x[0] if isinstance(x, (list, tuple)) else x))
+    prepared = network_input(encoder)
+    out = [encoder.codes(prepared(x[0] if isinstance(x, (list, tuple)) else x))
            for x in tqdm(loader, desc="encoding", unit="batch", disable=None if progress else True, file=sys.stderr)]
     return torch.cat(out) if out else torch.zeros(0, encoder.bits)
 

@@ -35,7 +35,7 @@ def encode_queries(m, paths, gpu):
         print(f"notice: {encoder.file} changed since the index was built (sha256 differs)", file=sys.stderr)
     transform = transform_of(m["preprocessing"])
     x = torch.stack([read_image(p, transform, "--query") for p in paths])  # Q x 3 x S x S uint8
-    return pack(encoder.codes(network_input(encoder, x)).numpy())
+    return pack(encoder.codes(network_input(encoder)(x)).numpy())
 
 
 def search(args):
