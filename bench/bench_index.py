@@ -8,7 +8,8 @@ like trained codes (--centres centres, each bit flipped with probability --flip)
 - the structure `build` chooses (utils.index.choose, `--structure auto`) and why; seconds to
   choose and build it;
 - radius r: every item within r, ranked by (distance, id), by the chosen structure (at the
-  radii its cost model chose it for; else the block scan of the padded codes), by the padded
+  radii its cost model chose it for; else the block scan of the distinct codes, their items
+  then taken, where the items are at least 1.5 times as many, or of the padded codes), by the padded
   scan (FAISS's IndexBinaryFlat over the codes zero-padded to the width it has a fast kernel
   for), and by FAISS's IndexBinaryFlat on the codes as stored; all three rank the answers the
   same way, and must agree exactly;
@@ -99,7 +100,7 @@ def bench_codes(n, bits, kind, args, rng):
 
         def lookup():
             stats.reset()
-            found = ix.within(flat, structure, described, queries[:q], r)
+            found = ix.within(flat, structure, described, queries[:q], r, groups)
             compared.append(stats.ndis / q)  # codes the structure compared per query (0: scanned)
             return found
 
@@ -110,8 +111,8 @@ def bench_codes(n, bits, kind, args, rng):
         scanned = structure is None or r > described["up_to_radius"]
         how = "scanned" if scanned else f"{compared[-1]:.0f} codes compared by the structure"
         items = float(np.mean([len(i) for i, _ in got["index"]]))
-        cases.append({**codes_set, "search": f"radius {r}", "searched_by": "block scan" if scanned else
-                      described["type"], "queries": q, "items_per_query": items,
+        cases.append({**codes_set, "search": f"radius {r}", "searched_by": described["type"] if not scanned else
+                      "block scan" if groups is None else "distinct codes", "queries": q, "items_per_query": items,
                       "compared_per_query": None if scanned else compared[-1],
                       **line(f"r={r}", out, load, identical, f"{items:.1f} items a query, {how}"
                              + ("" if q == len(queries) else f", {q} queries"))})

@@ -462,6 +462,27 @@ def test_file_images_decode_to_uint8_and_normalise_gives_torchvisions_floats():
     assert torch.equal(images.Normalise(mean, std, "cpu")(x), torch.stack([reference(p) for p in pictures]))
 
 
+def test_evaluation_transform_gives_torchvisions_pixels_for_every_shape():
+    """The evaluation transform writes out torchvision's Resize, CenterCrop, PILToTensor glue:
+    for portrait, landscape and square images, smaller and larger than the target, odd margins
+    (where round(x.5) picks the crop offset), an image already at the size, a crop larger than
+    the resized image (zero padding) and the square resize, its uint8 tensor equals theirs.
+    Catches the long side rounded instead of truncated, width and height swapped, a crop
+    offset rounded the other way, the padding case cropped, or a non-bilinear filter."""
+    from torchvision import transforms
+
+    rng = np.random.default_rng(0)
+    shapes = [(9, 7), (7, 9), (8, 8), (33, 20), (20, 33), (5, 5), (64, 64), (101, 77), (3, 11)]
+    settings = [(8, 6, False), (8, 8, False), (6, 8, False), (9, 5, False), (8, 6, True), (6, 8, True), (5, 8, False), (5, 8, True), (64, 64, False)]
+    for h, w in shapes:
+        picture = Image.fromarray(rng.integers(0, 256, (h, w, 3), np.uint8))
+        for resize, crop, square in settings:
+            reference = transforms.Compose([transforms.Resize((resize, resize) if square else resize),
+                                            transforms.CenterCrop(crop), transforms.PILToTensor()])
+            ours = images.file_transform(resize, crop, square=square)(picture)
+            assert ours.dtype == torch.uint8 and torch.equal(ours, reference(picture)), (h, w, resize, crop, square)
+
+
 def test_array_images_augmentation_is_a_shifted_or_flipped_window():
     pixels, _ = tiny_cifar()
     src = images.ArrayImages(pixels, (0, 0, 0), (1, 1, 1), augment=True)

@@ -101,6 +101,27 @@ def test_the_block_scan_answers_as_one_flat_scan(monkeypatch):
             assert got.tolist() == want.tolist() and d.tolist() == row[want].tolist()
 
 
+@pytest.mark.parametrize("bits, noise", ((12, 0.1), (48, 0.005)))
+def test_radius_search_through_the_distinct_codes_is_the_brute_force_answer(bits, noise):
+    """Where the items repeat codes (2,000 items near 6 prototypes, few bits flipped), within scans
+    the distinct codes and takes their items: every item within r (0 to 5), ranked by
+    (distance, id), against distances computed bit by bit. Catches a code's items given another
+    code's distance, ties between codes at one distance left in code order instead of by id,
+    or a code's items cut off at the next code's start."""
+    codes = clustered(2020, bits, 31, noise)  # queries near the database's prototypes
+    db, queries = codes[:2000], codes[2000:]
+    width = ix.scan_width(-(-bits // 8))
+    padded, asked = ix.pad(ix.pack(db), width), ix.pad(ix.pack(queries), width)
+    groups = ix.Groups(padded)
+    assert len(groups.sizes) * 3 <= len(db)  # the codes repeat: the distinct-codes path is the one tested
+    dist = brute(queries, db)
+    for r in range(6):
+        found = ix.within(ix.flat_index(padded), None, ix.SCAN, asked, r, groups)
+        for (got, d), row in zip(found, dist):
+            want = ranked_reference(row, r=r)
+            assert got.tolist() == want.tolist() and d.tolist() == row[want].tolist()
+
+
 class Reversed:
     """An IndexBinaryFlat whose range answers come, for each query, in descending item order."""
 

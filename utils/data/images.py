@@ -17,6 +17,7 @@ from utils.errors import UserError
 
 
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")  # grey levels 0..65535 (PNG and TIFF)
+ORIENTATION = 0x0112  # the EXIF tag; 1 is upright
 
 
 def open_rgb(path):
@@ -24,7 +25,8 @@ def open_rgb(path):
     orientation applied) and, for 16-bit grey, scaled to 8 bits (convert("RGB") would clip
     every level above 255 to white). The one decoding path of training, testing and the index."""
     with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
+        if im.getexif().get(ORIENTATION, 1) != 1:  # exif_transpose would otherwise copy the pixels for nothing
+            im = ImageOps.exif_transpose(im)
         if im.mode in SIXTEEN_BIT:
             levels = np.clip(np.asarray(im, dtype=np.int64), 0, 65535)
             im = Image.fromarray(((levels * 255 + 32767) // 65535).astype(np.uint8))  # rounded, 65535 -> 255
@@ -89,13 +91,44 @@ def file_transform(resize=256, crop=224, train=False, square=False, scale=(0.08,
     """
     from torchvision import transforms  # here: importing torchvision takes seconds a bad command need not wait
 
+    if not train:
+        return ResizeCentre(resize, crop, square)
     size = (resize, resize) if square else resize
-    steps = [transforms.Resize(size)]
-    if train:
-        steps += [transforms.RandomResizedCrop(crop, scale=scale), transforms.RandomHorizontalFlip()]
-    else:
-        steps += [transforms.CenterCrop(crop)]
-    return transforms.Compose(steps + [transforms.PILToTensor()])
+    return transforms.Compose([transforms.Resize(size), transforms.RandomResizedCrop(crop, scale=scale),
+                               transforms.RandomHorizontalFlip(), transforms.PILToTensor()])
+
+
+class ResizeCentre:
+    """PIL image -> 3 x crop x crop uint8 tensor: the very pixels of torchvision's Resize(resize)
+    (square: Resize((resize, resize))), CenterCrop(crop), PILToTensor (tested against them).
+    PIL resamples and crops as there; only their glue is written out, because for small images
+    the three transforms' per-call checks cost more than the resampling (evaluation and index
+    encoding decode every image this way)."""
+
+    def __init__(self, resize, crop, square=False):
+        self.resize, self.crop, self.square = resize, crop, square
+
+    def __call__(self, image):
+        w, h = image.size
+        if self.square:
+            size = (self.resize, self.resize)
+        else:  # the shorter side to `resize`, the longer in proportion, rounded down
+            longer = int(self.resize * max(w, h) / min(w, h))
+            size = (self.resize, longer) if w <= h else (longer, self.resize)
+        if size != (w, h):
+            image = image.resize(size, Image.BILINEAR)
+            w, h = size
+        c = self.crop
+        if c > w or c > h:  # torchvision pads with zeros first: its own code does that rare case
+            from torchvision.transforms.functional import center_crop
+            image = center_crop(image, c)
+        elif (w, h) != (c, c):
+            top, left = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
+            image = image.crop((left, top, left + c, top + c))
+        return torch.from_numpy(np.array(image)).permute(2, 0, 1)  # H x W x 3 -> 3 x H x W
+
+    def __repr__(self):
+        return f"ResizeCentre(resize={self.resize}, crop={self.crop}, square={self.square})"
 
 
 class Normalise:

@@ -14,14 +14,14 @@ lengths padded to a multiple of 8 with zero bits, which add no distance), `items
 (item names: image paths, or rows of a data set's array), `labels.npy` where labels are
 known, `manifest.json` (bits, model and its sha256, preprocessing, the structure chosen and
 why, how top k searches, commit, date), where `build` chose one, `index.faiss`, the lookup
-structure, and where top k goes through the distinct codes, `groups.npy` (the item ids by
+structure, and where searches go through the distinct codes, `groups.npy` (the item ids by
 code) and `group_sizes.npy` (items a code).
 
 Searches are exact. Codes are searched zero-padded to a width FAISS has a fast kernel for.
 Radius r: the lookup structure up to the radius its cost model chose it for, else the
-padded flat scan; top k: through the distinct codes where the items repeat them (trained
-codes do), else the ball within a radius sized on a sample of the codes; ties by item id
-(structures.py says how).
+padded flat scan, of the distinct codes where the items repeat them (trained codes do); top
+k: through the distinct codes likewise, else the ball within a radius sized on a sample of
+the codes; ties by item id (structures.py says how).
 
 Modules: encode (models, images, codes), structures (packing, padding, the structures, the
 cost model, lookups), folder (the index folder), build, search (search and info), show

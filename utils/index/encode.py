@@ -84,7 +84,7 @@ def lowest_priority(_):
     """A decoding worker's start on the CPU: the forward pass takes every core, and a worker that
     competed with it would stall its threads; at the lowest priority the workers decode in the
     gaps the forward pass leaves (its waits between operators, between batches)."""
-    os.nice(19)
+    os.setpriority(os.PRIO_PROCESS, 0, 19)  # 19 whatever the parent's niceness (os.nice would add to it)
 
 
 def encode_dataset(encoder, images, batch_size, workers, progress=True):

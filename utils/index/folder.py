@@ -34,7 +34,7 @@ def write_index(out, codes, names, labels, manifest, asked="auto"):
         width = scan_width(packed.shape[1])
         padded = pad(packed, width)
         described = choose(asked, padded, codes.shape[1])
-        order, sizes = grouping(padded)  # the distinct codes: counted always, kept where top k uses them
+        order, sizes = grouping(padded)  # the distinct codes: counted always, kept where searches use them
         by_codes = grouped(len(padded), len(sizes), asked)
         manifest = {**manifest, "format": FORMAT, "bits": int(codes.shape[1]), "packed_bits": packed.shape[1] * 8,
                     "scan_bits": width * 8, "items": len(names), "distinct_codes": len(sizes),
@@ -102,12 +102,12 @@ class Index:
         padded = pad(self.packed, self.width)
         self.scan = Scan(padded)
         self.flat = self.scan.flat
-        self.groups = None  # top k by the radius scan (and in indexes from before the grouping)
+        self.groups = None  # searches scan the items (and in indexes from before the grouping)
         if m.get("top_k") == "distinct codes":
             files = ("groups.npy", "group_sizes.npy")
             missing = [f for f in files if not os.path.isfile(os.path.join(folder, f))]
             if missing:
-                raise UserError(f"--index {folder} lacks {' and '.join(missing)} (its manifest says top k goes "
+                raise UserError(f"--index {folder} lacks {' and '.join(missing)} (its manifest says searches go "
                                 "through the distinct codes); copy the whole folder, or build it again")
             try:
                 order, sizes = (np.load(os.path.join(folder, f)) for f in files)

@@ -54,7 +54,8 @@ def search(args):
     if args.radius is not None:
         # every item is within K of a K-bit query: a larger radius asks for no more (and FAISS's
         # lookup would enumerate flips without end)
-        found = within(index.flat, index.structure, m["structure"], padded, min(args.radius, m["bits"]))
+        found = within(index.flat, index.structure, m["structure"], padded, min(args.radius, m["bits"]),
+                       index.groups)
         if args.topk:
             found = [(i[:args.topk], d[:args.topk]) for i, d in found]
     else:

@@ -14,7 +14,8 @@ differ in at most floor(r / m) bits of at least one substring (pigeonhole), so n
 missed, and every candidate's distance is checked. Without one, the padded codes are scanned
 a block at a time (BlockScan).
 
-Top k is the first k of the ball within a radius read off a sample (top_k).
+Where items repeat codes, radius search and top k scan the distinct codes instead and take
+their items (Groups). Top k is the first k of the ball within a radius read off a sample (top_k).
 """
 import math
 
@@ -190,13 +191,16 @@ def choose(asked, padded, bits):
 
 # ------------------------------------------------------------------------- lookups
 
-def within(flat, structure, described, queries, radius):
+def within(flat, structure, described, queries, radius, groups=None):
     """For each of Q x width padded queries, (item ids, distances) of every item at distance
-    <= radius, ranked by (distance, id): by the structure up to its radius, else the scan."""
+    <= radius, ranked by (distance, id): by the structure up to its radius, else the scan, of
+    the distinct codes where `groups` holds them (their items then taken: Groups.ball)."""
     index = flat
     if structure is not None and radius <= described["up_to_radius"]:
         index = structure
         structure.nflip = flips(described, radius)
+    elif groups is not None:
+        return [groups.ball(codes, dist) for codes, dist in within(groups.flat, None, SCAN, queries, radius)]
     n, span = flat.ntotal, flat.code_size * 8 + 1  # item ids and distances lie below these
     if len(queries) > 1 and len(queries) * span * n >= 2 ** 63:  # the sort key below would overflow
         half = len(queries) // 2
@@ -227,7 +231,7 @@ def within(flat, structure, described, queries, radius):
 
 # ------------------------------------------------------------------------- top k
 
-GROUPED = 1.5  # top k goes through the distinct codes where the items are at least 1.5 times as many
+GROUPED = 1.5  # searches go through the distinct codes where the items are at least 1.5 times as many
 BALL_BYTES = 2 ** 28  # most memory top k's balls may take at once (queries are batched to fit)
 SAMPLE = 32  # top k sizes its radius on one of every 32 items: a 32nd of a scan
 
@@ -259,6 +263,16 @@ class Groups:
         at = np.repeat(self.starts[groups] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
         return self.order[at + np.arange(lengths.sum())]
 
+    def ball(self, codes, dist):
+        """(item ids, distances) of the items of `codes` at distances `dist`, ranked by (distance,
+        id): one sort of the int64 key distance x N + id. A ball of codes repeated by thousands
+        of items (12 bits: 79 codes within radius 2 of 4,096) costs that sort of its items,
+        where the scan compares all N and ranks the same answers."""
+        n = len(self.order)
+        key = np.repeat(dist.astype(np.int64), self.sizes[codes]) * n + self.items(codes)
+        key.sort()
+        return key % n, key // n
+
     def nearest(self, codes, dist, k):
         """The k nearest (item ids, distances), ties by id, from `codes` ranked by distance `dist`,
         which hold at least k items and so every code within t, the k-th item's distance."""
@@ -281,7 +295,7 @@ def grouping(padded):
 
 
 def grouped(n, distinct, asked="auto"):
-    """Whether top k goes through the distinct codes (not under --structure scan)."""
+    """Whether searches go through the distinct codes (not under --structure scan)."""
     return asked != "scan" and distinct * GROUPED <= n
 
 

@@ -15,7 +15,8 @@ SECONDS = ("mah_training", "mmhh_training", "index_command")  # the ones the own
 # the README's case: radius 2 (the metrics' Hamming ball) over 10^7 48-bit codes of each kind
 SHOWN = {"n": 10 ** 7, "bits": 48, "search": "radius 2"}
 SEARCHED_BY = {"IndexBinaryMultiHash": "multi-index hashing", "IndexBinaryHash": "one hash table",
-               "block scan": "the padded codes scanned a block at a time"}  # the sentence's words
+               "block scan": "the padded codes scanned a block at a time",
+               "distinct codes": "the distinct codes scanned, then their items taken"}  # the sentence's words
 
 
 def summary_path(readme, name):
