@@ -187,6 +187,25 @@ def test_decoding_workers_on_the_cpu_run_at_the_lowest_priority(workers):
     assert seen.flatten().tolist() == [19.0] * 4 and os.nice(0) != 19
 
 
+def test_on_the_cpu_decoding_and_the_forward_pass_take_turns():
+    """in_turns takes batches until a turn's bytes are held before giving the first of them, and
+    gives every batch once, in order (the last, partial turn too). Seven batches of 100 bytes,
+    turns of 300: batch i is given once min(7, 3 (i // 3 + 1)) have been taken. Catches the
+    batches passed straight through (i + 1 taken), a turn given before it is full, or the last
+    turn dropped."""
+    from utils.index.encode import in_turns
+
+    taken = []
+
+    def batches():
+        for i in range(7):
+            taken.append(i)
+            yield torch.full((100,), i, dtype=torch.uint8), torch.tensor([i])  # (images, ids), 100 bytes
+
+    given = [(int(x[1]), len(taken)) for x in in_turns(batches(), memory=300)]
+    assert given == [(i, min(7, 3 * (i // 3 + 1))) for i in range(7)]
+
+
 class Sample:
     """A sample scan that puts every query's m-th nearest sample code at `distance`: a radius
     too small (0: the ball falls short, again and again) or the largest."""

@@ -1,7 +1,8 @@
 """Models and images: a trained model as an encoder, the images a source names, and their codes.
 
 Images are decoded to uint8 in DataLoader worker processes, into pinned memory when the model
-is on CUDA; each batch goes to the device in one transfer and is normalised there."""
+is on CUDA (on the CPU, in turns with the forward pass); each batch goes to the device in one
+transfer and is normalised there."""
 import os
 import sys
 
@@ -82,21 +83,43 @@ class _Files(torch.utils.data.Dataset):
 
 def lowest_priority(_):
     """A decoding worker's start on the CPU: the forward pass takes every core, and a worker that
-    competed with it would stall its threads; at the lowest priority the workers decode in the
-    gaps the forward pass leaves (its waits between operators, between batches)."""
+    competed with it would stall its threads; at the lowest priority the little the workers
+    decode during the forward pass's turn (their prefetch) yields to it."""
     os.setpriority(os.PRIO_PROCESS, 0, 19)  # 19 whatever the parent's niceness (os.nice would add to it)
+
+
+TURN_BYTES = 2 ** 28  # on the CPU, the decoded images a turn of decoding holds: 256 MB
+
+
+def in_turns(batches, memory=TURN_BYTES):
+    """The batches, fetched a turn at a time: up to `memory` bytes of them (at least one batch)
+    are taken before the first of them is given. On the CPU the decoding workers then fill a
+    turn with every core while the forward pass waits, and the forward pass runs it with every
+    core while the workers wait (but for their few batches of prefetch): interleaved, a worker
+    that takes a core from the forward pass stalls its other threads at their next barrier."""
+    held, size = [], 0
+    for x in batches:
+        held.append(x)
+        size += (x[0] if isinstance(x, (list, tuple)) else x).nbytes
+        if size >= memory:
+            yield from held
+            held, size = [], 0
+    yield from held
 
 
 def encode_dataset(encoder, images, batch_size, workers, progress=True):
     """N x K codes of a Dataset of 3 x S x S uint8 images (or of (image, i) pairs), in batches;
-    workers None: the cores (at most 4), at the lowest priority when the model is on the CPU."""
+    workers None: the cores (at most 4), at the lowest priority when the model is on the CPU,
+    where decoding and the forward pass take turns (in_turns); on CUDA they overlap."""
     cpu = encoder.device.type == "cpu"
     loader = torch.utils.data.DataLoader(images, batch_size=batch_size,
                                          num_workers=default_workers() if workers is None else workers,
                                          pin_memory=not cpu, worker_init_fn=lowest_priority if cpu else None)
     prepared = network_input(encoder)
+    batches = in_turns(loader) if cpu and loader.num_workers else loader
     out = [encoder.codes(prepared(x[0] if isinstance(x, (list, tuple)) else x))
-           for x in tqdm(loader, desc="encoding", unit="batch", disable=None if progress else True, file=sys.stderr)]
+           for x in tqdm(batches, desc="encoding", unit="batch", total=len(loader),
+                         disable=None if progress else True, file=sys.stderr)]
     return torch.cat(out) if out else torch.zeros(0, encoder.bits)
 
 
