@@ -200,9 +200,9 @@ def test_on_the_cpu_decoding_and_the_forward_pass_take_turns():
     def batches():
         for i in range(7):
             taken.append(i)
-            yield torch.full((100,), i, dtype=torch.uint8), torch.tensor([i])  # (images, ids), 100 bytes
+            yield torch.full((100,), i, dtype=torch.uint8)  # 100 bytes, each pixel its batch's number
 
-    given = [(int(x[1]), len(taken)) for x in in_turns(batches(), memory=300)]
+    given = [(int(x[0]), len(taken)) for x in in_turns(batches(), memory=300)]
     assert given == [(i, min(7, 3 * (i // 3 + 1))) for i in range(7)]
 
 

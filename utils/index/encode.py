@@ -92,7 +92,7 @@ TURN_BYTES = 2 ** 28  # on the CPU, the decoded images a turn of decoding holds:
 
 
 def in_turns(batches, memory=TURN_BYTES):
-    """The batches, fetched a turn at a time: up to `memory` bytes of them (at least one batch)
+    """The image batches, fetched a turn at a time: up to `memory` bytes of them (at least one batch)
     are taken before the first of them is given. On the CPU the decoding workers then fill a
     turn with every core while the forward pass waits, and the forward pass runs it with every
     core while the workers wait (but for their few batches of prefetch): interleaved, a worker
@@ -100,7 +100,7 @@ def in_turns(batches, memory=TURN_BYTES):
     held, size = [], 0
     for x in batches:
         held.append(x)
-        size += (x[0] if isinstance(x, (list, tuple)) else x).nbytes
+        size += x.nbytes
         if size >= memory:
             yield from held
             held, size = [], 0
@@ -116,8 +116,9 @@ def encode_dataset(encoder, images, batch_size, workers, progress=True):
                                          num_workers=default_workers() if workers is None else workers,
                                          pin_memory=not cpu, worker_init_fn=lowest_priority if cpu else None)
     prepared = network_input(encoder)
-    batches = in_turns(loader) if cpu and loader.num_workers else loader
-    out = [encoder.codes(prepared(x[0] if isinstance(x, (list, tuple)) else x))
+    batches = (x[0] if isinstance(x, (list, tuple)) else x for x in loader)  # the images, without their ids
+    batches = in_turns(batches) if cpu and loader.num_workers else batches
+    out = [encoder.codes(prepared(x))
            for x in tqdm(batches, desc="encoding", unit="batch", total=len(loader),
                          disable=None if progress else True, file=sys.stderr)]
     return torch.cat(out) if out else torch.zeros(0, encoder.bits)

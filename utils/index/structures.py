@@ -277,7 +277,7 @@ class Groups:
         """The k nearest (item ids, distances), ties by id, from `codes` ranked by distance `dist`,
         which hold at least k items and so every code within t, the k-th item's distance."""
         t = int(dist[np.searchsorted(np.cumsum(self.sizes[codes]), k)])
-        ids, dists = _ranked(self.items(codes[dist < t]), np.repeat(dist[dist < t], self.sizes[codes[dist < t]]))
+        ids, dists = self.ball(codes[dist < t], dist[dist < t])
         at_t = self.items(codes[dist == t])
         rest = k - len(ids)  # at least 1, at most len(at_t)
         lowest = np.sort(np.partition(at_t, rest - 1)[:rest] if rest < len(at_t) else at_t)
@@ -339,8 +339,3 @@ def top_k(scan, queries, k, groups=None, memory=BALL_BYTES):
         todo = np.asarray(short, np.int64)
         radius[todo] += 1
     return found
-
-
-def _ranked(ids, dist):
-    order = np.lexsort((ids, dist))
-    return ids[order].astype(np.int64), dist[order].astype(np.int64)
