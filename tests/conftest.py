@@ -19,6 +19,19 @@ def coco_mini(tmp_path_factory):
     return root / "coco-mini"
 
 
+@pytest.fixture(scope="session")
+def cifar10_cache(tmp_path_factory):
+    """../shared/data/cifar10-jpeg.tar.gz decoded once for the session by utils.data.cifar10:
+    (the ImageArray of that first decoding, the cache folder that now holds it)."""
+    archive = os.path.join(SHARED, "cifar10-jpeg.tar.gz")
+    if not os.path.exists(archive):
+        pytest.skip("../shared/data/cifar10-jpeg.tar.gz is absent (the real CIFAR-10 export)")
+    from utils.data.cifar10 import load_cifar10
+
+    cache = str(tmp_path_factory.mktemp("cifar10-cache"))
+    return load_cifar10(archive, cache_dir=cache), cache
+
+
 FLICKR_SLICE = 300  # images im1..im300 of the shared MIRFlickr-25K archive
 
 

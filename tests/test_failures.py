@@ -31,6 +31,8 @@ from utils.errors import INTERRUPTED
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAH = ["--dataset", "digits", "--preset", "smoke", "--gpu", "cpu"]
 MMHH = ["--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--hash_bit", "16"]
+# 1,697 digits in batches of 64: an epoch (and its checkpoint) every 26 iterations, the last partial batch dropped
+EPOCH_26 = ["--batch_size", "64"]
 
 
 def entry(script, *argv, monkeypatch):
@@ -206,13 +208,14 @@ def test_a_failed_rerun_keeps_a_killed_mmhh_runs_checkpoint_and_log(tmp_path, mo
     """A killed train_mmhh.py run, then the same command without --resume but with a bad
     --pre_model_path (also with --overwrite): both fail in one line and the checkpoint and log
     are byte for byte what the killed run left. Catches files removed before the checks."""
-    code, _, err = killed_run("train_mmhh", *MMHH, "--num_iters", "400", *mmhh_paths(tmp_path),
-                              monkeypatch=monkeypatch)
+    code, _, err = killed_run("train_mmhh", *MMHH, *EPOCH_26, "--num_iters", "40", "--log_every", "5",
+                              *mmhh_paths(tmp_path), monkeypatch=monkeypatch)
     assert code == INTERRUPTED and "--resume" in err[-1]
     before = checksums(tmp_path)
     assert {"log/empty_digits_digits/checkpoint.pt", "log/empty_digits_digits/log.jsonl"} <= set(before)
     for extra in ([], ["--overwrite"]):
-        code, _, err = entry("train_mmhh", *MMHH, "--num_iters", "400", *mmhh_paths(tmp_path), *extra,
+        code, _, err = entry("train_mmhh", *MMHH, *EPOCH_26, "--num_iters", "40", "--log_every", "5",
+                             *mmhh_paths(tmp_path), *extra,
                              "--pre_model_path", tmp_path / "missing", monkeypatch=monkeypatch)
         assert code == 2 and len(err) == 1 and "Traceback" not in err[0]
         assert checksums(tmp_path) == before
@@ -516,7 +519,7 @@ def test_ctrl_c_is_one_line_with_the_resume_command_and_the_resume_finishes(tmp_
     --resume command, which then finishes the run with each iteration logged once. Catches
     the KeyboardInterrupt traceback (50 to 67 lines) or a wrong command in the line."""
     out = str(tmp_path / "run")
-    argv = [sys.executable, "cascade_CIFAR-10.py", *MAH, "--max-iter", "25", "--eval-every", "25",
+    argv = [sys.executable, "cascade_CIFAR-10.py", *MAH, "--max-iter", "10", "--eval-every", "10",
             "--output-dir", out]
     # a shell starts background jobs with SIGINT ignored, and Python then installs no handler:
     # the script gets the default disposition, as from a terminal, whatever ran the tests
@@ -536,25 +539,25 @@ def test_ctrl_c_is_one_line_with_the_resume_command_and_the_resume_finishes(tmp_
     done = subprocess.run([sys.executable, *command.split()[1:]], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
-    assert log_iterations(os.path.join(out, "log.jsonl")) == list(range(25))
+    assert log_iterations(os.path.join(out, "log.jsonl")) == list(range(10))
 
 
 def test_ctrl_c_in_train_mmhh_names_its_resume_command(tmp_path, monkeypatch):
-    """Ctrl-C in iteration 251 of train_mmhh.py: exit 130 and one line saying how much the
+    """Ctrl-C in iteration 31 of train_mmhh.py: exit 130 and one line saying how much the
     checkpoint holds, whose command, run as given, finishes the run. Catches a resume command
     that does not name the run (another --log_dir or annotation) or a stale position."""
     real = mmhh_engine.train_one_step
 
     def interrupted(args, t, *rest):
-        if t == 250:
+        if t == 30:
             raise KeyboardInterrupt
         return real(args, t, *rest)
 
     monkeypatch.setattr(mmhh_engine, "train_one_step", interrupted)
-    code, _, err = entry("train_mmhh", *MMHH, "--num_iters", "400", *mmhh_paths(tmp_path), monkeypatch=monkeypatch)
-    # 1,697 digits in batches of 8: the checkpoint of the first epoch holds 212 iterations
+    code, _, err = entry("train_mmhh", *MMHH, *EPOCH_26, "--num_iters", "40", *mmhh_paths(tmp_path),
+                         monkeypatch=monkeypatch)
     assert code == INTERRUPTED and len(err) == 1, err
-    assert err[0].startswith("interrupted at iteration 251 of 400 (212 of them in the checkpoint)")
+    assert err[0].startswith("interrupted at iteration 31 of 40 (26 of them in the checkpoint)")
     monkeypatch.setattr(mmhh_engine, "train_one_step", real)
     command = err[0].split("continue with: ")[1].split()
     assert command[:2] == ["python", "train_mmhh.py"] and command[-1] == "--resume"
@@ -565,8 +568,8 @@ def test_ctrl_c_in_train_mmhh_names_its_resume_command(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ 11. logs after a resume
 
 def test_a_killed_mmhh_run_resumes_with_each_log_line_once(tmp_path, monkeypatch):
-    """Killed after the log lines of iterations 250 to 400 were written but before the
-    checkpoint at 424: the resumed run's log.jsonl holds every iteration once, in order, as an
+    """Killed after the log lines of iterations 30 to 50 were written but before the
+    checkpoint at 52: the resumed run's log.jsonl holds every iteration once, in order, as an
     uninterrupted run's does. Catches the log not cut back to the checkpoint."""
     real, calls = mmhh_engine.save_checkpoint, []
 
@@ -577,14 +580,14 @@ def test_a_killed_mmhh_run_resumes_with_each_log_line_once(tmp_path, monkeypatch
         real(path, state)
 
     monkeypatch.setattr(mmhh_engine, "save_checkpoint", killed_at_second)
-    argv = [*MMHH, "--num_iters", "500", *mmhh_paths(tmp_path)]
+    argv = [*MMHH, *EPOCH_26, "--num_iters", "60", "--log_every", "5", *mmhh_paths(tmp_path)]
     code, _, _ = entry("train_mmhh", *argv, monkeypatch=monkeypatch)
     log = tmp_path / "log" / "empty_digits_digits" / "log.jsonl"
-    assert code == INTERRUPTED and log_iterations(log) == [50, 100, 150, 200, 250, 300, 350, 400]
+    assert code == INTERRUPTED and log_iterations(log) == list(range(5, 51, 5))
     monkeypatch.setattr(mmhh_engine, "save_checkpoint", real)
     code, _, err = entry("train_mmhh", *argv, "--resume", monkeypatch=monkeypatch)
     assert code == 0, err
-    assert log_iterations(log) == list(range(50, 501, 50))
+    assert log_iterations(log) == list(range(5, 61, 5))
 
 
 # ------------------------------------------------------------------------------- 12. threads

@@ -145,7 +145,7 @@ def test_a_hand_edited_mmhh_run_record_is_refused_on_resume(tmp_path):
     """The same for train_mmhh.py: its lr edited in run.json after a checkpoint."""
     from test_failures import checksums, entry
 
-    argv = ["--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--num_iters", 250, "--log_dir",
+    argv = ["--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--batch_size", 64, "--num_iters", 30, "--log_dir",
             tmp_path / "log", "--snap_path", tmp_path / "snap", "--test_output_dir", tmp_path / "out"]
     monkeypatch = pytest.MonkeyPatch()
     try:
@@ -367,10 +367,10 @@ def test_a_part_whose_images_are_all_missing_under_drop_is_named(tmp_path, part,
 
 def _short_run(script, where):
     """(argv of a short run of `script` writing below `where`, its run folder, argv of its --resume)."""
-    from test_failures import MAH, MMHH, mmhh_paths
+    from test_failures import EPOCH_26, MAH, MMHH, mmhh_paths
 
     if script == "train_mmhh":
-        argv = [*MMHH, "--num_iters", "400", *mmhh_paths(where)]
+        argv = [*MMHH, *EPOCH_26, "--num_iters", "40", *mmhh_paths(where)]
         return argv, where / "log" / "empty_digits_digits", [*argv, "--resume"]
     return [*MAH, "--max-iter", "3", "--output-dir", where / "run"], where / "run", ["--resume", where / "run"]
 

@@ -24,6 +24,7 @@ from utils.errors import UserError
 from utils.data.labels import similarity
 from utils.mmhh.losses import hashnet_loss, mmhh_loss, parse_margin_params, quantization_loss, similar_weight
 from utils.models import HashModel, SmallConvNet
+from test_failures import entry, one_error
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARGINS = parse_margin_params("0.5:0.8:1.0:1.0:2.0")
@@ -196,12 +197,14 @@ def read_results(folder):
         return json.load(f)
 
 
-def test_snapshot_round_trip_gives_the_same_map(tmp_path):
+def test_snapshot_round_trip_gives_the_same_map(tmp_path, monkeypatch):
+    # training and the --opt-test run in this process; test_mmhh.py in a process of its own
     common = ["--gpu_id", "cpu", "--log_dir", tmp_path / "log", "--radius", "2"]
-    out = script("train_mmhh.py", "--s_dataset", "digits", "--preset", "smoke", "--hash_bit", "12", "--annotation",
-                 "rt", "--snap_path", tmp_path / "snap", "--test_sample_ratio", "0.5", "--seed", "3",
-                 "--distance_type", "MMHH", "--test_output_dir", tmp_path / "out", *common)
-    assert out.returncode == 0, out.stderr
+    code, _, err = entry("train_mmhh", "--s_dataset", "digits", "--preset", "smoke", "--hash_bit", "12",
+                         "--annotation", "rt", "--snap_path", tmp_path / "snap", "--test_sample_ratio", "0.5",
+                         "--seed", "3", "--distance_type", "MMHH", "--test_output_dir", tmp_path / "out", *common,
+                         monkeypatch=monkeypatch)
+    assert code == 0, err
     trained = read_results(tmp_path / "log" / "rt_digits_digits")["metrics"]
     snap = tmp_path / "snap" / "rt_digits_digits_iter_00003"
     assert (tmp_path / "snap" / "rt_digits_digits_iter_00003.pt").exists()
@@ -213,8 +216,9 @@ def test_snapshot_round_trip_gives_the_same_map(tmp_path):
     assert trained["queries"] == 50 and trained["database"] == 848
     codes = np.load(tmp_path / "codes" / "query_codes.npy")
     assert codes.shape == (50, 12) and set(np.unique(codes)) <= {-1.0, 1.0}
-    out = script("test_mmhh.py", "--model_path", f"{snap}.pt", "--radius", "0", "--opt-test", *common[:4])
-    assert out.returncode == 0 and "MAP@TopK (full ranking)" in out.stdout
+    code, out, _ = entry("test_mmhh", "--model_path", f"{snap}.pt", "--radius", "0", "--opt-test", *common[:4],
+                         monkeypatch=monkeypatch)
+    assert code == 0 and "MAP@TopK (full ranking)" in out
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +252,7 @@ def test_smoke_on_the_real_coco_fixture(coco_mini, coco_lists, tmp_path, extra):
 def test_kill_and_resume_gives_the_same_snapshot(tmp_path, monkeypatch):
     def args(annotation, *extra):
         return mmhh.get_train_parser().parse_args([
-            "--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--batch_size", "400", "--num_iters", "8",
+            "--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--batch_size", "400", "--num_iters", "5",
             "--hash_bit", "8", "--annotation", annotation, "--log_dir", str(tmp_path), "--snap_path", str(tmp_path),
             "--test_output_dir", str(tmp_path / "out"), "--distance_type", "MMHH", "--batch_type", "BatchInitMem",
             "--batch_params", "2", *extra])
@@ -266,8 +270,8 @@ def test_kill_and_resume_gives_the_same_snapshot(tmp_path, monkeypatch):
     monkeypatch.setattr(mmhh_engine, "save_checkpoint", real)
     assert torch.load(tmp_path / "cut_digits_digits" / "checkpoint.pt")["iteration"] == 4  # 1697 // 400 per epoch
     mmhh.train_main(args("cut", "--resume"))
-    whole = torch.load(tmp_path / "whole_digits_digits_iter_00008.pt")
-    cut = torch.load(tmp_path / "cut_digits_digits_iter_00008.pt")
+    whole = torch.load(tmp_path / "whole_digits_digits_iter_00005.pt")
+    cut = torch.load(tmp_path / "cut_digits_digits_iter_00005.pt")
     for key, value in whole["model"].items():
         assert torch.equal(value, cut["model"][key]), key
     assert torch.equal(whole["memory"], cut["memory"])
@@ -287,23 +291,26 @@ def test_kill_and_resume_gives_the_same_snapshot(tmp_path, monkeypatch):
     (["--resume", "--annotation", "never"], "holds no run (no run.json)"),
     (["--lr", "1e30", "--loss_lambda", "1e30"], "the loss became"),
 ])
-def test_bad_training_input_gives_one_line(tmp_path, args, message):
+def test_bad_training_input_gives_one_line(tmp_path, monkeypatch, args, message):
+    # in this process, through the script's own error handling (utils.errors.run); the first
+    # case of test_bad_snapshots_give_one_line checks the same path in a process of its own
     base = ["--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--log_dir", tmp_path, "--snap_path",
             tmp_path, "--test_output_dir", tmp_path]
-    out = script("train_mmhh.py", *base, *args)
-    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-    assert out.stderr.startswith("error: ") and message in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    code, _, err = entry("train_mmhh", *base, *args, monkeypatch=monkeypatch)
+    one_error(code, err, message)
 
 
-def test_bad_snapshots_give_one_line(tmp_path):
+def test_bad_snapshots_give_one_line(tmp_path, monkeypatch):
     out = script("test_mmhh.py", "--model_path", tmp_path / "missing", "--gpu_id", "cpu")
-    assert out.returncode == 2 and "no snapshot at" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
+    assert "no snapshot at" in out.stderr
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    out = script("test_mmhh.py", "--model_path", tmp_path / "junk", "--gpu_id", "cpu")
-    assert out.returncode == 2 and "is unreadable" in out.stderr and "Traceback" not in out.stderr
+    code, _, err = entry("test_mmhh", "--model_path", tmp_path / "junk", "--gpu_id", "cpu", monkeypatch=monkeypatch)
+    one_error(code, err, "is unreadable")
     torch.save({"weights": 1}, tmp_path / "other.pt")
-    out = script("test_mmhh.py", "--model_path", tmp_path / "other.pt", "--gpu_id", "cpu")
-    assert out.returncode == 2 and "is not a checkpoint of this project (no model state)" in out.stderr
+    code, _, err = entry("test_mmhh", "--model_path", tmp_path / "other.pt", "--gpu_id", "cpu",
+                         monkeypatch=monkeypatch)
+    one_error(code, err, "is not a checkpoint of this project (no model state)")
 
 
 def test_resolve_rejects_unknown_networks():

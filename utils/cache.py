@@ -18,8 +18,10 @@ def default_cache_dir():
 
 
 def fingerprint(path):
-    """Changes whenever the source changes: sizes and mtimes of every file under it."""
-    h = hashlib.sha1(os.path.abspath(path).encode())
+    """Changes whenever the source changes: sizes and mtimes of every file under it. The same
+    source named two ways (relative, absolute, through ..) has one fingerprint."""
+    path = os.path.abspath(path)
+    h = hashlib.sha1(path.encode())
     files = [path] if os.path.isfile(path) else sorted(
         os.path.join(top, f) for top, _, names in os.walk(path) for f in names)
     for f in files:

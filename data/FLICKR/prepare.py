@@ -31,10 +31,9 @@ import numpy as np
 # is not on sys.path by itself
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from utils.cache import unpacked  # noqa: E402
-from utils.data.loader import PUBLISHED  # noqa: E402
 from utils.data.datasets import get_dataset  # noqa: E402
 from utils.errors import UserError, run  # noqa: E402
-from utils.data.listfiles import read_mah_lists, write_mah_lists, write_text_atomic  # noqa: E402
+from utils.data.listfiles import PUBLISHED, read_mah_lists, write_mah_lists, write_text_atomic  # noqa: E402
 
 ANNOTATION_FOLDER = "mirflickr25k_annotations_v080"
 N_COLUMNS = 38

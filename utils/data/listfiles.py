@@ -20,6 +20,9 @@ from PIL import Image
 from utils.atomic import atomic_write
 from utils.errors import UserError
 
+# the folder of the FLICKR split published with the original MAH code, beside the images in the shared archive
+PUBLISHED = "mah-original-lists"
+
 
 @dataclass
 class ImageList:

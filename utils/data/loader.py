@@ -4,6 +4,7 @@ Array data sets (cifar10, digits) come back as one uint8 image array plus index
 arrays per part (served by utils.data.images.ArrayImages); list-file data sets as one
 utils.data.listfiles.ImageList per part (served by utils.data.images.FileImages).
 """
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -16,11 +17,8 @@ from utils.data.cifar10 import load_cifar10
 from utils.data.datasets import get_dataset
 from utils.errors import UserError
 from utils.cache import unpacked
-from utils.data.listfiles import mah_list_files, overlap_note, read_hashnet_list, read_mah_lists
+from utils.data.listfiles import PUBLISHED, mah_list_files, overlap_note, read_hashnet_list, read_mah_lists
 from utils.data.splits import PARTS, load_or_make_split, load_split, make_split, save_split
-
-
-PUBLISHED = "mah-original-lists"  # the FLICKR split published with the original MAH code, in the shared archive
 
 
 @dataclass
@@ -46,14 +44,21 @@ class RetrievalData:
 
 
 def load_digits():
-    """scikit-learn's 1,797 real 8x8 digits as 32x32 RGB uint8 (N x 32 x 32 x 3) and labels."""
-    from sklearn.datasets import load_digits as sklearn_digits  # shipped inside the package: no download
+    """scikit-learn's 1,797 real 8x8 digits as 32x32 RGB uint8 (N x 32 x 32 x 3) and labels.
 
-    digits = sklearn_digits()
-    small = torch.from_numpy(digits.images).float().div(16).unsqueeze(1)  # N x 1 x 8 x 8 in [0, 1]
+    Read from the file the scikit-learn package ships (one CSV row per image: 64 grey levels
+    0..16, then the label), without importing scikit-learn: that import takes about 2 s, paid
+    by every process that trains on digits (the tests start dozens)."""
+    spec = importlib.util.find_spec("sklearn")  # finds the package without running its __init__
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz") if spec else ""
+    if not os.path.isfile(path):
+        raise UserError("the digits data set is read from the scikit-learn package, which is not installed; "
+                        "pip install scikit-learn")
+    rows = np.loadtxt(path, delimiter=",", dtype=np.int64)  # N x 65
+    small = torch.from_numpy(rows[:, :64].reshape(-1, 1, 8, 8)).float().div(16)  # N x 1 x 8 x 8 in [0, 1]
     big = F.interpolate(small, size=(32, 32), mode="bilinear", align_corners=False)
     images = (big.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1)
-    return images.permute(0, 2, 3, 1).numpy().copy(), digits.target.astype(np.int64)
+    return images.permute(0, 2, 3, 1).numpy().copy(), rows[:, 64].copy()
 
 
 def load_data(name, data_root=None, image_root=None, path_prefix=None, protocol="dpsh", seed=0,
