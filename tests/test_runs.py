@@ -63,3 +63,19 @@ def test_results_json_is_replaced_whole(tmp_path):
     runs.write_json(path, {"a": 1})
     runs.write_json(path, {"a": 2})
     assert json.load(open(path)) == {"a": 2} and os.listdir(tmp_path / "r") == ["x.json"]
+
+
+def test_a_checkpoint_of_another_writer_is_refused_by_every_recorded_field(tmp_path):
+    """A MAH-flat checkpoint of lengths 4,8 asked for as MAH-flat 4,8,16: the kind agrees, the
+    lengths do not, and the message names both writers. Catches a check of the kind alone (a
+    resume would load the heads of another network) and a check that ignores list values."""
+    path = str(tmp_path / "checkpoint.pt")
+    runs.save_checkpoint(path, {"model": {}, "written_by": {"kind": "MAH-flat", "lengths": [4, 8]}})
+    ckpt = runs.load_checkpoint(path, {"kind": "MAH-flat"})
+    runs.check_writer(ckpt, path, {"kind": "MAH-flat", "lengths": [4, 8]}, "start afresh")
+    with pytest.raises(runs.UserError) as refused:
+        runs.check_writer(ckpt, path, {"kind": "MAH-flat", "lengths": [4, 8, 16]}, "start afresh")
+    assert str(refused.value) == (f"{path} holds MAH-flat, lengths 4,8, not MAH-flat, lengths 4,8,16: "
+                                  "start afresh")
+    with pytest.raises(runs.UserError, match="holds MAH-flat, lengths 4,8, not MAH-cascade: start afresh"):
+        runs.load_checkpoint(path, {"kind": "MAH-cascade"}, "start afresh")

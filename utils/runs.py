@@ -109,10 +109,15 @@ def load_checkpoint(path, written_by=None, advice="start a new run instead of re
                         f"checkpoint of this project: {advice}")
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         raise UserError(f"{path} is not a checkpoint of this project (no model state): {advice}")
+    check_writer(ckpt, path, written_by, advice)
+    return ckpt
+
+
+def check_writer(ckpt, path, written_by, advice):
+    """A loaded checkpoint's recorded writer holds every value of `written_by` (see load_checkpoint)."""
     found = ckpt.get("written_by") or {}
     if written_by and any(found.get(k) != v for k, v in written_by.items()):
         raise UserError(f"{path} holds {describe_writer(found)}, not {describe_writer(written_by)}: {advice}")
-    return ckpt
 
 
 def check_record(record_path, saved, ckpt_path, free, written_by):

@@ -18,7 +18,7 @@ from utils.mah.adsh import (ADSHLoss, adsh_objective, class_codes, dcc_update, l
 from utils.mah.args import arguments, aux_lengths
 from utils.models import MAHNet, autocast, forward_batches, to_codes
 from utils.progress import Bar
-from utils.runs import JsonLog, check_finite, load_checkpoint, load_state, save_checkpoint
+from utils.runs import JsonLog, check_finite, check_writer, load_checkpoint, load_state, save_checkpoint
 
 
 def encode(model, feeder, batch_size, order=None, shared=False):
@@ -205,7 +205,7 @@ def train_length(args, data, c0, device, out_dir, backbone, pool="database", tra
         wrote = writer(args, lengths)
         ckpt = load_checkpoint(ckpt_path, {k: wrote[k] for k in ("kind", "backbone")}, advice)
         if ckpt.get("bits") == c0:  # else the checkpoint of a length finished before
-            ckpt = load_checkpoint(ckpt_path, wrote, advice)
+            check_writer(ckpt, ckpt_path, wrote, advice)
             load_state(model, ckpt["model"], ckpt_path, advice)
             load_state(opt, ckpt["optimizer"], ckpt_path, advice)
             V = [v.to(device) for v in ckpt["V"]]
