@@ -262,24 +262,26 @@ def test_grouping_is_chosen_where_codes_repeat_and_never_under_structure_scan():
     assert ix.grouped(1000, 666) and not ix.grouped(1000, 667) and not ix.grouped(1000, 10, "scan")
 
 
-def test_the_index_folder_keeps_the_grouping_where_top_k_uses_it(tmp_path):
-    """write_index groups repeated codes once (groups.npy, group_sizes.npy; manifest top_k
-    "distinct codes"), and the folder read back answers top k as distances computed bit by
-    bit; distinct codes, or --structure scan, give the radius scan and no grouping files; a
-    damaged grouping file is one error. Catches the grouping recomputed or lost between build
-    and search, or used under --structure scan."""
+def test_the_index_folder_keeps_the_grouping_where_searches_use_it(tmp_path):
+    """write_index groups repeated codes once (groups.npy, group_sizes.npy; manifest
+    searched_through "distinct codes"), and the folder read back answers top k as distances
+    computed bit by bit; distinct codes, or --structure scan, search the items and write no
+    grouping files; a damaged grouping file is one error, and so is a folder of the previous
+    format (its manifest named the grouping top_k). Catches the grouping recomputed or lost
+    between build and search, used under --structure scan, or an old folder searched without
+    its grouping."""
     from utils.errors import UserError
     from utils.index.folder import write_index
 
     repeated, queries = clustered(600, 12, 7, noise=0.02), clustered(9, 12, 8, noise=0.02)
     rng = np.random.default_rng(0)
     spread = np.where(rng.random((600, 40)) < 0.5, -1, 1)
-    cases = [("grouped", repeated, "auto", "distinct codes"), ("spread", spread, "auto", "radius scan"),
-             ("scan", repeated, "scan", "radius scan")]
+    cases = [("grouped", repeated, "auto", "distinct codes"), ("spread", spread, "auto", "items"),
+             ("scan", repeated, "scan", "items")]
     for name, codes, asked, how in cases:
         out = tmp_path / name
         manifest = write_index(str(out), codes, [str(i) for i in range(600)], None, {}, asked)
-        assert manifest["top_k"] == how and os.path.exists(out / "groups.npy") == (how == "distinct codes")
+        assert manifest["searched_through"] == how and os.path.exists(out / "groups.npy") == (how == "distinct codes")
     index = ix.Index(str(tmp_path / "grouped"))
     assert index.groups is not None
     found = ix.top_k(index.scan, index.queries(ix.pack(queries)), 50, groups=index.groups)
@@ -292,6 +294,10 @@ def test_the_index_folder_keeps_the_grouping_where_top_k_uses_it(tmp_path):
     os.remove(tmp_path / "grouped" / "groups.npy")
     with pytest.raises(UserError, match="lacks groups.npy"):
         ix.Index(str(tmp_path / "grouped"))
+    path = tmp_path / "spread" / "manifest.json"
+    path.write_text(path.read_text().replace('"format": 3', '"format": 2'))
+    with pytest.raises(UserError, match=r"another version of utils.index \(format 2, this one reads 3\); build"):
+        ix.Index(str(tmp_path / "spread"))
 
 
 @pytest.mark.parametrize("bits, width", [(12, 4), (48, 8), (64, 8)])

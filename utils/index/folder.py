@@ -12,7 +12,7 @@ from utils.errors import UserError
 from utils.index.structures import Groups, Scan, choose, grouped, grouping, new_structure, pack, pad, scan_width
 from utils.runs import make_folder, read_json
 
-FORMAT = 2  # 1: codes searched as stored, always a structure
+FORMAT = 3  # 1: codes searched as stored, always a structure; 2: the grouping's use under the manifest key top_k
 
 
 def check_out(out):
@@ -39,7 +39,7 @@ def write_index(out, codes, names, labels, manifest, asked="auto"):
         manifest = {**manifest, "format": FORMAT, "bits": int(codes.shape[1]), "packed_bits": packed.shape[1] * 8,
                     "scan_bits": width * 8, "items": len(names), "distinct_codes": len(sizes),
                     "most_common_code_items": int(sizes.max()) if len(sizes) else 0,
-                    "structure": described, "top_k": "distinct codes" if by_codes else "radius scan",
+                    "structure": described, "searched_through": "distinct codes" if by_codes else "items",
                     "bytes_per_item": packed.shape[1]}
         atomic_write(os.path.join(tmp, "codes.npy"), lambda f: np.save(f, packed))
         atomic_write(os.path.join(tmp, "items.json"), lambda f: f.write(json.dumps(names)), mode="w")
@@ -69,7 +69,7 @@ def write_index(out, codes, names, labels, manifest, asked="auto"):
 class Index:
     """An index folder, read back: manifest, names, labels, packed codes, the padded flat scan,
     where the build chose one, the lookup structure, and where codes repeat enough (grouped),
-    the items grouped by code for top k."""
+    the items grouped by code, through which radius search and top k go."""
 
     FILES = ("manifest.json", "codes.npy", "items.json")
 
@@ -102,8 +102,8 @@ class Index:
         padded = pad(self.packed, self.width)
         self.scan = Scan(padded)
         self.flat = self.scan.flat
-        self.groups = None  # searches scan the items (and in indexes from before the grouping)
-        if m.get("top_k") == "distinct codes":
+        self.groups = None  # searches scan the items
+        if m.get("searched_through") == "distinct codes":
             files = ("groups.npy", "group_sizes.npy")
             missing = [f for f in files if not os.path.isfile(os.path.join(folder, f))]
             if missing:
