@@ -415,8 +415,9 @@ def test_build_then_search_finds_each_image_and_agrees_with_the_models_codes(tra
     """A folder of images indexed with a MAH run folder and with an MMHH snapshot: the codes in
     the index are the model's own codes of the images (computed here through its forward
     pass), each image searched for is at distance 0 among its own results, and the index read
-    back from disk answers as the codes do. Catches another head's codes, another
-    preprocessing, or names out of step with the codes."""
+    back from disk answers as the codes do; `info` reports its facts. Catches another head's
+    codes, another preprocessing, names out of step with the codes, or `info` reading a
+    manifest key the build no longer writes."""
     out = tmp_path / "idx"
     code, lines, err = cli("build", "--model", trained / model, "--images", trained / "imgs", "--out", out, "--gpu",
                            "cpu", "--workers", 0)
@@ -451,6 +452,8 @@ def test_build_then_search_finds_each_image_and_agrees_with_the_models_codes(tra
     facts = json.loads("\n".join(lines))
     assert facts["items"] == 40 and facts["bits"] == encoder.bits and facts["bytes_per_item"] == -(-encoder.bits // 8)
     assert facts["structure"]["type"] == "scan" and "the padded scan" in facts["structure"]["reason"]
+    # items at least 1.5 times the distinct codes: searches go through the codes
+    assert facts["searched_through"] == ("distinct codes" if 1.5 * facts["distinct_codes"] <= 40 else "items")
     facts = json.loads("\n".join(cli("info", "--index", forced)[1]))
     assert facts["structure"]["type"] == "IndexBinaryHash" and "--structure mih" in facts["structure"]["reason"]
 

@@ -75,6 +75,7 @@ def info(args):
     print(json.dumps({"index": args.index, "model": m.get("model"), "model_kind": m.get("model_kind"),
                       "bits": m["bits"], "items": m["items"], "distinct_codes": m.get("distinct_codes"),
                       "bytes_per_item": m["packed_bits"] // 8, "bytes_per_item_searched": m["scan_bits"] // 8,
-                      "structure": m["structure"], "top_k": m.get("top_k", "radius scan"), "codes": m.get("codes"), "labels": index.labels is not None,
+                      "structure": m["structure"], "searched_through": m["searched_through"], "codes": m.get("codes"),
+                      "labels": index.labels is not None,
                       "size_on_disk": size, "commit": m.get("commit"), "date": m.get("date")}, indent=1))
     return m
