@@ -52,16 +52,41 @@ def test_a_finished_run_is_filed_by_cell_and_seed_unchanged(tmp_path):
     assert filed == record(bits=4, seed=3)
 
 
-def test_mmhh_records_go_under_their_setting_loss_and_convention(tmp_path):
-    mmhh = {**record(method="MMHH", bits=32), "paper": "MMHH", "protocol": {"protocol": "deephash", "label_noise": 0.2},
-            "args": {"batch_type": "BatchInitMem"},
-            "metrics": {"map_within_radius": 0.5, "radius": 2, "map_topk": 0.5, "topk": 5000, "opt_test": True}}
-    folder = tmp_path / "test_run"
+def mmhh_record(gamma=10.0, weight="1", optimizer="adam", opt_test=False, **args):
+    return {**record(method="MMHH", bits=32), "paper": "MMHH", "protocol": {"protocol": "deephash", "label_noise": 0.2},
+            "args": {"batch_type": "PairBatch", "similar_weight_type": weight, "gamma": gamma, "optimizer": optimizer,
+                     **args},
+            "metrics": {"map_within_radius": 0.5, "radius": 2, "map_topk": 0.5, "topk": 5000, "opt_test": opt_test}}
+
+
+def mmhh_folder(root, name, r):
+    folder = root / name
     (folder / "results").mkdir(parents=True)
-    (folder / "results" / "cifar10_MMHH_32bits.json").write_text(json.dumps(mmhh))
-    file(tmp_path, folder)
+    (folder / "results" / "cifar10_MMHH_32bits.json").write_text(json.dumps(r))
+    return folder
+
+
+def test_mmhh_records_go_under_their_setting_configuration_and_convention(tmp_path):
+    """Catches the memory bank, the similar-pair weight, gamma or the test convention dropped from
+    the path (two cells would share one file)."""
+    file(tmp_path, mmhh_folder(tmp_path, "test_run", mmhh_record(opt_test=True, batch_type="BatchInitMem")))
     assert files_under(tmp_path / "results") == [
-        "cifar10-mmhh-cpu-pretrained/noise0.2/seed0/MMHH-memory/opt-test/cifar10_MMHH_32bits.json"]
+        "cifar10-mmhh-cpu-pretrained/noise0.2/seed0/MMHH-memory-sw1-gamma10.0/opt-test/cifar10_MMHH_32bits.json"]
+
+
+def test_one_loss_under_other_settings_or_the_released_optimiser_is_another_cell(tmp_path):
+    """The same loss and seed with gamma 10 (say, untuned), gamma 5 (tuned) and gamma 5 under
+    SGD are three cells, filed side by side; the same settings again are refused as filed.
+    Catches cells keyed by the loss alone (the tuned run refused, or with --replace, the
+    untuned one silently dropped) and the optimiser left out of the key."""
+    runs = [mmhh_folder(tmp_path, "untuned", mmhh_record(10.0)), mmhh_folder(tmp_path, "tuned", mmhh_record(5.0)),
+            mmhh_folder(tmp_path, "sgd", mmhh_record(5.0, optimizer="sgd"))]
+    file(tmp_path, *runs)
+    assert files_under(tmp_path / "results") == sorted(
+        f"cifar10-mmhh-cpu-pretrained/noise0.2/seed0/{c}/cifar10_MMHH_32bits.json"
+        for c in ("MMHH-sw1-gamma10.0", "MMHH-sw1-gamma5.0", "MMHH-sw1-gamma5.0-sgd"))
+    with pytest.raises(UserError, match="already filed as .*MMHH-sw1-gamma5.0-sgd"):
+        file(tmp_path, mmhh_folder(tmp_path, "again", mmhh_record(5.0, optimizer="sgd")))
 
 
 def test_an_unfinished_or_running_run_is_refused(tmp_path):

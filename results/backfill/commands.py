@@ -2,7 +2,7 @@
 flag their command relied on, so that the command reproduces the run under today's default
 (Hamming, the released code's). The command as it was run stays under "command_as_run".
 
-    python results/backfill/commands.py results/cifar10-mmhh-cpu-small/*.json
+    python results/backfill/commands.py $(find results/cifar10-mmhh-cpu-small -name "*.json")
 
 A file whose command already names --distance_type, or that is not a train_mmhh.py run of
 the MMHH loss, is left as it is.

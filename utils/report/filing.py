@@ -4,10 +4,12 @@
 
 A run folder's results/*.json go to one place per cell and seed:
 results/<dataset>-<preset>/[<setting>/]seed<S>/<file> for the MAH scripts and
-results/<dataset>-mmhh-<preset>/<setting>/seed<S>/<loss>/[opt-test/]<file> for MMHH
+results/<dataset>-mmhh-<preset>/<setting>/seed<S>/<configuration>/[opt-test/]<file> for MMHH
 (<setting>: standard, noise<P> or unseen), and a tuning run's (tested on the validation split)
-to results/<dataset>-mmhh-<preset>/tuning/seed<S>/<configuration>/<file>, the configuration
-named by its loss and grid values (MMHH-sw1-gamma10), unchanged: each record already carries its
+to results/<dataset>-mmhh-<preset>/tuning/seed<S>/<configuration>/<file>; the configuration is
+named by its loss, its grid values and, other than Adam, its optimiser (MMHH-sw1-gamma10.0,
+Hamming-swauto-sigmoid0.3125-sgd), so that runs of one loss under other settings (a tuned and
+an untuned one, or the released optimiser's) are other cells. Records go unchanged: each carries its
 command, commit and thread counts. Every run named is checked before anything is
 written, and any of these refuses the whole call in one line: a run still going (its
 lock held) or not finished (a --bits length without results), a record the report could
@@ -56,20 +58,22 @@ def variant(record):
 
 
 def configuration(record):
-    """A tuning run's grid point as a folder name: the loss (variant), the similar-pair weight and
-    the loss's own parameter (gamma; HashNet's sigmoid_param)."""
+    """An MMHH run's settings as a folder name: the loss (variant), the similar-pair weight, the
+    loss's own parameter (gamma; HashNet's sigmoid_param) and the optimiser where it is not Adam."""
     a = record.get("args", {})
     main = f"sigmoid{a.get('sigmoid_param')}" if record["method"] == "Hamming" else f"gamma{a.get('gamma')}"
-    return f"{variant(record)}-sw{a.get('similar_weight_type')}-{main}"
+    optimiser = "" if a.get("optimizer", "adam") == "adam" else f"-{a['optimizer']}"
+    return f"{variant(record)}-sw{a.get('similar_weight_type')}-{main}{optimiser}"
 
 
 def cell(kind, record):
-    """What one filed record stands for: a table cell and a seed (a tuning run: its configuration)."""
+    """What one filed record stands for: a table cell and a seed (MMHH: of one configuration)."""
     key = (kind, record["dataset"], record["method"], record["bits"], record["preset"], record["backbone"],
            record["device"], record["seed"], setting(record))
-    if kind == "mmhh" and validation(record):
-        return key + ("tuning", configuration(record), bool(record["metrics"]["opt_test"]))
-    return key + ((variant(record), bool(record["metrics"]["opt_test"])) if kind == "mmhh" else ())
+    if kind == "mmhh":
+        tuning = ("tuning",) if validation(record) else ()
+        return key + tuning + (configuration(record), bool(record["metrics"]["opt_test"]))
+    return key
 
 
 def destination(results, kind, record):
@@ -84,7 +88,7 @@ def destination(results, kind, record):
                  configuration(record)]
     else:
         where = [f"{record['dataset']}-mmhh-{record['preset']}", setting(record), f"seed{record['seed']}",
-                 variant(record)]
+                 configuration(record)]
     return os.path.join(results, *where, *(["opt-test"] if record["metrics"]["opt_test"] else []), name)
 
 
