@@ -106,3 +106,85 @@ def test_learning_curves_average_the_seeds_at_the_iterations_all_evaluated(tmp_p
     assert not made[0].axes[1].lines  # no 12-bit run
     assert not figures.draw_curves(str(tmp_path / "none.png"), "cifar10",
                                    collect.series_of([{**record(0, {}), "curve": []}]))
+
+
+def mmhh(method, seed, value, gamma=5.0, weight="1", optimizer="adam", rate=0.0, protocol="deephash", opt_test=False,
+         dataset="cifar10"):
+    """A 32-bit cpu-pretrained MMHH-family record (HashNet's sigmoid_param is gamma / 32)."""
+    return {"dataset": dataset, "method": method, "bits": 32, "preset": "cpu-pretrained", "seed": seed,
+            "args": {"similar_weight_type": weight, "gamma": gamma, "sigmoid_param": gamma / 32,
+                     "optimizer": optimizer},
+            "protocol": {"protocol": protocol, "label_noise": rate},
+            "metrics": {"map_within_radius": value, "opt_test": opt_test}}
+
+
+def grid(best):
+    """The eight tuning rows of each loss on CIFAR-10, row `best[loss]` scoring highest (0.8,
+    the others 0.5): the rows the claims must use."""
+    rows = []
+    for loss, chosen in best.items():
+        for row in range(1, 9):
+            r = mmhh(loss, 0, 0.8 if row == chosen else 0.5, gamma=(5.0, 10.0, 20.0, 40.0)[(row - 1) % 4],
+                     weight="1" if row <= 4 else "auto")
+            rows.append({**r, "protocol": {"eval_on": "val"}})
+    return rows
+
+
+def test_mmhh_claims_use_the_chosen_configurations_only_and_pair_by_seed():
+    """MMHH chosen at row 1 (gamma 5, weight 1), DCH at row 5 (gamma 5, auto), HashNet at row 6
+    (sigmoid 10/32, auto). M1 = MMHH - DCH over seeds 0-2: 0.1, 0.2, 0.3 -> mean 0.2, half-width
+    4.3027 x 0.1 / sqrt(3) = 0.2484 (inconclusive); an untuned MMHH run (gamma 10), an --opt-test
+    record and a DCH run at weight 1 are ignored, and seed 3 (no DCH run) is unpaired. M3 (against
+    HashNet) has no runs, MMHH without margin is not chosen (M5 none). Under the released
+    optimiser M1r: 0.05, 0.052 -> mean 0.051, half-width 12.7062 x 0.0014142 / sqrt(2) =
+    0.0127: holds. Catches runs of other settings mixed into a claim (the
+    ignored values would move the mean), pairing by position, and the optimisers mixed."""
+    val = grid({"MMHH": 1, "DCH": 5, "Hamming": 6})
+    runs = [mmhh("MMHH", s, v) for s, v in enumerate((0.6, 0.7, 0.8, 0.9))]
+    runs += [mmhh("DCH", s, v, weight="auto") for s, v in enumerate((0.5, 0.5, 0.5))]
+    runs += [mmhh("MMHH", 0, 0.0, gamma=10.0), mmhh("MMHH", 1, 0.0, opt_test=True), mmhh("DCH", 2, 0.9)]
+    runs += [mmhh("MMHH", s, 0.6 + d, optimizer="sgd") for s, d in ((0, 0.05), (1, 0.052))]
+    runs += [mmhh("DCH", s, 0.6, weight="auto", optimizer="sgd") for s in (0, 1)]
+    rows = {r["id"]: r for r in claims.mmhh_rows(runs, val)}
+    m1 = rows["M1"]
+    assert (m1["n"], m1["mean"], m1["verdict"]) == (3, pytest.approx(0.2), "inconclusive")
+    assert m1["low"] == pytest.approx(0.2 - T2 * 0.1 / math.sqrt(3))
+    assert rows["M3"]["verdict"] == rows["M5"]["verdict"] == "no runs yet" and rows["M2"]["n"] == 0
+    m1r = rows["M1r"]
+    assert m1r["n"] == 2 and m1r["mean"] == pytest.approx(0.051) and m1r["verdict"] == "holds"
+    assert m1r["low"] == pytest.approx(0.051 - T1 * math.sqrt(2e-6) / math.sqrt(2))
+    assert "note" not in m1r  # holds beside inconclusive: not a dependence on the optimiser
+    assert list(rows)[:6] == ["M1", "M2", "M3", "M4", "M5", "M6"] and list(rows)[6] == "M1r"
+
+
+def test_a_verdict_that_flips_with_the_optimiser_is_marked():
+    """Adam: MMHH - DCH = 0.1, 0.11 (holds); SGD: -0.1, -0.11 (fails): M1r says the verdict
+    depends on the optimiser, in the table too. Catches the mark dropped, or set on a decided
+    verdict beside an inconclusive one."""
+    val = grid({"MMHH": 1, "DCH": 1})
+    runs = [mmhh("MMHH", s, 0.5 + d) for s, d in ((0, 0.1), (1, 0.11))] + [mmhh("DCH", s, 0.5) for s in (0, 1)]
+    runs += [mmhh("MMHH", s, 0.5 - d, optimizer="sgd") for s, d in ((0, 0.1), (1, 0.11))]
+    runs += [mmhh("DCH", s, 0.5, optimizer="sgd") for s in (0, 1)]
+    rows = {r["id"]: r for r in claims.mmhh_rows(runs, val)}
+    assert (rows["M1"]["verdict"], rows["M1r"]["verdict"]) == ("holds", "fails")
+    assert rows["M1r"]["note"] == "depends on the optimiser"
+    assert any(line.endswith("| fails (depends on the optimiser) |") for line in claims.claims_table([rows["M1r"]]))
+
+
+def test_the_retained_share_is_taken_within_each_seed():
+    """Label noise 0.2. MMHH: clean 0.8, 0.6, noisy 0.4, 0.3 -> keeps 0.5, 0.5; DCH: clean 0.8,
+    0.5, noisy 0.6, 0.25 -> keeps 0.75, 0.5. N5 (MMHH degrades less than DCH at 0.2) = -0.25,
+    0.0: mean -0.125. N1 (MMHH - DCH at 0.2) = -0.2, 0.05. Catches the share taken of the mean
+    clean MAP over seeds (0.4/0.7, 0.3/0.7: another N5) or the rows' rates swapped."""
+    val = grid({"MMHH": 1, "DCH": 1})
+    runs = [mmhh("MMHH", 0, 0.8), mmhh("MMHH", 1, 0.6), mmhh("MMHH", 0, 0.4, rate=0.2), mmhh("MMHH", 1, 0.3, rate=0.2)]
+    runs += [mmhh("DCH", 0, 0.8), mmhh("DCH", 1, 0.5), mmhh("DCH", 0, 0.6, rate=0.2), mmhh("DCH", 1, 0.25, rate=0.2)]
+    rows = {r["id"]: r for r in claims.mmhh_rows(runs, val)}
+    assert rows["N5"]["mean"] == pytest.approx(-0.125) and rows["N5"]["n"] == 2
+    assert rows["N1"]["mean"] == pytest.approx(-0.075) and rows["N2"]["n"] == rows["N6"]["n"] == 0
+    assert "0.2" in rows["N1"]["claim"] and "0.4" in rows["N2"]["claim"]
+
+
+def test_ranges_keep_suffixed_ids_apart():
+    """Catches M1r joined into a run of M ids (or the suffix lost)."""
+    assert claims.ranges(["M1", "M2", "M1r", "M2r", "M3r", "N1"]) == "M1-M2, M1r-M3r, N1"

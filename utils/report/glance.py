@@ -103,7 +103,7 @@ def glance_section(records):
     """README's results at a glance: the claims table and the headline MAH table of the first
     data set that has one (CIFAR-10: the data set of the papers' main claims); every other
     headline table is in docs/results.md (headline_section), which keeps the README short."""
-    parts = [claims_glance(records["mah"])] if records["mah"] else []
+    parts = [claims_glance(records)] if records["mah"] or records["mmhh"] or records["protocols"] else []
     mah_tables = mah_headlines(records)
     parts += mah_tables[:1]
     if mah_tables[1:] or records["mmhh"] or records["protocols"]:

@@ -116,7 +116,7 @@ def main(args):
     pages = [(args.readme, readme), (args.details, details)]
     claims = args.claims or os.path.join(os.path.dirname(args.details), "claims.md")
     if args.claims or os.path.exists(claims):
-        text = replace_section(read_text(claims, "--claims"), "claims", claims_section(records["mah"]), claims)
+        text = replace_section(read_text(claims, "--claims"), "claims", claims_section(records), claims)
         pages.append((claims, replace_section(text, "tuning", tuning_section(records["validation"]), claims)))
     index_page = args.index_page or os.path.join(os.path.dirname(args.details), "index.md")
     if search and (args.index_page or os.path.exists(index_page)):
