@@ -2,6 +2,7 @@
 the 95% Student-t interval of the paired differences and the verdict read from it. The t
 quantiles are written out here (t(0.975, 1) = 12.7062, t(0.975, 2) = 4.3027, t(0.975, 4) =
 2.7764), not taken from the code under test."""
+import json
 import math
 
 import pytest
@@ -188,3 +189,35 @@ def test_the_retained_share_is_taken_within_each_seed():
 def test_ranges_keep_suffixed_ids_apart():
     """Catches M1r joined into a run of M ids (or the suffix lost)."""
     assert claims.ranges(["M1", "M2", "M1r", "M2r", "M3r", "N1"]) == "M1-M2, M1r-M3r, N1"
+
+
+def full(record, backbone="MobileNetV2Fc"):
+    """A record as results files hold it (what collect.load_records validates)."""
+    m = {"radius": 2, "map_topk": record["metrics"]["map_within_radius"], "topk": -1, **record["metrics"]}
+    return {**record, "paper": "MMHH", "backbone": backbone, "device": "cpu", "seconds": 60.0, "metrics": m}
+
+
+def test_final_runs_are_tabled_apart_from_other_settings_of_the_loss(tmp_path):
+    """MMHH chosen at row 1 (gamma 5, weight 1). Seeds 0 and 1 at row 1 score 0.6 and 0.7: mean
+    0.65, half-width 12.7062 x 0.070711 / sqrt(2) = 0.6353, so '0.6500 [0.0147, 1.2853] (2)';
+    the --opt-test record of seed 0 (0.66) and an SGD run (0.5) fill their own row and column;
+    an untuned run (gamma 10, 0.1234) stays in the ordinary MMHH tables and out of this one.
+    Catches the untuned run pooled with the tuned ones (another mean), the conventions or the
+    optimisers mixed, and a normal quantile in place of Student's t."""
+    from utils.report import collect
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    runs = grid({"MMHH": 1}) + [mmhh("MMHH", 0, 0.6), mmhh("MMHH", 1, 0.7), mmhh("MMHH", 0, 0.66, opt_test=True),
+                                mmhh("MMHH", 0, 0.5, optimizer="sgd"), mmhh("MMHH", 0, 0.1234, gamma=10.0)]
+    for i, r in enumerate(runs):
+        (folder / f"{i:02d}.json").write_text(json.dumps(full(r)))
+    records = collect.load_records(str(folder))
+    assert sorted(r["metrics"]["map_within_radius"] for r in records["tuned"]) == [0.6, 0.66, 0.7]
+    assert [r["metrics"]["map_within_radius"] for r in records["released"]] == [0.5]
+    assert [r["metrics"]["map_within_radius"] for r in records["mmhh"]] == [0.1234]
+    text = claims.finals_section(records)
+    assert "| MAP@H<=2, MMHH | 0.6500 [0.0147, 1.2853] (2) | 0.5000 (1) |" in text
+    assert "| MAP@H<=2, --opt-test, MMHH | 0.6600 (1) | no run |" in text
+    assert "| | clean | clean, released optimiser |" in text.replace("|  |", "| |") and "0.1234" not in text
+    assert claims.finals_section({"tuned": [], "released": []}).endswith("No final run is filed yet.")

@@ -354,7 +354,8 @@ def test_headline_is_cpu_pretrained_else_the_series_with_most_runs():
 def test_command_line(tree, tmp_path, capsys):
     claims = str(tmp_path / "claims.md")
     write(claims, "# Claims\n\n<!-- results-claims:start -->\n<!-- results-claims:end -->\n"
-                  "<!-- results-tuning:start -->\n<!-- results-tuning:end -->\n")
+                  "<!-- results-tuning:start -->\n<!-- results-tuning:end -->\n"
+                  "<!-- results-finals:start -->\n<!-- results-finals:end -->\n")
     cmd = [sys.executable, "-m", "utils.report", "--results", tree.results, "--readme", tree.readme, "--details",
            tree.details, "--claims", claims, "--fig", tree.fig]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)

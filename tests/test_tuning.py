@@ -1,6 +1,6 @@
-"""The MMHH tuning grid's choice (utils.report.tuning) by the rule docs/claims.md declares:
+"""The MMHH tuning grid's choice (utils.report.grid) by the rule docs/claims.md declares:
 highest validation MAP@H<=2, ties within 0.001 to the loss's own setting, else the lowest row."""
-from utils.report import tuning
+from utils.report import grid as grids, tuning
 
 
 def rec(method, weight, main, score, bits=32, **extra):
@@ -21,20 +21,20 @@ def full_grid(method, scores):
 def test_rows_follow_the_declared_grid():
     """Catches the weight and the parameter swapped in the row number, or HashNet's
     sigmoid_param read without the factor K (row 6 is 10 / K with weight auto)."""
-    assert tuning.row_of(rec("MMHH", "1", 10, 0.5)) == 2
-    assert tuning.row_of(rec("DCH", "auto", 20, 0.5)) == 7
-    assert tuning.row_of(rec("Hamming", "auto", 10, 0.5)) == 6
-    assert tuning.row_of(rec("MMHH", "1", 7, 0.5)) is None  # off the grid: no row, never chosen
+    assert grids.row_of(rec("MMHH", "1", 10, 0.5)) == 2
+    assert grids.row_of(rec("DCH", "auto", 20, 0.5)) == 7
+    assert grids.row_of(rec("Hamming", "auto", 10, 0.5)) == 6
+    assert grids.row_of(rec("MMHH", "1", 7, 0.5)) is None  # off the grid: no row, never chosen
 
 
 def test_the_best_row_wins_and_ties_go_to_the_own_setting_else_the_lowest_row():
     """Catches a tie tolerance dropped (row 4's 0.6005 beating the own row 2 at 0.5998), the
     own-row preference dropped, or ties broken by the highest row."""
-    assert tuning.choose({1: 0.3, 2: 0.5998, 3: 0.2, 4: 0.6005}, own=2) == 2
-    assert tuning.choose({1: 0.3, 2: 0.5, 3: 0.2, 4: 0.6005}, own=2) == 4  # 0.1 behind: not tied
-    assert tuning.choose({1: 0.6, 3: 0.6009, 5: 0.5}, own=2) == 1  # own row not among the tied
+    assert grids.choose({1: 0.3, 2: 0.5998, 3: 0.2, 4: 0.6005}, own=2) == 2
+    assert grids.choose({1: 0.3, 2: 0.5, 3: 0.2, 4: 0.6005}, own=2) == 4  # 0.1 behind: not tied
+    assert grids.choose({1: 0.6, 3: 0.6009, 5: 0.5}, own=2) == 1  # own row not among the tied
     grid = full_grid("Hamming", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
-    assert tuning.choices(grid) == {("cifar10", 32, "Hamming"): 8}
+    assert grids.choices(grid) == {("cifar10", 32, "Hamming"): 8}
 
 
 def test_no_choice_on_a_partial_grid_and_test_or_noisy_records_are_left_out():
@@ -43,7 +43,7 @@ def test_no_choice_on_a_partial_grid_and_test_or_noisy_records_are_left_out():
     records = full_grid("MMHH", [0.5] * 8)[:7]
     noisy = rec("MMHH", "auto", 40, 0.9, protocol={"eval_on": "val", "label_noise": 0.2})
     opt = {**rec("MMHH", "auto", 40, 0.9), "metrics": {"map_within_radius": 0.9, "opt_test": True}}
-    assert tuning.choices(records + [noisy, opt]) == {}
+    assert grids.choices(records + [noisy, opt]) == {}
     text = tuning.tuning_section(records)
     assert "MMHH not yet (7 of 8 rows filed)" in text and "DCH not yet (0 of 8 rows filed)" in text
     assert "| 8 | auto | 40 | — |" in text

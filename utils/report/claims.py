@@ -10,7 +10,7 @@ from scipy import stats
 from utils.report.collect import series_of
 from utils.report.published import HEADLINE_PRESET, MAH_BITS, PUBLISHED_MAP, PUBLISHED_MAP5000
 from utils.report.tables import table
-from utils.report.tuning import choices, row_of
+from utils.report.grid import LOSSES, choices, row_of
 
 LEVEL = 0.01  # the resolution of values read off a figure: "level" within it
 EARLY = 10  # "faster": MAP after this many outer iterations
@@ -217,8 +217,60 @@ def mmhh_rows(records, validation):
 
 def all_rows(records):
     """Every declared row, MAH's then MMHH's, from load_records' groups."""
-    mmhh = records.get("mmhh", []) + records.get("protocols", [])
+    mmhh = [r for key in ("mmhh", "protocols", "tuned", "released") for r in records.get(key, [])]
     return mah_rows(records.get("mah", [])) + mmhh_rows(mmhh, records.get("validation", []))
+
+
+# the final runs' columns: (optimiser, protocol, label noise) and their heading
+FINAL_SETTINGS = [(("adam", "standard", 0.0), "clean")] + \
+    [(("adam", "standard", rate), f"label noise {rate:g}") for rate in NOISE] + \
+    [(("adam", "unseen", 0.0), "unseen classes"), (("sgd", "standard", 0.0), "clean, released optimiser")]
+FINAL_QUANTITIES = [  # (label, test convention --opt-test, value of a record, digits)
+    ("MAP@H<=2", False, lambda m: m["map_within_radius"], 4),
+    ("MAP@H<=2, --opt-test", True, lambda m: m["map_within_radius"], 4),
+    ("MAP@TopK", False, lambda m: m["map_topk"], 4),
+    ("radius-2 ball, share of the database", False, lambda m: m.get("balls", {}).get("ball_database_share"), 3),
+    ("share of queries with an empty ball", False, lambda m: m.get("balls", {}).get("empty_ball_share"), 3)]
+
+
+def estimate(values, digits):
+    """'mean [low, high] (n)' with the 95% Student-t interval; 'value (1)' for one seed."""
+    mean, low, high, n = interval(values)
+    if low is None:
+        return f"{mean:.{digits}f} (1)"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}] ({n})"
+
+
+def finals_section(records):
+    """docs/claims.md's final runs: per data set, each loss in its tuned configuration under
+    every setting that has runs, as the mean over seeds with its 95% interval (n seeds), for
+    the primary metric and beside it the other convention, MAP@TopK and what the radius-2
+    balls hold (a loss whose balls hold much of the database, or are often empty, says so
+    there). `records`: load_records' groups ("tuned" and "released")."""
+    lines = ["Written by `python -m utils.report` from the results files of the tuned configurations; edits here "
+             "are overwritten."]
+    cells = {}
+    for r in records.get("tuned", []) + records.get("released", []):
+        p = r.get("protocol") or {}
+        column = (r["args"].get("optimizer", "adam"), "unseen" if p.get("protocol") == "unseen" else "standard",
+                  float(p.get("label_noise") or 0))
+        cells.setdefault((r["dataset"], r["bits"]), {}).setdefault((r["method"], column, r["metrics"]["opt_test"]),
+                                                                   {})[r["seed"]] = r["metrics"]
+    if not cells:
+        return "\n".join(lines + ["", "No final run is filed yet."])
+    for (dataset, bits), by_cell in sorted(cells.items()):
+        columns = [(c, heading) for c, heading in FINAL_SETTINGS if any(c == key[1] for key in by_cell)]
+        rows = []
+        for label, opt_test, value, digits in FINAL_QUANTITIES:
+            for loss, name in LOSSES:
+                got = [[v for v in map(value, by_cell.get((loss, c, opt_test), {}).values()) if v is not None]
+                       for c, _ in columns]
+                if any(got):
+                    rows.append([f"{label}, {name}", *(estimate(v, digits) if v else "no run" for v in got)])
+        shown = dict(MMHH_DATASETS).get(dataset, dataset)
+        lines += ["", f"**{shown}, {bits} bits**: mean over seeds [95% interval] (seeds).", ""] + \
+            table(["", *(heading for _, heading in columns)], rows)
+    return "\n".join(lines)
 
 
 def ours(r):

@@ -6,19 +6,24 @@ import os
 
 from utils.errors import UserError
 from utils.records import read_record
+from utils.report.grid import choices, row_of
+from utils.report.published import HEADLINE_PRESET
 
 
 def load_records(folder):
-    """{"mah": [...], "mmhh": [...], "protocols": [...], "validation": [...]} of the records under
+    """{"mah", "mmhh", "protocols", "validation", "tuned", "released": [...]} of the records under
     `folder`, in sorted path order. A file that is no valid record (bad JSON, a field missing, a
     MAP outside [0, 1]) is a UserError naming it: skipped, it would drop a seed from a mean
     without a word. Runs trained or tested on the validation split go to "validation" (no table
-    shows them), runs under label noise or unseen classes to "protocols" (their own tables), the
-    others to their paper's; an MMHH run with the memory bank is method "<loss> + memory"."""
+    shows them); MMHH runs of the configuration the tuning chose for their loss, data set and
+    length (headline preset), under any protocol, to "tuned" (Adam) or "released" (the released
+    optimiser): the final runs, tabled apart from the runs of other settings of the same loss;
+    runs under label noise or unseen classes to "protocols" (their own tables), the others to
+    their paper's; an MMHH run with the memory bank is method "<loss> + memory"."""
     if not os.path.isdir(folder):
         raise UserError(f"results folder {folder} does not exist: give --results DIR, the folder holding the "
                         "results JSON files")
-    records = {"mah": [], "mmhh": [], "protocols": [], "validation": []}
+    records = {"mah": [], "mmhh": [], "protocols": [], "validation": [], "tuned": [], "released": []}
     found, invalid = [], []
     for path in sorted(glob.glob(os.path.join(folder, "**", "*.json"), recursive=True)):
         try:
@@ -29,11 +34,16 @@ def load_records(folder):
         (path, reason), more = invalid[0], len(invalid) - 1
         raise UserError(f"results file {path} is no valid results record: {reason}; correct it or move it out of "
                         f"{folder}{f' ({more} more files are invalid too)' if more else ''}; nothing was written")
+    found = [(kind, {**r, "method": f"{r['method']} + memory"})
+             if kind == "mmhh" and r.get("args", {}).get("batch_type") == "BatchInitMem" else (kind, r)
+             for kind, r in found]
+    chosen = choices([r for _, r in found if validation(r)])
     for kind, record in found:
-        if kind == "mmhh" and record.get("args", {}).get("batch_type") == "BatchInitMem":
-            record = {**record, "method": f"{record['method']} + memory"}
+        pick = chosen.get((record["dataset"], record["bits"], record["method"]))
         if validation(record):
             records["validation"].append(record)
+        elif kind == "mmhh" and pick is not None and record["preset"] == HEADLINE_PRESET and row_of(record) == pick:
+            records["tuned" if record.get("args", {}).get("optimizer", "adam") == "adam" else "released"].append(record)
         else:
             records["protocols" if setting(record) != ("standard", 0.0) else kind].append(record)
     return records

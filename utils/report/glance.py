@@ -8,7 +8,7 @@ from utils.report.published import (FIGURES, HEADLINE_METRIC, HEADLINE_PRESET, L
                                     MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000)
 from utils.report.robustness import BALL_SHARE, balls_of, percentages
 from utils.report.tables import NO_RESULTS, name, spread, table
-from utils.report.tuning import choices, row_of
+from utils.report.grid import choices, row_of
 
 
 def headline(series, dataset):

@@ -29,7 +29,7 @@ import sys
 
 from utils.atomic import atomic_write
 from utils.errors import UserError
-from utils.report.claims import claims_section
+from utils.report.claims import claims_section, finals_section
 from utils.report.collect import load_records, series_of
 from utils.report.figures import (data_roots, draw, draw_curves, draw_noise, draw_pr, draw_retrieval, image_reader,
                                    shown_record)
@@ -117,7 +117,8 @@ def main(args):
     claims = args.claims or os.path.join(os.path.dirname(args.details), "claims.md")
     if args.claims or os.path.exists(claims):
         text = replace_section(read_text(claims, "--claims"), "claims", claims_section(records), claims)
-        pages.append((claims, replace_section(text, "tuning", tuning_section(records["validation"]), claims)))
+        text = replace_section(text, "tuning", tuning_section(records["validation"]), claims)
+        pages.append((claims, replace_section(text, "finals", finals_section(records), claims)))
     index_page = args.index_page or os.path.join(os.path.dirname(args.details), "index.md")
     if search and (args.index_page or os.path.exists(index_page)):
         pages.append((index_page, replace_section(read_text(index_page, "--index-page"), "index-bench", search_table,

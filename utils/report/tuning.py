@@ -1,55 +1,7 @@
-"""The MMHH tuning grid of docs/claims.md, scored on the validation split, and each loss's
-choice by the rule declared there: the highest validation MAP@H<=2 (default convention)
-wins; configurations within TIED of the best count as tied, and among the tied the loss's
-own (starred) setting wins, else the lowest row. A loss is chosen only once all its rows
-are filed, so a choice never rests on part of the grid."""
+"""The MMHH tuning grid's section of docs/claims.md: every configuration's validation
+MAP@H<=2 and each loss's choice (utils.report.grid)."""
+from utils.report.grid import LOSSES, MAIN, OWN_ROW, WEIGHTS, choices, grid
 from utils.report.tables import table
-
-LOSSES = (("MMHH", "MMHH"), ("MMHH0", "MMHH without margin"), ("DCH", "DCH"), ("Hamming", "HashNet"))
-WEIGHTS = ("1", "auto")  # rows 1-4, then 5-8
-MAIN = (5, 10, 20, 40)  # gamma; HashNet's sigmoid_param is these over K
-OWN_ROW = {"MMHH": 2, "MMHH0": 2, "DCH": 7, "Hamming": 6}  # each loss's published or released setting
-TIED = 0.001
-
-
-def row_of(record):
-    """The grid row (1 to 8) of a tuning record, or None when its settings are off the grid."""
-    a = record.get("args", {})
-    weight = str(a.get("similar_weight_type"))
-    main = a.get("sigmoid_param", 0) * record["bits"] if record["method"] == "Hamming" else a.get("gamma")
-    hits = [i for i, v in enumerate(MAIN) if main is not None and abs(main - v) < 1e-6]
-    if weight not in WEIGHTS or not hits:
-        return None
-    return WEIGHTS.index(weight) * len(MAIN) + hits[0] + 1
-
-
-def choose(scores, own):
-    """The chosen row of {row: validation MAP}: the best, the own row among the tied, else the
-    lowest tied row."""
-    best = max(scores.values())
-    tied = sorted(r for r, v in scores.items() if v >= best - TIED)
-    return own if own in tied else tied[0]
-
-
-def grid(records):
-    """{(dataset, bits): {method: {row: validation MAP@H<=2}}} of the clean, default-convention
-    tuning records."""
-    out = {}
-    for r in records:
-        m, p = r.get("metrics", {}), r.get("protocol") or {}
-        if m.get("opt_test") or p.get("protocol") == "unseen" or float(p.get("label_noise") or 0):
-            continue
-        row = row_of(r)
-        if row is not None and m.get("map_within_radius") is not None:
-            out.setdefault((r["dataset"], r["bits"]), {}).setdefault(r["method"], {})[row] = m["map_within_radius"]
-    return out
-
-
-def choices(records):
-    """{(dataset, bits, method): chosen row} for every loss whose eight rows are filed."""
-    return {(ds, bits, method): choose(scores, OWN_ROW[method])
-            for (ds, bits), by_method in grid(records).items() for method, scores in by_method.items()
-            if len(scores) == 2 * len(MAIN)}
 
 
 def tuning_section(records):
