@@ -41,6 +41,13 @@ def start(script, *argv, processes=None, env=None, timeout=240):
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def why(run):
+    """A failed run's stderr: its first lines, where a process that aborted says why, and the end,
+    where torchrun sums up (which alone would fill a tail of the output)."""
+    err = run.stderr
+    return err if len(err) <= 5000 else f"{err[:3000]}\n[...]\n{err[-2000:]}"
+
+
 def finished(out):
     """V of every head, the results record and the log records of a finished run folder."""
     V = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)["V"]
@@ -55,7 +62,7 @@ def finished(out):
 def one_process(tmp_path_factory):
     out = tmp_path_factory.mktemp("one")
     run = start(NO_BATCHNORM, *CPU, "--output-dir", out)
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.returncode == 0, why(run)
     return out
 
 
@@ -63,7 +70,7 @@ def one_process(tmp_path_factory):
 def two_processes(tmp_path_factory):
     out = tmp_path_factory.mktemp("two")
     run = start(NO_BATCHNORM, *CPU, "--output-dir", out, processes=2)
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.returncode == 0, why(run)
     assert "2 processes (gloo)" in run.stdout
     return out
 
@@ -112,7 +119,7 @@ def test_a_script_runs_under_torchrun(tmp_path, gpu, processes):
     # or a DDP set-up that fails on CUDA, a process that writes beside rank 0.
     run = start(os.path.join(REPO, "flat_CIFAR-10.py"), "--dataset", "digits", "--bits", 4, *SMOKE, "--gpu", gpu,
                 "--output-dir", tmp_path, processes=processes)
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.returncode == 0, why(run)
     assert ("(gloo)" if gpu == "cpu" else "(nccl)") in run.stdout
     assert os.listdir(os.path.join(tmp_path, "results")) == ["digits_MAH-flat_4bits.json"]
     with open(os.path.join(tmp_path, "results", "digits_MAH-flat_4bits.json")) as f:
@@ -125,7 +132,7 @@ def test_torchrun_with_one_process_is_a_plain_run(tmp_path, one_process):
     # to run NCCL) and must compute exactly what a plain process does: a share weight, a sum
     # or a broadcast that changed anything with one process would show here.
     run = start(NO_BATCHNORM, *CPU, "--output-dir", tmp_path, processes=1)
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.returncode == 0, why(run)
     assert "1 process (gloo)" in run.stdout  # the group was started
     V1, result1, log1 = finished(one_process)
     V, result, log = finished(tmp_path)
@@ -182,7 +189,7 @@ def test_mmhh_two_processes_have_the_losses_of_one(tmp_path, setting):
     for processes in (None, 2):
         out = tmp_path / str(processes)
         run = start(MMHH_NO_BATCHNORM, *argv, *mmhh_folders(out), processes=processes)
-        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.returncode == 0, why(run)
         logs.append(mmhh_log(out / "log"))
         maps.append(run.stdout.split("MAP@TopK (full ranking):")[1].split()[0])
     assert [r["iteration"] for r in logs[1]] == [r["iteration"] for r in logs[0]] == [1, 2, 3, 4, 5, 6]
@@ -198,7 +205,7 @@ def test_train_mmhh_runs_under_torchrun(tmp_path, gpu, processes):
     # that records the world size, on the backend of the device.
     run = start(os.path.join(REPO, "train_mmhh.py"), "--s_dataset", "digits", "--preset", "smoke", "--gpu_id", gpu,
                 "--workers", "0", *mmhh_folders(tmp_path), processes=processes)
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.returncode == 0, why(run)
     assert ("(gloo)" if gpu == "cpu" else "(nccl)") in run.stdout
     [folder] = os.listdir(tmp_path / "log")
     [name] = os.listdir(tmp_path / "log" / folder / "results")
@@ -220,7 +227,7 @@ def test_a_killed_mmhh_run_resumes_under_torchrun(tmp_path):
         if name == "cut":
             assert run.returncode != 0
             run = start(MMHH_NO_BATCHNORM, *argv, *folders, "--resume", processes=2)
-        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.returncode == 0, why(run)
         runs[name] = (mmhh_log(out / "log"), run.stdout.split("MAP@TopK (full ranking):")[1].split()[0])
     (whole, whole_map), (cut, cut_map) = runs["whole"], runs["cut"]
     assert [r["iteration"] for r in cut] == list(range(1, 6))
@@ -242,7 +249,7 @@ def test_nccl_processes_learn_what_one_gpu_process_learns(tmp_path, processes):
     one = start(NO_BATCHNORM, *gpu, "--output-dir", tmp_path / "one")
     assert one.returncode == 0, one.stderr[-2000:]
     run = start(NO_BATCHNORM, *gpu, "--output-dir", tmp_path / "nccl", processes=processes)
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.returncode == 0, why(run)
     assert f"process{'es' if processes > 1 else ''} (nccl)" in run.stdout
     V1, result1, log1 = finished(tmp_path / "one")
     V, result, log = finished(tmp_path / "nccl")
@@ -264,7 +271,7 @@ def test_nccl_mmhh_has_the_losses_of_one_gpu_process(tmp_path, processes):
     for launch in (None, processes):
         out = tmp_path / str(launch)
         run = start(MMHH_NO_BATCHNORM, *argv, *mmhh_folders(out), processes=launch)
-        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.returncode == 0, why(run)
         logs.append(mmhh_log(out / "log"))
     assert "(nccl)" in run.stdout
     for one, many in zip(*logs):
