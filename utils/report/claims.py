@@ -7,10 +7,10 @@ import re
 import numpy as np
 from scipy import stats
 
-from utils.report.collect import series_of
+from utils.report.collect import series_of, setting
+from utils.report.grid import LOSSES, choices, row_of
 from utils.report.published import HEADLINE_PRESET, MAH_BITS, PUBLISHED_MAP, PUBLISHED_MAP5000
 from utils.report.tables import table
-from utils.report.grid import LOSSES, choices, row_of
 
 LEVEL = 0.01  # the resolution of values read off a figure: "level" within it
 EARLY = 10  # "faster": MAP after this many outer iterations
@@ -166,9 +166,7 @@ def mmhh_cells(records, chosen):
         if r["bits"] != MMHH_BITS or r["preset"] != HEADLINE_PRESET or r["metrics"]["opt_test"] or \
                 pick is None or row_of(r) != pick:
             continue
-        p = r.get("protocol") or {}
-        key = (r["dataset"], r["args"].get("optimizer", "adam"),
-               "unseen" if p.get("protocol") == "unseen" else "standard", float(p.get("label_noise") or 0))
+        key = (r["dataset"], r["args"].get("optimizer", "adam"), *setting(r))
         cells.setdefault(key, {}).setdefault(r["method"], {})[r["seed"]] = r["metrics"]["map_within_radius"]
     return cells
 
@@ -198,18 +196,18 @@ def mmhh_rows(records, validation):
                 second["note"] = "depends on the optimiser"
             released.append(second)
     rows += released
-    names = dict(RIVALS)
-    n = [("DCH", rate) for rate in NOISE] + [("Hamming", rate) for rate in NOISE]
-    for k, (rival, rate) in enumerate(n, 1):  # N1-N4: MMHH - X under label noise
-        rows.append(row(f"N{k}", f"MMHH better than {names[rival].split()[-1]} at label noise {rate:g}, CIFAR-10",
+    names = dict(LOSSES)
+    noisy = [("DCH", rate) for rate in NOISE] + [("Hamming", rate) for rate in NOISE]
+    for k, (rival, rate) in enumerate(noisy, 1):  # N1-N4: MMHH - X under label noise
+        rows.append(row(f"N{k}", f"MMHH better than {names[rival]} at label noise {rate:g}, CIFAR-10",
                         "MMHH ahead", paired(runs("cifar10", "MMHH", rate=rate), runs("cifar10", rival, rate=rate)),
                         "sign"))
-    for k, (rival, rate) in enumerate(n, 5):  # N5-N8: the share of its clean MAP each keeps, paired by seed
+    for k, (rival, rate) in enumerate(noisy, 5):  # N5-N8: the share of its clean MAP each keeps, paired by seed
         keeps = {loss: retained(runs("cifar10", loss, rate=rate), runs("cifar10", loss)) for loss in ("MMHH", rival)}
-        rows.append(row(f"N{k}", f"MMHH degrades less than {names[rival].split()[-1]} at label noise {rate:g}, "
+        rows.append(row(f"N{k}", f"MMHH degrades less than {names[rival]} at label noise {rate:g}, "
                                  "CIFAR-10", "MMHH ahead", paired(keeps["MMHH"], keeps[rival]), "sign"))
     for k, rival in enumerate(("DCH", "Hamming"), 1):  # U1-U2
-        rows.append(row(f"U{k}", f"MMHH better than {names[rival].split()[-1]} on unseen classes, CIFAR-10",
+        rows.append(row(f"U{k}", f"MMHH better than {names[rival]} on unseen classes, CIFAR-10",
                         "MMHH ahead", paired(runs("cifar10", "MMHH", protocol="unseen"),
                                              runs("cifar10", rival, protocol="unseen")), "sign"))
     return rows
@@ -251,9 +249,7 @@ def finals_section(records):
              "are overwritten."]
     cells = {}
     for r in records.get("tuned", []) + records.get("released", []):
-        p = r.get("protocol") or {}
-        column = (r["args"].get("optimizer", "adam"), "unseen" if p.get("protocol") == "unseen" else "standard",
-                  float(p.get("label_noise") or 0))
+        column = (r["args"].get("optimizer", "adam"), *setting(r))
         cells.setdefault((r["dataset"], r["bits"]), {}).setdefault((r["method"], column, r["metrics"]["opt_test"]),
                                                                    {})[r["seed"]] = r["metrics"]
     if not cells:
