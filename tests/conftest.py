@@ -21,7 +21,7 @@ def coco_mini(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def cifar10_cache(tmp_path_factory):
-    """../shared/data/cifar10-jpeg.tar.gz decoded once per pytest run (a session-scoped fixture) by utils.data.cifar10:
+    """../shared/data/cifar10-jpeg.tar.gz decoded once per pytest run by utils.data.cifar10:
     (the ImageArray of that first decoding, the cache folder that now holds it)."""
     archive = os.path.join(SHARED, "cifar10-jpeg.tar.gz")
     if not os.path.exists(archive):

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import stats
 
 from utils.report.collect import series_of, setting
-from utils.report.grid import LOSSES, choices, row_of
+from utils.report.grid import LOSSES, choices, optimiser, tuned
 from utils.report.published import HEADLINE_PRESET, MAH_BITS, PUBLISHED_MAP, PUBLISHED_MAP5000
 from utils.report.tables import table
 
@@ -162,11 +162,10 @@ def mmhh_cells(records, chosen):
     configuration the tuning chose for the data set (a loss not yet chosen has none)."""
     cells = {}
     for r in records:
-        pick = chosen.get((r["dataset"], r["bits"], r["method"]))
         if r["bits"] != MMHH_BITS or r["preset"] != HEADLINE_PRESET or r["metrics"]["opt_test"] or \
-                pick is None or row_of(r) != pick:
+                not tuned(r, chosen):
             continue
-        key = (r["dataset"], r["args"].get("optimizer", "adam"), *setting(r))
+        key = (r["dataset"], optimiser(r), *setting(r))
         cells.setdefault(key, {}).setdefault(r["method"], {})[r["seed"]] = r["metrics"]["map_within_radius"]
     return cells
 
@@ -214,8 +213,9 @@ def mmhh_rows(records, validation):
 
 
 def all_rows(records):
-    """Every declared row, MAH's then MMHH's, from load_records' groups."""
-    mmhh = [r for key in ("mmhh", "protocols", "tuned", "released") for r in records.get(key, [])]
+    """Every declared row, MAH's then MMHH's, from load_records' groups (MMHH's claims use only
+    the runs of the tuned configurations)."""
+    mmhh = records.get("tuned", []) + records.get("released", [])
     return mah_rows(records.get("mah", [])) + mmhh_rows(mmhh, records.get("validation", []))
 
 
@@ -249,7 +249,7 @@ def finals_section(records):
              "are overwritten."]
     cells = {}
     for r in records.get("tuned", []) + records.get("released", []):
-        column = (r["args"].get("optimizer", "adam"), *setting(r))
+        column = (optimiser(r), *setting(r))
         cells.setdefault((r["dataset"], r["bits"]), {}).setdefault((r["method"], column, r["metrics"]["opt_test"]),
                                                                    {})[r["seed"]] = r["metrics"]
     if not cells:

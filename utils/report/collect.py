@@ -6,7 +6,7 @@ import os
 
 from utils.errors import UserError
 from utils.records import read_record
-from utils.report.grid import choices, row_of
+from utils.report.grid import choices, optimiser, tuned
 from utils.report.published import HEADLINE_PRESET
 
 
@@ -39,11 +39,10 @@ def load_records(folder):
              for kind, r in found]
     chosen = choices([r for _, r in found if validation(r)])
     for kind, record in found:
-        pick = chosen.get((record["dataset"], record["bits"], record["method"]))
         if validation(record):
             records["validation"].append(record)
-        elif kind == "mmhh" and pick is not None and record["preset"] == HEADLINE_PRESET and row_of(record) == pick:
-            records["tuned" if record.get("args", {}).get("optimizer", "adam") == "adam" else "released"].append(record)
+        elif kind == "mmhh" and record["preset"] == HEADLINE_PRESET and tuned(record, chosen):
+            records["tuned" if optimiser(record) == "adam" else "released"].append(record)
         else:
             records["protocols" if setting(record) != ("standard", 0.0) else kind].append(record)
     return records

@@ -25,6 +25,7 @@ import subprocess
 
 from utils.errors import UserError, run
 from utils.report.collect import validation
+from utils.report.grid import optimiser
 from utils.records import read_record
 from utils.runs import LOCK, REPO, read_json, write_json
 
@@ -62,8 +63,8 @@ def configuration(record):
     loss's own parameter (gamma; HashNet's sigmoid_param) and the optimiser where it is not Adam."""
     a = record.get("args", {})
     main = f"sigmoid{a.get('sigmoid_param')}" if record["method"] == "Hamming" else f"gamma{a.get('gamma')}"
-    optimiser = "" if a.get("optimizer", "adam") == "adam" else f"-{a['optimizer']}"
-    return f"{variant(record)}-sw{a.get('similar_weight_type')}-{main}{optimiser}"
+    other = "" if optimiser(record) == "adam" else f"-{optimiser(record)}"
+    return f"{variant(record)}-sw{a.get('similar_weight_type')}-{main}{other}"
 
 
 def cell(kind, record):

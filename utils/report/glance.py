@@ -8,7 +8,7 @@ from utils.report.published import (FIGURES, HEADLINE_METRIC, HEADLINE_PRESET, L
                                     MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000)
 from utils.report.robustness import BALL_SHARE, balls_of, percentages
 from utils.report.tables import NO_RESULTS, name, spread, table
-from utils.report.grid import choices, row_of
+from utils.report.grid import choices, tuned
 
 
 def headline(series, dataset):
@@ -56,12 +56,6 @@ def mmhh_values(cells, keep, metric):
             for cell, by_seed in cells.items()}
 
 
-def tuned(record, chosen):
-    """Whether a run used the configuration the tuning chose for its data set, length and loss."""
-    pick = chosen.get((record["dataset"], record["bits"], record["method"]))
-    return pick is not None and row_of(record) == pick
-
-
 def mmhh_glance(dataset, cells, chosen):
     """The headline MMHH table: MAP@H<=2 of each loss that ran against HashNet's, under the
     default test conventions (MAP@TopK and the --opt-test conventions are in docs/results.md).
@@ -103,7 +97,8 @@ def glance_section(records):
     """README's results at a glance: the claims table and the headline MAH table of the first
     data set that has one (CIFAR-10: the data set of the papers' main claims); every other
     headline table is in docs/results.md (headline_section), which keeps the README short."""
-    parts = [claims_glance(records)] if records["mah"] or records["mmhh"] or records["protocols"] else []
+    runs = ("mah", "mmhh", "protocols", "tuned", "released")
+    parts = [claims_glance(records)] if any(records.get(k) for k in runs) else []
     mah_tables = mah_headlines(records)
     parts += mah_tables[:1]
     if mah_tables[1:] or records["mmhh"] or records["protocols"]:

@@ -21,6 +21,18 @@ def row_of(record):
     return WEIGHTS.index(weight) * len(MAIN) + hits[0] + 1
 
 
+def tuned(record, chosen):
+    """Whether a run used the configuration the tuning chose (`chosen`: choices) for its data set,
+    length and loss."""
+    pick = chosen.get((record["dataset"], record["bits"], record["method"]))
+    return pick is not None and row_of(record) == pick
+
+
+def optimiser(record):
+    """The optimiser a run trained with (records written before the option say nothing: Adam)."""
+    return record.get("args", {}).get("optimizer", "adam")
+
+
 def choose(scores, own):
     """The chosen row of {row: validation MAP}: the best, the own row among the tied, else the
     lowest tied row."""
