@@ -618,3 +618,42 @@ def test_opt_test_conventions_reach_the_results_and_test_outputs_hold_what_was_t
     # the codes test_mmhh's metrics used (same snapshot, subset and order) are the signs of the saved outputs
     np.testing.assert_array_equal(np.load(tmp_path / "codes" / "query_codes.npy"), np.where(q_out >= 0, 1, -1))
     np.testing.assert_array_equal(np.load(tmp_path / "codes" / "database_codes.npy"), np.where(d_out >= 0, 1, -1))
+
+
+def test_saved_outputs_score_what_encoding_again_gives_and_refuse_another_sample(tmp_path, colour_model):
+    """Would catch --saved_outputs scoring the saved outputs against another sample or order of
+    the labels (the half sample below), dropping the --opt-test conventions or ranking by signs
+    instead of the outputs (each changes a number encoding again gives), or reading outputs of
+    another sample, snapshot or run without a word."""
+    lists = write_lists(tmp_path / "nus", 21, (12, 40, 16), seed=3)
+    mmhh.train_main(train_args(tmp_path, "--s_dataset", "nuswide_21", "--data_root", lists, "--annotation", "so",
+                               "--test_sample_ratio", 0.5, "--radius", 2, "--hash_bit", 16))
+    snap = tmp_path / "snap" / "so_nuswide_21_nuswide_21_iter_00003.pt"
+    tested = {}
+    for name, extra in (("encoded", []), ("saved", ["--saved_outputs"])):
+        tested[name] = mmhh.test_main(mmhh_test_args(tmp_path, "--model_path", snap, "--radius", 2, "--opt-test",
+                                                     "--test_sample_ratio", 0.5, "--annotation", name, *extra))
+    assert tested["saved"]["metrics"] == tested["encoded"]["metrics"]
+    found = tested["saved"]["metrics"]
+    assert found["opt_test"] and found["queries"] == 8 and 0 < found["map_within_radius"] < 1
+    assert 0 < found["balls"]["empty_ball_share"] < 1  # the two conventions differ here (an empty ball)
+    assert (tested["saved"]["saved_outputs"], tested["encoded"]["saved_outputs"]) == (True, False)
+
+    def refused(*extra, model=snap):
+        with pytest.raises(UserError) as e:
+            mmhh.test_main(mmhh_test_args(tmp_path, "--model_path", model, "--saved_outputs", "--annotation", "bad",
+                                          *extra))
+        return str(e.value)
+
+    assert "--test_sample_ratio 0.5, not 1.0" in refused()  # the whole set was never saved
+    assert "--seed 0, not 1" in refused("--test_sample_ratio", 0.5, "--seed", 1)
+    earlier = tmp_path / "snap" / "so_nuswide_21_nuswide_21_iter_00002.pt"
+    earlier.write_bytes(snap.read_bytes())
+    assert "last snapshot so_nuswide_21_nuswide_21_iter_00003.pt" in refused("--test_sample_ratio", 0.5,
+                                                                            model=earlier)
+    out = tmp_path / "out" / "so_iter_00003"
+    labels = np.load(out / "test_labels.npy")
+    np.save(out / "test_labels.npy", labels[::-1].copy())  # another order of the same items
+    assert "not those of this snapshot's test" in refused("--test_sample_ratio", 0.5)
+    (out / "database_code.npy").write_bytes(b"junk")
+    assert "cannot be read" in refused("--test_sample_ratio", 0.5)

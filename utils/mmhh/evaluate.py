@@ -14,7 +14,7 @@ from utils.atomic import atomic_write
 from utils.data import protocols
 from utils.data.datasets import get_dataset
 from utils.data.labels import label_matrix
-from utils.errors import UserError
+from utils.errors import UserError, one_line
 from utils.mmhh import common
 from utils.mmhh.args import target_settings
 from utils.mmhh.losses import MARGIN_KEYS, MEAN_LOSSES, parse_margin_params
@@ -30,17 +30,26 @@ def sample_indices(n, ratio, rng):
     return np.sort(rng.permutation(n)[:max(1, round(ratio * n))])
 
 
+def sample(data, ratio, seed):
+    """The indices of the queries and the database a test scores: a seeded `ratio` of each."""
+    rng = np.random.default_rng([seed, 1])
+    return sample_indices(len(data.query.labels), ratio, rng), sample_indices(len(data.database.labels), ratio, rng)
+
+
 def test_model(model, data, device, args, ratio, seed, radius, batch_size):
     """Metrics of the model on a seeded `ratio` of the queries and the database, and the arrays tested."""
-    rng = np.random.default_rng([seed, 1])
-    q_idx, d_idx = sample_indices(len(data.query.labels), ratio, rng), sample_indices(len(data.database.labels),
-                                                                                     ratio, rng)
+    q_idx, d_idx = sample(data, ratio, seed)
     q_out = common.encode(model, common.feeders(data, "query", device, args), q_idx, batch_size)  # Q x K
     d_out = common.encode(model, common.feeders(data, "database", device, args), d_idx, batch_size)  # N x K
+    return score(q_out, d_out, data.query.labels[q_idx], data.database.labels[d_idx], data.info, args, radius)
+
+
+def score(q_out, d_out, ql, dl, info, args, radius):
+    """Metrics of the continuous outputs q_out (Q x K) and d_out (N x K) of queries and database
+    labelled ql and dl, under args' conventions (--opt-test, --rank_by), and the arrays tested."""
     if not (torch.isfinite(q_out).all() and torch.isfinite(d_out).all()):
         raise UserError("the model's outputs are not finite (the training diverged): train again with a lower --lr")
     q_codes, d_codes = to_codes(q_out), to_codes(d_out)
-    ql, dl = data.query.labels[q_idx], data.database.labels[d_idx]
     scores = dict(query_scores=q_out, db_scores=d_out) if args.rank_by == "scores" else {}
     opt = bool(args.opt_test)
     r = radius if radius > 0 else 2
@@ -49,15 +58,15 @@ def test_model(model, data, device, args, ratio, seed, radius, batch_size):
     conventions = dict(empty_ball="skip", no_relevant="zero", pr_average="nonempty") if opt else \
         dict(empty_ball="zero", no_relevant="skip", pr_average="all")
     ball = metrics.map_within_radius(q_codes, d_codes, ql, dl, r, **scores, **conventions)
-    topk = data.info.topk
+    topk = info.topk
     map_topk = metrics.mean_average_precision(q_codes, d_codes, ql, dl, topk=None if topk < 0 else topk,
                                               empty="zero" if opt else "skip", **scores)
     result = {"pr_by_radius": retrieval.pr_curve(q_codes, d_codes, ql, dl), "map_within_radius": ball["map"],
               "precision_within_radius": ball["precision"], "recall_within_radius": ball["recall"], "radius": r,
               "map_topk": map_topk, "topk": topk,
-              "opt_test": opt, **conventions, "rank_by": args.rank_by, "queries": len(q_idx),
-              "database": len(d_idx), "balls": retrieval.ball_statistics(q_codes, d_codes, r)}
-    retrieval.warn_if_collapsed(d_codes, dl, data.info.classes)
+              "opt_test": opt, **conventions, "rank_by": args.rank_by, "queries": len(ql),
+              "database": len(dl), "balls": retrieval.ball_statistics(q_codes, d_codes, r)}
+    retrieval.warn_if_collapsed(d_codes, dl, info.classes)
     arrays = {"query_codes": q_codes, "query_outputs": q_out, "query_labels": ql,
               "database_codes": d_codes, "database_outputs": d_out, "database_labels": dl}
     return result, arrays
@@ -73,6 +82,9 @@ def report(result, radius):
         print(f"MAP@TopK ({k}): {result['map_topk']:.4f}")
 
 
+SAVED_OUTPUTS = ("test_code", "database_code", "test_labels", "database_labels")
+
+
 def save_test_output(folder, arrays, classes):
     """The released code's end-of-training files: the continuous outputs (before sign) of the
     tested queries and database as test_code.npy / database_code.npy (Q x K, N x K float32)
@@ -85,6 +97,45 @@ def save_test_output(folder, arrays, classes):
     for name, value in files.items():
         value = value.detach().cpu().float().numpy()
         atomic_write(os.path.join(folder, f"{name}.npy"), lambda f: np.save(f, value))
+
+
+def saved_outputs(saved, path, data, ratio, seed, eval_on, training_set):
+    """The continuous outputs the training run of snapshot `path` (train flags `saved`) saved at
+    its end, as (q_out, d_out, query indices, database indices) of `data`: what encoding the
+    same sample again would give, read instead of computed. Refused (UserError) unless the
+    snapshot is the run's last and this test scores the sample that run's test scored."""
+    drop = "or drop --saved_outputs to encode the data again"
+    last = f"{saved['annotation']}_{saved['s_dataset']}_{saved['t_dataset']}_iter_{saved['num_iters']:05d}.pt"
+    if os.path.basename(path) != last:
+        raise UserError(f"--saved_outputs: the training run saved the outputs of its last snapshot {last}, not of "
+                        f"{os.path.basename(path)}; give that --model_path, {drop}")
+    for flag, given, tested in (("--test_sample_ratio", ratio, saved["test_sample_ratio"]),
+                                ("--seed", seed, saved["seed"]), ("--eval_on", eval_on, saved.get("eval_on", "test"))):
+        if given != tested:
+            raise UserError(f"--saved_outputs: the training run tested with {flag} {tested}, not {given}; give "
+                            f"{flag} {tested}, {drop}")
+    if not training_set:
+        raise UserError(f"--saved_outputs: the training run tested on {saved['t_dataset']} from its own data "
+                        f"options; drop --dataset and the data options, {drop}")
+    folder = os.path.join(saved["test_output_dir"], f"{saved['annotation']}_iter_{saved['num_iters']:05d}")
+    try:
+        files = {name: np.load(os.path.join(folder, f"{name}.npy")) for name in SAVED_OUTPUTS}
+    except (OSError, ValueError) as e:
+        raise UserError(f"--saved_outputs: the training run's test outputs in {folder} cannot be read "
+                        f"({one_line(e)}); {drop}") from None
+    q_idx, d_idx = sample(data, ratio, seed)
+    # the labels saved beside the outputs are those of the items this test samples, in its order
+    # (within a class this cannot tell items apart; the checks above fix the sample itself)
+    expected = {"test_labels": label_matrix(data.query.labels[q_idx], data.info.classes, "cpu"),
+                "database_labels": label_matrix(data.database.labels[d_idx], data.info.classes, "cpu")}
+    fits = all(files[name].shape == (len(idx), saved["hash_bit"])
+               for name, idx in (("test_code", q_idx), ("database_code", d_idx)))
+    fits = fits and all(files[name].shape == tuple(labels.shape) and np.array_equal(files[name], labels.numpy())
+                        for name, labels in expected.items())
+    if not fits:
+        raise UserError(f"--saved_outputs: the outputs in {folder} are not those of this snapshot's test (another "
+                        f"run's, or its data changed since); {drop}")
+    return torch.from_numpy(files["test_code"]), torch.from_numpy(files["database_code"]), q_idx, d_idx
 
 
 def method_of(settings):
@@ -149,9 +200,10 @@ def test_main(args):
     if args.output_path:
         make_folder(args.output_path, "--output_path")
     device = choose_device(args.gpu_id, "--gpu_id")
-    model = common.build_network(saved["image_network"], saved["hash_bit"], pretrained=False)
-    load_state(model, ckpt["model"], path, advice)
-    model = model.to(device, memory_format=torch.channels_last)
+    if not args.saved_outputs:
+        model = common.build_network(saved["image_network"], saved["hash_bit"], pretrained=False)
+        load_state(model, ckpt["model"], path, advice)
+        model = model.to(device, memory_format=torch.channels_last)
     for key in ("resize", "crop", "augment"):  # the snapshot's input pipeline
         setattr(args, key, saved[key])
     run_dir = os.path.join(saved["log_dir"], f"{saved['annotation']}_{saved['s_dataset']}_{saved['t_dataset']}")
@@ -168,8 +220,14 @@ def test_main(args):
         protocol["label_noise"] = saved.get("label_noise", 0.0)
     seed = saved["seed"] if args.seed is None else args.seed
     tic = time.time()
-    result, arrays = test_model(model, data, device, args, args.test_sample_ratio, seed, args.radius,
-                                args.batch_size)
+    if args.saved_outputs:
+        q_out, d_out, q_idx, d_idx = saved_outputs(saved, path, data, args.test_sample_ratio, seed, eval_on,
+                                                   training_set)
+        result, arrays = score(q_out, d_out, data.query.labels[q_idx], data.database.labels[d_idx], data.info, args,
+                               args.radius)
+    else:
+        result, arrays = test_model(model, data, device, args, args.test_sample_ratio, seed, args.radius,
+                                    args.batch_size)
     report(result, args.radius)
     if args.output_path:
         for name, value in arrays.items():
@@ -178,5 +236,6 @@ def test_main(args):
     trained = argparse.Namespace(**{**saved, "seed": seed})
     record = results_record(data, trained, result, time.time() - tic, device, saved["hash_bit"], protocol)
     record["snapshot"] = os.path.abspath(path)
+    record["saved_outputs"] = bool(args.saved_outputs)
     write_json(target, record)
     return record
