@@ -227,8 +227,8 @@ def get_test_parser():
          help="replace the results file of an earlier test of this --annotation (default: off: refused)")
     _add(p, "--saved_outputs", action="store_true",
          help="score the outputs the snapshot's training run saved in its --test_output_dir at its end instead of "
-              "encoding the data again: the same sample under other conventions (--opt-test, --radius, --rank_by) "
-              "in seconds; only for the run's last snapshot and the sample its test scored (default: off)")
+              "encoding the data again (no forward pass): the same sample under other conventions (--opt-test, "
+              "--radius, --rank_by); only for the run's last snapshot and the sample its test scored (default: off)")
     return p
 
 
