@@ -204,6 +204,14 @@ class JsonLog:
 
 # What a run folder holds once a run has written to it (the lock file is not among them).
 RUN_FILES = ("run.json", "split.json", "protocol.json", "log.jsonl", "checkpoint.pt", "results", "tensorboard")
+def recorded_path(path):
+    """A path as a results record keeps it: relative to the repository when inside it, else the
+    folder's name, so that no record carries this machine's layout."""
+    path = os.path.abspath(path)
+    inside = os.path.commonpath([path, REPO]) == REPO
+    return os.path.relpath(path, REPO) if inside else os.path.basename(path)
+
+
 LOCK = ".lock"
 
 

@@ -16,11 +16,11 @@ from utils.data.datasets import get_dataset
 from utils.data.labels import label_matrix
 from utils.errors import UserError, one_line
 from utils.mmhh import common
-from utils.mmhh.args import target_settings
+from utils.mmhh.args import output_paths, target_settings
 from utils.mmhh.losses import MARGIN_KEYS, MEAN_LOSSES, parse_margin_params
 from utils.models import to_codes
 from utils.records import results_record as record_of
-from utils.runs import check_device, choose_device, load_checkpoint, load_state, make_folder, write_json
+from utils.runs import check_device, choose_device, load_checkpoint, load_state, make_folder, recorded_path, write_json
 
 
 def sample_indices(n, ratio, rng):
@@ -105,7 +105,8 @@ def saved_outputs(saved, path, data, ratio, seed, eval_on, training_set):
     same sample again would give, read instead of computed. Refused (UserError) unless the
     snapshot is the run's last and this test scores the sample that run's test scored."""
     drop = "or drop --saved_outputs to encode the data again"
-    last = f"{saved['annotation']}_{saved['s_dataset']}_{saved['t_dataset']}_iter_{saved['num_iters']:05d}.pt"
+    _, last, folder = output_paths(argparse.Namespace(**saved))
+    last = os.path.basename(last)
     if os.path.basename(path) != last:
         raise UserError(f"--saved_outputs: the training run saved the outputs of its last snapshot {last}, not of "
                         f"{os.path.basename(path)}; give that --model_path, {drop}")
@@ -117,7 +118,6 @@ def saved_outputs(saved, path, data, ratio, seed, eval_on, training_set):
     if not training_set:
         raise UserError(f"--saved_outputs: the training run tested on {saved['t_dataset']} from its own data "
                         f"options; drop --dataset and the data options, {drop}")
-    folder = os.path.join(saved["test_output_dir"], f"{saved['annotation']}_iter_{saved['num_iters']:05d}")
     try:
         files = {name: np.load(os.path.join(folder, f"{name}.npy")) for name in SAVED_OUTPUTS}
     except (OSError, ValueError) as e:
@@ -235,7 +235,7 @@ def test_main(args):
             atomic_write(os.path.join(args.output_path, f"{name}.npy"), lambda f: np.save(f, value))
     trained = argparse.Namespace(**{**saved, "seed": seed})
     record = results_record(data, trained, result, time.time() - tic, device, saved["hash_bit"], protocol)
-    record["snapshot"] = os.path.abspath(path)
+    record["snapshot"] = recorded_path(path)
     record["saved_outputs"] = bool(args.saved_outputs)
     write_json(target, record)
     return record

@@ -18,8 +18,8 @@ from utils.mmhh import common, engine
 from utils.mmhh.args import output_paths, resolve, resumed, target_settings
 from utils.mmhh.evaluate import report, results_name, results_record, save_test_output, test_model
 from utils.records import thread_counts
-from utils.runs import (REPO, RunFolder, check_device, choose_device, device_name, git_commit, load_checkpoint,
-                        load_state, write_json)
+from utils.runs import (RunFolder, check_device, choose_device, device_name, git_commit, load_checkpoint,
+                        load_state, recorded_path, write_json)
 
 
 def train_main(args):
@@ -96,14 +96,6 @@ def _train_main(args, device):
         if not main_process:
             return None
         return test_snapshot(args, model, test_data, device, run_dir, snapshot, outputs, seconds, protocol)
-
-
-def recorded_path(path):
-    """A path as a results record keeps it: relative to the repository when inside it, else the
-    folder's name, so that no record carries this machine's layout."""
-    path = os.path.abspath(path)
-    inside = os.path.commonpath([path, REPO]) == REPO
-    return os.path.relpath(path, REPO) if inside else os.path.basename(path)
 
 
 def test_snapshot(args, model, test_data, device, run_dir, snapshot, outputs, seconds, protocol):
