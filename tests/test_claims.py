@@ -221,3 +221,21 @@ def test_final_runs_are_tabled_apart_from_other_settings_of_the_loss(tmp_path):
     assert "| MAP@H<=2, --opt-test, MMHH | 0.6600 (1) | no run |" in text
     assert "| | clean | clean, released optimiser |" in text.replace("|  |", "| |") and "0.1234" not in text
     assert claims.finals_section({"tuned": [], "released": []}).endswith("No final run is filed yet.")
+
+
+def test_final_runs_list_their_commands_under_the_table():
+    """Each final run's command once, by loss (the declared order, not the alphabet), column,
+    seed, the --opt-test command after its training. Catches the list in file order or sorted
+    by name (DCH first), or a command repeated for two records that share it."""
+    val = grid({"MMHH": 1, "DCH": 1})
+    runs = [{**full(mmhh(loss, seed, 0.5, optimizer=opt, opt_test=opt_test)),
+             "command": f"{loss} {opt} {seed} {opt_test}"}
+            for loss in ("DCH", "MMHH") for opt in ("sgd", "adam") for seed in (1, 0) for opt_test in (True, False)]
+    runs += [{**full(mmhh("DCH", 2, 0.5)), "command": "DCH adam 1 False"}]  # a command two records share
+    records = {"tuned": [r for r in runs if r["args"]["optimizer"] == "adam"],
+               "released": [r for r in runs if r["args"]["optimizer"] == "sgd"], "validation": val}
+    text = claims.finals_section(records)
+    listed = [line.strip() for line in text.split("<details>")[1].splitlines() if line.startswith("    ")]
+    assert listed == [f"{loss} {opt} {seed} {opt_test}" for loss in ("MMHH", "DCH") for opt in ("adam", "sgd")
+                      for seed in (0, 1) for opt_test in (False, True)]
+    assert "<summary>The 16 commands behind this table</summary>" in text

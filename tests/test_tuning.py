@@ -51,6 +51,18 @@ def test_no_choice_on_a_partial_grid_and_test_or_noisy_records_are_left_out():
     assert "MMHH row 2" in chosen and "| 2 | 1 | 10 | **0.5000 ★** |" in chosen
 
 
+def test_the_grid_lists_its_commands_by_loss_then_row():
+    """Catches the commands of records the grid does not score (an --opt-test one) listed, or
+    the list in file order rather than by loss (declared order) and row."""
+    runs = [{**r, "command": f"{r['method']} row {grids.row_of(r)}"}
+            for r in reversed(full_grid("DCH", [0.5] * 8) + full_grid("MMHH", [0.5] * 8)[:2])]
+    opt = {**rec("MMHH", "auto", 40, 0.9), "metrics": {"map_within_radius": 0.9, "opt_test": True}, "command": "opt"}
+    text = tuning.tuning_section(runs + [opt])
+    listed = [line.strip() for line in text.split("<details>")[1].splitlines() if line.startswith("    ")]
+    assert listed == ["MMHH row 1", "MMHH row 2"] + [f"DCH row {row}" for row in range(1, 9)]
+    assert "<summary>The 10 commands behind this grid</summary>" in text
+
+
 def test_the_headline_mmhh_table_says_which_losses_ran_untuned():
     """Runs at a configuration the tuning did not choose (or before it chose any) are called
     untuned above the headline table; runs at the chosen one are not. Catches the untuned

@@ -10,7 +10,7 @@ from scipy import stats
 from utils.report.collect import series_of, setting
 from utils.report.grid import LOSSES, choices, optimiser, tuned
 from utils.report.published import HEADLINE_PRESET, MAH_BITS, PUBLISHED_MAP, PUBLISHED_MAP5000
-from utils.report.tables import table
+from utils.report.tables import folded_commands, table
 
 LEVEL = 0.01  # the resolution of values read off a figure: "level" within it
 EARLY = 10  # "faster": MAP after this many outer iterations
@@ -247,11 +247,12 @@ def finals_section(records):
     there). `records`: load_records' groups ("tuned" and "released")."""
     lines = ["Written by `python -m utils.report` from the results files of the tuned configurations; edits here "
              "are overwritten."]
-    cells = {}
+    cells, runs = {}, {}
     for r in records.get("tuned", []) + records.get("released", []):
         column = (optimiser(r), *setting(r))
         cells.setdefault((r["dataset"], r["bits"]), {}).setdefault((r["method"], column, r["metrics"]["opt_test"]),
                                                                    {})[r["seed"]] = r["metrics"]
+        runs.setdefault((r["dataset"], r["bits"]), []).append(r)
     if not cells:
         return "\n".join(lines + ["", "No final run is filed yet."])
     for (dataset, bits), by_cell in sorted(cells.items()):
@@ -266,6 +267,14 @@ def finals_section(records):
         shown = dict(MMHH_DATASETS).get(dataset, dataset)
         lines += ["", f"**{shown}, {bits} bits**: mean over seeds [95% interval] (seeds).", ""] + \
             table(["", *(heading for _, heading in columns)], rows)
+        # the commands of the runs in the table, by loss, column, seed, then the --opt-test one
+        shown_columns = [c for c, _ in columns]
+        order = [m for m, _ in LOSSES]
+        listed = [r for r in runs[dataset, bits] if (optimiser(r), *setting(r)) in shown_columns]
+        listed.sort(key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order), r["method"],
+                                   shown_columns.index((optimiser(r), *setting(r))), r["seed"],
+                                   r["metrics"]["opt_test"]))
+        lines += folded_commands(listed, "this table")
     return "\n".join(lines)
 
 

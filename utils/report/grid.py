@@ -41,17 +41,24 @@ def choose(scores, own):
     return own if own in tied else tied[0]
 
 
-def grid(records):
-    """{(dataset, bits): {method: {row: validation MAP@H<=2}}} of the clean, default-convention
-    tuning records."""
-    out = {}
+def scored(records):
+    """The tuning records the grid scores: clean, default convention, on a grid row, with a MAP@H<=2."""
+    out = []
     for r in records:
         m, p = r.get("metrics", {}), r.get("protocol") or {}
         if m.get("opt_test") or p.get("protocol") == "unseen" or float(p.get("label_noise") or 0):
             continue
-        row = row_of(r)
-        if row is not None and m.get("map_within_radius") is not None:
-            out.setdefault((r["dataset"], r["bits"]), {}).setdefault(r["method"], {})[row] = m["map_within_radius"]
+        if row_of(r) is not None and m.get("map_within_radius") is not None:
+            out.append(r)
+    return out
+
+
+def grid(records):
+    """{(dataset, bits): {method: {row: validation MAP@H<=2}}} of the scored tuning records."""
+    out = {}
+    for r in scored(records):
+        out.setdefault((r["dataset"], r["bits"]), {}).setdefault(r["method"], {})[row_of(r)] = \
+            r["metrics"]["map_within_radius"]
     return out
 
 

@@ -12,8 +12,9 @@ path order) and rewrites, between marker comments:
 - docs/results.md: every data set's headline tables (MAH and MMHH, with the MMHH-minus-
   HashNet-loss difference and the seeds in which MMHH is ahead), every group of runs (data
   set, preset, backbone, device, seed) in full, and the tables over seeds;
-- docs/claims.md: every claims row with its cells, and the MMHH tuning grid's validation
-  scores with each loss's choice by the declared rule.
+- docs/claims.md: every claims row with its cells, the MMHH tuning grid's validation scores
+  with each loss's choice by the declared rule, and the final runs over seeds; under the grid
+  and the final runs' tables, the commands behind them.
 It draws fig/<DATASET>.png (MAH mAP@5000 against code length beside the published curves,
 the original's "Precision@5K" being mAP@5000, and true precision@5000; mean and range over
 the seeds of the headline runs), fig/<DATASET>_pr.png (precision against recall of the

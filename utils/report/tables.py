@@ -43,6 +43,16 @@ def commands(runs, methods, bits):
     return ["Commands:", ""] + ["    " + c for c in unique]
 
 
+def folded_commands(records, what):
+    """The commands of `records`, each once in the order given, folded under one line that
+    GitHub opens on a click: for tables built from more runs than a page should list."""
+    unique = list(dict.fromkeys(r["command"] for r in records if r.get("command")))
+    if not unique:
+        return []
+    return ["", f"<details><summary>The {len(unique)} commands behind {what}</summary>", ""] + \
+        ["    " + c for c in unique] + ["", "</details>"]
+
+
 def difference(record, published):
     if published is None:
         return "n/a"

@@ -1,7 +1,7 @@
 """The MMHH tuning grid's section of docs/claims.md: every configuration's validation
 MAP@H<=2 and each loss's choice (utils.report.grid)."""
-from utils.report.grid import LOSSES, MAIN, OWN_ROW, WEIGHTS, choices, grid
-from utils.report.tables import table
+from utils.report.grid import LOSSES, MAIN, OWN_ROW, WEIGHTS, choices, grid, row_of, scored
+from utils.report.tables import folded_commands, table
 
 
 def tuning_section(records):
@@ -28,4 +28,7 @@ def tuning_section(records):
                   for method, name in LOSSES]
         lines += ["", f"**{ds}, {bits} bits**, validation MAP@H<=2 (default convention); chosen (bold): "
                   + "; ".join(picked) + ".", ""] + table(header, rows)
+        order = [m for m, _ in LOSSES]
+        listed = [r for r in scored(records) if (r["dataset"], r["bits"]) == (ds, bits) and r["method"] in order]
+        lines += folded_commands(sorted(listed, key=lambda r: (order.index(r["method"]), row_of(r))), "this grid")
     return "\n".join(lines)
