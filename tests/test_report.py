@@ -787,9 +787,38 @@ def test_noise_and_unseen_tables_and_the_noise_claim_by_hand(tmp_path, monkeypat
                      "at rate 0.4, ahead in 2 of 2 seeds; higher at every noisy rate, as the paper claims.")
     assert "0.3300" not in tables.mmhh_section(records["mmhh"])
     made = figures_made(monkeypatch)
-    assert figures.draw_noise(str(tmp_path / "noise.png"), "cifar10", records["mmhh"] + records["protocols"])
+    assert figures.draw_noise(str(tmp_path / "noise.png"), "cifar10", records["mmhh"] + records["protocols"], "S")
     curves = {c.get_label(): list(c.lines[0].get_ydata()) for c in made[0].axes[0].containers}
     assert curves["MMHH loss"] == pytest.approx([0.55, 0.40]) and curves["HashNet loss"] == pytest.approx([0.75, 0.35])
+
+
+def test_untuned_and_tuned_noise_runs_are_drawn_apart(tree, monkeypatch):
+    """The tuning chose MMHH's row 1 (γ 5, weight 1). Its runs score 0.6 (rate 0) and 0.5 (rate
+    0.2); runs of γ 10, never chosen, 0.3 and 0.2. fig/CIFAR_noise.png draws the γ 10 runs and
+    says their settings were fixed before any tuning, fig/CIFAR_noise_tuned.png the chosen ones
+    and says so. Catches the two sets pooled in one figure (means 0.45, 0.35), a figure titled
+    for the other set, or the final runs left out of every figure."""
+    def run(gamma, rate, value, **extra):
+        return {**mmhh("MMHH", 32, value, value, 60.0), "preset": "cpu-pretrained",
+                "args": {"similar_weight_type": "1", "gamma": gamma, **extra.pop("args", {})},
+                "protocol": {"protocol": "deephash", "label_noise": rate, **extra.pop("protocol", {})}, **extra}
+    res = tree.results
+    for row, gamma in enumerate((5.0, 10.0, 20.0, 40.0, 5.0, 10.0, 20.0, 40.0), 1):
+        grid_run = run(gamma, 0.0, 0.9 if row == 1 else 0.5, protocol={"eval_on": "val"})
+        grid_run["args"]["similar_weight_type"] = "1" if row <= 4 else "auto"
+        write(os.path.join(res, f"val/{row}.json"), grid_run)
+    for gamma, values in ((5.0, (0.6, 0.5)), (10.0, (0.3, 0.2))):
+        for rate, value in zip((0.0, 0.2), values):
+            write(os.path.join(res, f"runs/{gamma}_{rate}.json"), run(gamma, rate, value))
+    made = figures_made(monkeypatch)
+    written = report_main.main(tree)
+    noise = [os.path.basename(p) for p in written if "noise" in os.path.basename(p)]
+    assert noise == ["CIFAR_noise.png", "CIFAR_noise_tuned.png"]
+    shown = [(f.axes[0].get_title(), {c.get_label(): list(c.lines[0].get_ydata()) for c in f.axes[0].containers})
+             for f in made if "label-noise" in f.axes[0].get_xlabel()]
+    (untuned_title, untuned), (tuned_title, tuned) = shown
+    assert "settings fixed before any tuning" in untuned_title and untuned["MMHH loss"] == pytest.approx([0.3, 0.2])
+    assert "settings chosen on the validation split" in tuned_title and tuned["MMHH loss"] == pytest.approx([0.6, 0.5])
 
 
 @pytest.mark.parametrize("values, second", [

@@ -31,9 +31,10 @@ def axes(ax, x, y):
         ax.legend(fontsize=8)
 
 
-def draw_noise(path, dataset, records):
+def draw_noise(path, dataset, records, settings):
     """MAP@H<=2 against the label-noise rate, one line per loss, bars from the lowest to the
-    highest seed; False (nothing drawn) without noise runs of `dataset`."""
+    highest seed, the title naming how the losses' `settings` were set; False (nothing drawn)
+    without noise runs of `dataset`."""
     keys = [k for k, cells in protocol_cells(records).items() if k[0] == dataset and
             len({rate for (_, p, rate) in cells if p == "standard"}) > 1]
     if not keys:
@@ -49,8 +50,8 @@ def draw_noise(path, dataset, records):
         low, high = mean - [min(curves[m][p]) for p in rates], [max(curves[m][p]) for p in rates] - mean
         ax.errorbar(rates, mean, yerr=[low, high], fmt="-o", capsize=3, label=LOSS_NAMES[m])
     axes(ax, "label-noise rate", "MAP@H<=2 (default test)")
-    ax.set_title(f"{name(dataset)}, {key[4]} bits, preset {key[1]}, {key[2]}\nmean over seeds, bars from the lowest "
-                 "to the highest", fontsize=8)
+    ax.set_title(f"{name(dataset)}, {key[4]} bits, preset {key[1]}, {key[2]}, {settings}\nmean over seeds, bars from "
+                 "the lowest to the highest", fontsize=8)
     return finish(fig, path)
 
 

@@ -18,7 +18,10 @@ path order) and rewrites, between marker comments:
 It draws fig/<DATASET>.png (MAH mAP@5000 against code length beside the published curves,
 the original's "Precision@5K" being mAP@5000, and true precision@5000; mean and range over
 the seeds of the headline runs), fig/<DATASET>_pr.png (precision against recall of the
-Hamming ball, radius 0 to K, of the headline runs that recorded it) and, with --data
+Hamming ball, radius 0 to K, of the headline runs that recorded it), fig/<DATASET>_curves.png
+(MAH's learning curves), fig/<DATASET>_noise.png and fig/<DATASET>_noise_tuned.png (MMHH-family
+MAP@H<=2 against the label-noise rate: the runs of settings fixed before any tuning, and the
+final runs of the settings the tuning chose) and, with --data
 DATASET=ROOT, fig/<DATASET>_retrieval.png (the retrieval examples a run kept, with the
 images read from ROOT). MAH tables lead with the tie-aware MAP, which does not depend on
 the database order. Nothing depends on the clock, so a rerun on the same results leaves
@@ -31,7 +34,7 @@ import sys
 from utils.atomic import atomic_write
 from utils.errors import UserError
 from utils.report.claims import claims_section, finals_section
-from utils.report.collect import load_records, series_of
+from utils.report.collect import load_records, series_of, setting
 from utils.report.figures import (data_roots, draw, draw_curves, draw_noise, draw_pr, draw_retrieval, image_reader,
                                    shown_record)
 from utils.report.glance import glance_section, headline, headline_section
@@ -146,13 +149,17 @@ def main(args):
         if draw_curves(path, dataset, series):  # only runs that kept their learning curve
             print(f"wrote {path}")
             written.append(path)
+    # the runs of settings fixed before any tuning, and the final runs of the chosen ones, apart
+    noise_figures = (("_noise.png", records["mmhh"] + records["protocols"], "settings fixed before any tuning"),
+                     ("_noise_tuned.png", records["tuned"], "settings chosen on the validation split"))
     for dataset, file in FIGURES.items():
-        path = os.path.join(args.fig, file.replace(".png", "_noise.png"))
-        if any(r["dataset"] == dataset for r in records["protocols"]):
-            os.makedirs(args.fig, exist_ok=True)
-            if draw_noise(path, dataset, records["mmhh"] + records["protocols"]):
-                print(f"wrote {path}")
-                written.append(path)
+        for suffix, runs, settings in noise_figures:
+            path = os.path.join(args.fig, file.replace(".png", suffix))
+            if any(r["dataset"] == dataset and setting(r)[1] for r in runs):
+                os.makedirs(args.fig, exist_ok=True)
+                if draw_noise(path, dataset, runs, settings):
+                    print(f"wrote {path}")
+                    written.append(path)
     for dataset, root in roots.items():
         # the lowest seed of each cell; of the series whose runs kept examples, the headline one
         first = {k: {cell: by_seed[min(by_seed)] for cell, by_seed in cells.items()} for k, cells in series.items()}
