@@ -63,6 +63,21 @@ def test_the_grid_lists_its_commands_by_loss_then_row():
     assert "<summary>The 10 commands behind this grid</summary>" in text
 
 
+def test_the_grid_says_what_the_balls_of_each_run_hold():
+    """Row 2 of DCH holds 54.3% of the validation database in a ball and no ball is empty;
+    row 5 of DCH, 0.1% with 12.5% of the balls empty; a record from before balls were measured
+    says n/a. Catches the two shares swapped, a loss's column shifted, or a ball cell under a
+    row that has no run."""
+    runs = full_grid("DCH", [0.5] * 8)
+    runs[1]["metrics"]["balls"] = {"ball_database_share": 0.5432, "empty_ball_share": 0.0}
+    runs[4]["metrics"]["balls"] = {"ball_database_share": 0.001, "empty_ball_share": 0.125}
+    text = tuning.tuning_section(runs)
+    ball_table = text.split("What the radius-2 balls")[1].splitlines()
+    assert "| 2 | 1 | 10 | — | — | 0.543 / 0.000 | — |" in ball_table
+    assert "| 5 | auto | 5 | — | — | 0.001 / 0.125 | — |" in ball_table
+    assert "| 1 | 1 | 5 | — | — | n/a | — |" in ball_table
+
+
 def test_the_headline_mmhh_table_says_which_losses_ran_untuned():
     """Runs at a configuration the tuning did not choose (or before it chose any) are called
     untuned above the headline table; runs at the chosen one are not. Catches the untuned

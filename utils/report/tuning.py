@@ -1,12 +1,13 @@
 """The MMHH tuning grid's section of docs/claims.md: every configuration's validation
-MAP@H<=2 and each loss's choice (utils.report.grid)."""
+MAP@H<=2, what its radius-2 balls hold, and each loss's choice (utils.report.grid)."""
 from utils.report.grid import LOSSES, MAIN, OWN_ROW, WEIGHTS, choices, grid, row_of, scored
 from utils.report.tables import folded_commands, table
 
 
 def tuning_section(records):
     """docs/claims.md's tuning results: per data set, every configuration's validation MAP@H<=2
-    (★: the loss's own setting), the chosen one in bold, or how many rows are filed."""
+    (★: the loss's own setting), the chosen one in bold, or how many rows are filed; then what
+    each run's radius-2 balls hold, and the commands."""
     found = grid(records)
     lines = ["Written by `python -m utils.report` from the tuning results files (validation split, seed 0); "
              "edits here are overwritten."]
@@ -22,7 +23,7 @@ def tuning_section(records):
                 v = by_method.get(method, {}).get(row)
                 text = "—" if v is None else f"{v:.4f}" + (" ★" if OWN_ROW[method] == row else "")
                 cells.append(f"**{text}**" if chosen.get((ds, bits, method)) == row else text)
-            rows.append([str(row), WEIGHTS[(row - 1) // len(MAIN)], str(MAIN[(row - 1) % len(MAIN)])] + cells)
+            rows.append(lead(row) + cells)
         picked = [f"{name} row {chosen[ds, bits, method]}" if (ds, bits, method) in chosen else
                   f"{name} not yet ({len(by_method.get(method, {}))} of {2 * len(MAIN)} rows filed)"
                   for method, name in LOSSES]
@@ -30,5 +31,25 @@ def tuning_section(records):
                   + "; ".join(picked) + ".", ""] + table(header, rows)
         order = [m for m, _ in LOSSES]
         listed = [r for r in scored(records) if (r["dataset"], r["bits"]) == (ds, bits) and r["method"] in order]
+        by_run = {(r["method"], row_of(r)): r for r in listed}  # of two runs of one row, the later, as in grid()
+        lines += ["", "What the radius-2 balls of the same runs hold: the mean share of the validation database "
+                  "in a query's ball / the share of validation queries whose ball is empty (a MAP@H<=2 from balls "
+                  "that hold much of the database ranks nearly every item).", ""] + \
+            table(header, [lead(row) + [balls(by_run.get((method, row))) for method, _ in LOSSES]
+                           for row in range(1, 2 * len(MAIN) + 1)])
         lines += folded_commands(sorted(listed, key=lambda r: (order.index(r["method"]), row_of(r))), "this grid")
     return "\n".join(lines)
+
+
+def lead(row):
+    """A grid row's first cells: its number, similar-pair weight and γ."""
+    return [str(row), WEIGHTS[(row - 1) // len(MAIN)], str(MAIN[(row - 1) % len(MAIN)])]
+
+
+def balls(record):
+    """'share / empty share' of a tuning record's radius-2 balls; '—' without a run, 'n/a' for
+    a record written before runs measured them."""
+    if record is None:
+        return "—"
+    b = record["metrics"].get("balls")
+    return "n/a" if not b else f"{b['ball_database_share']:.3f} / {b['empty_ball_share']:.3f}"
