@@ -223,6 +223,27 @@ def test_final_runs_are_tabled_apart_from_other_settings_of_the_loss(tmp_path):
     assert claims.finals_section({"tuned": [], "released": []}).endswith("No final run is filed yet.")
 
 
+def test_the_readme_shows_the_clean_final_runs_one_row_per_loss():
+    """MMHH seeds 0 and 1 at 0.6 and 0.7 on clean data: '0.6500 [0.0147, 1.2853] (2)' (as in
+    the final-runs table); a noisy run (0.1) and one with the released optimiser (0.2) stay out;
+    DCH's one run fills its row, the losses without runs get none. Catches the noisy or SGD
+    runs pooled into the clean means, or the quantities' columns out of their header's order."""
+    val = grid({"MMHH": 1, "DCH": 1})
+    runs = [mmhh("MMHH", 0, 0.6), mmhh("MMHH", 1, 0.7), mmhh("MMHH", 0, 0.1, rate=0.2),
+            mmhh("MMHH", 0, 0.2, optimizer="sgd"), mmhh("DCH", 0, 0.55), mmhh("DCH", 0, 0.45, opt_test=True)]
+    runs = [full(r) for r in runs]
+    for r in runs:
+        r["metrics"]["map_topk"] = r["metrics"]["map_within_radius"] / 2
+    records = {"tuned": [r for r in runs if r["args"]["optimizer"] == "adam"], "validation": val}
+    (text,) = claims.finals_glance(records)
+    lines = text.splitlines()
+    assert lines[2] == ("| loss | MAP@H<=2 | MAP@H<=2, --opt-test | MAP@TopK | radius-2 ball, share of the database | "
+                        "share of queries with an empty ball |")
+    assert "| MMHH | 0.6500 [0.0147, 1.2853] (2) | no run | 0.3250 [0.0073, 0.6427] (2) | no run | no run |" in lines
+    assert "| DCH | 0.5500 (1) | 0.4500 (1) | 0.2750 (1) | no run | no run |" in lines
+    assert len(lines) == 6 and claims.finals_glance({"tuned": []}) == []
+
+
 def test_final_runs_list_their_commands_under_the_table():
     """Each final run's command once, by loss (the declared order, not the alphabet), column,
     seed, the --opt-test command after its training. Catches the list in file order or sorted

@@ -738,11 +738,13 @@ def test_a_bad_search_summary_is_one_line_and_nothing_is_written(tree, content, 
 
 
 def test_the_readme_is_a_front_page():
-    """README.md stays a page read in five minutes: 15,000 characters at most, the results at a
-    glance within its first 80 lines, and every docs/ page it links to present. Catches the
-    reference drifting back into the README, or a link to a page that was renamed."""
+    """README.md stays a page read in five minutes: 15,000 characters at most besides the rows
+    of the claims table (as many as docs/claims.md declared before the runs, one line each), the
+    results at a glance within its first 80 lines, and every docs/ page it links to present.
+    Catches the reference drifting back into the README, or a link to a page that was renamed."""
     text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
-    assert len(text) <= 15000
+    claim_rows = [line for line in text.splitlines() if re.match(r"\| [A-Z]\d+r? \| ", line)]
+    assert claim_rows and len(text) - sum(len(line) + 1 for line in claim_rows) <= 15000
     assert GLANCE_MARKERS[0] in text.splitlines()[:80]
     for page in set(re.findall(r"\]\((docs/[^)#]+)\)", text)):
         assert os.path.isfile(os.path.join(REPO, page)), page

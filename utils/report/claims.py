@@ -278,6 +278,33 @@ def finals_section(records):
     return "\n".join(lines)
 
 
+CLEAN = ("adam", "standard", 0.0)  # the final runs' clean column
+
+
+def finals_glance(records):
+    """The README's MMHH tables: per data set, each loss's clean final runs (tuned settings, test
+    queries) as the mean over seeds with its 95% interval, one row per loss and the quantities
+    of docs/claims.md's final-runs table as columns; [] before any clean final run."""
+    cells = {}
+    for r in records.get("tuned", []):
+        if (optimiser(r), *setting(r)) == CLEAN:
+            cells.setdefault((r["dataset"], r["bits"]), {}).setdefault((r["method"], r["metrics"]["opt_test"]),
+                                                                       {})[r["seed"]] = r["metrics"]
+    parts = []
+    for (dataset, bits), by_cell in sorted(cells.items()):
+        rows = []
+        for loss, name in LOSSES:
+            got = [[v for v in map(value, by_cell.get((loss, opt_test), {}).values()) if v is not None]
+                   for _, opt_test, value, _ in FINAL_QUANTITIES]
+            if any(got):
+                rows.append([name, *(estimate(v, q[3]) if v else "no run" for v, q in zip(got, FINAL_QUANTITIES))])
+        about = (f"**MMHH, {dict(MMHH_DATASETS).get(dataset, dataset)}, {bits} bits**: the four losses in the "
+                 "settings chosen on a validation split, on the test queries; mean over seeds [95% interval] "
+                 "(seeds); the other settings: [docs/claims.md](docs/claims.md#final-runs).")
+        parts.append("\n".join([about, ""] + table(["loss", *(q[0] for q in FINAL_QUANTITIES)], rows)))
+    return parts
+
+
 def ours(r):
     if r["mean"] is None:
         return "no runs yet" if not r["n"] else f"{r['n']} seeds"

@@ -2,7 +2,7 @@
 values, every cell over its seeds, and the sentences that say where the papers' claims hold."""
 import numpy as np
 
-from utils.report.claims import claims_glance
+from utils.report.claims import claims_glance, finals_glance
 from utils.report.collect import MMHH_QUANTITIES, regime, series_of
 from utils.report.published import (FIGURES, HEADLINE_METRIC, HEADLINE_PRESET, LOSS_NAMES, MAH_BITS, MAH_METHODS,
                                     MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000)
@@ -94,13 +94,14 @@ def mmhh_glance(dataset, cells, chosen):
 
 
 def glance_section(records):
-    """README's results at a glance: the claims table and the headline MAH table of the first
-    data set that has one (CIFAR-10: the data set of the papers' main claims); every other
-    headline table is in docs/results.md (headline_section), which keeps the README short."""
+    """README's results at a glance: the claims table, the headline MAH table of the first data
+    set that has one (CIFAR-10: the data set of the papers' main claims) and the MMHH losses'
+    clean final runs; every other headline table is in docs/results.md (headline_section), and
+    the other final runs in docs/claims.md, which keeps the README short."""
     runs = ("mah", "mmhh", "protocols", "tuned", "released")
     parts = [claims_glance(records)] if any(records.get(k) for k in runs) else []
     mah_tables = mah_headlines(records)
-    parts += mah_tables[:1]
+    parts += mah_tables[:1] + finals_glance(records)
     if mah_tables[1:] or records["mmhh"] or records["protocols"]:
         parts.append("The other headline tables: [docs/results.md](docs/results.md#headline-tables).")
     if not parts:
