@@ -202,8 +202,6 @@ class JsonLog:
         atomic_write(self.path, lambda f: f.write("".join(kept)), mode="w")
 
 
-# What a run folder holds once a run has written to it (the lock file is not among them).
-RUN_FILES = ("run.json", "split.json", "protocol.json", "log.jsonl", "checkpoint.pt", "results", "tensorboard")
 def recorded_path(path):
     """A path as a results record keeps it: relative to the repository when inside it, else the
     folder's name, so that no record carries this machine's layout."""
@@ -212,6 +210,8 @@ def recorded_path(path):
     return os.path.relpath(path, REPO) if inside else os.path.basename(path)
 
 
+# What a run folder holds once a run has written to it (the lock file is not among them).
+RUN_FILES = ("run.json", "split.json", "protocol.json", "log.jsonl", "checkpoint.pt", "results", "tensorboard")
 LOCK = ".lock"
 
 

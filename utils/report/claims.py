@@ -239,6 +239,22 @@ def estimate(values, digits):
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}] ({n})"
 
 
+def column(record):
+    """The final-runs column of a run: (optimiser, protocol, label-noise rate)."""
+    return (optimiser(record), *setting(record))
+
+
+def final_cells(records):
+    """{(dataset, bits): {(method, column, --opt-test): {seed: metrics}}} and {(dataset, bits):
+    [record]} of the final runs (load_records' "tuned" and "released" groups)."""
+    cells, runs = {}, {}
+    for r in records.get("tuned", []) + records.get("released", []):
+        cells.setdefault((r["dataset"], r["bits"]), {}).setdefault((r["method"], column(r), r["metrics"]["opt_test"]),
+                                                                   {})[r["seed"]] = r["metrics"]
+        runs.setdefault((r["dataset"], r["bits"]), []).append(r)
+    return cells, runs
+
+
 def finals_section(records):
     """docs/claims.md's final runs: per data set, each loss in its tuned configuration under
     every setting that has runs, as the mean over seeds with its 95% interval (n seeds), for
@@ -247,12 +263,7 @@ def finals_section(records):
     there). `records`: load_records' groups ("tuned" and "released")."""
     lines = ["Written by `python -m utils.report` from the results files of the tuned configurations; edits here "
              "are overwritten."]
-    cells, runs = {}, {}
-    for r in records.get("tuned", []) + records.get("released", []):
-        column = (optimiser(r), *setting(r))
-        cells.setdefault((r["dataset"], r["bits"]), {}).setdefault((r["method"], column, r["metrics"]["opt_test"]),
-                                                                   {})[r["seed"]] = r["metrics"]
-        runs.setdefault((r["dataset"], r["bits"]), []).append(r)
+    cells, runs = final_cells(records)
     if not cells:
         return "\n".join(lines + ["", "No final run is filed yet."])
     for (dataset, bits), by_cell in sorted(cells.items()):
@@ -270,10 +281,9 @@ def finals_section(records):
         # the commands of the runs in the table, by loss, column, seed, then the --opt-test one
         shown_columns = [c for c, _ in columns]
         order = [m for m, _ in LOSSES]
-        listed = [r for r in runs[dataset, bits] if (optimiser(r), *setting(r)) in shown_columns]
+        listed = [r for r in runs[dataset, bits] if column(r) in shown_columns]
         listed.sort(key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order), r["method"],
-                                   shown_columns.index((optimiser(r), *setting(r))), r["seed"],
-                                   r["metrics"]["opt_test"]))
+                                   shown_columns.index(column(r)), r["seed"], r["metrics"]["opt_test"]))
         lines += folded_commands(listed, "this table")
     return "\n".join(lines)
 
@@ -285,19 +295,16 @@ def finals_glance(records):
     """The README's MMHH tables: per data set, each loss's clean final runs (tuned settings, test
     queries) as the mean over seeds with its 95% interval, one row per loss and the quantities
     of docs/claims.md's final-runs table as columns; [] before any clean final run."""
-    cells = {}
-    for r in records.get("tuned", []):
-        if (optimiser(r), *setting(r)) == CLEAN:
-            cells.setdefault((r["dataset"], r["bits"]), {}).setdefault((r["method"], r["metrics"]["opt_test"]),
-                                                                       {})[r["seed"]] = r["metrics"]
     parts = []
-    for (dataset, bits), by_cell in sorted(cells.items()):
+    for (dataset, bits), by_cell in sorted(final_cells(records)[0].items()):
         rows = []
         for loss, name in LOSSES:
-            got = [[v for v in map(value, by_cell.get((loss, opt_test), {}).values()) if v is not None]
+            got = [[v for v in map(value, by_cell.get((loss, CLEAN, opt_test), {}).values()) if v is not None]
                    for _, opt_test, value, _ in FINAL_QUANTITIES]
             if any(got):
                 rows.append([name, *(estimate(v, q[3]) if v else "no run" for v, q in zip(got, FINAL_QUANTITIES))])
+        if not rows:  # final runs of this data set, none of them clean
+            continue
         about = (f"**MMHH, {dict(MMHH_DATASETS).get(dataset, dataset)}, {bits} bits**: the four losses in the "
                  "settings chosen on a validation split, on the test queries; mean over seeds [95% interval] "
                  "(seeds); the other settings: [docs/claims.md](docs/claims.md#final-runs).")

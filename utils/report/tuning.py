@@ -14,6 +14,8 @@ def tuning_section(records):
     if not found:
         return "\n".join(lines + ["", "No tuning run is filed yet."])
     chosen = choices(records)
+    order = [m for m, _ in LOSSES]
+    shown = [r for r in scored(records) if r["method"] in order]
     for (ds, bits), by_method in sorted(found.items()):
         header = ["row", "similar weight", "γ (HashNet: sigmoid_param x K)"] + [name for _, name in LOSSES]
         rows = []
@@ -29,8 +31,7 @@ def tuning_section(records):
                   for method, name in LOSSES]
         lines += ["", f"**{ds}, {bits} bits**, validation MAP@H<=2 (default convention); chosen (bold): "
                   + "; ".join(picked) + ".", ""] + table(header, rows)
-        order = [m for m, _ in LOSSES]
-        listed = [r for r in scored(records) if (r["dataset"], r["bits"]) == (ds, bits) and r["method"] in order]
+        listed = [r for r in shown if (r["dataset"], r["bits"]) == (ds, bits)]
         by_run = {(r["method"], row_of(r)): r for r in listed}  # of two runs of one row, the later, as in grid()
         lines += ["", "What the radius-2 balls of the same runs hold: the mean share of the validation database "
                   "in a query's ball / the share of validation queries whose ball is empty (a MAP@H<=2 from balls "
