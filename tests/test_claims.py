@@ -199,11 +199,12 @@ def full(record, backbone="MobileNetV2Fc"):
 
 def test_final_runs_are_tabled_apart_from_other_settings_of_the_loss(tmp_path):
     """MMHH chosen at row 1 (gamma 5, weight 1). Seeds 0 and 1 at row 1 score 0.6 and 0.7: mean
-    0.65, half-width 12.7062 x 0.070711 / sqrt(2) = 0.6353, so '0.6500 [0.0147, 1.2853] (2)';
+    0.65, half-width 12.7062 x 0.070711 / sqrt(2) = 0.6353, so [0.0147, 1.2853], cut at 1 (a MAP
+    cannot exceed it): '0.6500 [0.0147, 1.0000] (2)';
     the --opt-test record of seed 0 (0.66) and an SGD run (0.5) fill their own row and column;
     an untuned run (gamma 10, 0.1234) stays in the ordinary MMHH tables and out of this one.
     Catches the untuned run pooled with the tuned ones (another mean), the conventions or the
-    optimisers mixed, and a normal quantile in place of Student's t."""
+    optimisers mixed, a normal quantile in place of Student's t, and the interval left uncut."""
     from utils.report import collect
 
     folder = tmp_path / "results"
@@ -217,14 +218,14 @@ def test_final_runs_are_tabled_apart_from_other_settings_of_the_loss(tmp_path):
     assert [r["metrics"]["map_within_radius"] for r in records["released"]] == [0.5]
     assert [r["metrics"]["map_within_radius"] for r in records["mmhh"]] == [0.1234]
     text = claims.finals_section(records)
-    assert "| MAP@H<=2, MMHH | 0.6500 [0.0147, 1.2853] (2) | 0.5000 (1) |" in text
+    assert "| MAP@H<=2, MMHH | 0.6500 [0.0147, 1.0000] (2) | 0.5000 (1) |" in text
     assert "| MAP@H<=2, --opt-test, MMHH | 0.6600 (1) | no run |" in text
     assert "| | clean | clean, released optimiser |" in text.replace("|  |", "| |") and "0.1234" not in text
     assert claims.finals_section({"tuned": [], "released": []}).endswith("No final run is filed yet.")
 
 
 def test_the_readme_shows_the_clean_final_runs_one_row_per_loss():
-    """MMHH seeds 0 and 1 at 0.6 and 0.7 on clean data: '0.6500 [0.0147, 1.2853] (2)' (as in
+    """MMHH seeds 0 and 1 at 0.6 and 0.7 on clean data: '0.6500 [0.0147, 1.0000] (2)' (as in
     the final-runs table); a noisy run (0.1) and one with the released optimiser (0.2) stay out;
     DCH's one run fills its row, the losses without runs get none. Catches the noisy or SGD
     runs pooled into the clean means, or the quantities' columns out of their header's order."""
@@ -239,7 +240,7 @@ def test_the_readme_shows_the_clean_final_runs_one_row_per_loss():
     lines = text.splitlines()
     assert lines[2] == ("| loss | MAP@H<=2 | MAP@H<=2, --opt-test | MAP@TopK | radius-2 ball, share of the database | "
                         "share of queries with an empty ball |")
-    assert "| MMHH | 0.6500 [0.0147, 1.2853] (2) | no run | 0.3250 [0.0073, 0.6427] (2) | no run | no run |" in lines
+    assert "| MMHH | 0.6500 [0.0147, 1.0000] (2) | no run | 0.3250 [0.0073, 0.6427] (2) | no run | no run |" in lines
     assert "| DCH | 0.5500 (1) | 0.4500 (1) | 0.2750 (1) | no run | no run |" in lines
     assert len(lines) == 6 and claims.finals_glance({"tuned": []}) == []
 
@@ -260,3 +261,12 @@ def test_final_runs_list_their_commands_under_the_table():
     assert listed == [f"{loss} {opt} {seed} {opt_test}" for loss in ("MMHH", "DCH") for opt in ("adam", "sgd")
                       for seed in (0, 1) for opt_test in (False, True)]
     assert "<summary>The 16 commands behind this table</summary>" in text
+
+
+def test_an_estimate_of_a_share_stays_within_0_and_1():
+    """Empty-ball shares 0, 0 and 0.015 over three seeds: mean 0.005, standard deviation
+    sqrt((2 x 0.005^2 + 0.01^2) / 2) = 0.0086603, half-width 4.3027 x 0.0086603 / sqrt(3) =
+    0.0215, so [-0.0165, 0.0265], cut at 0: '0.005 [0.000, 0.027] (3)'. Catches the cut dropped
+    (a negative share printed) or applied to the mean instead of the interval."""
+    assert claims.estimate([0.0, 0.0, 0.015], 3) == "0.005 [0.000, 0.027] (3)"
+    assert claims.estimate([0.4], 3) == "0.400 (1)"

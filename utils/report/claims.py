@@ -232,10 +232,13 @@ FINAL_QUANTITIES = [  # (label, test convention --opt-test, value of a record, d
 
 
 def estimate(values, digits):
-    """'mean [low, high] (n)' with the 95% Student-t interval; 'value (1)' for one seed."""
+    """'mean [low, high] (n)' with the 95% Student-t interval; 'value (1)' for one seed. Every
+    quantity estimated this way is a MAP or a share, so the interval is cut to [0, 1]: the t
+    interval of few seeds can reach past the values the quantity can take."""
     mean, low, high, n = interval(values)
     if low is None:
         return f"{mean:.{digits}f} (1)"
+    low, high = max(low, 0.0), min(high, 1.0)
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}] ({n})"
 
 
@@ -276,7 +279,7 @@ def finals_section(records):
                 if any(got):
                     rows.append([f"{label}, {name}", *(estimate(v, digits) if v else "no run" for v in got)])
         shown = dict(MMHH_DATASETS).get(dataset, dataset)
-        lines += ["", f"**{shown}, {bits} bits**: mean over seeds [95% interval] (seeds).", ""] + \
+        lines += ["", f"**{shown}, {bits} bits**: mean over seeds [95% interval, cut at 0 and 1] (seeds).", ""] + \
             table(["", *(heading for _, heading in columns)], rows)
         # the commands of the runs in the table, by loss, column, seed, then the --opt-test one
         shown_columns = [c for c, _ in columns]
@@ -306,8 +309,8 @@ def finals_glance(records):
         if not rows:  # final runs of this data set, none of them clean
             continue
         about = (f"**MMHH, {dict(MMHH_DATASETS).get(dataset, dataset)}, {bits} bits**: the four losses in the "
-                 "settings chosen on a validation split, on the test queries; mean over seeds [95% interval] "
-                 "(seeds); the other settings: [docs/claims.md](docs/claims.md#final-runs).")
+                 "settings chosen on a validation split, on the test queries; mean over seeds [95% interval, "
+                 "cut at 0 and 1] (seeds); the other settings: [docs/claims.md](docs/claims.md#final-runs).")
         parts.append("\n".join([about, ""] + table(["loss", *(q[0] for q in FINAL_QUANTITIES)], rows)))
     return parts
 
