@@ -88,9 +88,10 @@ def test_a_cell_whose_seeds_ran_at_different_commits_is_marked():
 
 
 def test_learning_curves_average_the_seeds_at_the_iterations_all_evaluated(tmp_path, monkeypatch):
-    """Two ADSH seeds at 4 bits, curves {5: 0.2, 10: 0.4} and {5: 0.3, 10: 0.5, 15: 0.6}: the line
-    is the mean at 5 and 10 only (0.25, 0.45), the band 0.2-0.3 and 0.4-0.5. Catches a mean over
-    curves of unequal length, or iterations one seed lacks drawn from the other alone."""
+    """Two ADSH seeds at 4 bits, curves {5: 0.2, 10: 0.4} and {5: 0.3, 10: 0.5, 15: 0.6}: the mean
+    line is at 5 and 10 only (0.25, 0.45), and each seed's own curve is drawn whole beside it.
+    Catches a mean over curves of unequal length, iterations one seed lacks drawn from the other
+    alone, or a seed's curve dropped or cut to the common iterations."""
     from test_report import figures_made
     from utils.report import collect, figures
 
@@ -102,8 +103,11 @@ def test_learning_curves_average_the_seeds_at_the_iterations_all_evaluated(tmp_p
                 "curve": [{"iteration": t, "map_tie_aware": v} for t, v in curve.items()]}
     series = collect.series_of([record(0, {5: 0.2, 10: 0.4}), record(1, {5: 0.3, 10: 0.5, 15: 0.6})])
     assert figures.draw_curves(str(tmp_path / "c.png"), "cifar10", series)
-    (line,) = made[0].axes[0].lines
+    (line,) = [x for x in made[0].axes[0].lines if not x.get_label().startswith("_")]
+    assert line.get_label() == "ADSH, mean of 2 seeds"
     assert list(line.get_xdata()) == [5, 10] and list(line.get_ydata()) == pytest.approx([0.25, 0.45])
+    seeds = sorted((list(x.get_xdata()), list(x.get_ydata())) for x in made[0].axes[0].lines if x is not line)
+    assert seeds == [([5, 10], pytest.approx([0.2, 0.4])), ([5, 10, 15], pytest.approx([0.3, 0.5, 0.6]))]
     assert not made[0].axes[1].lines  # no 12-bit run
     assert not figures.draw_curves(str(tmp_path / "none.png"), "cifar10",
                                    collect.series_of([{**record(0, {}), "curve": []}]))
