@@ -39,13 +39,15 @@ def test_the_best_row_wins_and_ties_go_to_the_own_setting_else_the_lowest_row():
 
 def test_no_choice_on_a_partial_grid_and_test_or_noisy_records_are_left_out():
     """Catches a choice made before all eight rows are in, or a noisy-protocol or --opt-test
-    record (not the declared metric) scored as a tuning result."""
+    record (not the declared metric) scored as a tuning result; and the data set's key
+    ('cifar10') headed in place of its name."""
     records = full_grid("MMHH", [0.5] * 8)[:7]
     noisy = rec("MMHH", "auto", 40, 0.9, protocol={"eval_on": "val", "label_noise": 0.2})
     opt = {**rec("MMHH", "auto", 40, 0.9), "metrics": {"map_within_radius": 0.9, "opt_test": True}}
     assert grids.choices(records + [noisy, opt]) == {}
     text = tuning.tuning_section(records)
     assert "MMHH not yet (7 of 8 rows filed)" in text and "DCH not yet (0 of 8 rows filed)" in text
+    assert "**CIFAR-10, 32 bits**, validation MAP@H<=2" in text
     assert "| 8 | auto | 40 | — |" in text
     chosen = tuning.tuning_section(full_grid("MMHH", [0.5, 0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]))
     assert "MMHH row 2" in chosen and "| 2 | 1 | 10 | **0.5000 ★** |" in chosen

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import stats
 
 from utils.report.collect import series_of, setting
-from utils.report.grid import LOSSES, choices, optimiser, tuned
+from utils.report.grid import DATASETS, LOSSES, choices, optimiser, tuned
 from utils.report.published import HEADLINE_PRESET, MAH_BITS, PUBLISHED_MAP, PUBLISHED_MAP5000
 from utils.report.tables import folded_commands, table
 
@@ -16,7 +16,6 @@ LEVEL = 0.01  # the resolution of values read off a figure: "level" within it
 EARLY = 10  # "faster": MAP after this many outer iterations
 LATE = (20, 30, 40)  # "more stable": mean |MAP_t - MAP_{t-10}| over these t
 MMHH_BITS = 32  # the length MMHH's claims are tuned and run at
-MMHH_DATASETS = (("cifar10", "CIFAR-10"), ("flickr25k", "MIRFlickr-25K"))
 # MMHH against each, in the order of the declared rows: the paper's baseline, HashNet, the ablation
 RIVALS = (("DCH", "MMHH beats DCH"), ("Hamming", "MMHH beats HashNet"), ("MMHH0", "the margin helps"))
 NOISE = (0.2, 0.4)
@@ -185,7 +184,7 @@ def mmhh_rows(records, validation):
 
     rows, released = [], []
     for rival, claim in RIVALS:  # M1-M6, and M1r-M6r under the released optimiser
-        for dataset, shown in MMHH_DATASETS:
+        for dataset, shown in DATASETS.items():
             k = len(rows) + 1
             rows.append(row(f"M{k}", f"{claim}, {shown}", "MMHH ahead",
                             paired(runs(dataset, "MMHH"), runs(dataset, rival)), "sign"))
@@ -278,7 +277,7 @@ def finals_section(records):
                        for c, _ in columns]
                 if any(got):
                     rows.append([f"{label}, {name}", *(estimate(v, digits) if v else "no run" for v in got)])
-        shown = dict(MMHH_DATASETS).get(dataset, dataset)
+        shown = DATASETS.get(dataset, dataset)
         lines += ["", f"**{shown}, {bits} bits**: mean over seeds [95% interval, cut at 0 and 1] (seeds).", ""] + \
             table(["", *(heading for _, heading in columns)], rows)
         # the commands of the runs in the table, by loss, column, seed, then the --opt-test one
@@ -308,7 +307,7 @@ def finals_glance(records):
                 rows.append([name, *(estimate(v, q[3]) if v else "no run" for v, q in zip(got, FINAL_QUANTITIES))])
         if not rows:  # final runs of this data set, none of them clean
             continue
-        about = (f"**MMHH, {dict(MMHH_DATASETS).get(dataset, dataset)}, {bits} bits**: the four losses in the "
+        about = (f"**MMHH, {DATASETS.get(dataset, dataset)}, {bits} bits**: the four losses in the "
                  "settings chosen on a validation split, on the test queries; mean over seeds [95% interval, "
                  "cut at 0 and 1] (seeds); the other settings: [docs/claims.md](docs/claims.md#final-runs).")
         parts.append("\n".join([about, ""] + table(["loss", *(q[0] for q in FINAL_QUANTITIES)], rows)))

@@ -8,6 +8,7 @@ WEIGHTS = ("1", "auto")  # rows 1-4, then 5-8
 MAIN = (5, 10, 20, 40)  # gamma; HashNet's sigmoid_param is these over K
 OWN_ROW = {"MMHH": 2, "MMHH0": 2, "DCH": 7, "Hamming": 6}  # each loss's published or released setting
 TIED = 0.001
+DATASETS = {"cifar10": "CIFAR-10", "flickr25k": "MIRFlickr-25K"}  # where the grid is run, as the tables name them
 
 
 def row_of(record):

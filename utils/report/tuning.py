@@ -1,6 +1,6 @@
 """The MMHH tuning grid's section of docs/claims.md: every configuration's validation
 MAP@H<=2, what its radius-2 balls hold, and each loss's choice (utils.report.grid)."""
-from utils.report.grid import LOSSES, MAIN, OWN_ROW, WEIGHTS, choices, grid, row_of, scored
+from utils.report.grid import DATASETS, LOSSES, MAIN, OWN_ROW, WEIGHTS, choices, grid, row_of, scored
 from utils.report.tables import folded_commands, table
 
 
@@ -29,8 +29,8 @@ def tuning_section(records):
         picked = [f"{name} row {chosen[ds, bits, method]}" if (ds, bits, method) in chosen else
                   f"{name} not yet ({len(by_method.get(method, {}))} of {2 * len(MAIN)} rows filed)"
                   for method, name in LOSSES]
-        lines += ["", f"**{ds}, {bits} bits**, validation MAP@H<=2 (default convention); chosen (bold): "
-                  + "; ".join(picked) + ".", ""] + table(header, rows)
+        lines += ["", f"**{DATASETS.get(ds, ds)}, {bits} bits**, validation MAP@H<=2 (default convention); "
+                  "chosen (bold): " + "; ".join(picked) + ".", ""] + table(header, rows)
         listed = [r for r in shown if (r["dataset"], r["bits"]) == (ds, bits)]
         by_run = {(r["method"], row_of(r)): r for r in listed}  # of two runs of one row, the later, as in grid()
         lines += ["", "What the radius-2 balls of the same runs hold: the mean share of the validation database "
