@@ -784,7 +784,7 @@ def test_noise_and_unseen_tables_and_the_noise_claim_by_hand(tmp_path, monkeypat
     assert any(line.startswith("**Unseen classes, CIFAR-10**, 32 bits") for line in lines)
     (claim,) = robustness.noise_claims(records["mmhh"] + records["protocols"])
     assert claim == ("Label noise (CIFAR-10, 32 bits): the share of its MAP@H<=2 at rate 0 that each loss keeps at "
-                     "rate 0.4 is MMHH loss 0.73, HashNet loss 0.47 under the default test, so the MMHH loss degrades "
+                     "rate 0.4 is MMHH loss 0.73; HashNet loss 0.47 under the default test, so the MMHH loss degrades "
                      "less than HashNet's, as the paper claims. Its MAP@H<=2 minus HashNet's (default test): +0.0500 "
                      "at rate 0.4, ahead in 2 of 2 seeds; higher at every noisy rate, as the paper claims.")
     assert "0.3300" not in tables.mmhh_section(records["mmhh"])
@@ -843,7 +843,7 @@ def test_the_two_noise_claims_are_judged_apart(tmp_path, values, second):
                                               "protocol": {"protocol": "deephash", "label_noise": rate}})
     records = collect.load_records(str(res))
     (claim,) = robustness.noise_claims(records["mmhh"] + records["protocols"])
-    assert "MMHH loss 0.80, HashNet loss 0.67 under the default test, so the MMHH loss degrades less than HashNet's, " \
+    assert "MMHH loss 0.80; HashNet loss 0.67 under the default test, so the MMHH loss degrades less than HashNet's, " \
         "as the paper claims." in claim
     assert claim.endswith("Its MAP@H<=2 minus HashNet's (default test): " + second)
 
@@ -933,11 +933,11 @@ def test_the_noise_claim_under_each_test_convention(tmp_path):
                                                                   "map_within_radius": opt}})
     records = collect.load_records(str(res))
     (claim,) = robustness.noise_claims(records["mmhh"] + records["protocols"])
-    assert ("keeps at rate 0.4 is MMHH loss 0.80, HashNet loss 0.50 under the default test, so the MMHH loss "
-            "degrades less than HashNet's, as the paper claims; under --opt-test, which leaves queries with an empty "
+    assert ("keeps at rate 0.4 is MMHH loss 0.80; HashNet loss 0.50 under the default test, so the MMHH loss "
+            "degrades less than HashNet's, as the paper claims. Under --opt-test, which leaves queries with an empty "
             "ball out, it is 0.80, 0.95, so it does not degrade less, against the claim.") in claim
     assert "-0.0500 at rate 0.4, ahead in 0 of 1 seeds; lower at every noisy rate" in claim
-    assert claim.endswith("Queries whose radius-2 ball is empty at rate 0.4: MMHH loss 5%, HashNet loss 45%.")
+    assert claim.endswith("Queries whose radius-2 ball is empty at rate 0.4: MMHH loss 5%; HashNet loss 45%.")
 
 
 def test_the_glance_and_the_unseen_sentence_say_how_crowded_the_balls_are(tmp_path):
@@ -963,10 +963,10 @@ def test_the_glance_and_the_unseen_sentence_say_how_crowded_the_balls_are(tmp_pa
                                 "args": {"batch_type": "BatchInitMem"}})
     records = collect.load_records(str(res))
     lines = glance.headline_section(records).splitlines()
-    assert "Radius-2 ball, mean share of the database, 32 bits: MMHH loss 55%, HashNet loss 3%." in lines
+    assert "Radius-2 ball, mean share of the database, 32 bits: MMHH loss 55%; HashNet loss 3%." in lines
     (sentence,) = robustness.unseen_claims(records["protocols"])
     assert sentence == ("Unseen classes (CIFAR-10, 32 bits): MAP@H<=2 minus HashNet's loss's: MMHH loss +0.0000, "
-                        "ahead in 0 of 1 seeds. Radius-2 ball, mean share of the database: MMHH loss 30%, "
+                        "ahead in 0 of 1 seeds. Radius-2 ball, mean share of the database: MMHH loss 30%; "
                         "HashNet loss 10%.")
 
 

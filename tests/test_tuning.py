@@ -94,7 +94,7 @@ def test_the_headline_mmhh_table_says_which_losses_ran_untuned():
 
     released = [run("MMHH", "1", 10), run("Hamming", "auto", 10)]  # rows 2 and 6
     records = {"mah": [], "mmhh": released, "protocols": [], "validation": []}
-    assert "**Untuned**: HashNet loss, MMHH loss ran" in glance.headline_section(records)
+    assert "**Untuned**: HashNet loss; MMHH loss ran" in glance.headline_section(records)
     grid = full_grid("MMHH", [0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]) + \
         full_grid("Hamming", [0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.1, 0.1])
     assert "Untuned" not in glance.headline_section({**records, "validation": grid})

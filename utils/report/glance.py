@@ -84,7 +84,7 @@ def mmhh_glance(dataset, cells, chosen):
     untuned = sorted({LOSS_NAMES[r["method"]] for by_seed in cells.values() for r in by_seed.values()
                       if not tuned(r, chosen)})
     if untuned:
-        about += (f" **Untuned**: {', '.join(untuned)} ran with settings fixed before any tuning, not ones chosen "
+        about += (f" **Untuned**: {'; '.join(untuned)} ran with settings fixed before any tuning, not ones chosen "
                   "on a validation split ([docs/claims.md](claims.md#tuning-validation-only)).")
     # how crowded the balls are tells a MAP@H<=2 near the share of relevant items from a ranking
     shares = [(b, percentages({m: balls_of(cells.get((m, b), {}), "ball_database_share") for m in methods}))

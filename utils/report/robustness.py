@@ -27,8 +27,9 @@ def ball_values(cells, method, setting_, key):
 
 
 def percentages(values):
-    """'MMHH loss 54%, HashNet loss 2%': each loss's mean over seeds; losses without values left out."""
-    return ", ".join(f"{LOSS_NAMES[m]} {np.mean(v):.0%}" for m, v in values.items() if v)
+    """'MMHH loss 54%; HashNet loss 2%': each loss's mean over seeds; losses without values left out.
+    Semicolons, because a loss's name can hold a comma ('MMHH loss, memory bank')."""
+    return "; ".join(f"{LOSS_NAMES[m]} {np.mean(v):.0%}" for m, v in values.items() if v)
 
 
 def ball_rows(cells, methods, settings):
@@ -162,15 +163,15 @@ def noise_claims(records):
             if "MMHH" in kept and "Hamming" in kept:
                 verdicts.append((kept, kept["MMHH"] > kept["Hamming"]))
         (default, less), *opt_test = verdicts  # the default test has both losses (checked above)
-        shares = ", ".join(f"{LOSS_NAMES[m]} {v:.2f}" for m, v in default.items())
+        shares = "; ".join(f"{LOSS_NAMES[m]} {v:.2f}" for m, v in default.items())  # names can hold a comma
         verdict = "degrades less than HashNet's, as the paper claims" if less else \
             "does not degrade less than HashNet's, against the paper's claim"
         claims = (f"the share of its MAP@H<=2 at rate 0 that each loss keeps at rate {top:g} is {shares} under the "
                   f"default test, so the MMHH loss {verdict}")
         for kept, less in opt_test:
-            values = ", ".join(f"{v:.2f}" if list(kept) == list(default) else f"{LOSS_NAMES[m]} {v:.2f}"
-                               for m, v in kept.items())
-            claims += (f"; under --opt-test, which leaves queries with an empty ball out, it is {values}, so it "
+            values = ", ".join(f"{v:.2f}" for v in kept.values()) if list(kept) == list(default) else \
+                "; ".join(f"{LOSS_NAMES[m]} {v:.2f}" for m, v in kept.items())
+            claims += (f". Under --opt-test, which leaves queries with an empty ball out, it is {values}, so it "
                        f"{'degrades less, as the paper claims' if less else 'does not degrade less, against the claim'}")
         differences, means = [], []
         for rate in rates[1:]:
