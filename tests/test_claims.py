@@ -274,3 +274,27 @@ def test_an_estimate_of_a_share_stays_within_0_and_1():
     (a negative share printed) or applied to the mean instead of the interval."""
     assert claims.estimate([0.0, 0.0, 0.015], 3) == "0.005 [0.000, 0.027] (3)"
     assert claims.estimate([0.4], 3) == "0.400 (1)"
+
+
+def test_a_verdict_on_fewer_seeds_than_declared_says_it_is_interim():
+    """docs/claims.md declares seeds 0-4 at 4 bits, 0-2 at 6 bits (CIFAR-10) and seed 0 alone at
+    6 bits on MIRFlickr-25K. cascade - flat at 6 bits over seeds 0-2 (0.1, 0.2, 0.3) is complete:
+    '3 seeds'; at 4 bits over seeds 0-2 it is '3 of 5 seeds', and the glance counts it as
+    interim; MIRFlickr at 6 bits, one seed of one declared: '1 seed', not interim. Catches the
+    declared counts of two lengths swapped, or every row called interim (or none)."""
+    def record(dataset, method, bits, seed, value):
+        return {"dataset": dataset, "method": method, "bits": bits, "preset": "cpu-pretrained",
+                "backbone": "mobilenet_v2", "device": "cpu", "seed": seed,
+                "metrics": {"map_tie_aware": value, "map_at_5000": value}}
+    records = [record("cifar10", m, b, s, v + (0.1 * (s + 1) if m == "MAH-cascade" else 0))
+               for m in ("MAH-flat", "MAH-cascade") for b in (4, 6) for s, v in enumerate((0.5, 0.6, 0.4))]
+    records += [record("flickr25k", "MAH-flat", 6, 0, 0.8), record("flickr25k", "MAH-cascade", 6, 0, 0.81)]
+    rows = {r["id"]: r for r in claims.mah_rows(records)}
+    assert claims.ours(rows["B2"]).endswith("], 3 seeds") and not claims.interim(rows["B2"])
+    assert claims.ours(rows["B1"]).endswith("], 3 of 5 seeds") and claims.interim(rows["B1"])
+    assert claims.ours(rows["C2"]) == "+0.0100, 1 seed" and not claims.interim(rows["C2"])
+    # judged: B1, B2, B6 (4 against 6 bits: 3 of the 3 both declare), C2 (B10 waits for B7-B9);
+    # interim: B1
+    head = claims.claims_glance({"mah": records}).splitlines()[0]
+    assert head.endswith("of 4 judged, 0 hold, 0 fail, 4 are inconclusive; 1 of them rest on fewer seeds than "
+                         "declared (\"n of N seeds\"), so their verdicts are interim.")
