@@ -82,7 +82,7 @@ def draw_curves(path, dataset, series):
             its = sorted(set.intersection(*(set(c) for c in by_seed.values())))
             v = np.array([[c[t] for t in its] for c in by_seed.values()])  # seeds x iterations
             for c in by_seed.values():
-                ax.plot(sorted(c), [c[t] for t in sorted(c)], "-", linewidth=0.8, alpha=0.4, color=COLOURS[m])
+                ax.plot(*zip(*sorted(c.items())), "-", linewidth=0.8, alpha=0.4, color=COLOURS[m])
             ax.plot(its, v.mean(0), "-o", linewidth=2, markersize=3, color=COLOURS[m],
                     label=f"{m}, mean of {len(by_seed)} seed{'s' * (len(by_seed) != 1)}")
         ax.set_title(f"{b} bits", fontsize=10)

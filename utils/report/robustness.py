@@ -26,10 +26,15 @@ def ball_values(cells, method, setting_, key):
     return balls_of(cells.get((method, *setting_), {}), key)
 
 
-def percentages(values):
-    """'MMHH loss 54%; HashNet loss 2%': each loss's mean over seeds; losses without values left out.
+def by_loss(values, spec):
+    """'MMHH loss 0.54; HashNet loss 0.02': each loss's name and its value in format `spec`.
     Semicolons, because a loss's name can hold a comma ('MMHH loss, memory bank')."""
-    return "; ".join(f"{LOSS_NAMES[m]} {np.mean(v):.0%}" for m, v in values.items() if v)
+    return "; ".join(f"{LOSS_NAMES[m]} {v:{spec}}" for m, v in values.items())
+
+
+def percentages(values):
+    """'MMHH loss 54%; HashNet loss 2%': each loss's mean over seeds; losses without values left out."""
+    return by_loss({m: np.mean(v) for m, v in values.items() if v}, ".0%")
 
 
 def ball_rows(cells, methods, settings):
@@ -163,14 +168,14 @@ def noise_claims(records):
             if "MMHH" in kept and "Hamming" in kept:
                 verdicts.append((kept, kept["MMHH"] > kept["Hamming"]))
         (default, less), *opt_test = verdicts  # the default test has both losses (checked above)
-        shares = "; ".join(f"{LOSS_NAMES[m]} {v:.2f}" for m, v in default.items())  # names can hold a comma
+        shares = by_loss(default, ".2f")
         verdict = "degrades less than HashNet's, as the paper claims" if less else \
             "does not degrade less than HashNet's, against the paper's claim"
         claims = (f"the share of its MAP@H<=2 at rate 0 that each loss keeps at rate {top:g} is {shares} under the "
                   f"default test, so the MMHH loss {verdict}")
         for kept, less in opt_test:
             values = ", ".join(f"{v:.2f}" for v in kept.values()) if list(kept) == list(default) else \
-                "; ".join(f"{LOSS_NAMES[m]} {v:.2f}" for m, v in kept.items())
+                by_loss(kept, ".2f")
             claims += (f". Under --opt-test, which leaves queries with an empty ball out, it is {values}, so it "
                        f"{'degrades less, as the paper claims' if less else 'does not degrade less, against the claim'}")
         differences, means = [], []
