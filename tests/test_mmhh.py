@@ -251,11 +251,12 @@ def test_smoke_on_the_real_coco_fixture(coco_mini, coco_lists, tmp_path, extra):
 
 def test_kill_and_resume_gives_the_same_snapshot(tmp_path, monkeypatch):
     def args(annotation, *extra):
-        return mmhh.get_train_parser().parse_args([
-            "--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--batch_size", "400", "--num_iters", "5",
-            "--hash_bit", "8", "--annotation", annotation, "--log_dir", str(tmp_path), "--snap_path", str(tmp_path),
-            "--test_output_dir", str(tmp_path / "out"), "--distance_type", "MMHH", "--batch_type", "BatchInitMem",
-            "--batch_params", "2", *extra])
+        argv = ["--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--batch_size", "400", "--num_iters",
+                "5", "--hash_bit", "8", "--annotation", annotation, "--log_dir", str(tmp_path), "--snap_path",
+                str(tmp_path), "--test_output_dir", str(tmp_path / "out"), "--distance_type", "MMHH", "--batch_type",
+                "BatchInitMem", "--batch_params", "2", *extra]
+        monkeypatch.setattr(sys, "argv", ["train_mmhh.py", *argv])  # what the results record calls the command
+        return mmhh.get_train_parser().parse_args(argv)
 
     mmhh.train_main(args("whole"))
     real = mmhh_engine.save_checkpoint
@@ -275,6 +276,13 @@ def test_kill_and_resume_gives_the_same_snapshot(tmp_path, monkeypatch):
     for key, value in whole["model"].items():
         assert torch.equal(value, cut["model"][key]), key
     assert torch.equal(whole["memory"], cut["memory"])
+    # the record names the command that started the run (which starts it again), and the one that finished it;
+    # fails if the resumed record kept only its own command, whose --resume needs the run's folder
+    ra = read_results(tmp_path / "whole_digits_digits")
+    rb = read_results(tmp_path / "cut_digits_digits")
+    start = "python train_mmhh.py " + " ".join(sys.argv[1:-1])
+    assert rb["command"] == start and rb["resumed_by"] == start + " --resume"
+    assert ra["command"] == start.replace("cut", "whole") and "resumed_by" not in ra
 
 
 # ------------------------------------------------------------------------ bad input

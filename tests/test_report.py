@@ -206,6 +206,35 @@ def test_absolute_test_outputs_are_given_the_path_their_run_named(tmp_path):
     assert [json.load(open(p))["test_output"] for p in paths] == [want for _, _, want in cases]
 
 
+def test_resumed_mmhh_commands_are_given_the_command_that_started_the_run(tmp_path):
+    """results/backfill/resumed.py on a committed record as it was before the backfill (its
+    command the resume, ending in --resume): the command becomes the one that starts the run,
+    the resume goes to resumed_by. A resume that left out an option of the run (--gamma here)
+    would, without --resume, start another run: left as it is, and so is a file already done.
+    Catches --resume kept, resumed_by dropped, and a command stripped without comparing the
+    arguments it gives with the record's."""
+    real = json.load(open(os.path.join(REPO, "results", "cifar10-mmhh-cpu-pretrained", "standard", "seed0",
+                                       "DCH-sw1-gamma5.0", "cifar10_DCH_32bits.json")))
+    start = ("python train_mmhh.py --s_dataset cifar10 --data_root ../shared/data/cifar10-jpeg.tar.gz --preset "
+             "cpu-pretrained --gpu_id cpu --radius 2 --test_sample_ratio 1 --loss_lambda 0.001 --log_dir "
+             "runs/final/cifar10-final-DCH-s0 --snap_path runs/final/cifar10-final-DCH-s0/snap --test_output_dir "
+             "runs/final/cifar10-final-DCH-s0/test_output --hash_bit 32 --seed 0 --annotation cifar10-final-DCH-s0 "
+             "--distance_type DCH --gamma 5 --similar_weight 1")
+    before = {k: v for k, v in real.items() if k != "resumed_by"}
+    cases = [{**before, "command": start + " --resume"},
+             {**before, "command": start.replace(" --gamma 5", "") + " --resume"},
+             {**before, "command": start, "resumed_by": start + " --resume"}]
+    paths = [str(tmp_path / f"r{n}.json") for n in range(len(cases))]
+    for path, record in zip(paths, cases):
+        write(path, record)
+    backfill = [sys.executable, os.path.join(REPO, "results", "backfill", "resumed.py"), *paths]
+    out = subprocess.run(backfill, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    after = [json.load(open(p)) for p in paths]
+    assert after[0]["command"] == start and after[0]["resumed_by"] == start + " --resume"
+    assert after[1] == cases[1] and after[2] == cases[2]
+
+
 def test_text_outside_markers_kept(tree):
     report_main.main(tree)
     text = open(tree.details).read()

@@ -358,7 +358,7 @@ def resumed(args):
     # defaults for runs from before these options; what run.json records beside the arguments goes
     run_args = argparse.Namespace(**{"label_noise": 0.0, "seen_fraction": 0.75, "eval_on": "test",
                                      "dch_distance": "cosine",
-                                     **{k: v for k, v in saved.items() if k not in ("kind", "threads")}})
+                                     **{k: v for k, v in saved.items() if k not in ("kind", "threads", "command")}})
     for key in RESUME_MAY_CHANGE:
         if key in options.given(args):
             setattr(run_args, key, getattr(args, key))

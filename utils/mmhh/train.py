@@ -18,8 +18,8 @@ from utils.mmhh import common, engine
 from utils.mmhh.args import output_paths, resolve, resumed, target_settings
 from utils.mmhh.evaluate import report, results_name, results_record, save_test_output, test_model
 from utils.records import thread_counts
-from utils.runs import (RunFolder, check_device, choose_device, device_name, git_commit, load_checkpoint,
-                        load_state, recorded_path, write_json)
+from utils.runs import (RunFolder, check_device, choose_device, command_line, device_name, git_commit,
+                        load_checkpoint, load_state, read_json, recorded_path, write_json)
 
 
 def train_main(args):
@@ -82,7 +82,8 @@ def _train_main(args, device):
                 write_json(os.path.join(run_dir, "protocol.json"), protocol)  # the corrupted items, unseen classes
                 if not args.resume:
                     write_json(os.path.join(run_dir, "run.json"), {**options.public(args), "kind": "MMHH",
-                                                                   "threads": thread_counts()})
+                                                                   "threads": thread_counts(),
+                                                                   "command": command_line()})
                 distributed.barrier()
         PROGRESS.update(resume=f"python train_mmhh.py {locate} --resume")
         if main_process:
@@ -111,8 +112,11 @@ def test_snapshot(args, model, test_data, device, run_dir, snapshot, outputs, se
     report(result, args.radius)
     save_test_output(outputs, arrays, test_data.info.classes)
     print(f"test outputs: {outputs}")
-    record = results_record(test_data, args, result, seconds, device, args.hash_bit, protocol,
-                            test_output=recorded_path(outputs),
+    # a resumed run's record keeps the command that started it (run.json), which starts it again
+    started = read_json(os.path.join(run_dir, "run.json"), "run record").get("command") if args.resume else None
+    resumed_by = {"resumed_by": command_line()} if started else {}
+    record = results_record(test_data, args, result, seconds, device, args.hash_bit, protocol, command=started,
+                            test_output=recorded_path(outputs), **resumed_by,
                             weights=getattr(model.backbone, "pretrained_from", None),
                             world_size=distributed.world_size())
     write_json(os.path.join(run_dir, "results", results_name(test_data.info.name, record["method"], args.hash_bit,
