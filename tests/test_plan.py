@@ -1,0 +1,89 @@
+"""utils.report.plan: the runs docs/claims.md declares and results/ lacks. Counts worked out by
+hand from the tables of docs/claims.md, not from the code under test."""
+from utils.report import plan
+
+GAMMAS = (5.0, 10.0, 20.0, 40.0)
+
+
+def mah(method, bits, seed, curve=True, dataset="cifar10"):
+    return {"dataset": dataset, "method": method, "bits": bits, "seed": seed, "preset": "cpu-pretrained",
+            "curve": [{"iteration": 5}] if curve else []}
+
+
+def mmhh(method, seed, row, opt_test=False, optimizer="adam", rate=0.0, protocol="deephash", val=False):
+    main = GAMMAS[(row - 1) % 4]
+    return {"dataset": "cifar10", "method": method, "bits": 32, "preset": "cpu-pretrained", "seed": seed,
+            "args": {"similar_weight_type": "1" if row <= 4 else "auto", "gamma": main, "sigmoid_param": main / 32,
+                     "optimizer": optimizer},
+            "protocol": {"eval_on": "val"} if val else {"protocol": protocol, "label_noise": rate},
+            "metrics": {"map_within_radius": 0.5, "opt_test": opt_test}}
+
+
+def tuned(method, best):
+    """The 8 CIFAR-10 tuning rows of a loss, row `best` highest."""
+    return [{**mmhh(method, 0, row, val=True), "metrics": {"map_within_radius": 0.8 if row == best else 0.5,
+                                                           "opt_test": False}} for row in range(1, 9)]
+
+
+def groups(mah_records=(), finals=(), validation=()):
+    return {"mah": list(mah_records), "tuned": list(finals), "released": [], "validation": list(validation)}
+
+
+def test_nothing_filed_lists_every_declared_mah_and_tuning_run():
+    """MAH: CIFAR-10 ADSH 5+3+5+3+5 (4-12 bits) + 3 (48) = 24, MAH-flat and MAH-cascade 21 each;
+    MIRFlickr-25K MAH-flat and -cascade 3+1+3+1+3 = 11 each, ADSH 3 x 3 = 9: 97. Tuning: 2 data
+    sets x 4 losses x 8 rows = 64. No final run before a grid is complete: 8 groups wait.
+    Catches a length, a method or a data set dropped from the plan, seeds miscounted, and final
+    runs listed before their loss is chosen."""
+    text = plan.plan(groups())
+    assert text.splitlines()[0] == ("# 161 runs declared in docs/claims.md are not in results/; 8 groups of final "
+                                    "runs wait for a tuning grid")
+    assert text.count("\npython train_mmhh.py") == 64 and "test_mmhh.py" not in text
+    assert "# MIRFlickr-25K, ADSH, 12 bits, seed 2\npython cascade_FLICKR.py --preset cpu-pretrained --gpu cpu " \
+           "--data-root ../shared/data/mirflickr25k-20k.tar --missing-images drop --bits 12 --seed 2 --adsh " \
+           "--output-dir runs/claims/flickr-adsh_12_s2\npython -m utils.report.filing runs/claims/flickr-adsh_12_s2" \
+           in text
+    assert "CIFAR-10, MAH-flat, 48 bits" not in text and "MIRFlickr-25K, ADSH, 6 bits" not in text
+
+
+def test_a_curved_length_filed_without_its_curve_is_run_again_and_replaced():
+    """4 and 12 bits on CIFAR-10 draw the learning curves: a run filed without one is listed with
+    --eval-every 5 and filed with --replace; with a curve, or at 8 bits without one, it is done.
+    Catches the curve check dropped, or applied to every length or to MIRFlickr-25K."""
+    runs = dict(plan.mah_runs([mah("MAH-flat", 4, 0, curve=False), mah("MAH-flat", 12, 0),
+                               mah("MAH-flat", 8, 0, curve=False), mah("MAH-flat", 4, 0, curve=False,
+                                                                      dataset="flickr25k")]))
+    again = runs["CIFAR-10, MAH-flat, 4 bits, seed 0 (filed without its learning curve: run again)"]
+    assert again == ["python flat_CIFAR-10.py --preset cpu-pretrained --gpu cpu --data-root "
+                     "../shared/data/cifar10-jpeg.tar.gz --bits 4 --seed 0 --eval-every 5 --output-dir "
+                     "runs/claims/flat_4_s0", "python -m utils.report.filing runs/claims/flat_4_s0 --replace"]
+    assert not [k for k in runs if k.startswith(("CIFAR-10, MAH-flat, 12 bits, seed 0", "CIFAR-10, MAH-flat, 8 bits, "
+                                                 "seed 0", "MIRFlickr-25K, MAH-flat, 4 bits, seed 0"))]
+    assert len(runs) == 97 - 3
+
+
+def test_final_runs_use_the_chosen_row_and_both_conventions():
+    """DCH chosen at row 3 (gamma 20, weight 1), HashNet at row 6 (sigmoid 10/32 = 0.3125, auto).
+    Each loss on CIFAR-10: 5 clean + 2 x 5 label noise + 5 unseen + 3 released optimiser = 23 runs;
+    DCH's clean seed 0 filed in both conventions is done (22), HashNet's with only the default
+    convention is listed again with --replace (23). Catches another row's flags, a dropped setting,
+    and a run counted done on one convention."""
+    finals = [mmhh("DCH", 0, 3), mmhh("DCH", 0, 3, opt_test=True), mmhh("Hamming", 0, 6)]
+    runs, waiting = plan.final_runs(finals, tuned("DCH", 3) + tuned("Hamming", 6))
+    dch = [c for label, c in runs if ", DCH, " in label]
+    hashnet = {label: c for label, c in runs if ", HashNet, " in label}
+    assert len(dch) == 22 and len(hashnet) == 23 and len(runs) == 45
+    assert all("--distance_type DCH --gamma 20 --similar_weight 1" in c[0] for c in dch)
+    again = hashnet["CIFAR-10, final run, clean, HashNet, seed 0 (one test convention is filed: run both, file with "
+                    "--replace)"]
+    assert again[0].endswith("--seed 0 --annotation cifar10-final-Hamming-s0 --distance_type Hamming --sigmoid_param "
+                             "0.3125 --similar_weight auto")
+    assert again[1] == ("python test_mmhh.py --gpu_id cpu --opt-test --radius 2 --log_dir runs/final/cifar10-final-"
+                        "Hamming-s0 --model_path runs/final/cifar10-final-Hamming-s0/snap/cifar10-final-Hamming-s0_"
+                        "cifar10_cifar10_iter_02000 --annotation cifar10-final-Hamming-s0-opt --saved_outputs")
+    assert again[2].endswith("runs/final/cifar10-final-Hamming-s0/cifar10-final-Hamming-s0-opt --replace")
+    assert hashnet["CIFAR-10, final run, label noise 0.4, HashNet, seed 4"][0].endswith("--label_noise 0.4")
+    assert hashnet["CIFAR-10, final run, unseen classes, HashNet, seed 1"][0].endswith("--protocol unseen")
+    assert hashnet["CIFAR-10, final run, clean, released optimiser, HashNet, seed 2"][0].endswith("--optimizer sgd")
+    assert "CIFAR-10, final run, clean, released optimiser, HashNet, seed 3" not in hashnet  # 3 seeds
+    assert len(waiting) == 6  # MMHH and MMHH0 on CIFAR-10, all four on MIRFlickr-25K

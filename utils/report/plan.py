@@ -1,0 +1,170 @@
+"""The runs docs/claims.md declares that results/ does not hold yet: for each, the commands
+that make it and the filing that takes it into results/, in the order of the plan (MAH's
+runs, the MMHH tuning grids, then the MMHH final runs of every loss whose grid is complete).
+
+    python -m utils.report.plan [--results DIR]
+
+A 4- or 12-bit CIFAR-10 MAH or ADSH run counts only with its learning curve (--eval-every
+5); one filed without it is listed again, its filing with --replace. The final runs of a
+loss wait for its tuning grid on the data set (the choice is made on all 8 rows), and say
+so. Each run prints as a comment naming it, then its commands, one per line.
+"""
+import argparse
+import os
+
+from utils.errors import run
+from utils.report.claims import CIFAR_SEEDS, FLICKR_SEEDS, MMHH_BITS, MMHH_SEEDS, NOISE
+from utils.report.collect import load_records, setting
+from utils.report.grid import DATASETS, LOSSES, MAIN, WEIGHTS, choices, grid, optimiser, tuned
+from utils.report.published import HEADLINE_PRESET
+from utils.runs import REPO
+
+CURVED = (4, 12)  # the CIFAR-10 lengths whose runs draw the learning curves of claim (e)
+DATA = {"cifar10": "--data-root ../shared/data/cifar10-jpeg.tar.gz",
+        "flickr25k": "--data-root ../shared/data/mirflickr25k-20k.tar --missing-images drop"}
+SCRIPTS = {"cifar10": "CIFAR-10", "flickr25k": "FLICKR"}
+TAGS = {"ADSH": "adsh", "MAH-flat": "flat", "MAH-cascade": "cascade"}
+NAMES = {"Hamming": "HashNet"}  # how run names call a loss where its --distance_type differs
+FILING = "python -m utils.report.filing"
+
+
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", default=os.path.join(REPO, "results"),
+                   help="the results folder (default: results/ in the repository)")
+    return p
+
+
+def mah_plan():
+    """[(dataset, method, bits, seed)] of docs/claims.md's MAH table."""
+    cells = [("cifar10", m, b, s) for b, n in CIFAR_SEEDS.items() for m in TAGS if m == "ADSH" or b < 48
+             for s in range(n)]
+    cells += [("flickr25k", m, b, s) for b, n in FLICKR_SEEDS.items() for m in ("MAH-flat", "MAH-cascade")
+              for s in range(n)]
+    return cells + [("flickr25k", "ADSH", b, s) for b in (4, 8, 12) for s in range(FLICKR_SEEDS[b])]
+
+
+def mah_commands(dataset, method, bits, seed, replace):
+    """One MAH script run (ADSH: the cascade script with --adsh) and its filing."""
+    curve = dataset == "cifar10" and bits in CURVED
+    folder = f"runs/claims/{'flickr-' if dataset == 'flickr25k' else ''}{TAGS[method]}_{bits}_s{seed}"
+    script = f"{'flat' if method == 'MAH-flat' else 'cascade'}_{SCRIPTS[dataset]}.py"
+    return [f"python {script} --preset {HEADLINE_PRESET} --gpu cpu {DATA[dataset]} --bits {bits} --seed {seed}"
+            f"{' --adsh' if method == 'ADSH' else ''}{' --eval-every 5' if curve else ''} --output-dir {folder}",
+            f"{FILING} {folder}{' --replace' if replace else ''}"]
+
+
+def mah_runs(records):
+    """(label, commands) of each planned MAH run not filed (or filed without its curve)."""
+    filed = {(r["dataset"], r["method"], r["bits"], r["seed"]): bool(r.get("curve")) for r in records
+             if r["preset"] == HEADLINE_PRESET}
+    out = []
+    for dataset, method, bits, seed in mah_plan():
+        key = (dataset, method, bits, seed)
+        needs_curve = dataset == "cifar10" and bits in CURVED
+        if key in filed and (filed[key] or not needs_curve):
+            continue
+        label = f"{DATASETS[dataset]}, {method}, {bits} bits, seed {seed}" + \
+            (" (filed without its learning curve: run again)" if key in filed else "")
+        out.append((label, mah_commands(*key, replace=key in filed)))
+    return out
+
+
+def loss_flags(method, row):
+    """The train_mmhh.py options of grid row `row` (1 to 8) of a loss."""
+    main, weight = MAIN[(row - 1) % len(MAIN)], WEIGHTS[(row - 1) // len(MAIN)]
+    value = f"--sigmoid_param {main / MMHH_BITS:g}" if method == "Hamming" else f"--gamma {main:g}"
+    return f"--distance_type {method} {value} --similar_weight {weight}"
+
+
+def mmhh_train(dataset, annotation, folder, seed, flags):
+    data = DATA[dataset].replace("--data-root", "--data_root").replace("--missing-images", "--missing_images")
+    return (f"python train_mmhh.py --s_dataset {dataset} {data} --preset {HEADLINE_PRESET} --gpu_id cpu --radius 2 "
+            f"--test_sample_ratio 1 --loss_lambda 0.001 --log_dir {folder} --snap_path {folder}/snap "
+            f"--test_output_dir {folder}/test_output --hash_bit {MMHH_BITS} --seed {seed} --annotation {annotation} "
+            f"{flags}")
+
+
+def tuning_runs(validation):
+    """(label, commands) of each tuning run of the grids not filed: 8 rows per loss and data set, seed 0."""
+    rows = grid(validation)
+    out = []
+    for dataset, shown in DATASETS.items():
+        for method, name in LOSSES:
+            for row in range(1, 2 * len(MAIN) + 1):
+                if row in rows.get((dataset, MMHH_BITS), {}).get(method, {}):
+                    continue
+                a = f"{dataset}-tune-{NAMES.get(method, method)}-{row}"
+                folder = f"runs/tuning/{a}"
+                out.append((f"{shown}, tuning, {name} row {row}",
+                            [mmhh_train(dataset, a, folder, 0, f"{loss_flags(method, row)} --eval_on val"),
+                             f"{FILING} {folder}/{a}_{dataset}_{dataset}"]))
+    return out
+
+
+def final_settings(dataset):
+    """[(optimiser, protocol, label noise, seeds, run name part, heading, options)] of the final
+    runs on a data set (docs/claims.md, "Final runs")."""
+    out = [("adam", "standard", 0.0, MMHH_SEEDS["adam"], "final", "clean", "")]
+    if dataset == "cifar10":
+        out += [("adam", "standard", rate, MMHH_SEEDS["adam"], f"noise{rate:g}-final", f"label noise {rate:g}",
+                 f" --label_noise {rate:g}") for rate in NOISE]
+        out.append(("adam", "unseen", 0.0, MMHH_SEEDS["adam"], "unseen-final", "unseen classes", " --protocol unseen"))
+    return out + [("sgd", "standard", 0.0, MMHH_SEEDS["sgd"], "sgd-final", "clean, released optimiser",
+                   " --optimizer sgd")]
+
+
+def final_runs(finals, validation):
+    """(label, commands) of each final run not filed, both test conventions (the --opt-test one
+    from the outputs the training run saved); and the lines saying which losses wait for a grid."""
+    chosen = choices(validation)
+    rows = grid(validation)
+    filed = {(r["dataset"], optimiser(r), *setting(r), r["method"], r["seed"], r["metrics"]["opt_test"])
+             for r in finals if r["bits"] == MMHH_BITS and r["preset"] == HEADLINE_PRESET and tuned(r, chosen)}
+    out, waiting = [], []
+    for dataset, shown in DATASETS.items():
+        for method, name in LOSSES:
+            row = chosen.get((dataset, MMHH_BITS, method))
+            if row is None:
+                done = len(rows.get((dataset, MMHH_BITS), {}).get(method, {}))
+                waiting.append(f"{shown}, final runs of {name}: wait for its tuning grid ({done} of "
+                               f"{2 * len(MAIN)} rows filed)")
+                continue
+            for opt, protocol, rate, seeds, what, heading, extra in final_settings(dataset):
+                for seed in range(seeds):
+                    have = [(dataset, opt, protocol, rate, method, seed, t) in filed for t in (False, True)]
+                    if all(have):
+                        continue
+                    a = f"{dataset}-{what}-{method}-s{seed}"
+                    folder = f"runs/final/{a}"
+                    snapshot = f"{folder}/snap/{a}_{dataset}_{dataset}_iter_{2000:05d}"
+                    out.append((f"{shown}, final run, {heading}, {name}, seed {seed}"
+                                + (" (one test convention is filed: run both, file with --replace)"
+                                   if any(have) else ""),
+                                [mmhh_train(dataset, a, folder, seed, loss_flags(method, row) + extra),
+                                 f"python test_mmhh.py --gpu_id cpu --opt-test --radius 2 --log_dir {folder} "
+                                 f"--model_path {snapshot} --annotation {a}-opt --saved_outputs",
+                                 f"{FILING} {folder}/{a}_{dataset}_{dataset} {folder}/{a}-opt"
+                                 + (" --replace" if any(have) else "")]))
+    return out, waiting
+
+
+def plan(records):
+    """The text main prints, from load_records' groups."""
+    runs = mah_runs(records["mah"]) + tuning_runs(records["validation"])
+    finals, waiting = final_runs(records["tuned"] + records["released"], records["validation"])
+    runs += finals
+    lines = [f"# {len(runs)} runs declared in docs/claims.md are not in results/"
+             + (f"; {len(waiting)} groups of final runs wait for a tuning grid" if waiting else "")]
+    lines += [f"# {w}" for w in waiting]
+    for label, commands in runs:
+        lines += ["", f"# {label}", *commands]
+    return "\n".join(lines)
+
+
+def main(args):
+    print(plan(load_records(args.results)))
+
+
+if __name__ == "__main__":
+    run(main, get_args_parser().parse_args())
