@@ -538,7 +538,7 @@ def test_glance_tables_over_seeds_by_hand(tmp_path):
     assert "0.9600" not in text  # the cpu-small series
     # the README keeps the claims and CIFAR-10's table; the FLICKR and MMHH tables are in docs only
     assert "| B1 |" in readme and "**MAH, CIFAR-10**" in readme
-    assert "**MAH, FLICKR**" not in readme and "MMHH loss" not in readme and "docs/results.md#headline-tables" in readme
+    assert "**MAH, MIRFlickr-25K**" not in readme and "MMHH loss" not in readme and "docs/results.md#headline-tables" in readme
     # a data set with runs of other presets only has no headline table
     write(res / "nus/f.json", mah("nuswide21", "MAH-flat", 8, 0.70, 0.5, 60.0))
     assert "NUS-WIDE" not in glance.headline_section(collect.load_records(str(res)))

@@ -3,7 +3,7 @@ the data sets' display names and figure files, the headline preset and metric, t
 in table order."""
 
 
-NAMES = {"cifar10": "CIFAR-10", "nuswide21": "NUS-WIDE", "flickr25k": "FLICKR"}
+NAMES = {"cifar10": "CIFAR-10", "nuswide21": "NUS-WIDE", "flickr25k": "MIRFlickr-25K"}
 FIGURES = {"cifar10": "CIFAR.png", "nuswide21": "NUSWIDE.png", "flickr25k": "FLICKR.png"}
 RETRIEVAL_FIGURES = {d: f.replace(".png", "_retrieval.png") for d, f in FIGURES.items()}
 PR_FIGURES = {d: f.replace(".png", "_pr.png") for d, f in FIGURES.items()}
