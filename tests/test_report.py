@@ -83,7 +83,7 @@ def tree(tmp_path):
     write(tmp_path / "docs" / "results.md", DETAILS)
     return Namespace(claims=None, results=str(res), readme=str(tmp_path / "README.md"), details=str(tmp_path / "docs" / "results.md"),
                      fig=str(tmp_path / "fig"), data=[], own_images=None,
-                     bench_index=None, index_page=None)
+                     bench_index=None, index_page=None, bench_suite=None, testing_page=None)
 
 
 def section(text, markers):
@@ -352,7 +352,7 @@ def test_no_results(tmp_path):
     write(tmp_path / "results.md", DETAILS)
     args = Namespace(claims=None, results=str(tmp_path / "results"), readme=str(tmp_path / "README.md"),
                      details=str(tmp_path / "results.md"), fig=str(tmp_path / "fig"), data=[], own_images=None,
-                     bench_index=None, index_page=None)
+                     bench_index=None, index_page=None, bench_suite=None, testing_page=None)
     assert report_main.main(args) == [args.readme, args.details]
     text = open(args.details).read()
     assert section(text, MAH_MARKERS) == f"\n{tables.NO_RESULTS['mah']}\n"
@@ -362,7 +362,7 @@ def test_no_results(tmp_path):
     assert not os.path.exists(args.fig)
     with pytest.raises(UserError, match="results folder .*nowhere does not exist"):
         report_main.main(Namespace(claims=None, results=str(tmp_path / "nowhere"), readme=args.readme, details=args.details,
-                              fig=args.fig, data=[], own_images=None, bench_index=None, index_page=None))
+                              fig=args.fig, data=[], own_images=None, bench_index=None, index_page=None, bench_suite=None, testing_page=None))
 
 
 def test_headline_is_cpu_pretrained_else_the_series_with_most_runs():
@@ -1010,3 +1010,47 @@ def test_retrieval_examples_come_from_the_longest_cascade_else_by_name():
     runs[("MAH-cascade", 2)] = dict(kept, n=4)
     assert figures.shown_record(runs)["n"] == 4
     assert figures.shown_record({("ADSH", 8): {"n": 3}}) is None
+
+
+SUITE_MARKERS = ("<!-- results-suite:start -->", "<!-- results-suite:end -->")
+TESTING = f"# Tests\n\nBefore.\n\n{SUITE_MARKERS[0]}\nNot measured yet.\n{SUITE_MARKERS[1]}\n\nAfter.\n"
+
+
+def test_the_suite_time_from_the_bench_summary(tree):
+    """bench/out/bench_suite.json beside the README becomes docs/testing.md's sentence: 693.4 s
+    is 693 s, about 12 minutes (11.56 rounded), 2,313 passed, 273 skipped, the commit cut to 7
+    characters. A summary of part of the suite, or of a failing one, is refused and nothing is
+    written; without a summary the sentence stays. Catches the counts swapped, minutes computed
+    from another unit, or a partial run's time shown as the suite's."""
+    testing = os.path.join(os.path.dirname(tree.details), "testing.md")
+    write(testing, TESTING)
+    report_main.main(tree)
+    assert open(testing).read() == TESTING  # no summary yet
+    summary = {"commit": "e529b6d0123456789", "cores": 2, "seconds": 693.4, "tests": 2586, "passed": 2313,
+               "skipped": 273, "failed": 0, "selection": []}
+    out = os.path.join(os.path.dirname(tree.readme), "bench", "out", "bench_suite.json")
+    write(out, summary)
+    report_main.main(tree)
+    assert section(open(testing).read(), SUITE_MARKERS) == (
+        "\nIts time, install aside: 693 s (about 12 minutes) on a 2-core CPU with nothing else running, at "
+        "`e529b6d`: 2,313 passed, 273 skipped (`python bench/bench_suite.py`).\n")
+    for bad in ({"selection": ["tests/test_plan.py"]}, {"failed": 1}):
+        write(testing, TESTING)
+        write(out, {**summary, **bad})
+        with pytest.raises(UserError, match="is of part of the suite or of a failing one"):
+            report_main.main(tree)
+        assert open(testing).read() == TESTING
+
+
+def test_the_suite_bench_counts_from_junit_xml(tmp_path):
+    """bench/bench_suite.py's counts from a JUnit XML of pytest's form: 10 tests, 1 failure and
+    1 error (2 failed), 3 skipped, so 5 passed; two testsuite elements are summed. Catches errors
+    left out of the failed count, or skipped tests counted as passed."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_suite", os.path.join(REPO, "bench", "bench_suite.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    xml = tmp_path / "s.xml"
+    xml.write_text('<testsuites><testsuite tests="6" failures="1" errors="0" skipped="2"/>'
+                   '<testsuite tests="4" failures="0" errors="1" skipped="1"/></testsuites>')
+    assert bench.counts(str(xml)) == {"tests": 10, "failed": 2, "skipped": 3, "passed": 5}

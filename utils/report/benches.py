@@ -1,5 +1,6 @@
 """The README's and docs' sentences and tables from the JSON summaries the benches write in
-bench/out/ (`python bench/own_images.py`, `python bench/bench_index.py`), so that their
+bench/out/ (`python bench/own_images.py`, `python bench/bench_index.py`, `python
+bench/bench_suite.py`), so that their
 figures are measured, never typed. Without a summary the text between its markers stays as
 it is."""
 import math
@@ -10,7 +11,7 @@ from utils.errors import UserError
 from utils.report.tables import table
 from utils.runs import read_json
 
-OWN_IMAGES, BENCH_INDEX = "own_images.json", "bench_index.json"
+OWN_IMAGES, BENCH_INDEX, BENCH_SUITE = "own_images.json", "bench_index.json", "bench_suite.json"
 SECONDS = ("mah_training", "mmhh_training", "index_command")  # the ones the own-images sentence shows
 # the README's case: radius 2 (the metrics' Hamming ball) over 10^7 48-bit codes of each kind
 SHOWN = {"n": 10 ** 7, "bits": 48, "search": "radius 2"}
@@ -49,6 +50,24 @@ def own_images_sentence(path):
     return (f"{summary['images']:,} CIFAR-10 JPEGs, {summary['cores']}-core CPU: training "
             f"{short(seconds['mah_training'])} s and {short(seconds['mmhh_training'])} s, indexing "
             f"{short(seconds['index_command'])} s with start-up (`bench/own_images.py`).")
+
+
+def suite_sentence(path):
+    """docs/testing.md's sentence on the time of the whole suite, from bench/bench_suite.py's
+    summary at `path`; a summary of part of the suite is refused."""
+    summary = read_json(path, "suite summary", keys=("commit", "cores", "seconds", "passed", "skipped", "failed"))
+    checked({"commit": (summary["commit"], str), "cores": (summary["cores"], int),
+             "seconds": (summary["seconds"], numbers.Real), "passed": (summary["passed"], int),
+             "skipped": (summary["skipped"], int), "failed": (summary["failed"], int)},
+            path, "suite", "bench/bench_suite.py")
+    if summary.get("selection") or summary["failed"]:
+        raise UserError(f"suite summary {path} is of part of the suite or of a failing one; write it again with "
+                        "python bench/bench_suite.py (no selection)")
+    commit = summary["commit"]
+    return (f"Its time, install aside: {summary['seconds']:.0f} s (about {summary['seconds'] / 60:.0f} minutes) on "
+            f"a {summary['cores']}-core CPU with nothing else running, at `{commit[:7]}"
+            f"{'-dirty' if commit.endswith('-dirty') else ''}`: {summary['passed']:,} passed, "
+            f"{summary['skipped']:,} skipped (`python bench/bench_suite.py`).")
 
 
 def size(n):

@@ -14,7 +14,9 @@ path order) and rewrites, between marker comments:
   set, preset, backbone, device, seed) in full, and the tables over seeds;
 - docs/claims.md: every claims row with its cells, the MMHH tuning grid's validation scores
   with each loss's choice by the declared rule, and the final runs over seeds; under the grid
-  and the final runs' tables, the commands behind them.
+  and the final runs' tables, the commands behind them;
+- docs/testing.md: one sentence of the suite's time bench/bench_suite.py measured, when its
+  summary is there (else the text stays).
 It draws fig/<DATASET>.png (MAH mAP@5000 against code length beside the published curves,
 the original's "Precision@5K" being mAP@5000, and true precision@5000; mean and range over
 the seeds of the headline runs), fig/<DATASET>_pr.png (precision against recall of the
@@ -38,7 +40,8 @@ from utils.report.collect import load_records, series_of, setting
 from utils.report.figures import (data_roots, draw, draw_curves, draw_noise, draw_pr, draw_retrieval, image_reader,
                                    shown_record)
 from utils.report.glance import glance_section, headline, headline_section
-from utils.report.benches import BENCH_INDEX, OWN_IMAGES, index_figures, own_images_sentence, summary_path
+from utils.report.benches import (BENCH_INDEX, BENCH_SUITE, OWN_IMAGES, index_figures, own_images_sentence,
+                                  suite_sentence, summary_path)
 from utils.report.published import FIGURES, PR_FIGURES, RETRIEVAL_FIGURES
 from utils.report.robustness import protocols_section
 from utils.report.tables import mah_section, mmhh_section
@@ -65,6 +68,11 @@ def get_args_parser():
                                          "both stay as they are)")
     p.add_argument("--index-page", help="page whose benchmark table is rewritten from --bench-index (default: "
                                         "index.md beside --details, when it is there)")
+    p.add_argument("--bench-suite", help="summary of bench/bench_suite.py that the suite's time in --testing-page is "
+                                         "written from (default: bench/out/bench_suite.json beside --readme, when "
+                                         "it is there; without it the sentence stays as it is)")
+    p.add_argument("--testing-page", help="page whose sentence on the suite's time is rewritten from --bench-suite "
+                                          "(default: testing.md beside --details, when it is there)")
     p.add_argument("--fig", default="fig", help="folder of the figures (default: fig)")
     p.add_argument("--data", action="append", default=[], metavar="DATASET=ROOT",
                    help="where a data set's images are (the --data-root its runs read), to draw "
@@ -127,6 +135,11 @@ def main(args):
     if search and (args.index_page or os.path.exists(index_page)):
         pages.append((index_page, replace_section(read_text(index_page, "--index-page"), "index-bench", search_table,
                                                   index_page)))
+    suite = bench_summary(args.bench_suite, args.readme, BENCH_SUITE)
+    testing_page = args.testing_page or os.path.join(os.path.dirname(args.details), "testing.md")
+    if suite and (args.testing_page or os.path.exists(testing_page)):
+        pages.append((testing_page, replace_section(read_text(testing_page, "--testing-page"), "suite",
+                                                    suite_sentence(suite), testing_page)))
     written = []
     for path, text in pages:
         atomic_write(path, lambda f: f.write(text.encode("utf-8")))
