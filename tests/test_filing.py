@@ -116,9 +116,10 @@ def test_a_commit_outside_the_history_is_refused(tmp_path, commit, reason):
 
 
 def test_a_filed_cell_is_refused_unless_replaced_and_the_replacement_is_reported(tmp_path, capsys):
-    """Filing a second run of one cell and seed: refused; with --replace the old record goes and
-    the output names it. Catches two records of one cell (the report would keep whichever sorts
-    last) and a silent replacement."""
+    """Filing a second run of one cell and seed: refused; with --replace the old record goes, the
+    output names it, and the new record keeps what the old one said under "replaces". Catches two
+    records of one cell (the report would keep whichever sorts last), a silent replacement, and
+    the replaced run's numbers lost."""
     file(tmp_path, run_folder(tmp_path, "first"))
     again = run_folder(tmp_path, "second", records=[{**record(), "seconds": 999.0}])
     with pytest.raises(UserError, match="already filed as .*seed0/cifar10_ADSH_4bits.json"):
@@ -126,7 +127,12 @@ def test_a_filed_cell_is_refused_unless_replaced_and_the_replacement_is_reported
     capsys.readouterr()
     file(tmp_path, again, replace=True)
     assert "replaced" in capsys.readouterr().out
-    assert json.load(open(tmp_path / "results/cifar10-cpu-pretrained/seed0/cifar10_ADSH_4bits.json"))["seconds"] == 999
+    filed = json.load(open(tmp_path / "results/cifar10-cpu-pretrained/seed0/cifar10_ADSH_4bits.json"))
+    assert filed["seconds"] == 999
+    # the replaced run's commit, command and numbers stay with its replacement (a rerun's difference is reported)
+    assert filed["replaces"] == {"git_commit": HEAD, "command": "python cascade_CIFAR-10.py --bits 4 --adsh",
+                                 "metrics": {"map": 0.5, "map_tie_aware": 0.5, "map_at_5000": 0.5,
+                                             "precision_at_5000": 0.5}}
 
 
 def test_one_bad_run_files_nothing(tmp_path):

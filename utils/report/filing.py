@@ -15,7 +15,8 @@ written, and any of these refuses the whole call in one line: a run still going 
 lock held) or not finished (a --bits length without results), a record the report could
 not read, a commit that is not in this repository's history (or a run from uncommitted
 changes), and a cell and seed that is already filed. --replace replaces the filed
-record of the same cell and seed instead, and says which.
+record of the same cell and seed instead, says which, and keeps the replaced record's
+commit, command and metrics in the new one under "replaces".
 """
 import argparse
 import fcntl
@@ -172,6 +173,14 @@ def portable(record, folder):
     return {**record, "test_output": os.path.relpath(path, root) if inside else os.path.basename(path)}
 
 
+def replaced(path):
+    """What a record keeps of the one it replaces: its commit, command and single-number metrics,
+    so that a rerun's difference from the run it replaced can be reported (utils.report.claims)."""
+    _, old = read_record(path)
+    return {"git_commit": old.get("git_commit"), "command": old.get("command"),
+            "metrics": {k: v for k, v in old["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+
+
 def main(args):
     filed = {}
     for path in sorted(glob.glob(os.path.join(args.results, "**", "*.json"), recursive=True)):
@@ -195,6 +204,7 @@ def main(args):
             plan.append((portable(record, folder), destination(args.results, kind, record), old))
     for record, target, old in plan:
         if old:
+            record["replaces"] = replaced(old)
             os.remove(old)
             print(f"replaced {old}")
         source = record.pop("_path")
