@@ -298,3 +298,22 @@ def test_a_verdict_on_fewer_seeds_than_declared_says_it_is_interim():
     head = claims.claims_glance({"mah": records}).splitlines()[0]
     assert head.endswith("of 4 judged, 0 hold, 0 fail, 4 are inconclusive; 1 of them rest on fewer seeds than "
                          "declared (\"n of N seeds\"), so their verdicts are interim.")
+
+
+def test_a_rerun_is_shown_beside_the_run_it_replaced():
+    """A MAH record filed with --replace (its "replaces": the old commit and metrics) gives one row:
+    0.4100 then, 0.4250 now, +0.0150; an MMHH one is compared on MAP@H<=2 (0.70 -> 0.69, -0.0100);
+    no replaced record, no section. Catches the difference taken the other way round, the wrong
+    metric compared, or the section written with nothing to say."""
+    mah = {"dataset": "cifar10", "method": "MAH-flat", "bits": 4, "seed": 0, "git_commit": "b4a7513aaaa",
+           "metrics": {"map_tie_aware": 0.425, "map": 0.3},
+           "replaces": {"git_commit": "08e925fbbbb", "metrics": {"map_tie_aware": 0.41, "map": 0.2}}}
+    mmhh_rerun = {**mmhh("DCH", 1, 0.69), "git_commit": "5c764ef", "replaces": {"git_commit": "0902d65",
+                                                                                "metrics": {"map_within_radius": 0.7}}}
+    lines = claims.reruns({"mah": [mah, {**mah, "replaces": None, "seed": 1}], "tuned": [mmhh_rerun]})
+    assert lines[-2:] == ["| CIFAR-10, DCH, 32 bits, seed 1 | `0902d65` -> `5c764ef` | MAP@H<=2 | 0.7000 | 0.6900 "
+                          "| -0.0100 |",
+                          "| CIFAR-10, MAH-flat, 4 bits, seed 0 | `08e925f` -> `b4a7513` | tie-aware MAP | 0.4100 | "
+                          "0.4250 | +0.0150 |"]
+    assert "(2)" in lines[1]
+    assert claims.reruns({"mah": [{**mah, "replaces": None}]}) == []

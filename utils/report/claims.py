@@ -359,11 +359,32 @@ def claims_table(rows):
                    r["verdict"] + (f" ({r['note']})" if r.get("note") else "")] for r in rows])
 
 
+def reruns(records):
+    """The runs filed in place of an earlier run of the same cell and seed (filing --replace),
+    each with its primary metric beside the replaced run's: [] when there are none."""
+    found = [r for group in records.values() for r in group if isinstance(r.get("replaces"), dict)]
+    if not found:
+        return []
+    rows = []
+    for r in sorted(found, key=lambda r: (r["dataset"], r["method"], r["bits"], r["seed"])):
+        old = r["replaces"]
+        metric = "map_tie_aware" if "map_tie_aware" in r["metrics"] else "map_within_radius"
+        before, now = old.get("metrics", {}).get(metric), r["metrics"][metric]
+        rows.append([f"{DATASETS.get(r['dataset'], r['dataset'])}, {r['method']}, {r['bits']} bits, seed {r['seed']}",
+                     f"`{str(old.get('git_commit'))[:7]}` -> `{str(r.get('git_commit'))[:7]}`",
+                     "tie-aware MAP" if metric == "map_tie_aware" else "MAP@H<=2",
+                     "n/a" if before is None else f"{before:.4f}", f"{now:.4f}",
+                     "n/a" if before is None else f"{now - before:+.4f}"])
+    return ["", f"**Runs filed in place of an earlier run of the same cell and seed** ({len(rows)}): the replaced "
+                "run's figure beside the one the tables now use.", ""] + \
+        table(["run", "commits", "metric", "replaced", "now", "difference"], rows)
+
+
 def claims_section(records):
-    """docs/claims.md's results: every declared row, judged or waiting for its runs (`records`:
-    load_records' groups)."""
+    """docs/claims.md's results: every declared row, judged or waiting for its runs, and the runs
+    filed in place of earlier ones (`records`: load_records' groups)."""
     return "\n".join(["Written by `python -m utils.report` from the results files; edits here are overwritten.",
-                      ""] + claims_table(all_rows(records)))
+                      ""] + claims_table(all_rows(records)) + reruns(records))
 
 
 def claims_glance(records):
