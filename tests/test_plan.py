@@ -39,6 +39,7 @@ def test_nothing_filed_lists_every_declared_mah_and_tuning_run():
     assert text.splitlines()[0] == ("# 161 runs declared in docs/claims.md are not in results/; 8 groups of final "
                                     "runs wait for a tuning grid")
     assert text.count("\npython train_mmhh.py") == 64 and "test_mmhh.py" not in text
+    assert "\nset -e " in text.split("\n\n")[0]  # a shell script that stops at the first failure
     assert "# MIRFlickr-25K, ADSH, 12 bits, seed 2\npython cascade_FLICKR.py --preset cpu-pretrained --gpu cpu " \
            "--data-root ../shared/data/mirflickr25k-20k.tar --missing-images drop --bits 12 --seed 2 --adsh " \
            "--output-dir runs/claims/flickr-adsh_12_s2\npython -m utils.report.filing runs/claims/flickr-adsh_12_s2" \

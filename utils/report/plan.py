@@ -7,7 +7,13 @@ runs, the MMHH tuning grids, then the MMHH final runs of every loss whose grid i
 A 4- or 12-bit CIFAR-10 MAH or ADSH run counts only with its learning curve (--eval-every
 5); one filed without it is listed again, its filing with --replace. The final runs of a
 loss wait for its tuning grid on the data set (the choice is made on all 8 rows), and say
-so. Each run prints as a comment naming it, then its commands, one per line.
+so. Each run prints as a comment naming it, then its commands, one per line; the whole is a
+shell script that makes the runs one after another and stops at the first that fails:
+
+    python -m utils.report.plan > plan.sh && bash plan.sh
+
+A run stopped midway is continued with the --resume line its stop printed and filed; the
+plan made again then lists what is left.
 """
 import argparse
 import os
@@ -157,6 +163,7 @@ def plan(records):
     lines = [f"# {len(runs)} runs declared in docs/claims.md are not in results/"
              + (f"; {len(waiting)} groups of final runs wait for a tuning grid" if waiting else "")]
     lines += [f"# {w}" for w in waiting]
+    lines += ["set -e  # the text is a shell script: one run after another, stopping at the first that fails"]
     for label, commands in runs:
         lines += ["", f"# {label}", *commands]
     return "\n".join(lines)
