@@ -88,3 +88,21 @@ def test_final_runs_use_the_chosen_row_and_both_conventions():
     assert hashnet["CIFAR-10, final run, clean, released optimiser, HashNet, seed 2"][0].endswith("--optimizer sgd")
     assert "CIFAR-10, final run, clean, released optimiser, HashNet, seed 3" not in hashnet  # 3 seeds
     assert len(waiting) == 6  # MMHH and MMHH0 on CIFAR-10, all four on MIRFlickr-25K
+
+
+def test_the_command_prints_the_plan_and_refuses_a_missing_results_folder(tmp_path):
+    """python -m utils.report.plan as a process: on an empty results folder the header of the
+    whole plan, exit 0; on a folder that is not there one line naming it, exit 2, no traceback.
+    Catches the CLI wired to another folder than --results, or a traceback for a wrong path."""
+    import os
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    (tmp_path / "results").mkdir()
+    ok = subprocess.run([sys.executable, "-m", "utils.report.plan", "--results", str(tmp_path / "results")], cwd=repo,
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and ok.stdout.startswith("# 161 runs declared in docs/claims.md are not in results/")
+    bad = subprocess.run([sys.executable, "-m", "utils.report.plan", "--results", str(tmp_path / "nowhere")],
+                         cwd=repo, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "nowhere does not exist" in bad.stderr
+    assert "Traceback" not in bad.stderr
