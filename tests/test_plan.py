@@ -106,3 +106,15 @@ def test_the_command_prints_the_plan_and_refuses_a_missing_results_folder(tmp_pa
                          cwd=repo, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "nowhere does not exist" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_the_runs_still_to_make_against_those_declared():
+    """Declared: MAH 97, tuning 64, final runs 4 losses x (CIFAR-10 23 + MIRFlickr-25K 5 + 3 = 8)
+    = 124: 285. Nothing filed: all 285 to make. With DCH and HashNet tuned on CIFAR-10 (16 rows)
+    and 2 of DCH's final records (one run, both conventions) and 1 of HashNet's (one convention):
+    97 + 48 + 22 + 23 + MMHH and MMHH0 on CIFAR-10 (2 x 23, waiting) + all four on MIRFlickr-25K
+    (4 x 8, waiting) = 268. Catches waiting losses left out of the count, or a run counted done
+    on one convention."""
+    assert plan.remaining(groups()) == (285, 285)
+    finals = [mmhh("DCH", 0, 3), mmhh("DCH", 0, 3, opt_test=True), mmhh("Hamming", 0, 6)]
+    assert plan.remaining(groups(finals=finals, validation=tuned("DCH", 3) + tuned("Hamming", 6))) == (268, 285)

@@ -3,6 +3,7 @@ values, every cell over its seeds, and the sentences that say where the papers' 
 import numpy as np
 
 from utils.report.claims import claims_glance, finals_glance
+from utils.report.plan import remaining
 from utils.report.collect import MMHH_QUANTITIES, regime, series_of
 from utils.report.published import (FIGURES, HEADLINE_METRIC, HEADLINE_PRESET, LOSS_NAMES, MAH_BITS, MAH_METHODS,
                                     MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000)
@@ -99,7 +100,7 @@ def glance_section(records):
     clean final runs; every other headline table is in docs/results.md (headline_section), and
     the other final runs in docs/claims.md, which keeps the README short."""
     runs = ("mah", "mmhh", "protocols", "tuned", "released")
-    parts = [claims_glance(records)] if any(records.get(k) for k in runs) else []
+    parts = [claims_glance(records) + "\n\n" + still_to_make(records)] if any(records.get(k) for k in runs) else []
     mah_tables = mah_headlines(records)
     parts += mah_tables[:1] + finals_glance(records)
     if mah_tables[1:] or records["mmhh"] or records["protocols"]:
@@ -107,6 +108,13 @@ def glance_section(records):
     if not parts:
         return NO_RESULTS["mah"]
     return "\n\n".join([OVERWRITTEN] + parts)
+
+
+def still_to_make(records):
+    """The sentence on how many of the declared runs are not filed yet."""
+    missing, declared = remaining(records)
+    return (f"Runs still to make: {missing} of the {declared} that docs/claims.md declares "
+            "(`python -m utils.report.plan` lists them with their commands).")
 
 
 OVERWRITTEN = "Written by `python -m utils.report` from the results files; edits here are overwritten."

@@ -155,6 +155,19 @@ def final_runs(finals, validation):
     return out, waiting
 
 
+def remaining(records):
+    """(runs still to make, runs declared) over MAH's table, the tuning grids and the final runs
+    (a loss waiting for its grid counts all its final runs as still to make)."""
+    group = {k: records.get(k, []) for k in ("mah", "tuned", "released", "validation")}
+    finals, _ = final_runs(group["tuned"] + group["released"], group["validation"])
+    chosen = choices(group["validation"])
+    per_loss = {d: sum(f[3] for f in final_settings(d)) for d in DATASETS}
+    unchosen = sum(per_loss[d] for d in DATASETS for m, _ in LOSSES if (d, MMHH_BITS, m) not in chosen)
+    missing = len(mah_runs(group["mah"])) + len(tuning_runs(group["validation"])) + len(finals) + unchosen
+    declared = len(mah_plan()) + len(DATASETS) * len(LOSSES) * 2 * len(MAIN) + len(LOSSES) * sum(per_loss.values())
+    return missing, declared
+
+
 def plan(records):
     """The text main prints, from load_records' groups."""
     runs = mah_runs(records["mah"]) + tuning_runs(records["validation"])
