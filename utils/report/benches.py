@@ -34,6 +34,12 @@ def checked(values, path, what, script):
             raise UserError(f"{what} summary {path} has no {noun}{name}; write it again with python {script}")
 
 
+def commit_label(commit):
+    """A summary's commit as the text shows it: 7 characters, and -dirty where the bench ran from
+    uncommitted changes."""
+    return f"{commit[:7]}{'-dirty' if commit.endswith('-dirty') else ''}"
+
+
 def short(seconds):
     """Seconds as the sentence prints them: a tenth below 10 s, whole seconds above."""
     return f"{seconds:.1f}" if seconds < 10 else f"{seconds:.0f}"
@@ -63,10 +69,9 @@ def suite_sentence(path):
     if summary.get("selection") or summary["failed"]:
         raise UserError(f"suite summary {path} is of part of the suite or of a failing one; write it again with "
                         "python bench/bench_suite.py (no selection)")
-    commit = summary["commit"]
     return (f"Its time, install aside: {summary['seconds']:.0f} s (about {summary['seconds'] / 60:.0f} minutes) on "
-            f"a {summary['cores']}-core CPU with nothing else running, at `{commit[:7]}"
-            f"{'-dirty' if commit.endswith('-dirty') else ''}`: {summary['passed']:,} passed, "
+            f"a {summary['cores']}-core CPU with nothing else running, at `{commit_label(summary['commit'])}`: "
+            f"{summary['passed']:,} passed, "
             f"{summary['skipped']:,} skipped (`python bench/bench_suite.py`).")
 
 
@@ -140,8 +145,7 @@ def index_figures(path):
     sentence = (f"{SHOWN['search'].capitalize()} over {size(SHOWN['n'])} {SHOWN['bits']}-bit codes, speed-up over "
                 f"FAISS's flat scan and a padded scan: random {shown['random']}, clustered {shown['clustered']}"
                 f"{tops} (`python bench/bench_index.py`, [docs](docs/index.md#benchmark)).")
-    commit = summary["commit"]
-    about = (f"Commit `{commit[:7]}{'-dirty' if commit.endswith('-dirty') else ''}`, {summary['cores']} cores, "
+    about = (f"Commit `{commit_label(summary['commit'])}`, {summary['cores']} cores, "
              f"faiss {summary['faiss']}, {summary['queries']:,} queries, medians of {summary['rounds']} timed "
              "calls a side; a ratio is the other side's median over search's (above 1x, search is faster)"
              + (" (`--quick`: a check that the bench runs, not figures)." if summary.get("quick") else ".")

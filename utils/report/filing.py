@@ -173,12 +173,12 @@ def portable(record, folder):
     return {**record, "test_output": os.path.relpath(path, root) if inside else os.path.basename(path)}
 
 
-def replaced(path):
-    """What a record keeps of the one it replaces: its commit, command and single-number metrics,
-    so that a rerun's difference from the run it replaced can be reported (utils.report.claims)."""
-    _, old = read_record(path)
+def replaced(old):
+    """What a record keeps of the record `old` it replaces: its commit, command and single-number
+    metrics, so that a rerun's difference from the run it replaced can be reported (utils.report.claims)."""
     return {"git_commit": old.get("git_commit"), "command": old.get("command"),
-            "metrics": {k: v for k, v in old["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+            "metrics": {k: v for k, v in old["metrics"].items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)}}
 
 
 def main(args):
@@ -188,7 +188,7 @@ def main(args):
             kind, record = read_record(path)
         except ValueError:
             continue  # the report names what it cannot read; filing only needs the readable cells
-        filed[cell(kind, record)] = path
+        filed[cell(kind, record)] = path, record
     plan, seen = [], {}
     for folder in args.runs:  # everything is checked before anything is written
         for kind, record in finished_records(folder):
@@ -197,14 +197,15 @@ def main(args):
             if key in seen:
                 raise UserError(f"{record['_path']} and {seen[key]} are the same cell and seed: file one of them")
             seen[key] = record["_path"]
-            old = filed.get(key)
+            old, old_record = filed.get(key, (None, None))
             if old and not args.replace:
                 raise UserError(f"{record['_path']}: its cell and seed are already filed as {old}; give --replace "
                                 "to replace that record")
+            if old:
+                record = {**record, "replaces": replaced(old_record)}
             plan.append((portable(record, folder), destination(args.results, kind, record), old))
     for record, target, old in plan:
         if old:
-            record["replaces"] = replaced(old)
             os.remove(old)
             print(f"replaced {old}")
         source = record.pop("_path")

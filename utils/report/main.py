@@ -100,11 +100,20 @@ def read_text(path, option):
         raise UserError(f"{path} is missing or not UTF-8 text ({type(e).__name__}); give {option} PATH") from e
 
 
+def named_or_present(named, default):
+    """The file an option named, else `default` when it is there; None: what it would write or be
+    written from stays as it is (a bench's summary, a page beside --details)."""
+    return named or (default if os.path.exists(default) else None)
+
+
 def bench_summary(named, readme, name):
-    """The summary a bench's text is written from: the one named, else bench/out/<name> beside
-    the README when it is there; None: the text stays as it is."""
-    path = named or summary_path(readme, name)
-    return path if named or os.path.exists(path) else None
+    """The summary a bench's text is written from: the one named, else bench/out/<name> beside the README."""
+    return named_or_present(named, summary_path(readme, name))
+
+
+def beside_details(named, details, name):
+    """The page an option named, else <name> beside --details."""
+    return named_or_present(named, os.path.join(os.path.dirname(details), name))
 
 
 def main(args):
@@ -126,18 +135,18 @@ def main(args):
     details = replace_section(details, "protocols", protocols_section(records["mmhh"] + records["protocols"]),
                               args.details)
     pages = [(args.readme, readme), (args.details, details)]
-    claims = args.claims or os.path.join(os.path.dirname(args.details), "claims.md")
-    if args.claims or os.path.exists(claims):
+    claims = beside_details(args.claims, args.details, "claims.md")
+    if claims:
         text = replace_section(read_text(claims, "--claims"), "claims", claims_section(records), claims)
         text = replace_section(text, "tuning", tuning_section(records["validation"]), claims)
         pages.append((claims, replace_section(text, "finals", finals_section(records), claims)))
-    index_page = args.index_page or os.path.join(os.path.dirname(args.details), "index.md")
-    if search and (args.index_page or os.path.exists(index_page)):
+    index_page = beside_details(args.index_page, args.details, "index.md")
+    if search and index_page:
         pages.append((index_page, replace_section(read_text(index_page, "--index-page"), "index-bench", search_table,
                                                   index_page)))
     suite = bench_summary(args.bench_suite, args.readme, BENCH_SUITE)
-    testing_page = args.testing_page or os.path.join(os.path.dirname(args.details), "testing.md")
-    if suite and (args.testing_page or os.path.exists(testing_page)):
+    testing_page = beside_details(args.testing_page, args.details, "testing.md")
+    if suite and testing_page:
         pages.append((testing_page, replace_section(read_text(testing_page, "--testing-page"), "suite",
                                                     suite_sentence(suite), testing_page)))
     written = []

@@ -26,8 +26,9 @@ from utils.report.published import HEADLINE_PRESET
 from utils.runs import REPO
 
 CURVED = (4, 12)  # the CIFAR-10 lengths whose runs draw the learning curves of claim (e)
-DATA = {"cifar10": "--data-root ../shared/data/cifar10-jpeg.tar.gz",
-        "flickr25k": "--data-root ../shared/data/mirflickr25k-20k.tar --missing-images drop"}
+ARCHIVES = {"cifar10": "../shared/data/cifar10-jpeg.tar.gz", "flickr25k": "../shared/data/mirflickr25k-20k.tar"}
+DROPPED = ("flickr25k",)  # the archive lacks some listed images: --missing-images drop
+ITERATIONS = 2000  # preset cpu-pretrained's MMHH training length, which names the final snapshot
 SCRIPTS = {"cifar10": "CIFAR-10", "flickr25k": "FLICKR"}
 TAGS = {"ADSH": "adsh", "MAH-flat": "flat", "MAH-cascade": "cascade"}
 NAMES = {"Hamming": "HashNet"}  # how run names call a loss where its --distance_type differs
@@ -50,13 +51,25 @@ def mah_plan():
     return cells + [("flickr25k", "ADSH", b, s) for b in (4, 8, 12) for s in range(FLICKR_SEEDS[b])]
 
 
+def data_flags(dataset, sep):
+    """The data options of a data set, with `sep` between the words of an option (the MAH
+    scripts write --data-root, train_mmhh.py --data_root)."""
+    dropped = f" --missing{sep}images drop" if dataset in DROPPED else ""
+    return f"--data{sep}root {ARCHIVES[dataset]}{dropped}"
+
+
+def curved(dataset, bits):
+    """Whether a MAH run keeps a learning curve (evaluates every 5 outer iterations)."""
+    return dataset == "cifar10" and bits in CURVED
+
+
 def mah_commands(dataset, method, bits, seed, replace):
     """One MAH script run (ADSH: the cascade script with --adsh) and its filing."""
-    curve = dataset == "cifar10" and bits in CURVED
     folder = f"runs/claims/{'flickr-' if dataset == 'flickr25k' else ''}{TAGS[method]}_{bits}_s{seed}"
     script = f"{'flat' if method == 'MAH-flat' else 'cascade'}_{SCRIPTS[dataset]}.py"
-    return [f"python {script} --preset {HEADLINE_PRESET} --gpu cpu {DATA[dataset]} --bits {bits} --seed {seed}"
-            f"{' --adsh' if method == 'ADSH' else ''}{' --eval-every 5' if curve else ''} --output-dir {folder}",
+    options = (" --adsh" if method == "ADSH" else "") + (" --eval-every 5" if curved(dataset, bits) else "")
+    return [f"python {script} --preset {HEADLINE_PRESET} --gpu cpu {data_flags(dataset, '-')} --bits {bits} "
+            f"--seed {seed}{options} --output-dir {folder}",
             f"{FILING} {folder}{' --replace' if replace else ''}"]
 
 
@@ -67,8 +80,7 @@ def mah_runs(records):
     out = []
     for dataset, method, bits, seed in mah_plan():
         key = (dataset, method, bits, seed)
-        needs_curve = dataset == "cifar10" and bits in CURVED
-        if key in filed and (filed[key] or not needs_curve):
+        if key in filed and (filed[key] or not curved(dataset, bits)):
             continue
         label = f"{DATASETS[dataset]}, {method}, {bits} bits, seed {seed}" + \
             (" (filed without its learning curve: run again)" if key in filed else "")
@@ -84,9 +96,8 @@ def loss_flags(method, row):
 
 
 def mmhh_train(dataset, annotation, folder, seed, flags):
-    data = DATA[dataset].replace("--data-root", "--data_root").replace("--missing-images", "--missing_images")
-    return (f"python train_mmhh.py --s_dataset {dataset} {data} --preset {HEADLINE_PRESET} --gpu_id cpu --radius 2 "
-            f"--test_sample_ratio 1 --loss_lambda 0.001 --log_dir {folder} --snap_path {folder}/snap "
+    return (f"python train_mmhh.py --s_dataset {dataset} {data_flags(dataset, '_')} --preset {HEADLINE_PRESET} "
+            f"--gpu_id cpu --radius 2 --test_sample_ratio 1 --loss_lambda 0.001 --log_dir {folder} --snap_path {folder}/snap "
             f"--test_output_dir {folder}/test_output --hash_bit {MMHH_BITS} --seed {seed} --annotation {annotation} "
             f"{flags}")
 
@@ -143,7 +154,7 @@ def final_runs(finals, validation):
                         continue
                     a = f"{dataset}-{what}-{method}-s{seed}"
                     folder = f"runs/final/{a}"
-                    snapshot = f"{folder}/snap/{a}_{dataset}_{dataset}_iter_{2000:05d}"
+                    snapshot = f"{folder}/snap/{a}_{dataset}_{dataset}_iter_{ITERATIONS:05d}"
                     out.append((f"{shown}, final run, {heading}, {name}, seed {seed}"
                                 + (" (one test convention is filed: run both, file with --replace)"
                                    if any(have) else ""),
