@@ -18,23 +18,33 @@ in cores, from /proc/stat). With --baseline FILE a third side, another version
 of utils/metrics.py (for instance `git show REV:utils/metrics.py > old.py`), is
 timed too, and library-vs-baseline ratios are printed.
 
+It writes every timed call, the MAP values and the load to a JSON summary, rewritten after
+each case so a stopped bench keeps what it measured: bench/out/bench_metrics.json on the
+CPU, bench/out/bench_metrics_cuda.json on CUDA, which `python -m utils.report` turns into
+the tables of docs/metrics.md (--small writes to the temporary folder instead, so that a
+quick look never replaces the figures).
+
     python bench/bench_metrics.py                 # CPU, at CIFAR-10 sizes (1,000 queries x 59,000 codes)
     python bench/bench_metrics.py --device cuda   # library on the GPU
     python bench/bench_metrics.py --small         # a quick look (smaller sizes)
 """
 import argparse
 import gc
+import importlib.metadata
 import importlib.util
 import os
+import platform
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils import metrics  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from utils import metrics, runs  # noqa: E402
 
 
 # -------------------------------------------------------------------------- data
@@ -237,16 +247,41 @@ def header(first, baseline):
     print(sub)
 
 
+def version(package):
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def case_record(what, bits, ties, n_query, n_db, out, load, **extra):
+    """One case of the summary: every timed call of each side (sorted), its last MAP, the load."""
+    return {"case": what, "bits": bits, "ties": ties, "queries": n_query, "database": n_db,
+            "seconds": {name: times for name, (times, _) in out.items()},
+            "map": {name: float(value) for name, (_, value) in out.items()}, "other_load": load, **extra}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="where the library computes: cpu or cuda (default: cpu)")
     parser.add_argument("--small", action="store_true", help="a tenth of the sizes, for a quick look")
+    parser.add_argument("--scale", type=int, default=None, help="sizes divided by this (default: 1, or 10 with "
+                                                                 "--small); above 1 the summary is no figure")
     parser.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
     parser.add_argument("--repeat", type=int, default=5, help="timed calls of each side, interleaved (default: 5)")
     parser.add_argument("--baseline", default=None,
                         help="another version of utils/metrics.py to time beside this one (default: none)")
+    parser.add_argument("--out", help="the JSON summary (default: bench/out/bench_metrics.json, or "
+                                      "bench_metrics_cuda.json with --device cuda, which the report reads; with "
+                                      "--small, bench_metrics_small.json in the temporary folder)")
     args = parser.parse_args()
-    scale = 10 if args.small else 1
+    scale = args.scale or (10 if args.small else 1)
+    if scale < 1:
+        parser.error("--scale must be at least 1")
+    args.small = scale > 1
+    out_path = args.out or (os.path.join(tempfile.gettempdir(), "bench_metrics_small.json") if args.small else
+                            os.path.join(REPO, "bench", "out", "bench_metrics_cuda.json" if args.device == "cuda"
+                                         else "bench_metrics.json"))
     base = load_module(args.baseline) if args.baseline else None
     print(f"torch {torch.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
           f"{torch.get_num_threads()} torch threads, library on {args.device}"
@@ -254,6 +289,21 @@ def main():
           + f"; each side: 1 untimed call, then {args.repeat} timed calls interleaved, the order turning each round"
           + (f"; baseline {args.baseline}" if base else ""))
     print(f"load average (1 min) at the start: {os.getloadavg()[0]:.2f}")
+    start = time.perf_counter()
+    summary = {"commit": runs.git_commit(), "command": runs.command_line(), "device": args.device,
+               "device_name": torch.cuda.get_device_name() if args.device == "cuda" else None,
+               "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+               "torch": torch.__version__, "numpy": np.__version__, "numba": version("numba"),
+               "repeat": args.repeat, "seed": args.seed, "small": args.small, "scale": scale, "baseline": args.baseline,
+               "load_average_start": os.getloadavg()[0], "complete": False, "cases": []}
+
+    def write(case, complete=False):
+        """The summary so far: rewritten after every case, so a stopped bench keeps its cases."""
+        if case is not None:
+            summary["cases"].append(case)
+        summary.update(complete=complete, seconds=time.perf_counter() - start,
+                       load_average_end=os.getloadavg()[0])
+        runs.write_json(out_path, summary)
 
     n_query, n_db = 1000 // scale, 59000 // scale
     print(f"\nFull-ranking MAP, {n_query} queries x {n_db} database, 10 classes (CIFAR-10 scale)")
@@ -270,6 +320,7 @@ def main():
             out, load = interleaved(sides, args.repeat)
             print_case(f"{bits:>2} bits, {ties}", out, load, base,
                        f"MAP classic {out['classic'][1]:.4f} library {out['library'][1]:.4f}")
+            write(case_record("full ranking", bits, ties, n_query, n_db, out, load))
     print("(classic 'index' MAP differs where numpy's unstable argsort orders ties differently)")
 
     n_query, n_db = 2100 // scale, 193734 // scale
@@ -295,10 +346,14 @@ def main():
         print_case(f"{bits:>2} bits", out, load, base,
                    f"mAP classic {out['classic'][1]:.4f} library {out['library'][1]:.4f}; "
                    f"peak MB classic {classic_mb:.0f} library {lib_mb:.0f}")
+        peak = {side: None if np.isnan(mb) else mb for side, mb in (("classic", classic_mb), ("library", lib_mb))}
+        write(case_record("mAP@5000", bits, None, n_query, n_db, out, load, peak_mb=peak))
     print("(peak MB: memory the call adds, measured in a fresh process: resident memory for the classic loop "
           "and the CPU library, GPU memory for the library on cuda)")
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f}; 'other load': CPU time of other "
           "processes per second of the case, in cores")
+    write(None, complete=True)
+    print(f"summary: {out_path}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from matplotlib.colors import to_rgba
 from PIL import Image
 
 from utils import records
-from utils.report import collect, figures, glance, robustness, tables
+from utils.report import benches, collect, figures, glance, robustness, tables
 from utils.report import main as report_main
 from utils.errors import UserError, run
 
@@ -83,7 +83,8 @@ def tree(tmp_path):
     write(tmp_path / "docs" / "results.md", DETAILS)
     return Namespace(claims=None, results=str(res), readme=str(tmp_path / "README.md"), details=str(tmp_path / "docs" / "results.md"),
                      fig=str(tmp_path / "fig"), data=[], own_images=None,
-                     bench_index=None, index_page=None, bench_suite=None, testing_page=None)
+                     bench_index=None, index_page=None, bench_suite=None, testing_page=None, bench_metrics=None,
+                     bench_metrics_cuda=None, metrics_page=None)
 
 
 def section(text, markers):
@@ -352,7 +353,8 @@ def test_no_results(tmp_path):
     write(tmp_path / "results.md", DETAILS)
     args = Namespace(claims=None, results=str(tmp_path / "results"), readme=str(tmp_path / "README.md"),
                      details=str(tmp_path / "results.md"), fig=str(tmp_path / "fig"), data=[], own_images=None,
-                     bench_index=None, index_page=None, bench_suite=None, testing_page=None)
+                     bench_index=None, index_page=None, bench_suite=None, testing_page=None, bench_metrics=None,
+                     bench_metrics_cuda=None, metrics_page=None)
     assert report_main.main(args) == [args.readme, args.details]
     text = open(args.details).read()
     assert section(text, MAH_MARKERS) == f"\n{tables.NO_RESULTS['mah']}\n"
@@ -362,7 +364,9 @@ def test_no_results(tmp_path):
     assert not os.path.exists(args.fig)
     with pytest.raises(UserError, match="results folder .*nowhere does not exist"):
         report_main.main(Namespace(claims=None, results=str(tmp_path / "nowhere"), readme=args.readme, details=args.details,
-                              fig=args.fig, data=[], own_images=None, bench_index=None, index_page=None, bench_suite=None, testing_page=None))
+                                   fig=args.fig, data=[], own_images=None, bench_index=None, index_page=None,
+                                   bench_suite=None, testing_page=None, bench_metrics=None, bench_metrics_cuda=None,
+                                   metrics_page=None))
 
 
 def test_headline_is_cpu_pretrained_else_the_series_with_most_runs():
@@ -1040,6 +1044,119 @@ def test_the_suite_time_from_the_bench_summary(tree):
         with pytest.raises(UserError, match="is of part of the suite or of a failing one"):
             report_main.main(tree)
         assert open(testing).read() == TESTING
+
+
+METRICS_MARKERS = ("<!-- results-metrics-bench:start -->", "<!-- results-metrics-bench:end -->")
+METRICS_PAGE = f"# Metrics\n\nBefore.\n\n{METRICS_MARKERS[0]}\nNot measured yet.\n{METRICS_MARKERS[1]}\n\nAfter.\n"
+
+
+def metrics_summary(**over):
+    """Three cases, each side's calls unsorted: in the first the median (2.0 s against 0.04 s, 50x)
+    and the best (1.0 against 0.01, 100x) give different ratios; the second has four calls, whose
+    median is the mean of the middle two (2.5); the baseline's median 0.1 and best 0.08 against
+    the library's 0.04 and 0.01 are 2.50x and 8.00x."""
+    def case(what, bits, ties, classic, library, baseline, maps, **extra):
+        return {"case": what, "bits": bits, "ties": ties, "queries": 1000, "database": 59000, "other_load": 0.01,
+                "seconds": {"classic": classic, "library": library, "baseline": baseline},
+                "map": {"classic": maps[0], "library": maps[1], "baseline": maps[1]}, **extra}
+    return {"commit": "ffb197c0123456789", "command": "python bench/bench_metrics.py --baseline old.py",
+            "device": "cpu", "device_name": None, "cores": 2, "repeat": 3, "torch": "2.14.1", "numpy": "2.4.6",
+            "numba": "0.68.1", "seconds": 378.0, "baseline": "old.py", "complete": True, "cases": [
+                case("full ranking", 4, "index", [3.0, 1.0, 2.0], [0.05, 0.01, 0.04], [0.2, 0.08, 0.1], (0.5, 0.5003)),
+                case("full ranking", 4, "expected", [4.0, 1.0, 2.0, 3.0], [0.5, 0.25, 0.5, 1.0],
+                     [0.5, 0.5, 0.5, 0.5], (0.7, 0.7)),
+                {**case("mAP@5000", 12, None, [9.0, 8.0, 10.0], [0.4, 0.5, 0.2], [3.0, 3.5, 4.0], (0.6, 0.6012)),
+                 "queries": 2100, "database": 193734, "peak_mb": {"classic": 4.2, "library": None}}], **over}
+
+
+def test_metrics_bench_tables_from_the_summaries(tree):
+    """bench/out/bench_metrics.json beside the README becomes docs/metrics.md's tables: medians and
+    bests from the unsorted calls, ratios classic over library (above 1x the library is faster),
+    the baseline's beside them, a peak not measured as '-', and the largest MAP gap of each kind
+    of ties (0.0012 of the mAP@5000 case over 0.0003 of the full ranking's). A CUDA summary comes
+    after the CPU's, named with its device. Catches medians and bests swapped, the middle call
+    taken as the median of an even count, a ratio inverted, the baseline's ratio taken against
+    the classic loop, the gaps of both kinds of ties mixed, or the blocks in the other order."""
+    page = os.path.join(os.path.dirname(tree.details), "metrics.md")
+    write(page, METRICS_PAGE)
+    report_main.main(tree)
+    assert open(page).read() == METRICS_PAGE  # no summary yet: the text stays
+    out = os.path.join(os.path.dirname(tree.readme), "bench", "out")
+    write(os.path.join(out, "bench_metrics.json"), metrics_summary())
+    assert page in report_main.main(tree)
+    cpu = "\n".join([
+        "CPU: `python bench/bench_metrics.py --baseline old.py` at commit `ffb197c`, 2 cores (torch 2.14.1, numpy "
+        "2.4.6, numba 0.68.1); 3 timed calls a side, 6.3 minutes in all; the baseline is old.py.",
+        "",
+        "| full ranking, 1,000 x 59,000 | classic median s | library median s | ratio of medians | ratio of bests "
+        "| baseline median s | vs baseline (medians / bests) | other load |",
+        "|---|---|---|---|---|---|---|---|",
+        '| 4 bits, ties="index" | 2 | 0.04 | 50.0x | 100.0x | 0.1 | 2.50x / 8.00x | 0.01 |',
+        '| 4 bits, ties="expected" | 2.5 | 0.5 | 5.0x | 4.0x | 0.5 | 1.00x / 2.00x | 0.01 |',
+        "",
+        "| mAP@5000, 2,100 x 193,734 | classic median s | library median s | ratio of medians | ratio of bests "
+        "| baseline median s | vs baseline (medians / bests) | peak MB classic / library | other load |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| 12 bits | 9 | 0.4 | 22.5x | 40.0x | 3.5 | 8.75x / 15.00x | 4 / - | 0.01 |",
+        "",
+        "Largest difference between the classic loop's MAP and the library's: 0.0000 with tie-aware MAP, 0.0012 "
+        "with ties in index order."])
+    assert open(page).read() == f"# Metrics\n\nBefore.\n\n{METRICS_MARKERS[0]}\n{cpu}\n{METRICS_MARKERS[1]}\n\nAfter.\n"
+    write(os.path.join(out, "bench_metrics_cuda.json"),
+          metrics_summary(device="cuda", device_name="NVIDIA H200",
+                          command="python bench/bench_metrics.py --device cuda"))
+    report_main.main(tree)
+    gpu = section(open(page).read(), METRICS_MARKERS).split("\n\nGPU (NVIDIA H200), the classic loop on the CPU: "
+                                                             "`python bench/bench_metrics.py --device cuda` at ")
+    assert gpu[0] == "\n" + cpu and len(gpu) == 2
+
+
+def test_a_bad_metrics_summary_is_refused_before_anything_is_written(tree):
+    """A metrics summary whose library side has no timed call, or whose case lacks its MAP, is a
+    UserError naming the field and the command that writes the summary again, and no page is
+    written; a stopped bench's summary says that only its cases were measured. Catches an empty
+    list of calls passed to the median (a crash with a traceback), or a partial bench's tables
+    presented as complete."""
+    page = os.path.join(os.path.dirname(tree.details), "metrics.md")
+    write(page, METRICS_PAGE)
+    out = os.path.join(os.path.dirname(tree.readme), "bench", "out", "bench_metrics.json")
+    bad = metrics_summary()
+    bad["cases"][1]["seconds"]["library"] = []
+    write(out, bad)
+    with pytest.raises(UserError, match=re.escape("has no cases[1].seconds.library; write it again with python "
+                                                  "bench/bench_metrics.py")):
+        report_main.main(tree)
+    bad = metrics_summary()
+    del bad["cases"][2]["map"]["library"]
+    write(out, bad)
+    with pytest.raises(UserError, match=re.escape("has no number cases[2].map.library")):
+        report_main.main(tree)
+    assert open(page).read() == METRICS_PAGE
+    write(out, metrics_summary(complete=False))
+    report_main.main(tree)
+    assert "6.3 minutes in all; the baseline is old.py. The bench stopped before its last case: only these were " \
+           "measured.\n" in open(page).read()
+
+
+def test_the_metrics_bench_writes_the_summary_the_report_reads(tree, tmp_path):
+    """bench/bench_metrics.py at a hundredth of its sizes, one timed call a side: its summary
+    holds the 8 full-ranking cases (4 code lengths, both kinds of ties) and the 2 mAP@5000 ones,
+    is marked complete and a quick look, and the report turns it into tables of those rows.
+    Catches the bench and the report drifting apart (a key renamed on one side), a case not
+    written, or a scaled-down run presented as figures."""
+    out = tmp_path / "bm.json"
+    subprocess.run([sys.executable, os.path.join(REPO, "bench", "bench_metrics.py"), "--scale", "100", "--repeat", "1",
+                    "--out", str(out)], check=True, capture_output=True, cwd=REPO)
+    summary = json.loads(out.read_text())
+    assert summary["complete"] and summary["small"] and summary["scale"] == 100
+    assert [(c["case"], c["bits"], c["ties"]) for c in summary["cases"]] == [
+        ("full ranking", b, t) for b in (4, 8, 12, 32) for t in ("index", "expected")] + [
+        ("mAP@5000", 12, None), ("mAP@5000", 48, None)]
+    assert all(len(c["seconds"]["classic"]) == len(c["seconds"]["library"]) == 1 for c in summary["cases"])
+    text = benches.metrics_tables([str(out)])
+    assert "Sizes divided by 100 (`--small`, `--scale`): a quick look, not figures." in text
+    assert "| full ranking, 10 x 590 |" in text and "| mAP@5000, 21 x 1,937 |" in text
+    assert len([line for line in text.splitlines() if line.startswith("| ") and " bits" in line]) == 10
 
 
 def test_the_suite_bench_counts_from_junit_xml(tmp_path):

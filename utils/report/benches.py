@@ -1,17 +1,18 @@
 """The README's and docs' sentences and tables from the JSON summaries the benches write in
 bench/out/ (`python bench/own_images.py`, `python bench/bench_index.py`, `python
-bench/bench_suite.py`), so that their
-figures are measured, never typed. Without a summary the text between its markers stays as
-it is."""
+bench/bench_suite.py`, `python bench/bench_metrics.py`), so that their figures are measured,
+never typed. Without a summary the text between its markers stays as it is."""
 import math
 import numbers
 import os
+import statistics
 
 from utils.errors import UserError
 from utils.report.tables import table
 from utils.runs import read_json
 
 OWN_IMAGES, BENCH_INDEX, BENCH_SUITE = "own_images.json", "bench_index.json", "bench_suite.json"
+BENCH_METRICS, BENCH_METRICS_CUDA = "bench_metrics.json", "bench_metrics_cuda.json"
 SECONDS = ("mah_training", "mmhh_training", "index_command")  # the ones the own-images sentence shows
 # the README's case: radius 2 (the metrics' Hamming ball) over 10^7 48-bit codes of each kind
 SHOWN = {"n": 10 ** 7, "bits": 48, "search": "radius 2"}
@@ -157,3 +158,91 @@ def index_figures(path):
     head = ["codes", "N", "K", "search", "searched by", "items a query", "vs padded scan", "vs IndexBinaryFlat",
             "same answers"]
     return sentence, "\n".join([about, ""] + table(head, rows))
+
+
+def timings(case, path, i):
+    """{side: (median, best)} of a metrics-bench case, each side's calls a non-empty list of seconds."""
+    seconds = case.get("seconds") if isinstance(case.get("seconds"), dict) else {}
+    out = {}
+    for side in ("classic", "library", "baseline"):
+        times = seconds.get(side)
+        if side == "baseline" and times is None:
+            continue
+        ok = isinstance(times, list) and times and all(isinstance(t, numbers.Real) and t > 0 for t in times)
+        checked({f"cases[{i}].seconds.{side}": (times if ok else None, list)}, path, "metrics",
+                "bench/bench_metrics.py")
+        out[side] = (statistics.median(times), min(times))
+    return out
+
+
+def metrics_block(path):
+    """docs/metrics.md's text for the summary at `path`: what ran where, the full-ranking table,
+    the mAP@5000 table and how far the classic loop's MAP lies from the library's. Times are
+    medians of the timed calls; above 1x the library is the faster."""
+    summary = read_json(path, "metrics summary", keys=("commit", "command", "device", "cores", "repeat", "cases"))
+    checked({"commit": (summary["commit"], str), "command": (summary["command"], str),
+             "device": (summary["device"], str), "cores": (summary["cores"], int), "repeat": (summary["repeat"], int),
+             "seconds": (summary.get("seconds"), numbers.Real)}, path, "metrics", "bench/bench_metrics.py")
+    cases = summary["cases"] if isinstance(summary["cases"], list) and summary["cases"] else [None]
+    for i, case in enumerate(cases):
+        case = case if isinstance(case, dict) else {}
+        maps = case.get("map") if isinstance(case.get("map"), dict) else {}
+        checked({f"cases[{i}].case": (case.get("case"), str), f"cases[{i}].bits": (case.get("bits"), int),
+                 f"cases[{i}].queries": (case.get("queries"), int), f"cases[{i}].database": (case.get("database"), int),
+                 f"cases[{i}].other_load": (case.get("other_load"), numbers.Real)}
+                | {f"cases[{i}].map.{k}": (maps.get(k), numbers.Real) for k in ("classic", "library")},
+                path, "metrics", "bench/bench_metrics.py")
+        case["timings"] = timings(case, path, i)
+    baseline = all("baseline" in c["timings"] for c in cases)
+    where = ("CPU" if summary["device"] == "cpu" else
+             f"GPU{' (' + summary['device_name'] + ')' if summary.get('device_name') else ''}, the classic loop on "
+             "the CPU")
+    versions = ", ".join(f"{k} {summary[k]}" for k in ("torch", "numpy", "numba") if summary.get(k))
+    calls = f"{summary['repeat']} timed call{'s' if summary['repeat'] != 1 else ''} a side"
+    parts = [f"{where}: `{summary['command']}` at commit `{commit_label(summary['commit'])}`, {summary['cores']} "
+             f"cores ({versions}); {calls}, {summary['seconds'] / 60:.1f} minutes in all"
+             + (f"; the baseline is {summary['baseline']}" if baseline and summary.get("baseline") else "") + "."
+             + (f" Sizes divided by {summary.get('scale', 10)} (`--small`, `--scale`): a quick look, not figures."
+                if summary.get("small") else "")
+             + (" The bench stopped before its last case: only these were measured."
+                if summary.get("complete") is False else "")]
+
+    def row(label, c, extra=()):
+        (c_med, c_best), (l_med, l_best) = c["timings"]["classic"], c["timings"]["library"]
+        cells = [label, f"{c_med:.3g}", f"{l_med:.3g}", f"{c_med / l_med:.1f}x", f"{c_best / l_best:.1f}x"]
+        if baseline:
+            b_med, b_best = c["timings"]["baseline"]
+            cells += [f"{b_med:.3g}", f"{b_med / l_med:.2f}x / {b_best / l_best:.2f}x"]
+        return cells + list(extra) + [f"{c['other_load']:.2f}"]
+
+    def head(first, extra=()):
+        return ([first, "classic median s", "library median s", "ratio of medians", "ratio of bests"]
+                + (["baseline median s", "vs baseline (medians / bests)"] if baseline else []) + list(extra)
+                + ["other load"])
+
+    full = [c for c in cases if c["case"] == "full ranking"]
+    top = [c for c in cases if c["case"] != "full ranking"]
+    if full:
+        parts += ["", *table(head(f"full ranking, {full[0]['queries']:,} x {full[0]['database']:,}"),
+                             [row(f"{c['bits']} bits, ties=\"{c.get('ties')}\"", c) for c in full])]
+    if top:
+        def peak(c):
+            mb = c.get("peak_mb") if isinstance(c.get("peak_mb"), dict) else {}
+            return " / ".join(f"{mb[k]:.0f}" if isinstance(mb.get(k), numbers.Real) else "-"
+                              for k in ("classic", "library"))
+        parts += ["", *table(head(f"{top[0]['case']}, {top[0]['queries']:,} x {top[0]['database']:,}",
+                                  ["peak MB classic / library"]),
+                             [row(f"{c['bits']} bits", c, [peak(c)]) for c in top])]
+    gaps = {}
+    for c in cases:
+        kind = "with tie-aware MAP" if c.get("ties") == "expected" else "with ties in index order"
+        gaps[kind] = max(gaps.get(kind, 0.0), abs(c["map"]["classic"] - c["map"]["library"]))
+    parts += ["", "Largest difference between the classic loop's MAP and the library's: "
+              + ", ".join(f"{gap:.4f} {kind}" for kind, gap in sorted(gaps.items())) + "."]
+    return "\n".join(parts)
+
+
+def metrics_tables(paths):
+    """docs/metrics.md's benchmark section from the summaries at `paths` (CPU, then CUDA), one
+    block each."""
+    return "\n\n".join(metrics_block(p) for p in paths)

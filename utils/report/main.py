@@ -15,8 +15,9 @@ path order) and rewrites, between marker comments:
 - docs/claims.md: every claims row with its cells, the MMHH tuning grid's validation scores
   with each loss's choice by the declared rule, and the final runs over seeds; under the grid
   and the final runs' tables, the commands behind them;
-- docs/testing.md: one sentence of the suite's time bench/bench_suite.py measured, when its
-  summary is there (else the text stays).
+- docs/testing.md: one sentence of the suite's time bench/bench_suite.py measured, and
+  docs/metrics.md: the tables of bench/bench_metrics.py (CPU, and CUDA where it ran there);
+  each when its summary is there (else the text stays).
 It draws fig/<DATASET>.png (MAH mAP@5000 against code length beside the published curves,
 the original's "Precision@5K" being mAP@5000, and true precision@5000; mean and range over
 the seeds of the headline runs), fig/<DATASET>_pr.png (precision against recall of the
@@ -40,8 +41,8 @@ from utils.report.collect import load_records, series_of, setting
 from utils.report.figures import (data_roots, draw, draw_curves, draw_noise, draw_pr, draw_retrieval, image_reader,
                                    shown_record)
 from utils.report.glance import glance_section, headline, headline_section
-from utils.report.benches import (BENCH_INDEX, BENCH_SUITE, OWN_IMAGES, index_figures, own_images_sentence,
-                                  suite_sentence, summary_path)
+from utils.report.benches import (BENCH_INDEX, BENCH_METRICS, BENCH_METRICS_CUDA, BENCH_SUITE, OWN_IMAGES,
+                                  index_figures, metrics_tables, own_images_sentence, suite_sentence, summary_path)
 from utils.report.published import FIGURES, PR_FIGURES, RETRIEVAL_FIGURES
 from utils.report.robustness import protocols_section
 from utils.report.tables import mah_section, mmhh_section
@@ -73,6 +74,14 @@ def get_args_parser():
                                          "it is there; without it the sentence stays as it is)")
     p.add_argument("--testing-page", help="page whose sentence on the suite's time is rewritten from --bench-suite "
                                           "(default: testing.md beside --details, when it is there)")
+    p.add_argument("--bench-metrics", help="summary of bench/bench_metrics.py on the CPU that the tables of "
+                                           "--metrics-page are written from (default: bench/out/bench_metrics.json "
+                                           "beside --readme, when it is there)")
+    p.add_argument("--bench-metrics-cuda", help="summary of bench/bench_metrics.py --device cuda, written after the "
+                                                "CPU's (default: bench/out/bench_metrics_cuda.json beside --readme, "
+                                                "when it is there; without either summary the tables stay as they are)")
+    p.add_argument("--metrics-page", help="page whose metrics benchmark tables are rewritten (default: metrics.md "
+                                          "beside --details, when it is there)")
     p.add_argument("--fig", default="fig", help="folder of the figures (default: fig)")
     p.add_argument("--data", action="append", default=[], metavar="DATASET=ROOT",
                    help="where a data set's images are (the --data-root its runs read), to draw "
@@ -149,6 +158,12 @@ def main(args):
     if suite and testing_page:
         pages.append((testing_page, replace_section(read_text(testing_page, "--testing-page"), "suite",
                                                     suite_sentence(suite), testing_page)))
+    timed = [p for p in (bench_summary(args.bench_metrics, args.readme, BENCH_METRICS),
+                         bench_summary(args.bench_metrics_cuda, args.readme, BENCH_METRICS_CUDA)) if p]
+    metrics_page = beside_details(args.metrics_page, args.details, "metrics.md")
+    if timed and metrics_page:
+        pages.append((metrics_page, replace_section(read_text(metrics_page, "--metrics-page"), "metrics-bench",
+                                                    metrics_tables(timed), metrics_page)))
     written = []
     for path, text in pages:
         atomic_write(path, lambda f: f.write(text.encode("utf-8")))
