@@ -11,12 +11,17 @@ forward+backward throughput of the models it feeds, for the same batch size.
     python bench/bench_data.py                  # CPU
     python bench/bench_data.py --device cuda    # fast path and models on the GPU
 
-Images come from ../shared/data/cifar10-jpeg.tar.gz when present (decoded once and
-cached), else from scikit-learn's digits. A ratio above 1 means the pipeline is faster
-than the model it feeds.
+Each of the five (three pipelines, two models) is measured --rounds times, interleaved, the
+order turning each round, and the table gives the medians; a ratio, pipeline over the model
+it feeds, above 1 means the pipeline is faster. Images come from
+../shared/data/cifar10-jpeg.tar.gz when present (decoded once and cached), else from
+scikit-learn's digits. The summary, bench/out/bench_data.json (bench_data_cuda.json on
+CUDA), is what `python -m utils.report` writes docs/data.md's table from.
 """
 import argparse
 import os
+import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -26,7 +31,9 @@ import torch
 import torchvision
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from utils import runs  # noqa: E402
 from utils.data.cifar10 import load_cifar10  # noqa: E402
 from utils.data.loader import load_digits  # noqa: E402
 from utils.data.datasets import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
@@ -35,6 +42,13 @@ from utils.data.listfiles import ImageList  # noqa: E402
 
 SHARED_CIFAR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                             "shared", "data", "cifar10-jpeg.tar.gz")
+
+
+# what the report's table pairs: each pipeline beside the model it feeds (the names of the summary's rates)
+PAIRS = (("fast_32", "resnet18_32"), ("fast_224", "resnet50_224"), ("files_224", "resnet50_224"))
+LABELS = {"fast_32": "fast path 32x32, crop+flip", "fast_224": "fast path 32 -> 256 -> crop 224",
+          "files_224": "DataLoader, JPEG files -> 224", "resnet18_32": "ResNet-18 at 32",
+          "resnet50_224": "ResNet-50 at 224"}
 
 
 def sync(device):
@@ -54,8 +68,9 @@ def rate(step, images_per_step, device, seconds):
     return images_per_step * steps / (time.perf_counter() - start)
 
 
-def model_rate(arch, size, batch, device, seconds):
-    model = getattr(torchvision.models, arch)(num_classes=16).to(device)  # a 16-bit code head
+def model_step(arch, size, batch, device):
+    """One forward + backward + SGD step of a torchvision model with a 16-bit code head."""
+    model = getattr(torchvision.models, arch)(num_classes=16).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     x = torch.randn(batch, 3, size, size, device=device)
 
@@ -64,7 +79,7 @@ def model_rate(arch, size, batch, device, seconds):
         model(x).tanh().pow(2).mean().backward()
         opt.step()
 
-    return rate(step, batch, device, seconds)
+    return step
 
 
 def main():
@@ -76,9 +91,14 @@ def main():
     parser.add_argument("--files", type=int, default=1024, help="image files written for the DataLoader path "
                         "(default: 1024)")
     parser.add_argument("--seconds", type=float, default=5.0, help="time per measurement (default: 5)")
+    parser.add_argument("--digits", action="store_true", help="scikit-learn's digits even where the shared CIFAR-10 "
+                                                             "is, for a quick check (default: off)")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each, interleaved (default: 3)")
+    parser.add_argument("--out", help="the JSON summary (default: bench/out/bench_data.json, or bench_data_cuda.json "
+                                      "with --device cuda, which the report reads)")
     args = parser.parse_args()
     device, b = torch.device(args.device), args.batch_size
-    if os.path.exists(SHARED_CIFAR):
+    if os.path.exists(SHARED_CIFAR) and not args.digits:
         pixels, source = load_cifar10(SHARED_CIFAR).images, "CIFAR-10 (shared archive)"
     else:
         pixels, source = load_digits()[0], "digits"
@@ -90,8 +110,15 @@ def main():
     index = lambda: torch.randint(0, len(pixels), (b,), generator=gen)  # noqa: E731
     small = ArrayImages(pixels, IMAGENET_MEAN, IMAGENET_STD, device, augment=True)
     paper = ArrayImages(pixels, IMAGENET_MEAN, IMAGENET_STD, device, resize=256, crop=224)
-    fast_32 = rate(lambda: small.batch(index(), train=True, generator=gen), b, device, args.seconds)
-    fast_224 = rate(lambda: paper.batch(index()), b, device, args.seconds)
+    workers = f"{args.workers} worker{'s' if args.workers != 1 else ''}"
+    out = args.out or os.path.join(REPO, "bench", "out", f"bench_data{'_cuda' if device.type == 'cuda' else ''}.json")
+    summary = {"commit": runs.git_commit(), "command": runs.command_line(), "device": device.type,
+               "device_name": torch.cuda.get_device_name() if device.type == "cuda" else None,
+               "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+               "batch": b, "workers": args.workers, "seconds": args.seconds, "rounds": args.rounds,
+               "images": source, "complete": False,
+               "pairs": [{"pipeline": p, "model": m} for p, m in PAIRS],
+               "labels": {**LABELS, "files_224": f"{LABELS['files_224']}, {workers}"}}
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
@@ -114,16 +141,25 @@ def main():
                 x, _ = next(batches)
             normalise(x)
 
-        files_224 = rate(next_batch, b, device, args.seconds)
+        steps = {"fast_32": lambda: small.batch(index(), train=True, generator=gen),
+                 "fast_224": lambda: paper.batch(index()), "files_224": next_batch,
+                 "resnet50_224": model_step("resnet50", 224, b, device),
+                 "resnet18_32": model_step("resnet18", 32, b, device)}
+        names = list(steps)
+        rates = {name: [] for name in names}
+        for round_ in range(args.rounds):
+            for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+                rates[name].append(rate(steps[name], b, device, args.seconds))
+            summary.update(rates=rates, complete=round_ + 1 == args.rounds)
+            runs.write_json(out, summary)  # after every round, so a stopped bench keeps what it measured
 
-    resnet50 = model_rate("resnet50", 224, b, device, args.seconds)
-    resnet18 = model_rate("resnet18", 32, b, device, args.seconds)
-    print(f"\n{'pipeline':<44} {'images/s':>10} {'model (fwd+bwd)':>20} {'images/s':>10} {'ratio':>7}")
-    rows = [("fast path 32x32, crop+flip", fast_32, "ResNet-18 at 32", resnet18),
-            ("fast path 32 -> 256 -> crop 224", fast_224, "ResNet-50 at 224", resnet50),
-            (f"DataLoader JPEG files -> 224, {args.workers} workers", files_224, "ResNet-50 at 224", resnet50)]
-    for name, pipe, model, speed in rows:
-        print(f"{name:<44} {pipe:>10.0f} {model:>20} {speed:>10.0f} {pipe / speed:>6.1f}x")
+    median = {name: statistics.median(r) for name, r in rates.items()}
+    print(f"\n{'pipeline':<44} {'images/s':>10} {'model (fwd+bwd)':>20} {'images/s':>10} {'ratio':>7}"
+          f"   (medians of {args.rounds} rounds)")
+    for pipe, model in PAIRS:
+        print(f"{summary['labels'][pipe]:<44} {median[pipe]:>10.0f} {LABELS[model]:>20} {median[model]:>10.0f} "
+              f"{median[pipe] / median[model]:>6.1f}x")
+    print(f"summary: {out}")
 
 
 if __name__ == "__main__":

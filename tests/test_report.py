@@ -84,7 +84,7 @@ def tree(tmp_path):
     return Namespace(claims=None, results=str(res), readme=str(tmp_path / "README.md"), details=str(tmp_path / "docs" / "results.md"),
                      fig=str(tmp_path / "fig"), data=[], own_images=None,
                      bench_index=None, index_page=None, bench_suite=None, testing_page=None, bench_metrics=None,
-                     bench_metrics_cuda=None, metrics_page=None)
+                     bench_metrics_cuda=None, metrics_page=None, bench_data=None, bench_data_cuda=None, data_page=None)
 
 
 def section(text, markers):
@@ -354,7 +354,7 @@ def test_no_results(tmp_path):
     args = Namespace(claims=None, results=str(tmp_path / "results"), readme=str(tmp_path / "README.md"),
                      details=str(tmp_path / "results.md"), fig=str(tmp_path / "fig"), data=[], own_images=None,
                      bench_index=None, index_page=None, bench_suite=None, testing_page=None, bench_metrics=None,
-                     bench_metrics_cuda=None, metrics_page=None)
+                     bench_metrics_cuda=None, metrics_page=None, bench_data=None, bench_data_cuda=None, data_page=None)
     assert report_main.main(args) == [args.readme, args.details]
     text = open(args.details).read()
     assert section(text, MAH_MARKERS) == f"\n{tables.NO_RESULTS['mah']}\n"
@@ -366,7 +366,7 @@ def test_no_results(tmp_path):
         report_main.main(Namespace(claims=None, results=str(tmp_path / "nowhere"), readme=args.readme, details=args.details,
                                    fig=args.fig, data=[], own_images=None, bench_index=None, index_page=None,
                                    bench_suite=None, testing_page=None, bench_metrics=None, bench_metrics_cuda=None,
-                                   metrics_page=None))
+                                   metrics_page=None, bench_data=None, bench_data_cuda=None, data_page=None))
 
 
 def test_headline_is_cpu_pretrained_else_the_series_with_most_runs():
@@ -1157,6 +1157,80 @@ def test_the_metrics_bench_writes_the_summary_the_report_reads(tree, tmp_path):
     assert "Sizes divided by 100 (`--small`, `--scale`): a quick look, not figures." in text
     assert "| full ranking, 10 x 590 |" in text and "| mAP@5000, 21 x 1,937 |" in text
     assert len([line for line in text.splitlines() if line.startswith("| ") and " bits" in line]) == 10
+
+
+DATA_MARKERS = ("<!-- results-data-bench:start -->", "<!-- results-data-bench:end -->")
+DATA_PAGE = f"# Data\n\nBefore.\n\n{DATA_MARKERS[0]}\nNot measured yet.\n{DATA_MARKERS[1]}\n\nAfter.\n"
+
+
+def data_summary(**over):
+    """Three pipelines beside two models, each with unsorted rates: the medians are 900 (fast 32),
+    3,000 (fast 224; two rounds, so the mean of 2,000 and 4,000), 40 (files), 300 (ResNet-18) and
+    2 (ResNet-50), so the ratios are 3.0x, 1500.0x and 20.0x and the closest row the first."""
+    return {"commit": "abcdef0123", "command": "python bench/bench_data.py", "device": "cpu", "device_name": None,
+            "cores": 2, "torch": "2.14.1", "batch": 64, "rounds": 3, "seconds": 5.0, "complete": True,
+            "pairs": [{"pipeline": "fast_32", "model": "resnet18_32"},
+                      {"pipeline": "fast_224", "model": "resnet50_224"},
+                      {"pipeline": "files_224", "model": "resnet50_224"}],
+            "labels": {"fast_32": "fast 32", "fast_224": "fast 224", "files_224": "files, 2 workers",
+                       "resnet18_32": "ResNet-18 at 32", "resnet50_224": "ResNet-50 at 224"},
+            "rates": {"fast_32": [1000.0, 900.0, 100.0], "fast_224": [4000.0, 2000.0], "files_224": [40.0, 50.0, 30.0],
+                      "resnet18_32": [310.0, 300.0, 200.0], "resnet50_224": [2.0, 1.0, 2.5]}, **over}
+
+
+def test_input_pipeline_table_from_the_bench_summary(tree):
+    """bench/out/bench_data.json beside the README becomes docs/data.md's table: medians of the
+    unsorted rounds, each pipeline over the model it feeds, a model below 10 images/s to a
+    tenth, and the closest pipeline named; a pipeline slower than its model is named as the
+    bottleneck instead. Catches the ratio inverted, the mean or the last round taken for the
+    median, a pipeline paired with the other model, or a slower pipeline passed over."""
+    page = os.path.join(os.path.dirname(tree.details), "data.md")
+    write(page, DATA_PAGE)
+    report_main.main(tree)
+    assert open(page).read() == DATA_PAGE  # no summary yet: the text stays
+    out = os.path.join(os.path.dirname(tree.readme), "bench", "out", "bench_data.json")
+    write(out, data_summary())
+    assert page in report_main.main(tree)
+    assert section(open(page).read(), DATA_MARKERS) == "\n" + "\n".join([
+        "CPU: `python bench/bench_data.py` at commit `abcdef0`, 2 cores, torch 2.14.1, batch 64; images/s, medians "
+        "of 3 rounds, each measurement about 5.0 s, interleaved.",
+        "",
+        "| pipeline | images/s | fed model (fwd+bwd) | images/s | pipeline / model |",
+        "|---|---|---|---|---|",
+        "| fast 32 | 900 | ResNet-18 at 32 | 300 | 3.0x |",
+        "| fast 224 | 3,000 | ResNet-50 at 224 | 2.0 | 1500.0x |",
+        "| files, 2 workers | 40 | ResNet-50 at 224 | 2.0 | 20.0x |",
+        "",
+        "The input pipeline outruns the model it feeds in every row (3.0x to 1500.0x); the closest: fast 32."]) + "\n"
+    slow = data_summary()
+    slow["rates"]["files_224"] = [1.0, 1.5, 0.5]
+    write(out, slow)
+    report_main.main(tree)
+    assert section(open(page).read(), DATA_MARKERS).endswith(
+        "\n\nSlower than the model it feeds, so the bottleneck of training: files, 2 workers.\n")
+    bad = data_summary()
+    bad["pairs"][2]["model"] = "resnet101"
+    write(out, bad)
+    with pytest.raises(UserError, match=re.escape("has no pairs[2].model with its rates; write it again with python "
+                                                  "bench/bench_data.py")):
+        report_main.main(tree)
+
+
+def test_the_input_pipeline_bench_writes_the_summary_the_report_reads(tree, tmp_path):
+    """bench/bench_data.py at toy size (digits, batch 2, one round, no workers): its summary holds a rate
+    for each of the five measurements and the three pairs, and the report makes a three-row
+    table of it. Catches the bench and the report drifting apart, or a measurement not taken."""
+    out = tmp_path / "bd.json"
+    subprocess.run([sys.executable, os.path.join(REPO, "bench", "bench_data.py"), "--batch-size", "2", "--rounds", "1",
+                    "--seconds", "0", "--files", "4", "--workers", "0", "--digits", "--out", str(out)],
+                   check=True, capture_output=True, cwd=REPO)
+    summary = json.loads(out.read_text())
+    assert summary["complete"] and sorted(summary["rates"]) == ["fast_224", "fast_32", "files_224", "resnet18_32",
+                                                                "resnet50_224"]
+    assert all(len(r) == 1 and r[0] > 0 for r in summary["rates"].values())
+    text = benches.data_tables([str(out)])
+    assert "| DataLoader, JPEG files -> 224, 0 workers |" in text
+    assert len([line for line in text.splitlines() if line.startswith("| ") and " at " in line]) == 3
 
 
 def test_the_suite_bench_counts_from_junit_xml(tmp_path):

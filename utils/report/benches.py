@@ -13,6 +13,7 @@ from utils.runs import read_json
 
 OWN_IMAGES, BENCH_INDEX, BENCH_SUITE = "own_images.json", "bench_index.json", "bench_suite.json"
 BENCH_METRICS, BENCH_METRICS_CUDA = "bench_metrics.json", "bench_metrics_cuda.json"
+BENCH_DATA, BENCH_DATA_CUDA = "bench_data.json", "bench_data_cuda.json"
 SECONDS = ("mah_training", "mmhh_training", "index_command")  # the ones the own-images sentence shows
 # the README's case: radius 2 (the metrics' Hamming ball) over 10^7 48-bit codes of each kind
 SHOWN = {"n": 10 ** 7, "bits": 48, "search": "radius 2"}
@@ -194,9 +195,7 @@ def metrics_block(path):
                 path, "metrics", "bench/bench_metrics.py")
         case["timings"] = timings(case, path, i)
     baseline = all("baseline" in c["timings"] for c in cases)
-    where = ("CPU" if summary["device"] == "cpu" else
-             f"GPU{' (' + summary['device_name'] + ')' if summary.get('device_name') else ''}, the classic loop on "
-             "the CPU")
+    where = where_it_ran(summary) + ("" if summary["device"] == "cpu" else ", the classic loop on the CPU")
     versions = ", ".join(f"{k} {summary[k]}" for k in ("torch", "numpy", "numba") if summary.get(k))
     calls = f"{summary['repeat']} timed call{'s' if summary['repeat'] != 1 else ''} a side"
     parts = [f"{where}: `{summary['command']}` at commit `{commit_label(summary['commit'])}`, {summary['cores']} "
@@ -246,3 +245,59 @@ def metrics_tables(paths):
     """docs/metrics.md's benchmark section from the summaries at `paths` (CPU, then CUDA), one
     block each."""
     return "\n\n".join(metrics_block(p) for p in paths)
+
+
+def where_it_ran(summary):
+    """'CPU', or 'GPU (its name)', as a bench block starts."""
+    if summary["device"] == "cpu":
+        return "CPU"
+    return f"GPU{' (' + summary['device_name'] + ')' if summary.get('device_name') else ''}"
+
+
+def data_block(path):
+    """docs/data.md's text for bench/bench_data.py's summary at `path`: each pipeline's images/s
+    beside the forward+backward images/s of the model it feeds (medians of the rounds), their
+    ratio, and which pipeline comes closest to its model."""
+    summary = read_json(path, "input-pipeline summary", keys=("commit", "command", "device", "cores", "batch",
+                                                               "rounds", "pairs", "labels", "rates"))
+    checked({"commit": (summary["commit"], str), "command": (summary["command"], str),
+             "device": (summary["device"], str), "cores": (summary["cores"], int), "batch": (summary["batch"], int),
+             "rounds": (summary["rounds"], int), "labels": (summary["labels"], dict),
+             "rates": (summary["rates"], dict)},
+            path, "input-pipeline", "bench/bench_data.py")
+    pairs = summary["pairs"] if isinstance(summary["pairs"], list) and summary["pairs"] else [None]
+    median = {}
+    for i, pair in enumerate(pairs):
+        pair = pair if isinstance(pair, dict) else {}
+        for side in ("pipeline", "model"):
+            name = pair.get(side)
+            rates = summary["rates"].get(name) if isinstance(name, str) else None
+            ok = isinstance(rates, list) and rates and all(isinstance(r, numbers.Real) and r > 0 for r in rates)
+            checked({f"pairs[{i}].{side} with its rates": (rates if ok else None, list),
+                     f"labels.{name}": (summary["labels"].get(name) if isinstance(name, str) else None, str)},
+                    path, "input-pipeline", "bench/bench_data.py")
+            median[name] = statistics.median(rates)
+    rows, ratios = [], []
+    for pair in pairs:
+        pipe, model = pair["pipeline"], pair["model"]
+        ratios.append((median[pipe] / median[model], summary["labels"][pipe]))
+        rows.append([summary["labels"][pipe], f"{median[pipe]:,.0f}", summary["labels"][model], f"{median[model]:,.1f}"
+                     if median[model] < 10 else f"{median[model]:,.0f}", f"{ratios[-1][0]:.1f}x"])
+    rounds = f"{summary['rounds']} round{'s' if summary['rounds'] != 1 else ''}"
+    about = (f"{where_it_ran(summary)}: `{summary['command']}` at commit `{commit_label(summary['commit'])}`, "
+             f"{summary['cores']} cores, torch {summary.get('torch')}, batch {summary['batch']}; images/s, medians of "
+             f"{rounds}, each measurement about {summary.get('seconds')} s, interleaved."
+             + (" The bench stopped before its last round: the medians are of the rounds measured."
+                if summary.get("complete") is False else ""))
+    low, lowest = min(ratios)
+    slower = [label for ratio, label in ratios if ratio < 1]
+    closing = (f"The input pipeline outruns the model it feeds in every row ({low:.1f}x to {max(ratios)[0]:.1f}x); "
+               f"the closest: {lowest}." if not slower else
+               f"Slower than the model it feeds, so the bottleneck of training: {', '.join(slower)}.")
+    head = ["pipeline", "images/s", "fed model (fwd+bwd)", "images/s", "pipeline / model"]
+    return "\n".join([about, "", *table(head, rows), "", closing])
+
+
+def data_tables(paths):
+    """docs/data.md's input-pipeline section from the summaries at `paths` (CPU, then CUDA)."""
+    return "\n\n".join(data_block(p) for p in paths)

@@ -16,8 +16,9 @@ path order) and rewrites, between marker comments:
   with each loss's choice by the declared rule, and the final runs over seeds; under the grid
   and the final runs' tables, the commands behind them;
 - docs/testing.md: one sentence of the suite's time bench/bench_suite.py measured, and
-  docs/metrics.md: the tables of bench/bench_metrics.py (CPU, and CUDA where it ran there);
-  each when its summary is there (else the text stays).
+  docs/metrics.md and docs/data.md: the tables of bench/bench_metrics.py and
+  bench/bench_data.py (CPU, and CUDA where they ran there); each when its summary is there
+  (else the text stays).
 It draws fig/<DATASET>.png (MAH mAP@5000 against code length beside the published curves,
 the original's "Precision@5K" being mAP@5000, and true precision@5000; mean and range over
 the seeds of the headline runs), fig/<DATASET>_pr.png (precision against recall of the
@@ -41,12 +42,18 @@ from utils.report.collect import load_records, series_of, setting
 from utils.report.figures import (data_roots, draw, draw_curves, draw_noise, draw_pr, draw_retrieval, image_reader,
                                    shown_record)
 from utils.report.glance import glance_section, headline, headline_section
-from utils.report.benches import (BENCH_INDEX, BENCH_METRICS, BENCH_METRICS_CUDA, BENCH_SUITE, OWN_IMAGES,
-                                  index_figures, metrics_tables, own_images_sentence, suite_sentence, summary_path)
+from utils.report.benches import (BENCH_DATA, BENCH_DATA_CUDA, BENCH_INDEX, BENCH_METRICS, BENCH_METRICS_CUDA,
+                                  BENCH_SUITE, OWN_IMAGES, data_tables, index_figures, metrics_tables,
+                                  own_images_sentence, suite_sentence, summary_path)
 from utils.report.published import FIGURES, PR_FIGURES, RETRIEVAL_FIGURES
 from utils.report.robustness import protocols_section
 from utils.report.tables import mah_section, mmhh_section
 from utils.report.tuning import tuning_section
+
+# the benches whose tables a page of docs/ holds, with its --bench-PAGE, --bench-PAGE-cuda and
+# --PAGE-page options: (marker, page, CPU summary, CUDA summary, what writes the tables)
+BENCH_TABLES = (("metrics-bench", "metrics", BENCH_METRICS, BENCH_METRICS_CUDA, metrics_tables),
+                ("data-bench", "data", BENCH_DATA, BENCH_DATA_CUDA, data_tables))
 
 
 def get_args_parser():
@@ -82,6 +89,14 @@ def get_args_parser():
                                                 "when it is there; without either summary the tables stay as they are)")
     p.add_argument("--metrics-page", help="page whose metrics benchmark tables are rewritten (default: metrics.md "
                                           "beside --details, when it is there)")
+    p.add_argument("--bench-data", help="summary of bench/bench_data.py on the CPU that the input-pipeline table of "
+                                        "--data-page is written from (default: bench/out/bench_data.json beside "
+                                        "--readme, when it is there)")
+    p.add_argument("--bench-data-cuda", help="summary of bench/bench_data.py --device cuda, written after the CPU's "
+                                             "(default: bench/out/bench_data_cuda.json beside --readme, when it is "
+                                             "there; without either summary the table stays as it is)")
+    p.add_argument("--data-page", help="page whose input-pipeline table is rewritten (default: data.md beside "
+                                       "--details, when it is there)")
     p.add_argument("--fig", default="fig", help="folder of the figures (default: fig)")
     p.add_argument("--data", action="append", default=[], metavar="DATASET=ROOT",
                    help="where a data set's images are (the --data-root its runs read), to draw "
@@ -158,12 +173,12 @@ def main(args):
     if suite and testing_page:
         pages.append((testing_page, replace_section(read_text(testing_page, "--testing-page"), "suite",
                                                     suite_sentence(suite), testing_page)))
-    timed = [p for p in (bench_summary(args.bench_metrics, args.readme, BENCH_METRICS),
-                         bench_summary(args.bench_metrics_cuda, args.readme, BENCH_METRICS_CUDA)) if p]
-    metrics_page = beside_details(args.metrics_page, args.details, "metrics.md")
-    if timed and metrics_page:
-        pages.append((metrics_page, replace_section(read_text(metrics_page, "--metrics-page"), "metrics-bench",
-                                                    metrics_tables(timed), metrics_page)))
+    for kind, page, cpu, cuda, tables in BENCH_TABLES:
+        timed = [p for p in (bench_summary(getattr(args, f"bench_{page}"), args.readme, cpu),
+                             bench_summary(getattr(args, f"bench_{page}_cuda"), args.readme, cuda)) if p]
+        path = beside_details(getattr(args, f"{page}_page"), args.details, f"{page}.md")
+        if timed and path:
+            pages.append((path, replace_section(read_text(path, f"--{page}-page"), kind, tables(timed), path)))
     written = []
     for path, text in pages:
         atomic_write(path, lambda f: f.write(text.encode("utf-8")))
