@@ -6,6 +6,8 @@ share and DDP averaging the gradients (utils.distributed, as the MAH scripts do)
 is the sum of squared outputs, since the step's cost is the network's. Each setting runs
 in fresh processes, 3 warm-up steps then --steps timed ones; the settings alternate for
 --repeat rounds (one process, N processes, one process, ...) and the medians are compared.
+Every run's rate goes to bench/out/bench_distributed.json (bench_distributed_cuda.json on
+CUDA), from which `python -m utils.report` writes the sentence of docs/distributed.md.
 
     python bench/bench_distributed.py                      # CPU: 1 and 2 processes (gloo)
     python bench/bench_distributed.py --device cuda        # GPUs: 1 and every GPU (NCCL)
@@ -21,7 +23,7 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from utils import distributed  # noqa: E402
+from utils import distributed, runs  # noqa: E402
 from utils.models import MAHNet, build_backbone  # noqa: E402
 
 
@@ -79,6 +81,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64, help="global batch (default: 64)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per run (default: 20)")
     parser.add_argument("--repeat", type=int, default=5, help="runs of each setting, alternating (default: 5)")
+    parser.add_argument("--out", help="the JSON summary (default: bench/out/bench_distributed.json, or "
+                                      "bench_distributed_cuda.json with --device cuda, which the report reads)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -91,14 +95,24 @@ def main():
           + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
           + f"; MAH-cascade step, backbone {args.backbone} at {args.size} px, global batch {args.batch_size}, "
             f"{args.steps} timed steps per run, {args.repeat} runs per setting alternating")
+    out = args.out or os.path.join(REPO, "bench", "out",
+                                   f"bench_distributed{'_cuda' if args.device == 'cuda' else ''}.json")
+    summary = {"commit": runs.git_commit(), "command": runs.command_line(), "device": args.device,
+               "device_name": torch.cuda.get_device_name() if args.device == "cuda" else None,
+               "backend": "nccl" if args.device == "cuda" else "gloo", "cores": os.cpu_count(),
+               "torch": torch.__version__, "processes": processes, "backbone": args.backbone, "size": args.size,
+               "batch": args.batch_size, "steps": args.steps, "repeat": args.repeat}
     rates = {1: [], processes: []}
-    for _ in range(args.repeat):
+    for round_ in range(args.repeat):
         for n in rates:
             rates[n].append(run_setting(args, n))
+        runs.write_json(out, {**summary, "complete": round_ + 1 == args.repeat,
+                              "rates": {"one": rates[1], "many": rates[processes]}})
     one, many = np.median(rates[1]), np.median(rates[processes])
     print(f"1 process: median {one:.1f} images/s (runs {', '.join(f'{r:.1f}' for r in rates[1])})")
     print(f"{processes} processes: median {many:.1f} images/s (runs {', '.join(f'{r:.1f}' for r in rates[processes])})")
     print(f"ratio {processes} processes / 1 process: {many / one:.2f}x")
+    print(f"summary: {out}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 chooses) against its OpenMP layer (which resets torch's thread count): tie-aware MAP and
 MAP@5000 of Q queries against N database codes. The layer is fixed per process, so each
 round starts one process per layer, in turns (the order alternating), each timing the same
-calls; the bench prints the median of each layer and their ratio.
+calls; the bench prints the median of each layer and their ratio, and writes every timed
+call to bench/out/bench_threading.json, from which `python -m utils.report` writes the
+sentence of docs/metrics.md.
 
     python bench/bench_threading.py --rounds 5
 """
@@ -14,6 +16,8 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from utils import runs  # noqa: E402
 
 CHILD = """
 import gc, json, sys, time
@@ -49,7 +53,12 @@ def main():
     p.add_argument("--queries", type=int, default=1000, help="Q (default: 1000)")
     p.add_argument("--database", type=int, default=50000, help="N (default: 50000)")
     p.add_argument("--bits", type=int, default=12, help="K (default: 12)")
+    p.add_argument("--out", default=os.path.join(REPO, "bench", "out", "bench_threading.json"),
+                   help="the JSON summary (default: bench/out/bench_threading.json, which the report reads)")
     args = p.parse_args()
+    summary = {"commit": runs.git_commit(), "command": runs.command_line(), "cores": os.cpu_count(),
+               **{k: getattr(args, k) for k in ("rounds", "repeats", "queries", "database", "bits")},
+               "complete": False, "threads": {}}
     code = CHILD.format(repo=REPO, **{k: getattr(args, k) for k in ("queries", "database", "bits", "repeats")})
     times = {"workqueue": [], "omp": []}
     for r in range(args.rounds):
@@ -58,11 +67,14 @@ def main():
             done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
             out = json.loads(done.stdout.strip().splitlines()[-1])
             times[layer] += out["times"]
+            summary["threads"][layer] = out["threads"]
             print(f"round {r + 1}: {out['layer']:<9} ({out['threads']} torch threads after the calls) median "
                   f"{statistics.median(out['times']) * 1e3:.1f} ms", flush=True)
+        runs.write_json(args.out, {**summary, "times": times, "complete": r + 1 == args.rounds})
     a, b = (statistics.median(times[k]) for k in ("workqueue", "omp"))
     print(f"\nQ={args.queries} N={args.database} K={args.bits}, {args.rounds} x {args.repeats} calls each: "
           f"workqueue / omp median time = {a / b:.2f}")
+    print(f"summary: {args.out}")
 
 
 if __name__ == "__main__":

@@ -84,7 +84,8 @@ def tree(tmp_path):
     return Namespace(claims=None, results=str(res), readme=str(tmp_path / "README.md"), details=str(tmp_path / "docs" / "results.md"),
                      fig=str(tmp_path / "fig"), data=[], own_images=None,
                      bench_index=None, index_page=None, bench_suite=None, testing_page=None, bench_metrics=None,
-                     bench_metrics_cuda=None, metrics_page=None, bench_data=None, bench_data_cuda=None, data_page=None)
+                     bench_metrics_cuda=None, metrics_page=None, bench_data=None, bench_data_cuda=None, data_page=None,
+                     bench_threading=None, bench_distributed=None, distributed_page=None)
 
 
 def section(text, markers):
@@ -354,7 +355,8 @@ def test_no_results(tmp_path):
     args = Namespace(claims=None, results=str(tmp_path / "results"), readme=str(tmp_path / "README.md"),
                      details=str(tmp_path / "results.md"), fig=str(tmp_path / "fig"), data=[], own_images=None,
                      bench_index=None, index_page=None, bench_suite=None, testing_page=None, bench_metrics=None,
-                     bench_metrics_cuda=None, metrics_page=None, bench_data=None, bench_data_cuda=None, data_page=None)
+                     bench_metrics_cuda=None, metrics_page=None, bench_data=None, bench_data_cuda=None, data_page=None,
+                     bench_threading=None, bench_distributed=None, distributed_page=None)
     assert report_main.main(args) == [args.readme, args.details]
     text = open(args.details).read()
     assert section(text, MAH_MARKERS) == f"\n{tables.NO_RESULTS['mah']}\n"
@@ -366,7 +368,8 @@ def test_no_results(tmp_path):
         report_main.main(Namespace(claims=None, results=str(tmp_path / "nowhere"), readme=args.readme, details=args.details,
                                    fig=args.fig, data=[], own_images=None, bench_index=None, index_page=None,
                                    bench_suite=None, testing_page=None, bench_metrics=None, bench_metrics_cuda=None,
-                                   metrics_page=None, bench_data=None, bench_data_cuda=None, data_page=None))
+                                   metrics_page=None, bench_data=None, bench_data_cuda=None, data_page=None,
+                     bench_threading=None, bench_distributed=None, distributed_page=None))
 
 
 def test_headline_is_cpu_pretrained_else_the_series_with_most_runs():
@@ -1210,8 +1213,9 @@ def test_input_pipeline_table_from_the_bench_summary(tree):
         "\n\nSlower than the model it feeds, so the bottleneck of training: files, 2 workers.\n")
     bad = data_summary()
     bad["pairs"][2]["model"] = "resnet101"
+    bad["labels"]["resnet101"] = "ResNet-101"
     write(out, bad)
-    with pytest.raises(UserError, match=re.escape("has no pairs[2].model with its rates; write it again with python "
+    with pytest.raises(UserError, match=re.escape("has no rates.resnet101; write it again with python "
                                                   "bench/bench_data.py")):
         report_main.main(tree)
 
@@ -1231,6 +1235,48 @@ def test_the_input_pipeline_bench_writes_the_summary_the_report_reads(tree, tmp_
     text = benches.data_tables([str(out)])
     assert "| DataLoader, JPEG files -> 224, 0 workers |" in text
     assert len([line for line in text.splitlines() if line.startswith("| ") and " at " in line]) == 3
+
+
+def test_threading_and_distributed_sentences_from_the_bench_summaries(tree):
+    """bench/out/bench_threading.json becomes the threading sentence of docs/metrics.md, beside
+    the metrics tables of the same page: workqueue's median 0.06 s (calls 0.05, 0.06, 0.09)
+    over OpenMP's 0.05 s (0.04, 0.05, 0.05) is 1.20; bench/out/bench_distributed.json becomes
+    docs/distributed.md's: two processes' median 1,000 (of 900, 1,000, 1,100) over one's 1,250
+    (of 1,200, 1,300, 1,250) is 0.80x. Catches either ratio inverted, the mean taken for the
+    median, or one section of a page lost when another on it is rewritten."""
+    docs = os.path.dirname(tree.details)
+    metrics_page, distributed_page = os.path.join(docs, "metrics.md"), os.path.join(docs, "distributed.md")
+    threading_markers = ("<!-- results-threading:start -->", "<!-- results-threading:end -->")
+    distributed_markers = ("<!-- results-distributed-bench:start -->", "<!-- results-distributed-bench:end -->")
+    write(metrics_page, METRICS_PAGE + f"\n{threading_markers[0]}\nold\n{threading_markers[1]}\n")
+    write(distributed_page, f"# Distributed\n\n{distributed_markers[0]}\nold\n{distributed_markers[1]}\n")
+    out = os.path.join(os.path.dirname(tree.readme), "bench", "out")
+    write(os.path.join(out, "bench_metrics.json"), metrics_summary())
+    write(os.path.join(out, "bench_threading.json"), {
+        "commit": "1b799a4000", "command": "python bench/bench_threading.py --rounds 3", "cores": 2, "rounds": 3,
+        "repeats": 1, "queries": 1000, "database": 50000, "bits": 12, "complete": True,
+        "times": {"workqueue": [0.09, 0.05, 0.06], "omp": [0.05, 0.04, 0.05]}})
+    write(os.path.join(out, "bench_distributed.json"), {
+        "commit": "abc1234ff", "command": "python bench/bench_distributed.py --repeat 3", "device": "cpu",
+        "backend": "gloo", "cores": 2, "processes": 2, "repeat": 3, "complete": True,
+        "rates": {"one": [1200.0, 1300.0, 1250.0], "many": [900.0, 1000.0, 1100.0]}})
+    written = report_main.main(tree)
+    assert metrics_page in written and distributed_page in written
+    text = open(metrics_page).read()
+    assert section(text, METRICS_MARKERS).startswith("\nCPU: `python bench/bench_metrics.py --baseline old.py`")
+    assert section(text, threading_markers) == (
+        "\n`python bench/bench_threading.py --rounds 3` (commit `1b799a4`, 2 cores; one process per layer in turns, "
+        "3 x 1 timed pairs of calls each, tie-aware MAP and MAP@5000 of 1,000 x 50,000 clustered 12-bit codes) puts "
+        "numba's own pool at 1.20 times the OpenMP layer's median time (60 against 50 ms).\n")
+    assert section(open(distributed_page).read(), distributed_markers) == (
+        "\nOn a 2-core CPU, 2 gloo processes against one process: 1,000 against 1,250 images/s, 0.80x (medians of 3 "
+        "runs each; `python bench/bench_distributed.py --repeat 3` at commit `abc1234`).\n")
+    write(os.path.join(out, "bench_distributed.json"), {
+        "commit": "abc1234ff", "command": "c", "device": "cpu", "backend": "gloo", "cores": 2, "processes": 2,
+        "repeat": 3, "rates": {"one": [1200.0], "many": []}})
+    with pytest.raises(UserError, match=re.escape("has no rates.many; write it again with python "
+                                                  "bench/bench_distributed.py")):
+        report_main.main(tree)
 
 
 def test_the_suite_bench_counts_from_junit_xml(tmp_path):

@@ -14,6 +14,7 @@ from utils.runs import read_json
 OWN_IMAGES, BENCH_INDEX, BENCH_SUITE = "own_images.json", "bench_index.json", "bench_suite.json"
 BENCH_METRICS, BENCH_METRICS_CUDA = "bench_metrics.json", "bench_metrics_cuda.json"
 BENCH_DATA, BENCH_DATA_CUDA = "bench_data.json", "bench_data_cuda.json"
+BENCH_THREADING, BENCH_DISTRIBUTED = "bench_threading.json", "bench_distributed.json"
 SECONDS = ("mah_training", "mmhh_training", "index_command")  # the ones the own-images sentence shows
 # the README's case: radius 2 (the metrics' Hamming ball) over 10^7 48-bit codes of each kind
 SHOWN = {"n": 10 ** 7, "bits": 48, "search": "radius 2"}
@@ -266,17 +267,13 @@ def data_block(path):
              "rates": (summary["rates"], dict)},
             path, "input-pipeline", "bench/bench_data.py")
     pairs = summary["pairs"] if isinstance(summary["pairs"], list) and summary["pairs"] else [None]
-    median = {}
     for i, pair in enumerate(pairs):
         pair = pair if isinstance(pair, dict) else {}
-        for side in ("pipeline", "model"):
-            name = pair.get(side)
-            rates = summary["rates"].get(name) if isinstance(name, str) else None
-            ok = isinstance(rates, list) and rates and all(isinstance(r, numbers.Real) and r > 0 for r in rates)
-            checked({f"pairs[{i}].{side} with its rates": (rates if ok else None, list),
-                     f"labels.{name}": (summary["labels"].get(name) if isinstance(name, str) else None, str)},
-                    path, "input-pipeline", "bench/bench_data.py")
-            median[name] = statistics.median(rates)
+        checked({f"pairs[{i}].{side}": (pair.get(side), str) for side in ("pipeline", "model")}
+                | {f"labels.{pair.get(side)}": (summary["labels"].get(pair.get(side)), str)
+                   for side in ("pipeline", "model")}, path, "input-pipeline", "bench/bench_data.py")
+    median = positive_lists(summary, "rates", sorted({p[side] for p in pairs for side in ("pipeline", "model")}), path,
+                            "input-pipeline", "bench/bench_data.py")
     rows, ratios = [], []
     for pair in pairs:
         pipe, model = pair["pipeline"], pair["model"]
@@ -301,3 +298,48 @@ def data_block(path):
 def data_tables(paths):
     """docs/data.md's input-pipeline section from the summaries at `paths` (CPU, then CUDA)."""
     return "\n\n".join(data_block(p) for p in paths)
+
+
+def positive_lists(summary, field, names, path, what, script):
+    """{name: median} of summary[field], each of `names` a non-empty list of positive numbers there,
+    else a UserError naming the first that is not and the command that writes the summary again."""
+    lists = summary[field] if isinstance(summary[field], dict) else {}
+    for name in names:
+        values = lists.get(name)
+        ok = isinstance(values, list) and values and all(isinstance(v, numbers.Real) and v > 0 for v in values)
+        checked({f"{field}.{name}": (values if ok else None, list)}, path, what, script)
+    return {name: statistics.median(lists[name]) for name in names}
+
+
+def threading_sentence(path):
+    """docs/metrics.md's sentence from bench/bench_threading.py's summary at `path`: numba's own
+    pool (workqueue) against its OpenMP layer, as the ratio of their median times."""
+    summary = read_json(path, "threading summary", keys=("commit", "command", "cores", "rounds", "repeats",
+                                                          "queries", "database", "bits", "times"))
+    checked({k: (summary[k], str if k in ("commit", "command") else int)
+             for k in ("commit", "command", "cores", "rounds", "repeats", "queries", "database", "bits")},
+            path, "threading", "bench/bench_threading.py")
+    median = positive_lists(summary, "times", ("workqueue", "omp"), path, "threading", "bench/bench_threading.py")
+    return (f"`{summary['command']}` (commit `{commit_label(summary['commit'])}`, {summary['cores']} cores; one "
+            f"process per layer in turns, {summary['rounds']} x {summary['repeats']} timed pairs of calls each, "
+            f"tie-aware MAP and MAP@5000 of {summary['queries']:,} x {summary['database']:,} clustered "
+            f"{summary['bits']}-bit codes) puts numba's own pool at {median['workqueue'] / median['omp']:.2f} times "
+            f"the OpenMP layer's median time ({median['workqueue'] * 1e3:.0f} against {median['omp'] * 1e3:.0f} ms)"
+            + (": the bench stopped before its last round." if summary.get("complete") is False else "."))
+
+
+def distributed_sentence(path):
+    """docs/distributed.md's sentence from bench/bench_distributed.py's summary at `path`: the
+    training step's images/s in N processes against one, medians of the runs, as a ratio."""
+    summary = read_json(path, "distributed summary", keys=("commit", "command", "device", "backend", "cores",
+                                                            "processes", "repeat", "rates"))
+    checked({k: (summary[k], str if k in ("commit", "command", "device", "backend") else int)
+             for k in ("commit", "command", "device", "backend", "cores", "processes", "repeat")},
+            path, "distributed", "bench/bench_distributed.py")
+    median = positive_lists(summary, "rates", ("one", "many"), path, "distributed", "bench/bench_distributed.py")
+    where = "CPU" if summary["device"] == "cpu" else where_it_ran(summary)
+    return (f"On a {summary['cores']}-core {where}, {summary['processes']} {summary['backend']} processes against "
+            f"one process: {median['many']:,.0f} against {median['one']:,.0f} images/s, "
+            f"{median['many'] / median['one']:.2f}x (medians of {summary['repeat']} runs each; "
+            f"`{summary['command']}` at commit `{commit_label(summary['commit'])}`)"
+            + (": the bench stopped before its last round." if summary.get("complete") is False else "."))

@@ -17,8 +17,9 @@ path order) and rewrites, between marker comments:
   and the final runs' tables, the commands behind them;
 - docs/testing.md: one sentence of the suite's time bench/bench_suite.py measured, and
   docs/metrics.md and docs/data.md: the tables of bench/bench_metrics.py and
-  bench/bench_data.py (CPU, and CUDA where they ran there); each when its summary is there
-  (else the text stays).
+  bench/bench_data.py (CPU, and CUDA where they ran there), docs/metrics.md's sentence of
+  bench/bench_threading.py and docs/distributed.md's of bench/bench_distributed.py; each when
+  its summary is there (else the text stays).
 It draws fig/<DATASET>.png (MAH mAP@5000 against code length beside the published curves,
 the original's "Precision@5K" being mAP@5000, and true precision@5000; mean and range over
 the seeds of the headline runs), fig/<DATASET>_pr.png (precision against recall of the
@@ -42,9 +43,10 @@ from utils.report.collect import load_records, series_of, setting
 from utils.report.figures import (data_roots, draw, draw_curves, draw_noise, draw_pr, draw_retrieval, image_reader,
                                    shown_record)
 from utils.report.glance import glance_section, headline, headline_section
-from utils.report.benches import (BENCH_DATA, BENCH_DATA_CUDA, BENCH_INDEX, BENCH_METRICS, BENCH_METRICS_CUDA,
-                                  BENCH_SUITE, OWN_IMAGES, data_tables, index_figures, metrics_tables,
-                                  own_images_sentence, suite_sentence, summary_path)
+from utils.report.benches import (BENCH_DATA, BENCH_DATA_CUDA, BENCH_DISTRIBUTED, BENCH_INDEX, BENCH_METRICS,
+                                  BENCH_METRICS_CUDA, BENCH_SUITE, BENCH_THREADING, OWN_IMAGES, data_tables,
+                                  distributed_sentence, index_figures, metrics_tables, own_images_sentence,
+                                  suite_sentence, summary_path, threading_sentence)
 from utils.report.published import FIGURES, PR_FIGURES, RETRIEVAL_FIGURES
 from utils.report.robustness import protocols_section
 from utils.report.tables import mah_section, mmhh_section
@@ -54,6 +56,10 @@ from utils.report.tuning import tuning_section
 # --PAGE-page options: (marker, page, CPU summary, CUDA summary, what writes the tables)
 BENCH_TABLES = (("metrics-bench", "metrics", BENCH_METRICS, BENCH_METRICS_CUDA, metrics_tables),
                 ("data-bench", "data", BENCH_DATA, BENCH_DATA_CUDA, data_tables))
+# the benches whose sentence a page of docs/ holds, with its --bench-NAME option:
+# (marker, NAME, page, summary, what writes the sentence)
+BENCH_SENTENCES = (("threading", "threading", "metrics", BENCH_THREADING, threading_sentence),
+                   ("distributed-bench", "distributed", "distributed", BENCH_DISTRIBUTED, distributed_sentence))
 
 
 def get_args_parser():
@@ -97,6 +103,14 @@ def get_args_parser():
                                              "there; without either summary the table stays as it is)")
     p.add_argument("--data-page", help="page whose input-pipeline table is rewritten (default: data.md beside "
                                        "--details, when it is there)")
+    p.add_argument("--bench-threading", help="summary of bench/bench_threading.py that the sentence on numba's "
+                                             "thread pools in --metrics-page is written from (default: "
+                                             "bench/out/bench_threading.json beside --readme, when it is there)")
+    p.add_argument("--bench-distributed", help="summary of bench/bench_distributed.py that the sentence of "
+                                               "--distributed-page is written from (default: "
+                                               "bench/out/bench_distributed.json beside --readme, when it is there)")
+    p.add_argument("--distributed-page", help="page whose sentence on one process against several is rewritten "
+                                              "(default: distributed.md beside --details, when it is there)")
     p.add_argument("--fig", default="fig", help="folder of the figures (default: fig)")
     p.add_argument("--data", action="append", default=[], metavar="DATASET=ROOT",
                    help="where a data set's images are (the --data-root its runs read), to draw "
@@ -143,44 +157,49 @@ def beside_details(named, details, name):
 def main(args):
     roots = data_roots(args.data)
     records = load_records(args.results)
-    # every marker of both files is checked before anything is written
-    readme = replace_section(read_text(args.readme, "--readme"), "glance", glance_section(records), args.readme)
+    # every page's markers are checked before anything is written
+    pages = {}  # path -> its new text, in the order written
+
+    def rewrite(path, option, kind, body):
+        pages[path] = replace_section(pages[path] if path in pages else read_text(path, option), kind, body, path)
+
+    rewrite(args.readme, "--readme", "glance", glance_section(records))
     own = bench_summary(args.own_images, args.readme, OWN_IMAGES)
     if own:
-        readme = replace_section(readme, "own", own_images_sentence(own), args.readme)
+        rewrite(args.readme, "--readme", "own", own_images_sentence(own))
     search = bench_summary(args.bench_index, args.readme, BENCH_INDEX)
     if search:
         sentence, search_table = index_figures(search)
-        readme = replace_section(readme, "index", sentence, args.readme)
-    details = read_text(args.details, "--details")
-    details = replace_section(details, "headline", headline_section(records), args.details)
-    details = replace_section(details, "mah", mah_section(records["mah"]), args.details)
-    details = replace_section(details, "mmhh", mmhh_section(records["mmhh"]), args.details)
-    details = replace_section(details, "protocols", protocols_section(records["mmhh"] + records["protocols"]),
-                              args.details)
-    pages = [(args.readme, readme), (args.details, details)]
+        rewrite(args.readme, "--readme", "index", sentence)
+    rewrite(args.details, "--details", "headline", headline_section(records))
+    rewrite(args.details, "--details", "mah", mah_section(records["mah"]))
+    rewrite(args.details, "--details", "mmhh", mmhh_section(records["mmhh"]))
+    rewrite(args.details, "--details", "protocols", protocols_section(records["mmhh"] + records["protocols"]))
     claims = beside_details(args.claims, args.details, "claims.md")
     if claims:
-        text = replace_section(read_text(claims, "--claims"), "claims", claims_section(records), claims)
-        text = replace_section(text, "tuning", tuning_section(records["validation"]), claims)
-        pages.append((claims, replace_section(text, "finals", finals_section(records), claims)))
+        rewrite(claims, "--claims", "claims", claims_section(records))
+        rewrite(claims, "--claims", "tuning", tuning_section(records["validation"]))
+        rewrite(claims, "--claims", "finals", finals_section(records))
     index_page = beside_details(args.index_page, args.details, "index.md")
     if search and index_page:
-        pages.append((index_page, replace_section(read_text(index_page, "--index-page"), "index-bench", search_table,
-                                                  index_page)))
+        rewrite(index_page, "--index-page", "index-bench", search_table)
     suite = bench_summary(args.bench_suite, args.readme, BENCH_SUITE)
     testing_page = beside_details(args.testing_page, args.details, "testing.md")
     if suite and testing_page:
-        pages.append((testing_page, replace_section(read_text(testing_page, "--testing-page"), "suite",
-                                                    suite_sentence(suite), testing_page)))
+        rewrite(testing_page, "--testing-page", "suite", suite_sentence(suite))
     for kind, page, cpu, cuda, tables in BENCH_TABLES:
         timed = [p for p in (bench_summary(getattr(args, f"bench_{page}"), args.readme, cpu),
                              bench_summary(getattr(args, f"bench_{page}_cuda"), args.readme, cuda)) if p]
         path = beside_details(getattr(args, f"{page}_page"), args.details, f"{page}.md")
         if timed and path:
-            pages.append((path, replace_section(read_text(path, f"--{page}-page"), kind, tables(timed), path)))
+            rewrite(path, f"--{page}-page", kind, tables(timed))
+    for kind, name, page, default, sentence in BENCH_SENTENCES:
+        summary = bench_summary(getattr(args, f"bench_{name}"), args.readme, default)
+        path = beside_details(getattr(args, f"{page}_page"), args.details, f"{page}.md")
+        if summary and path:
+            rewrite(path, f"--{page}-page", kind, sentence(summary))
     written = []
-    for path, text in pages:
+    for path, text in pages.items():
         atomic_write(path, lambda f: f.write(text.encode("utf-8")))
         print(f"wrote {path}")
         written.append(path)
