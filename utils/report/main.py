@@ -61,6 +61,29 @@ BENCH_TABLES = (("metrics-bench", "metrics", BENCH_METRICS, BENCH_METRICS_CUDA, 
 BENCH_SENTENCES = (("threading", "threading", "metrics", BENCH_THREADING, threading_sentence),
                    ("distributed-bench", "distributed", "distributed", BENCH_DISTRIBUTED, distributed_sentence))
 
+# the benches' summaries the text is written from: (option, bench, file in bench/out/, the text)
+SUMMARIES = (("--own-images", "bench/own_images.py", OWN_IMAGES, "the README's sentence on your own images"),
+             ("--bench-index", "bench/bench_index.py", BENCH_INDEX,
+              "the README's sentence on search and the table of --index-page"),
+             ("--bench-suite", "bench/bench_suite.py", BENCH_SUITE, "the suite's time in --testing-page"),
+             ("--bench-metrics", "bench/bench_metrics.py", BENCH_METRICS, "the tables of --metrics-page"),
+             ("--bench-metrics-cuda", "bench/bench_metrics.py --device cuda", BENCH_METRICS_CUDA,
+              "the GPU's tables of --metrics-page, after the CPU's"),
+             ("--bench-data", "bench/bench_data.py", BENCH_DATA, "the input-pipeline table of --data-page"),
+             ("--bench-data-cuda", "bench/bench_data.py --device cuda", BENCH_DATA_CUDA,
+              "the GPU's input-pipeline table of --data-page, after the CPU's"),
+             ("--bench-threading", "bench/bench_threading.py", BENCH_THREADING,
+              "the sentence on numba's thread pools in --metrics-page"),
+             ("--bench-distributed", "bench/bench_distributed.py", BENCH_DISTRIBUTED,
+              "the sentence of --distributed-page"))
+# the pages of docs/ beside --details with sections the report writes: (option, file, the sections)
+PAGES = (("--claims", "claims.md", "the claims, the tuning grid and the final runs"),
+         ("--index-page", "index.md", "the search benchmark table"),
+         ("--testing-page", "testing.md", "the sentence on the suite's time"),
+         ("--metrics-page", "metrics.md", "the metrics benchmark tables and the thread-pool sentence"),
+         ("--data-page", "data.md", "the input-pipeline table"),
+         ("--distributed-page", "distributed.md", "the sentence on one process against several"))
+
 
 def get_args_parser():
     p = argparse.ArgumentParser(description="Rewrite the result tables of the README and docs/results.md and draw "
@@ -71,46 +94,11 @@ def get_args_parser():
                                                          "(default: README.md)")
     p.add_argument("--details", default=os.path.join("docs", "results.md"),
                    help="page whose full MAH and MMHH result sections are rewritten (default: docs/results.md)")
-    p.add_argument("--claims", help="page whose claims section is rewritten with every row of the claims table "
-                                    "(default: claims.md beside --details, when it is there)")
-    p.add_argument("--own-images", help="summary of bench/own_images.py that the README's sentence on your own images "
-                                        "is written from (default: bench/out/own_images.json beside --readme, when "
-                                        "it is there; without it the sentence stays as it is)")
-    p.add_argument("--bench-index", help="summary of bench/bench_index.py that the README's sentence on search and "
-                                         "the table of --index-page are written from (default: "
-                                         "bench/out/bench_index.json beside --readme, when it is there; without it "
-                                         "both stay as they are)")
-    p.add_argument("--index-page", help="page whose benchmark table is rewritten from --bench-index (default: "
-                                        "index.md beside --details, when it is there)")
-    p.add_argument("--bench-suite", help="summary of bench/bench_suite.py that the suite's time in --testing-page is "
-                                         "written from (default: bench/out/bench_suite.json beside --readme, when "
-                                         "it is there; without it the sentence stays as it is)")
-    p.add_argument("--testing-page", help="page whose sentence on the suite's time is rewritten from --bench-suite "
-                                          "(default: testing.md beside --details, when it is there)")
-    p.add_argument("--bench-metrics", help="summary of bench/bench_metrics.py on the CPU that the tables of "
-                                           "--metrics-page are written from (default: bench/out/bench_metrics.json "
-                                           "beside --readme, when it is there)")
-    p.add_argument("--bench-metrics-cuda", help="summary of bench/bench_metrics.py --device cuda, written after the "
-                                                "CPU's (default: bench/out/bench_metrics_cuda.json beside --readme, "
-                                                "when it is there; without either summary the tables stay as they are)")
-    p.add_argument("--metrics-page", help="page whose metrics benchmark tables are rewritten (default: metrics.md "
-                                          "beside --details, when it is there)")
-    p.add_argument("--bench-data", help="summary of bench/bench_data.py on the CPU that the input-pipeline table of "
-                                        "--data-page is written from (default: bench/out/bench_data.json beside "
-                                        "--readme, when it is there)")
-    p.add_argument("--bench-data-cuda", help="summary of bench/bench_data.py --device cuda, written after the CPU's "
-                                             "(default: bench/out/bench_data_cuda.json beside --readme, when it is "
-                                             "there; without either summary the table stays as it is)")
-    p.add_argument("--data-page", help="page whose input-pipeline table is rewritten (default: data.md beside "
-                                       "--details, when it is there)")
-    p.add_argument("--bench-threading", help="summary of bench/bench_threading.py that the sentence on numba's "
-                                             "thread pools in --metrics-page is written from (default: "
-                                             "bench/out/bench_threading.json beside --readme, when it is there)")
-    p.add_argument("--bench-distributed", help="summary of bench/bench_distributed.py that the sentence of "
-                                               "--distributed-page is written from (default: "
-                                               "bench/out/bench_distributed.json beside --readme, when it is there)")
-    p.add_argument("--distributed-page", help="page whose sentence on one process against several is rewritten "
-                                              "(default: distributed.md beside --details, when it is there)")
+    for option, script, file, what in SUMMARIES:
+        p.add_argument(option, help=f"summary of python {script}, for {what} (default: bench/out/{file} beside "
+                                    "--readme, when it is there; without it that text stays as it is)")
+    for option, file, what in PAGES:
+        p.add_argument(option, help=f"page that holds {what} (default: {file} beside --details, when it is there)")
     p.add_argument("--fig", default="fig", help="folder of the figures (default: fig)")
     p.add_argument("--data", action="append", default=[], metavar="DATASET=ROOT",
                    help="where a data set's images are (the --data-root its runs read), to draw "
