@@ -30,6 +30,7 @@ METRIC_TESTS = ["tests/test_metrics.py"]
 RUN_TESTS = ["tests/test_runs.py"]
 FAILURE_TESTS = ["tests/test_failures.py", "tests/test_runs.py"]
 DIST_TESTS = ["tests/test_distributed.py"]
+REPORT_TESTS = ["tests/test_report.py", "tests/test_claims.py"]
 
 # (id, what the bug is, file, text, replacement, tests that must kill it)
 MUTATIONS = [
@@ -277,6 +278,24 @@ MUTATIONS = [
     ("R15", "learning rates not range-checked", "utils/options.py",
      'positive_float = _number(float, lambda v: v > 0, "> 0")', 'positive_float = _number(float, lambda v: True, "> 0")',
      FAILURE_TESTS),
+    # the report: the claims' verdicts and the benches' figures
+    ("P01", "the claims' interval from the population standard deviation", "utils/report/claims.py",
+     "x.std(ddof=1)", "x.std(ddof=0)", REPORT_TESTS),
+    ("P02", "a claim holds where its interval only reaches the paper's side of 0", "utils/report/claims.py",
+     'return "holds" if low > 0 else "fails" if high < 0 else "inconclusive"',
+     'return "holds" if low > 0 or high > 0 else "fails" if high < 0 else "inconclusive"', REPORT_TESTS),
+    ("P03", "paired differences the other way round", "utils/report/claims.py",
+     "return [a[s] - b[s] for s in sorted(set(a) & set(b))]", "return [b[s] - a[s] for s in sorted(set(a) & set(b))]",
+     REPORT_TESTS),
+    ("P04", "metrics bench: the ratio of medians inverted", "utils/report/benches.py",
+     'f"{c_med / l_med:.1f}x"', 'f"{l_med / c_med:.1f}x"', REPORT_TESTS),
+    ("P05", "metrics bench: the best call taken as the median", "utils/report/benches.py",
+     "out[side] = (statistics.median(times), min(times))", "out[side] = (min(times), min(times))", REPORT_TESTS),
+    ("P06", "bench summaries: the mean taken for the median", "utils/report/benches.py",
+     "return {name: statistics.median(lists[name]) for name in names}",
+     "return {name: statistics.mean(lists[name]) for name in names}", REPORT_TESTS),
+    ("P07", "a partial or failing suite's time shown as the suite's", "utils/report/benches.py",
+     'if summary.get("selection") or summary["failed"]:', "if False:", REPORT_TESTS),
 ]
 
 
