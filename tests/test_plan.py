@@ -1,5 +1,8 @@
 """utils.report.plan: the runs docs/claims.md declares and results/ lacks. Counts worked out by
 hand from the tables of docs/claims.md, not from the code under test."""
+import json
+import os
+
 from utils.report import plan
 
 GAMMAS = (5.0, 10.0, 20.0, 40.0)
@@ -35,7 +38,7 @@ def test_nothing_filed_lists_every_declared_mah_and_tuning_run():
     sets x 4 losses x 8 rows = 64. No final run before a grid is complete: 8 groups wait.
     Catches a length, a method or a data set dropped from the plan, seeds miscounted, and final
     runs listed before their loss is chosen."""
-    text = plan.plan(groups())
+    text = plan.plan(groups(), root="/nonexistent")
     assert text.splitlines()[0] == ("# 161 runs declared in docs/claims.md are not in results/; 8 groups of final "
                                     "runs wait for a tuning grid")
     assert text.count("\npython train_mmhh.py") == 64 and "test_mmhh.py" not in text
@@ -94,13 +97,12 @@ def test_the_command_prints_the_plan_and_refuses_a_missing_results_folder(tmp_pa
     """python -m utils.report.plan as a process: on an empty results folder the header of the
     whole plan, exit 0; on a folder that is not there one line naming it, exit 2, no traceback.
     Catches the CLI wired to another folder than --results, or a traceback for a wrong path."""
-    import os
     import subprocess
     import sys
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (tmp_path / "results").mkdir()
-    ok = subprocess.run([sys.executable, "-m", "utils.report.plan", "--results", str(tmp_path / "results")], cwd=repo,
-                        capture_output=True, text=True, timeout=120)
+    ok = subprocess.run([sys.executable, "-m", "utils.report.plan", "--results", str(tmp_path / "results"),
+                         "--runs-from", str(tmp_path)], cwd=repo, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0 and ok.stdout.startswith("# 161 runs declared in docs/claims.md are not in results/")
     bad = subprocess.run([sys.executable, "-m", "utils.report.plan", "--results", str(tmp_path / "nowhere")],
                          cwd=repo, capture_output=True, text=True, timeout=120)
@@ -118,3 +120,42 @@ def test_the_runs_still_to_make_against_those_declared():
     assert plan.remaining(groups()) == (285, 285)
     finals = [mmhh("DCH", 0, 3), mmhh("DCH", 0, 3, opt_test=True), mmhh("Hamming", 0, 6)]
     assert plan.remaining(groups(finals=finals, validation=tuned("DCH", 3) + tuned("Hamming", 6))) == (268, 285)
+
+
+def test_started_and_trained_runs_are_resumed_or_filed_from_their_folders(tmp_path):
+    """Run folders under --runs-from: a MAH run with a checkpoint and no results is resumed
+    (`python flat_CIFAR-10.py --resume FOLDER`, the folder relative, as the script runs there),
+    an MMHH one by its command with --resume; an MMHH tuning run with its results is only
+    filed; a final run trained and tested is only filed, one trained but untested keeps its
+    test and filing; a curved MAH run whose results lack the learning curve is not taken as
+    done. Catches a finished step run again (the script would refuse its folder), a stopped
+    run started afresh, the --opt-test step dropped with the training, or a run without its
+    curve filed as the rerun."""
+    def put(path, record=None):
+        os.makedirs(os.path.dirname(tmp_path / path), exist_ok=True)
+        (tmp_path / path).write_text(json.dumps(record or {}))
+    put("runs/claims/flat_4_s2/checkpoint.pt")
+    put("runs/claims/flat_12_s0/results/cifar10_MAH-flat_12bits.json", {"curve": []})
+    put("runs/tuning/cifar10-tune-DCH-1/cifar10-tune-DCH-1_cifar10_cifar10/results/r.json")
+    put("runs/tuning/cifar10-tune-HashNet-2/cifar10-tune-HashNet-2_cifar10_cifar10/checkpoint.pt")
+    a = "runs/final/cifar10-final-DCH-s0"
+    put(f"{a}/cifar10-final-DCH-s0_cifar10_cifar10/results/r.json")
+    put(f"{a}/cifar10-final-DCH-s0-opt/results/r.json")
+    put("runs/final/cifar10-final-DCH-s1/cifar10-final-DCH-s1_cifar10_cifar10/results/r.json")
+    text = plan.plan(groups(validation=tuned("DCH", 3)[1:]), root=str(tmp_path))
+    runs = {block.splitlines()[0]: block.splitlines()[1:] for block in text.split("\n\n")[1:]}
+    assert runs["# CIFAR-10, MAH-flat, 4 bits, seed 2 (stopped midway: resumed)"] == [
+        "python flat_CIFAR-10.py --resume runs/claims/flat_4_s2", "python -m utils.report.filing runs/claims/flat_4_s2"]
+    assert runs["# CIFAR-10, MAH-flat, 12 bits, seed 0"][0].startswith("python flat_CIFAR-10.py --preset")
+    assert runs["# CIFAR-10, tuning, DCH row 1 (trained: its results are in its folder)"] == [
+        "python -m utils.report.filing runs/tuning/cifar10-tune-DCH-1/cifar10-tune-DCH-1_cifar10_cifar10"]
+    resumed = runs["# CIFAR-10, tuning, HashNet row 2 (stopped midway: resumed)"]
+    assert resumed[0].startswith("python train_mmhh.py --s_dataset cifar10") and resumed[0].endswith(" --resume")
+    assert not [k for k in runs if "DCH, seed" in k]  # row 1 missing: DCH's grid is not complete
+    text = plan.plan(groups(validation=tuned("DCH", 3)), root=str(tmp_path))
+    runs = {block.splitlines()[0]: block.splitlines()[1:] for block in text.split("\n\n")[1:]}
+    assert runs["# CIFAR-10, final run, clean, DCH, seed 0 (trained: its results are in its folder)"] == [
+        f"python -m utils.report.filing {a}/cifar10-final-DCH-s0_cifar10_cifar10 {a}/cifar10-final-DCH-s0-opt"]
+    s1 = runs["# CIFAR-10, final run, clean, DCH, seed 1 (trained: its results are in its folder)"]
+    assert s1[0].startswith("python test_mmhh.py --gpu_id cpu --opt-test") and len(s1) == 2
+    assert runs["# CIFAR-10, final run, clean, DCH, seed 2"][0].startswith("python train_mmhh.py")

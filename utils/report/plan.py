@@ -12,11 +12,16 @@ shell script that makes the runs one after another and stops at the first that f
 
     python -m utils.report.plan > plan.sh && bash plan.sh
 
-A run stopped midway is continued with the --resume line its stop printed and filed; the
-plan made again then lists what is left.
+The plan looks at the run folders the commands name, under --runs-from (the folder the
+script runs in): a run stopped midway (its checkpoint there) is listed with --resume, and a
+step whose results are there already (trained but not filed, or tested) is left out. So a
+stopped script is continued by making the plan again and running it.
 """
 import argparse
+import glob
+import json
 import os
+import shlex
 
 from utils.errors import run
 from utils.report.claims import CIFAR_SEEDS, FLICKR_SEEDS, MMHH_BITS, MMHH_SEEDS, NOISE
@@ -39,6 +44,8 @@ def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default=os.path.join(REPO, "results"),
                    help="the results folder (default: results/ in the repository)")
+    p.add_argument("--runs-from", default=REPO, help="the folder the script runs in, where the run folders the "
+                                                     "commands name are looked for (default: the repository)")
     return p
 
 
@@ -179,11 +186,43 @@ def remaining(records):
     return missing, declared
 
 
-def plan(records):
-    """The text main prints, from load_records' groups."""
+def finished(folder, curve):
+    """Whether the run folder holds its results record (with its learning curve, where `curve`)."""
+    found = sorted(glob.glob(os.path.join(folder, "results", "*.json")))
+    if not found or not curve:
+        return bool(found)
+    try:
+        with open(found[0]) as f:
+            return bool(json.load(f).get("curve"))
+    except (OSError, ValueError):
+        return False
+
+
+def continued(label, commands, root):
+    """(label, commands) of a run as far as its folders under `root` show it made: the training
+    left out where its results are there, or continued with --resume from its checkpoint; the
+    --opt-test evaluation left out where its results are there. The filing command names the
+    folders: the training run's, then the evaluation's."""
+    folders = [w for w in shlex.split(commands[-1])[len(shlex.split(FILING)):] if w != "--replace"]
+    train, rest = commands[0], commands[1:-1]
+    words = shlex.split(train)
+    run = os.path.join(root, folders[0])
+    curve = "--eval-every" in words
+    if finished(run, curve):
+        train, label = None, label + " (trained: its results are in its folder)"
+    elif os.path.exists(os.path.join(run, "checkpoint.pt")):
+        train = train + " --resume" if words[1] == "train_mmhh.py" else f"python {words[1]} --resume {folders[0]}"
+        label += " (stopped midway: resumed)"
+    if rest and finished(os.path.join(root, folders[1]), False):
+        rest = []
+    return label, [c for c in [train, *rest, commands[-1]] if c]
+
+
+def plan(records, root=REPO):
+    """The text main prints, from load_records' groups and the run folders under `root`."""
     runs = mah_runs(records["mah"]) + tuning_runs(records["validation"])
     finals, waiting = final_runs(records["tuned"] + records["released"], records["validation"])
-    runs += finals
+    runs = [continued(label, commands, root) for label, commands in runs + finals]
     lines = [f"# {len(runs)} runs declared in docs/claims.md are not in results/"
              + (f"; {len(waiting)} groups of final runs wait for a tuning grid" if waiting else "")]
     lines += [f"# {w}" for w in waiting]
@@ -194,7 +233,7 @@ def plan(records):
 
 
 def main(args):
-    print(plan(load_records(args.results)))
+    print(plan(load_records(args.results), args.runs_from))
 
 
 if __name__ == "__main__":
