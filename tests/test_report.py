@@ -1204,7 +1204,7 @@ def test_input_pipeline_table_from_the_bench_summary(tree):
     assert page in report_main.main(tree)
     assert section(open(page).read(), DATA_MARKERS) == "\n" + "\n".join([
         "CPU: `python bench/bench_data.py` at commit `abcdef0`, 2 cores, torch 2.14.1, batch 64; images/s, medians "
-        "of 3 rounds, each measurement about 5.0 s, interleaved.",
+        "of 3 rounds, each measurement about 5 s, interleaved.",
         "",
         "| pipeline | images/s | fed model (fwd+bwd) | images/s | pipeline / model |",
         "|---|---|---|---|---|",

@@ -1,7 +1,8 @@
 """The README's and docs' sentences and tables from the JSON summaries the benches write in
-bench/out/ (`python bench/own_images.py`, `python bench/bench_index.py`, `python
-bench/bench_suite.py`, `python bench/bench_metrics.py`), so that their figures are measured,
-never typed. Without a summary the text between its markers stays as it is."""
+bench/out/ (`python bench/own_images.py`, `bench_index.py`, `bench_suite.py`,
+`bench_metrics.py`, `bench_data.py`, `bench_threading.py`, `bench_distributed.py`), so that
+their figures are measured, never typed. Without a summary the text between its markers
+stays as it is."""
 import math
 import numbers
 import os
@@ -162,6 +163,12 @@ def index_figures(path):
     return sentence, "\n".join([about, ""] + table(head, rows))
 
 
+def positive(values):
+    """Whether `values` is a non-empty list of positive numbers (a bench's seconds or rates)."""
+    return isinstance(values, list) and bool(values) and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0 for v in values)
+
+
 def timings(case, path, i):
     """{side: (median, best)} of a metrics-bench case, each side's calls a non-empty list of seconds."""
     seconds = case.get("seconds") if isinstance(case.get("seconds"), dict) else {}
@@ -170,8 +177,7 @@ def timings(case, path, i):
         times = seconds.get(side)
         if side == "baseline" and times is None:
             continue
-        ok = isinstance(times, list) and times and all(isinstance(t, numbers.Real) and t > 0 for t in times)
-        checked({f"cases[{i}].seconds.{side}": (times if ok else None, list)}, path, "metrics",
+        checked({f"cases[{i}].seconds.{side}": (times if positive(times) else None, list)}, path, "metrics",
                 "bench/bench_metrics.py")
         out[side] = (statistics.median(times), min(times))
     return out
@@ -260,11 +266,11 @@ def data_block(path):
     beside the forward+backward images/s of the model it feeds (medians of the rounds), their
     ratio, and which pipeline comes closest to its model."""
     summary = read_json(path, "input-pipeline summary", keys=("commit", "command", "device", "cores", "batch",
-                                                               "rounds", "pairs", "labels", "rates"))
+                                                               "rounds", "seconds", "pairs", "labels", "rates"))
     checked({"commit": (summary["commit"], str), "command": (summary["command"], str),
              "device": (summary["device"], str), "cores": (summary["cores"], int), "batch": (summary["batch"], int),
-             "rounds": (summary["rounds"], int), "labels": (summary["labels"], dict),
-             "rates": (summary["rates"], dict)},
+             "rounds": (summary["rounds"], int), "seconds": (summary["seconds"], numbers.Real),
+             "labels": (summary["labels"], dict), "rates": (summary["rates"], dict)},
             path, "input-pipeline", "bench/bench_data.py")
     pairs = summary["pairs"] if isinstance(summary["pairs"], list) and summary["pairs"] else [None]
     for i, pair in enumerate(pairs):
@@ -283,7 +289,7 @@ def data_block(path):
     rounds = f"{summary['rounds']} round{'s' if summary['rounds'] != 1 else ''}"
     about = (f"{where_it_ran(summary)}: `{summary['command']}` at commit `{commit_label(summary['commit'])}`, "
              f"{summary['cores']} cores, torch {summary.get('torch')}, batch {summary['batch']}; images/s, medians of "
-             f"{rounds}, each measurement about {summary.get('seconds')} s, interleaved."
+             f"{rounds}, each measurement about {summary['seconds']:g} s, interleaved."
              + (" The bench stopped before its last round: the medians are of the rounds measured."
                 if summary.get("complete") is False else ""))
     low, lowest = min(ratios)
@@ -306,8 +312,7 @@ def positive_lists(summary, field, names, path, what, script):
     lists = summary[field] if isinstance(summary[field], dict) else {}
     for name in names:
         values = lists.get(name)
-        ok = isinstance(values, list) and values and all(isinstance(v, numbers.Real) and v > 0 for v in values)
-        checked({f"{field}.{name}": (values if ok else None, list)}, path, what, script)
+        checked({f"{field}.{name}": (values if positive(values) else None, list)}, path, what, script)
     return {name: statistics.median(lists[name]) for name in names}
 
 
@@ -337,9 +342,8 @@ def distributed_sentence(path):
              for k in ("commit", "command", "device", "backend", "cores", "processes", "repeat")},
             path, "distributed", "bench/bench_distributed.py")
     median = positive_lists(summary, "rates", ("one", "many"), path, "distributed", "bench/bench_distributed.py")
-    where = "CPU" if summary["device"] == "cpu" else where_it_ran(summary)
-    return (f"On a {summary['cores']}-core {where}, {summary['processes']} {summary['backend']} processes against "
-            f"one process: {median['many']:,.0f} against {median['one']:,.0f} images/s, "
+    return (f"On a {summary['cores']}-core {where_it_ran(summary)}, {summary['processes']} {summary['backend']} "
+            f"processes against one process: {median['many']:,.0f} against {median['one']:,.0f} images/s, "
             f"{median['many'] / median['one']:.2f}x (medians of {summary['repeat']} runs each; "
             f"`{summary['command']}` at commit `{commit_label(summary['commit'])}`)"
             + (": the bench stopped before its last round." if summary.get("complete") is False else "."))
