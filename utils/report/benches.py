@@ -316,34 +316,40 @@ def positive_lists(summary, field, names, path, what, script):
     return {name: statistics.median(lists[name]) for name in names}
 
 
+def medians_of(path, what, script, strings, integers, field, names):
+    """A bench's summary at `path`, its `strings` and `integers` checked, and the medians of the
+    lists summary[field][name] for `names`."""
+    summary = read_json(path, f"{what} summary", keys=(*strings, *integers, field))
+    checked({k: (summary[k], str) for k in strings} | {k: (summary[k], int) for k in integers}, path, what, script)
+    return summary, positive_lists(summary, field, names, path, what, script)
+
+
+def ending(summary):
+    """A sentence's end: a full stop, or what a bench stopped before its last round leaves."""
+    return ": the bench stopped before its last round." if summary.get("complete") is False else "."
+
+
 def threading_sentence(path):
     """docs/metrics.md's sentence from bench/bench_threading.py's summary at `path`: numba's own
     pool (workqueue) against its OpenMP layer, as the ratio of their median times."""
-    summary = read_json(path, "threading summary", keys=("commit", "command", "cores", "rounds", "repeats",
-                                                          "queries", "database", "bits", "times"))
-    checked({k: (summary[k], str if k in ("commit", "command") else int)
-             for k in ("commit", "command", "cores", "rounds", "repeats", "queries", "database", "bits")},
-            path, "threading", "bench/bench_threading.py")
-    median = positive_lists(summary, "times", ("workqueue", "omp"), path, "threading", "bench/bench_threading.py")
+    summary, median = medians_of(path, "threading", "bench/bench_threading.py", ("commit", "command"),
+                                 ("cores", "rounds", "repeats", "queries", "database", "bits"), "times",
+                                 ("workqueue", "omp"))
     return (f"`{summary['command']}` (commit `{commit_label(summary['commit'])}`, {summary['cores']} cores; one "
             f"process per layer in turns, {summary['rounds']} x {summary['repeats']} timed pairs of calls each, "
             f"tie-aware MAP and MAP@5000 of {summary['queries']:,} x {summary['database']:,} clustered "
             f"{summary['bits']}-bit codes) puts numba's own pool at {median['workqueue'] / median['omp']:.2f} times "
             f"the OpenMP layer's median time ({median['workqueue'] * 1e3:.0f} against {median['omp'] * 1e3:.0f} ms)"
-            + (": the bench stopped before its last round." if summary.get("complete") is False else "."))
+            + ending(summary))
 
 
 def distributed_sentence(path):
     """docs/distributed.md's sentence from bench/bench_distributed.py's summary at `path`: the
     training step's images/s in N processes against one, medians of the runs, as a ratio."""
-    summary = read_json(path, "distributed summary", keys=("commit", "command", "device", "backend", "cores",
-                                                            "processes", "repeat", "rates"))
-    checked({k: (summary[k], str if k in ("commit", "command", "device", "backend") else int)
-             for k in ("commit", "command", "device", "backend", "cores", "processes", "repeat")},
-            path, "distributed", "bench/bench_distributed.py")
-    median = positive_lists(summary, "rates", ("one", "many"), path, "distributed", "bench/bench_distributed.py")
+    summary, median = medians_of(path, "distributed", "bench/bench_distributed.py",
+                                 ("commit", "command", "device", "backend"), ("cores", "processes", "repeat"), "rates",
+                                 ("one", "many"))
     return (f"On a {summary['cores']}-core {where_it_ran(summary)}, {summary['processes']} {summary['backend']} "
             f"processes against one process: {median['many']:,.0f} against {median['one']:,.0f} images/s, "
             f"{median['many'] / median['one']:.2f}x (medians of {summary['repeat']} runs each; "
-            f"`{summary['command']}` at commit `{commit_label(summary['commit'])}`)"
-            + (": the bench stopped before its last round." if summary.get("complete") is False else "."))
+            f"`{summary['command']}` at commit `{commit_label(summary['commit'])}`)" + ending(summary))
