@@ -14,9 +14,9 @@ library, classic, library, ...; with a third side the order turns each round),
 the garbage collector held off during each call as timeit does. It prints the
 median and the best of each side, the ratio of medians and of bests, and the
 load of the machine while the case ran (CPU time of other processes per second,
-in cores, from /proc/stat). With --baseline FILE a third side, another version
-of utils/metrics.py (for instance `git show REV:utils/metrics.py > old.py`), is
-timed too, and library-vs-baseline ratios are printed.
+in cores, from /proc/stat). With --baseline a third side, another version of
+utils/metrics.py, is timed too, and library-vs-baseline ratios are printed: a file, or
+a git revision of this repository whose utils/metrics.py is taken (--baseline 92e2c36).
 
 It writes every timed call, the MAP values and the load to a JSON summary, rewritten after
 each case so a stopped bench keeps what it measured: bench/out/bench_metrics.json on the
@@ -220,10 +220,25 @@ def to_device(arrays, device):
     return [torch.from_numpy(a).to(device) for a in arrays] if device != "cpu" else list(arrays)
 
 
-def load_module(path):
-    spec = importlib.util.spec_from_file_location("baseline_metrics", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def load_baseline(baseline):
+    """The module of --baseline: a file, else utils/metrics.py at the git revision it names,
+    else an error naming both readings."""
+    if os.path.isfile(baseline):
+        with open(baseline, "rb") as f:
+            source = f.read()
+    else:
+        shown = subprocess.run(["git", "show", f"{baseline}:utils/metrics.py"], cwd=REPO, capture_output=True)
+        if shown.returncode:
+            sys.exit(f"error: --baseline {baseline} is neither a file nor a git revision with utils/metrics.py; "
+                     "give a copy of utils/metrics.py or a commit of this repository")
+        source = shown.stdout
+    with tempfile.TemporaryDirectory() as folder:  # the module is in memory once executed
+        path = os.path.join(folder, "baseline_metrics.py")
+        with open(path, "wb") as f:
+            f.write(source)
+        spec = importlib.util.spec_from_file_location("baseline_metrics", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     return module
 
 
@@ -270,7 +285,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
     parser.add_argument("--repeat", type=int, default=5, help="timed calls of each side, interleaved (default: 5)")
     parser.add_argument("--baseline", default=None,
-                        help="another version of utils/metrics.py to time beside this one (default: none)")
+                        help="another version of utils/metrics.py to time beside this one: a file, or a git "
+                             "revision whose utils/metrics.py is taken (default: none)")
     parser.add_argument("--out", help="the JSON summary (default: bench/out/bench_metrics.json, or "
                                       "bench_metrics_cuda.json with --device cuda, which the report reads; with "
                                       "--small, bench_metrics_small.json in the temporary folder)")
@@ -282,7 +298,7 @@ def main():
     out_path = args.out or (os.path.join(tempfile.gettempdir(), "bench_metrics_small.json") if args.small else
                             os.path.join(REPO, "bench", "out", "bench_metrics_cuda.json" if args.device == "cuda"
                                          else "bench_metrics.json"))
-    base = load_module(args.baseline) if args.baseline else None
+    base = load_baseline(args.baseline) if args.baseline else None
     print(f"torch {torch.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
           f"{torch.get_num_threads()} torch threads, library on {args.device}"
           + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")

@@ -1149,14 +1149,17 @@ def commit_outside_git(path, summary):
 
 
 def test_the_metrics_bench_writes_the_summary_the_report_reads(tree, tmp_path):
-    """bench/bench_metrics.py at a hundredth of its sizes, one timed call a side: its summary
-    holds the 8 full-ranking cases (4 code lengths, both kinds of ties) and the 2 mAP@5000 ones,
-    is marked complete and a quick look, and the report turns it into tables of those rows.
+    """bench/bench_metrics.py at a hundredth of its sizes, one timed call a side, with a copy of
+    utils/metrics.py as its baseline: its summary holds the 8 full-ranking cases (4 code
+    lengths, both kinds of ties) and the 2 mAP@5000 ones, is marked complete and a quick look,
+    and the report turns it into tables of those rows with the baseline's columns.
     Catches the bench and the report drifting apart (a key renamed on one side), a case not
-    written, or a scaled-down run presented as figures."""
-    out = tmp_path / "bm.json"
-    subprocess.run([sys.executable, os.path.join(REPO, "bench", "bench_metrics.py"), "--scale", "100", "--repeat", "1",
-                    "--out", str(out)], check=True, capture_output=True, cwd=REPO)
+    written, the baseline's side dropped, or a scaled-down run presented as figures; a
+    baseline that is neither a file nor a revision is one line, exit 1, nothing written."""
+    out, old = tmp_path / "bm.json", tmp_path / "old.py"
+    old.write_bytes(open(os.path.join(REPO, "utils", "metrics.py"), "rb").read())
+    bench = [sys.executable, os.path.join(REPO, "bench", "bench_metrics.py"), "--scale", "100", "--repeat", "1"]
+    subprocess.run(bench + ["--baseline", str(old), "--out", str(out)], check=True, capture_output=True, cwd=REPO)
     summary = json.loads(out.read_text())
     assert summary["complete"] and summary["small"] and summary["scale"] == 100
     assert [(c["case"], c["bits"], c["ties"]) for c in summary["cases"]] == [
@@ -1168,6 +1171,12 @@ def test_the_metrics_bench_writes_the_summary_the_report_reads(tree, tmp_path):
     assert "Sizes divided by 100 (`--small`, `--scale`): a quick look, not figures." in text
     assert "| full ranking, 10 x 590 |" in text and "| mAP@5000, 21 x 1,937 |" in text
     assert len([line for line in text.splitlines() if line.startswith("| ") and " bits" in line]) == 10
+    assert "| baseline median s | vs baseline (medians / bests) |" in text
+    bad = subprocess.run(bench + ["--baseline", "no-such-revision", "--out", str(tmp_path / "x.json")],
+                         capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
+    assert "--baseline no-such-revision is neither a file nor a git revision" in bad.stderr
+    assert not (tmp_path / "x.json").exists()
 
 
 DATA_MARKERS = ("<!-- results-data-bench:start -->", "<!-- results-data-bench:end -->")
