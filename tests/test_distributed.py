@@ -292,3 +292,23 @@ def test_more_processes_than_gpus_get_one_line(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(UserError, match="1 CUDA device.*use --nproc_per_node 1 or fewer"):
         distributed.setup("0")
+
+
+def test_a_finished_body_waits_for_the_others_and_a_failed_one_does_not(monkeypatch):
+    # The group goes only after every process is done (rank 0 evaluates and writes alone after
+    # the last collective); a body that failed leaves at once, since the others would wait at
+    # that barrier for the whole timeout. Catches a dropped final barrier, and one on the error path.
+    from utils import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed, "setup", lambda gpu: calls.append("setup") or "device")
+    monkeypatch.setattr(distributed, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(distributed, "cleanup", lambda: calls.append("cleanup"))
+    with distributed.process_group("cpu") as device:
+        assert device == "device"
+    assert calls == ["setup", "barrier", "cleanup"]
+    calls.clear()
+    with pytest.raises(ValueError):
+        with distributed.process_group("cpu"):
+            raise ValueError
+    assert calls == ["setup", "cleanup"]

@@ -74,6 +74,36 @@ def test_sigterm_takes_the_ctrl_c_path(tmp_path):
     assert "Traceback" not in err
 
 
+def test_sigterm_that_reaches_the_loader_workers_first_is_one_line(tmp_path):
+    """SIGTERM to a whole process group (`timeout`, a scheduler, torchrun ending a run) also ends
+    the DataLoader workers, and the loader raises "worker is killed by signal" when the main
+    process notices first. The workers alone are ended here, which makes that order certain:
+    exit 130 and the one line that says how to continue, as for SIGTERM to the main process.
+    Catches the loader's RuntimeError shown as a traceback."""
+    from test_mah import list_dataset
+
+    root = list_dataset(str(tmp_path / "data"), 80, style="hashnet")
+    proc = subprocess.Popen([sys.executable, "train_mmhh.py", "--s_dataset", "coco_80", "--data_root", root,
+                             "--preset", "smoke", "--gpu_id", "cpu", "--workers", "2", "--num_iters", "100000",
+                             "--log_dir", str(tmp_path / "log"), "--snap_path", str(tmp_path / "snap"),
+                             "--test_output_dir", str(tmp_path / "out")], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    workers, deadline = [], time.time() + 120
+    while len(workers) < 2 and proc.poll() is None and time.time() < deadline:  # the loader's two workers
+        time.sleep(0.2)
+        workers = [int(pid) for task in os.listdir(f"/proc/{proc.pid}/task")
+                   for pid in open(f"/proc/{proc.pid}/task/{task}/children").read().split()]
+    assert len(workers) == 2, proc.stderr.read() if proc.poll() is not None else workers
+    time.sleep(1)  # the main process waits on its workers' batches
+    for pid in workers:
+        os.kill(pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("notice")]
+    assert proc.returncode == 130, err
+    assert lines[-1].startswith("interrupted") and "--resume" in lines[-1], err
+    assert "Traceback" not in err
+
+
 def test_a_second_test_of_one_annotation_does_not_replace_the_first(trained, tmp_path):  # noqa: F811
     """test_mmhh.py twice on one snapshot with one --annotation (the default test, then
     --opt-test): the second stops in one line before testing and the first results file is

@@ -57,10 +57,15 @@ def cleanup():
 
 @contextlib.contextmanager
 def process_group(gpu):
-    """setup(gpu) for the body of a main (its device, None without torchrun), then cleanup()."""
+    """setup(gpu) for the body of a main (its device, None without torchrun), then cleanup().
+
+    A body that ends well waits for the others before the group goes: rank 0 evaluates and
+    writes alone after the last collective, and a process that tore down its connections
+    meanwhile has been seen to abort (SIGABRT) in gloo, failing a finished run."""
     device = setup(gpu)
     try:
         yield device
+        barrier()
     finally:
         cleanup()
 

@@ -49,11 +49,35 @@ def run(main, *args):
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print(f"\n{PROGRESS.interrupted()}", file=sys.stderr)
-        sys.exit(INTERRUPTED)
+        stopped()
+    except RuntimeError as e:
+        if not stopped_loader(e):
+            raise
+        stopped()
     except BrokenPipeError:  # the reader of stdout stopped (`| head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+
+
+def stopped():
+    print(f"\n{PROGRESS.interrupted()}", file=sys.stderr)
+    sys.exit(INTERRUPTED)
+
+
+def stopped_loader(error):
+    """A DataLoader's error that says the run was being stopped, not that it failed: a signal
+    to the whole process group (`timeout`, a scheduler, torchrun ending its processes) ends
+    the loader's workers too, and the loader's check of its workers raises while the
+    interrupt unwinds (the interrupt is then the error's context) or before it arrives (the
+    workers were terminated or interrupted)."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        message = str(error)
+        if "DataLoader worker" in message and ("signal: Terminated" in message or "signal: Interrupt" in message):
+            return True
+        error = error.__context__
+    return False
 
 
 def one_line(error):
