@@ -74,12 +74,15 @@ def test_sigterm_takes_the_ctrl_c_path(tmp_path):
     assert "Traceback" not in err
 
 
-def test_sigterm_that_reaches_the_loader_workers_first_is_one_line(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_loader_workers_ended_by_a_signal_are_one_line(tmp_path, sig):
     """SIGTERM to a whole process group (`timeout`, a scheduler, torchrun ending a run) also ends
     the DataLoader workers, and the loader raises "worker is killed by signal" when the main
     process notices first. The workers alone are ended here, which makes that order certain:
     exit 130 and the one line that says how to continue, as for SIGTERM to the main process.
-    Catches the loader's RuntimeError shown as a traceback."""
+    SIGKILL (the out-of-memory killer's) is a failure: exit 1 and one line that names the
+    cause and the resume command. Catches the loader's RuntimeError shown as a traceback, and
+    a killed worker reported as an interruption."""
     from test_mah import list_dataset
 
     root = list_dataset(str(tmp_path / "data"), 80, style="hashnet")
@@ -96,11 +99,16 @@ def test_sigterm_that_reaches_the_loader_workers_first_is_one_line(tmp_path):
     assert len(workers) == 2, proc.stderr.read() if proc.poll() is not None else workers
     time.sleep(1)  # the main process waits on its workers' batches
     for pid in workers:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
     _, err = proc.communicate(timeout=120)
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("notice")]
-    assert proc.returncode == 130, err
-    assert lines[-1].startswith("interrupted") and "--resume" in lines[-1], err
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130, err
+        assert lines[-1].startswith("interrupted") and "--resume" in lines[-1], err
+    else:
+        assert proc.returncode == 1 and len(lines) == 1, err
+        assert "is killed by signal: Killed" in lines[0] and "out of memory" in lines[0], err
+        assert "continue with: " in lines[0] and "--resume" in lines[0], err
     assert "Traceback" not in err
 
 

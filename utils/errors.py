@@ -41,7 +41,8 @@ def _terminated(signum, frame):
 def run(main, *args):
     """Call an entry point's main; a UserError becomes one line on stderr and exit status 2,
     Ctrl-C one line saying where the run stopped and how to continue it, exit status 130.
-    SIGTERM (a scheduler's time limit, `timeout`, `docker stop`) takes Ctrl-C's path."""
+    SIGTERM (a scheduler's time limit, `timeout`, `docker stop`) takes Ctrl-C's path, and so
+    does a loader worker that it ended; a worker that died otherwise is one line, exit 1."""
     signal.signal(signal.SIGTERM, _terminated)
     try:
         return main(*args)
@@ -51,9 +52,15 @@ def run(main, *args):
     except KeyboardInterrupt:
         stopped()
     except RuntimeError as e:
-        if not stopped_loader(e):
+        if stopped_loader(e):
+            stopped()
+        if "DataLoader worker" not in str(e):
             raise
-        stopped()
+        # a worker killed otherwise (SIGKILL: most often the kernel's out-of-memory killer)
+        then = f"; continue with: {PROGRESS.resume}" if PROGRESS.resume else ""
+        print(f"error: {one_line(e).rstrip('. ')}, {PROGRESS.where}: the machine may be out of memory; "
+              f"use fewer --workers{then}", file=sys.stderr)
+        sys.exit(1)
     except BrokenPipeError:  # the reader of stdout stopped (`| head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
