@@ -3,7 +3,7 @@ dropped call, a swapped option, an off-by-one in a schedule, a wrong default) on
 time to a copy of the working tree, run the tests that guard that code, and report
 which mutations the tests kill (some test fails) and which survive (all pass).
 
-    python bench/mutation_check.py              # every mutation (about 20 minutes on 2 cores)
+    python bench/mutation_check.py              # every mutation
     python bench/mutation_check.py --list       # the mutations, no runs
     python bench/mutation_check.py --only M03,N12
 
@@ -22,6 +22,8 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from utils import runs  # noqa: E402
 
 # the quick, targeted files first: pytest stops at the first failure
 MAH_TESTS = ["tests/test_mah_training.py", "tests/test_mah.py", "tests/test_learning.py"]
@@ -31,6 +33,12 @@ RUN_TESTS = ["tests/test_runs.py"]
 FAILURE_TESTS = ["tests/test_failures.py", "tests/test_runs.py"]
 DIST_TESTS = ["tests/test_distributed.py"]
 REPORT_TESTS = ["tests/test_report.py", "tests/test_claims.py"]
+WORKER_TESTS = ["tests/test_failures_more.py::test_loader_workers_ended_by_a_signal_are_one_line"]
+# the groups of the summary, by the first letter of a mutation's id
+GROUPS = {"M": "MAH: loss, DCC, evaluation, heads", "N": "MMHH: losses, schedules, memory bank, model",
+          "A": "augmentation", "S": "seeding, scripts and options", "X": "metrics",
+          "D": "several processes (torchrun)", "R": "run folders, atomic writes, failures, threads",
+          "P": "the report: claims' verdicts, bench figures"}
 
 # (id, what the bug is, file, text, replacement, tests that must kill it)
 MUTATIONS = [
@@ -244,6 +252,8 @@ MUTATIONS = [
      DIST_TESTS),
     ("D06", "a query set smaller than the processes let through", "utils/mah/train.py",
      "    if len(data.query.labels) < distributed.world_size():", "    if False:", DIST_TESTS),
+    ("D07", "a finished process leaves the group while rank 0 still writes (no final barrier)",
+     "utils/distributed.py", "        yield device\n        barrier()\n", "        yield device\n", DIST_TESTS),
     # atomic writes
     ("R01", "results written in place instead of through a temporary file", "utils/atomic.py",
      'tmp = f"{path}.{os.getpid()}.tmp"', "tmp = path", RUN_TESTS),
@@ -278,6 +288,10 @@ MUTATIONS = [
     ("R15", "learning rates not range-checked", "utils/options.py",
      'positive_float = _number(float, lambda v: v > 0, "> 0")', 'positive_float = _number(float, lambda v: True, "> 0")',
      FAILURE_TESTS),
+    ("R16", "a loader worker ended by SIGTERM reported as a failure, not as Ctrl-C's stop", "utils/errors.py",
+     "        if stopped_loader(e):", "        if False:", WORKER_TESTS),
+    ("R17", "a loader worker killed otherwise shown as a traceback", "utils/errors.py",
+     '        if "DataLoader worker" not in str(e):', "        if True:", WORKER_TESTS),
     # the report: the claims' verdicts and the benches' figures
     ("P01", "the claims' interval from the population standard deviation", "utils/report/claims.py",
      "x.std(ddof=1)", "x.std(ddof=0)", REPORT_TESTS),
@@ -317,7 +331,7 @@ def copy_tree(dst):
 
 def run_tests(repo, tests, timeout):
     """(passed, seconds, the first failing test or the reason)."""
-    tests = [t for t in tests if os.path.exists(os.path.join(repo, t))]
+    tests = [t for t in tests if os.path.exists(os.path.join(repo, t.split("::")[0]))]
     env = {**os.environ, "HASHING_CACHE": os.environ.get("HASHING_CACHE") or os.path.join(REPO, "cache")}
     tic = time.time()
     try:
@@ -335,13 +349,17 @@ def main():
     p.add_argument("--only", help="comma-separated mutation ids (default: all)")
     p.add_argument("--list", action="store_true", help="print the mutations and exit")
     p.add_argument("--timeout", type=int, default=900, help="seconds per test run (default: 900)")
-    p.add_argument("--json", help="also write the outcome to this file (default: none)")
+    p.add_argument("--json", default=os.path.join(REPO, "bench", "out", "mutation_check.json"),
+                   help="the summary, rewritten after every mutation, that docs/testing.md's table is written "
+                        "from (default: bench/out/mutation_check.json)")
     args = p.parse_args()
     chosen = [m for m in MUTATIONS if not args.only or m[0] in args.only.split(",")]
     if args.list:
         for mid, what, path, *_ in chosen:
             print(f"{mid}  {path:<18} {what}")
         return 0
+    summary = {"commit": runs.git_commit(), "command": runs.command_line(), "cores": os.cpu_count(),
+               "chosen": len(chosen), "of": len(MUTATIONS), "complete": False, "mutations": []}
     with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
         repo = copy_tree(tmp)
         needed = sorted({t for m in chosen for t in m[5]})
@@ -350,7 +368,7 @@ def main():
         if not ok:
             print("the tests fail without any mutation; fix that first", file=sys.stderr)
             return 1
-        outcome = []
+        outcome = summary["mutations"]
         for mid, what, path, old, new, tests in chosen:
             target = os.path.join(repo, path)
             with open(target) as f:
@@ -364,7 +382,10 @@ def main():
                 status = "SURVIVED" if passed else "killed"
                 with open(target, "w") as f:
                     f.write(original)
-            outcome.append(dict(id=mid, what=what, status=status, seconds=round(seconds, 1), by=reason))
+            outcome.append(dict(id=mid, group=GROUPS[mid[0]], what=what, file=path, status=status,
+                                seconds=round(seconds, 1), by=reason))
+            summary["complete"] = len(outcome) == len(chosen)
+            runs.write_json(args.json, summary)  # a stopped run keeps what it found
             print(f"{mid} {status:<8} {seconds:5.0f} s  {what}  [{reason if status != 'SURVIVED' else ''}]",
                   flush=True)
     killed = sum(o["status"] == "killed" for o in outcome)
@@ -372,10 +393,7 @@ def main():
     stale = [o["id"] for o in outcome if o["status"] == "stale"]
     tried = len(outcome) - len(stale)
     print(f"\nkilled {killed} of {tried} mutations ({100 * killed / max(tried, 1):.0f}%)"
-          f"; survived: {', '.join(live) or 'none'}; stale: {', '.join(stale) or 'none'}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(outcome, f, indent=1)
+          f"; survived: {', '.join(live) or 'none'}; stale: {', '.join(stale) or 'none'}; summary: {args.json}")
     return 0 if not live and not stale else 1
 
 

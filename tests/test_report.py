@@ -85,7 +85,7 @@ def tree(tmp_path):
                      fig=str(tmp_path / "fig"), data=[], own_images=None,
                      bench_index=None, index_page=None, bench_suite=None, testing_page=None, bench_metrics=None,
                      bench_metrics_cuda=None, metrics_page=None, bench_data=None, bench_data_cuda=None, data_page=None,
-                     bench_threading=None, bench_distributed=None, distributed_page=None)
+                     bench_threading=None, bench_distributed=None, distributed_page=None, bench_mutation=None)
 
 
 def section(text, markers):
@@ -356,7 +356,7 @@ def test_no_results(tmp_path):
                      details=str(tmp_path / "results.md"), fig=str(tmp_path / "fig"), data=[], own_images=None,
                      bench_index=None, index_page=None, bench_suite=None, testing_page=None, bench_metrics=None,
                      bench_metrics_cuda=None, metrics_page=None, bench_data=None, bench_data_cuda=None, data_page=None,
-                     bench_threading=None, bench_distributed=None, distributed_page=None)
+                     bench_threading=None, bench_distributed=None, distributed_page=None, bench_mutation=None)
     assert report_main.main(args) == [args.readme, args.details]
     text = open(args.details).read()
     assert section(text, MAH_MARKERS) == f"\n{tables.NO_RESULTS['mah']}\n"
@@ -369,7 +369,7 @@ def test_no_results(tmp_path):
                                    fig=args.fig, data=[], own_images=None, bench_index=None, index_page=None,
                                    bench_suite=None, testing_page=None, bench_metrics=None, bench_metrics_cuda=None,
                                    metrics_page=None, bench_data=None, bench_data_cuda=None, data_page=None,
-                     bench_threading=None, bench_distributed=None, distributed_page=None))
+                     bench_threading=None, bench_distributed=None, distributed_page=None, bench_mutation=None))
 
 
 def test_headline_is_cpu_pretrained_else_the_series_with_most_runs():
@@ -1309,3 +1309,44 @@ def test_the_suite_bench_counts_from_junit_xml(tmp_path):
     xml.write_text('<testsuites><testsuite tests="6" failures="1" errors="0" skipped="2"/>'
                    '<testsuite tests="4" failures="0" errors="1" skipped="1"/></testsuites>')
     assert bench.counts(str(xml)) == {"tests": 10, "failed": 2, "skipped": 3, "passed": 5}
+
+
+MUTATION_MARKERS = ("<!-- results-mutation-check:start -->", "<!-- results-mutation-check:end -->")
+
+
+def test_the_mutation_check_outcome_from_its_summary(tree):
+    """bench/out/mutation_check.json becomes docs/testing.md's sentence and table: of 5 mutations,
+    one stale (not run), one survived, so 3 killed of the 4 run; groups in the order run, each with
+    its count. A stopped and partial check says both; a mutation with a status the check never
+    writes is refused and nothing is written. Catches a survivor or a stale mutation counted as
+    killed, a stale one counted as run, a stopped check shown as the whole."""
+    testing = os.path.join(os.path.dirname(tree.details), "testing.md")
+    page = f"# Tests\n\n{MUTATION_MARKERS[0]}\nNot run yet.\n{MUTATION_MARKERS[1]}\n"
+    write(testing, page)
+    report_main.main(tree)
+    assert open(testing).read() == page  # no summary yet
+    mutations = [{"id": "M01", "group": "MAH", "status": "killed"}, {"id": "M02", "group": "MAH", "status": "SURVIVED"},
+                 {"id": "X01", "group": "metrics", "status": "killed"},
+                 {"id": "X02", "group": "metrics", "status": "stale"},
+                 {"id": "D01", "group": "torchrun", "status": "killed"}]
+    summary = {"commit": "e529b6d0123456789", "command": "python bench/mutation_check.py", "cores": 2, "chosen": 5,
+               "of": 5, "complete": True, "mutations": mutations}
+    out = os.path.join(os.path.dirname(tree.readme), "bench", "out", "mutation_check.json")
+    write(out, summary)
+    report_main.main(tree)
+    assert section(open(testing).read(), MUTATION_MARKERS) == (
+        "\n`python bench/mutation_check.py` at commit `e529b6d` (2 cores): the tests killed 3 of the 4 mutations "
+        "run; survived: M02; stale: X02.\n\n"
+        "| what the mutations touch | mutations | killed | survived | stale |\n|---|---|---|---|---|\n"
+        "| MAH | 2 | 1 | M02 | none |\n| metrics | 2 | 1 | none | X02 |\n| torchrun | 1 | 1 | none | none |\n")
+    write(out, {**summary, "chosen": 3, "of": 5, "complete": False, "mutations": mutations[:2]})
+    report_main.main(tree)
+    assert section(open(testing).read(), MUTATION_MARKERS).startswith(
+        "\n`python bench/mutation_check.py` at commit `e529b6d` (2 cores): the tests killed 1 of the 2 mutations "
+        "run; survived: M02; stale: none. The check stopped after 2 of its 3 mutations. A partial run: 3 of the 5 "
+        "mutations were chosen.\n\n")
+    write(testing, page)
+    write(out, {**summary, "mutations": [{**mutations[0], "status": "dead"}]})
+    with pytest.raises(UserError, match="a mutation without an id, a group or a status"):
+        report_main.main(tree)
+    assert open(testing).read() == page

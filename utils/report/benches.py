@@ -1,6 +1,7 @@
 """The README's and docs' sentences and tables from the JSON summaries the benches write in
 bench/out/ (`python bench/own_images.py`, `bench_index.py`, `bench_suite.py`,
-`bench_metrics.py`, `bench_data.py`, `bench_threading.py`, `bench_distributed.py`), so that
+`bench_metrics.py`, `bench_data.py`, `bench_threading.py`, `bench_distributed.py`,
+`mutation_check.py`), so that
 their figures are measured, never typed. Without a summary the text between its markers
 stays as it is."""
 import math
@@ -16,6 +17,8 @@ OWN_IMAGES, BENCH_INDEX, BENCH_SUITE = "own_images.json", "bench_index.json", "b
 BENCH_METRICS, BENCH_METRICS_CUDA = "bench_metrics.json", "bench_metrics_cuda.json"
 BENCH_DATA, BENCH_DATA_CUDA = "bench_data.json", "bench_data_cuda.json"
 BENCH_THREADING, BENCH_DISTRIBUTED = "bench_threading.json", "bench_distributed.json"
+MUTATION_CHECK = "mutation_check.json"
+MUTATION_STATUSES = ("killed", "SURVIVED", "stale")
 SECONDS = ("mah_training", "mmhh_training", "index_command")  # the ones the own-images sentence shows
 # the README's case: radius 2 (the metrics' Hamming ball) over 10^7 48-bit codes of each kind
 SHOWN = {"n": 10 ** 7, "bits": 48, "search": "radius 2"}
@@ -353,3 +356,36 @@ def distributed_sentence(path):
             f"processes against one process: {median['many']:,.0f} against {median['one']:,.0f} images/s, "
             f"{median['many'] / median['one']:.2f}x (medians of {summary['repeat']} runs each; "
             f"`{summary['command']}` at commit `{commit_label(summary['commit'])}`)" + ending(summary))
+
+
+def mutation_block(path):
+    """docs/testing.md's outcome of bench/mutation_check.py from its summary at `path`: one sentence
+    (killed of run, the ids that survived or went stale, a stopped or partial run said so), then a
+    table of the groups of mutations in the order the check ran them."""
+    script = "bench/mutation_check.py"
+    summary = read_json(path, "mutation-check summary", keys=("commit", "command", "cores", "chosen", "of",
+                                                              "complete", "mutations"))
+    checked({"commit": (summary["commit"], str), "command": (summary["command"], str),
+             "cores": (summary["cores"], int), "chosen": (summary["chosen"], int), "of": (summary["of"], int),
+             "complete": (summary["complete"], bool), "mutations": (summary["mutations"], list)},
+            path, "mutation-check", script)
+    groups = {}  # group -> {status: [ids]}, in the order run
+    for m in summary["mutations"]:
+        if not (isinstance(m, dict) and isinstance(m.get("id"), str) and isinstance(m.get("group"), str)
+                and m.get("status") in MUTATION_STATUSES):
+            raise UserError(f"mutation-check summary {path} has a mutation without an id, a group or a status of "
+                            f"{', '.join(MUTATION_STATUSES)}; write it again with python {script}")
+        groups.setdefault(m["group"], {s: [] for s in MUTATION_STATUSES})[m["status"]].append(m["id"])
+    ids = {s: [i for g in groups.values() for i in g[s]] for s in MUTATION_STATUSES}
+    tried = len(ids["killed"]) + len(ids["SURVIVED"])
+    sentence = (f"`{summary['command']}` at commit `{commit_label(summary['commit'])}` ({summary['cores']} cores): "
+                f"the tests killed {len(ids['killed'])} of the {tried} mutations run; survived: "
+                f"{', '.join(ids['SURVIVED']) or 'none'}; stale: {', '.join(ids['stale']) or 'none'}.")
+    if not summary["complete"]:
+        sentence += f" The check stopped after {len(summary['mutations'])} of its {summary['chosen']} mutations."
+    if summary["chosen"] < summary["of"]:
+        sentence += f" A partial run: {summary['chosen']} of the {summary['of']} mutations were chosen."
+    rows = [(group, str(sum(map(len, g.values()))), str(len(g["killed"])), ", ".join(g["SURVIVED"]) or "none",
+             ", ".join(g["stale"]) or "none") for group, g in groups.items()]
+    return "\n".join([sentence, "", *table(("what the mutations touch", "mutations", "killed", "survived", "stale"),
+                                            rows)])

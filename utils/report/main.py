@@ -44,9 +44,9 @@ from utils.report.figures import (data_roots, draw, draw_curves, draw_noise, dra
                                    shown_record)
 from utils.report.glance import glance_section, headline, headline_section
 from utils.report.benches import (BENCH_DATA, BENCH_DATA_CUDA, BENCH_DISTRIBUTED, BENCH_INDEX, BENCH_METRICS,
-                                  BENCH_METRICS_CUDA, BENCH_SUITE, BENCH_THREADING, OWN_IMAGES, data_tables,
-                                  distributed_sentence, index_figures, metrics_tables, own_images_sentence,
-                                  suite_sentence, summary_path, threading_sentence)
+                                  BENCH_METRICS_CUDA, BENCH_SUITE, BENCH_THREADING, MUTATION_CHECK, OWN_IMAGES,
+                                  data_tables, distributed_sentence, index_figures, metrics_tables, mutation_block,
+                                  own_images_sentence, suite_sentence, summary_path, threading_sentence)
 from utils.report.published import FIGURES, PR_FIGURES, RETRIEVAL_FIGURES
 from utils.report.robustness import protocols_section
 from utils.report.tables import mah_section, mmhh_section
@@ -59,7 +59,8 @@ BENCH_TABLES = (("metrics-bench", "metrics", BENCH_METRICS, BENCH_METRICS_CUDA, 
 # the benches whose sentence a page of docs/ holds, with its --bench-NAME option:
 # (marker, NAME, page, summary, what writes the sentence)
 BENCH_SENTENCES = (("threading", "threading", "metrics", BENCH_THREADING, threading_sentence),
-                   ("distributed-bench", "distributed", "distributed", BENCH_DISTRIBUTED, distributed_sentence))
+                   ("distributed-bench", "distributed", "distributed", BENCH_DISTRIBUTED, distributed_sentence),
+                   ("mutation-check", "mutation", "testing", MUTATION_CHECK, mutation_block))
 
 # the benches' summaries the text is written from: (option, bench, file in bench/out/, the text)
 SUMMARIES = (("--own-images", "bench/own_images.py", OWN_IMAGES, "the README's sentence on your own images"),
@@ -75,11 +76,13 @@ SUMMARIES = (("--own-images", "bench/own_images.py", OWN_IMAGES, "the README's s
              ("--bench-threading", "bench/bench_threading.py", BENCH_THREADING,
               "the sentence on numba's thread pools in --metrics-page"),
              ("--bench-distributed", "bench/bench_distributed.py", BENCH_DISTRIBUTED,
-              "the sentence of --distributed-page"))
+              "the sentence of --distributed-page"),
+             ("--bench-mutation", "bench/mutation_check.py", MUTATION_CHECK,
+              "the mutation check's outcome in --testing-page"))
 # the pages of docs/ beside --details with sections the report writes: (option, file, the sections)
 PAGES = (("--claims", "claims.md", "the claims, the tuning grid and the final runs"),
          ("--index-page", "index.md", "the search benchmark table"),
-         ("--testing-page", "testing.md", "the sentence on the suite's time"),
+         ("--testing-page", "testing.md", "the sentence on the suite's time and the mutation check's outcome"),
          ("--metrics-page", "metrics.md", "the metrics benchmark tables and the thread-pool sentence"),
          ("--data-page", "data.md", "the input-pipeline table"),
          ("--distributed-page", "distributed.md", "the sentence on one process against several"))
