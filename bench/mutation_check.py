@@ -127,7 +127,8 @@ MUTATIONS = [
     ("N09", "quantization loss log cosh(h) instead of log cosh(|h| - 1)", "utils/mmhh/losses.py",
      "x = (H.abs() - 1).abs()", "x = H.abs()", MMHH_TESTS),
     ("N10", "auto similar weight inverted", "utils/mmhh/losses.py",
-     "(S.numel() - similar) / similar if similar", "similar / (S.numel() - similar) if similar", MMHH_TESTS),
+     "torch.where(similar > 0, (S.numel() - similar) / similar, 1.0)",
+     "torch.where(similar > 0, similar / (S.numel() - similar), 1.0)", MMHH_TESTS),
     # MMHH: schedules and optimiser
     ("N11", "Stair_Step halves one iteration early", "utils/mmhh/optim.py",
      "lr * 0.5 ** (t // decay_step)", "lr * 0.5 ** ((t + 1) // decay_step)", MMHH_TESTS),
@@ -284,7 +285,7 @@ MUTATIONS = [
     ("R13", "a byte-order mark kept in the first path", "utils/data/listfiles.py",
      'raw.removeprefix(b"\\xef\\xbb\\xbf")', "raw", FAILURE_TESTS),
     ("R14", "Ctrl-C not turned into its line and status 130", "utils/errors.py",
-     "        sys.exit(INTERRUPTED)", "        raise", FAILURE_TESTS),
+     "    sys.exit(INTERRUPTED)", "    raise", FAILURE_TESTS),
     ("R15", "learning rates not range-checked", "utils/options.py",
      'positive_float = _number(float, lambda v: v > 0, "> 0")', 'positive_float = _number(float, lambda v: True, "> 0")',
      FAILURE_TESTS),
