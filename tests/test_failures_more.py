@@ -1,5 +1,6 @@
 """More real-world failures, each through the command a user types: it works, or it stops with
 one line, a non-zero exit and every earlier file unchanged."""
+import contextlib
 import hashlib
 import json
 import os
@@ -81,8 +82,8 @@ def test_loader_workers_ended_by_a_signal_are_one_line(tmp_path, sig):
     process notices first. The workers alone are ended here, which makes that order certain:
     exit 130 and the one line that says how to continue, as for SIGTERM to the main process.
     SIGKILL (the out-of-memory killer's) is a failure: exit 1 and one line that names the
-    cause and the resume command. Catches the loader's RuntimeError shown as a traceback, and
-    a killed worker reported as an interruption."""
+    likely cause and the resume command. Catches the loader's RuntimeError shown as a traceback,
+    and a worker ended by SIGTERM, named so by the loader, reported as a failure."""
     from test_mah import list_dataset
 
     root = list_dataset(str(tmp_path / "data"), 80, style="hashnet")
@@ -94,22 +95,26 @@ def test_loader_workers_ended_by_a_signal_are_one_line(tmp_path, sig):
     workers, deadline = [], time.time() + 120
     while len(workers) < 2 and proc.poll() is None and time.time() < deadline:  # the loader's two workers
         time.sleep(0.2)
-        workers = [int(pid) for task in os.listdir(f"/proc/{proc.pid}/task")
-                   for pid in open(f"/proc/{proc.pid}/task/{task}/children").read().split()]
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended between the listing and the read
+            workers = [int(pid) for task in os.listdir(f"/proc/{proc.pid}/task")
+                       for pid in open(f"/proc/{proc.pid}/task/{task}/children").read().split()]
     assert len(workers) == 2, proc.stderr.read() if proc.poll() is not None else workers
     time.sleep(1)  # the main process waits on its workers' batches
     for pid in workers:
         os.kill(pid, sig)
     _, err = proc.communicate(timeout=120)
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("notice")]
-    if sig == signal.SIGTERM:
+    assert "Traceback" not in err
+    # the loader names the signal when its SIGCHLD check sees the workers end first; when its
+    # wait for a batch fails first, it says only "exited unexpectedly", which cannot tell a
+    # stop from a crash and is reported as a failure
+    if sig == signal.SIGTERM and "exited unexpectedly" not in err:
         assert proc.returncode == 130, err
         assert lines[-1].startswith("interrupted") and "--resume" in lines[-1], err
     else:
         assert proc.returncode == 1 and len(lines) == 1, err
-        assert "is killed by signal: Killed" in lines[0] and "out of memory" in lines[0], err
+        assert "DataLoader worker" in lines[0] and "out of memory" in lines[0], err
         assert "continue with: " in lines[0] and "--resume" in lines[0], err
-    assert "Traceback" not in err
 
 
 def test_a_second_test_of_one_annotation_does_not_replace_the_first(trained, tmp_path):  # noqa: F811
