@@ -33,7 +33,8 @@ RUN_TESTS = ["tests/test_runs.py"]
 FAILURE_TESTS = ["tests/test_failures.py", "tests/test_runs.py"]
 DIST_TESTS = ["tests/test_distributed.py"]
 REPORT_TESTS = ["tests/test_report.py", "tests/test_claims.py"]
-WORKER_TESTS = ["tests/test_failures_more.py::test_loader_workers_ended_by_a_signal_are_one_line"]
+WORKER_TESTS = ["tests/test_failures_more.py::test_what_a_loader_error_says_decides_stop_or_failure",
+                "tests/test_failures_more.py::test_loader_workers_ended_by_a_signal_are_one_line"]
 # the groups of the summary, by the first letter of a mutation's id
 GROUPS = {"M": "MAH: loss, DCC, evaluation, heads", "N": "MMHH: losses, schedules, memory bank, model",
           "A": "augmentation", "S": "seeding, scripts and options", "X": "metrics",

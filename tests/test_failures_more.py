@@ -479,3 +479,34 @@ def test_resuming_a_run_on_a_read_only_mount_says_to_copy_it(tmp_path, script):
             assert entry(script, "--resume", tmp_path / "copy", monkeypatch=monkeypatch)[0] == 0
     finally:
         monkeypatch.undo()
+
+
+@pytest.mark.parametrize("message, context, status", [
+    ("DataLoader worker (pid 7) is killed by signal: Terminated. ", None, 130),
+    ("DataLoader worker (pid 7) is killed by signal: Interrupt. ", None, 130),
+    ("DataLoader worker (pid(s) 7) exited unexpectedly", KeyboardInterrupt(), 130),
+    ("DataLoader worker (pid 7) is killed by signal: Killed. ", None, 1),
+    ("DataLoader worker (pid(s) 7) exited unexpectedly", None, 1)], ids=["TERM", "INT", "context", "KILL", "unknown"])
+def test_what_a_loader_error_says_decides_stop_or_failure(message, context, status, capsys):
+    """The loader's own messages, as errors.run receives them: a worker ended by SIGTERM or SIGINT,
+    or any loader error raised while an interrupt unwinds, is a stop (130, the interrupted line);
+    any other worker death is a failure (1, one error line). Catches either check dropped, or
+    the two swapped, whichever way the real loader happened to report."""
+    from utils import errors
+
+    def main():
+        try:
+            if context is not None:
+                raise context
+        finally:
+            raise RuntimeError(message)
+
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            errors.run(main)
+    finally:
+        signal.signal(signal.SIGTERM, handler)  # errors.run installs its own for the process
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == status
+    assert err.startswith("interrupted" if status == 130 else "error: DataLoader worker") and "\n" not in err, err
