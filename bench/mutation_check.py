@@ -13,7 +13,6 @@ expects; the unmutated copy must pass the same tests first. A mutation whose tex
 longer found in its file is reported as stale (the list must follow the code).
 """
 import argparse
-import json
 import os
 import shutil
 import subprocess

@@ -79,8 +79,9 @@ def test_sigterm_takes_the_ctrl_c_path(tmp_path):
 def test_loader_workers_ended_by_a_signal_are_one_line(tmp_path, sig):
     """SIGTERM to a whole process group (`timeout`, a scheduler, torchrun ending a run) also ends
     the DataLoader workers, and the loader raises "worker is killed by signal" when the main
-    process notices first. The workers alone are ended here, which makes that order certain:
-    exit 130 and the one line that says how to continue, as for SIGTERM to the main process.
+    process notices first. The workers alone are ended here, so that the loader, not an
+    interrupt, reports it: exit 130 and the one line that says how to continue, as for SIGTERM
+    to the main process (unless the loader said only "exited unexpectedly", see below).
     SIGKILL (the out-of-memory killer's) is a failure: exit 1 and one line that names the
     likely cause and the resume command. Catches the loader's RuntimeError shown as a traceback,
     and a worker ended by SIGTERM, named so by the loader, reported as a failure."""
