@@ -505,7 +505,8 @@ def test_evaluation_transform_gives_torchvisions_pixels_for_every_shape():
 
     rng = np.random.default_rng(0)
     shapes = [(9, 7), (7, 9), (8, 8), (33, 20), (20, 33), (5, 5), (64, 64), (101, 77), (3, 11)]
-    settings = [(8, 6, False), (8, 8, False), (6, 8, False), (9, 5, False), (8, 6, True), (6, 8, True), (5, 8, False), (5, 8, True), (64, 64, False)]
+    settings = [(8, 6, False), (8, 8, False), (6, 8, False), (9, 5, False), (8, 6, True), (6, 8, True),
+                (5, 8, False), (5, 8, True), (64, 64, False)]
     for h, w in shapes:
         picture = Image.fromarray(rng.integers(0, 256, (h, w, 3), np.uint8))
         for resize, crop, square in settings:

@@ -189,8 +189,8 @@ def test_a_hand_edited_mmhh_run_record_is_refused_on_resume(tmp_path):
     """The same for train_mmhh.py: its lr edited in run.json after a checkpoint."""
     from test_failures import checksums, entry
 
-    argv = ["--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--batch_size", 64, "--num_iters", 30, "--log_dir",
-            tmp_path / "log", "--snap_path", tmp_path / "snap", "--test_output_dir", tmp_path / "out"]
+    argv = ["--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--batch_size", 64, "--num_iters", 30,
+            "--log_dir", tmp_path / "log", "--snap_path", tmp_path / "snap", "--test_output_dir", tmp_path / "out"]
     monkeypatch = pytest.MonkeyPatch()
     try:
         assert entry("train_mmhh", *argv, monkeypatch=monkeypatch)[0] == 0

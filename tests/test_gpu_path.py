@@ -225,7 +225,8 @@ def test_the_default_workers_are_the_cores_there_are(tmp_path):
     cores = len(os.sched_getaffinity(0))
     assert default_workers() == min(4, cores)
     assert smoke(tmp_path, "--workers", "0").workers == 0
-    assert mah.get_args_parser().parse_args([]).workers == mmhh.get_train_parser().parse_args([]).workers == min(4, cores)
+    mah_workers = mah.get_args_parser().parse_args([]).workers
+    assert mah_workers == mmhh.get_train_parser().parse_args([]).workers == min(4, cores)
     data = load_data("nuswide21", str(noise_lists(tmp_path, n=8)))
 
     def warned(workers):

@@ -53,7 +53,8 @@ def imported(source, module):
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: resolved against the importing package
-                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
             names |= {base} | {f"{base}.{a.name}" for a in node.names}
     return {n for n in names if n == "utils" or n.startswith("utils.")}
 

@@ -376,8 +376,10 @@ def test_a_run_killed_in_its_second_length_resumes_to_the_same_results(tmp_path,
         from utils.models import SmallConvNet
 
         dataset = "digits"
-        monkeypatch.setattr(mah_train, "build_backbone", lambda *a: (torch.nn.Sequential(SmallConvNet(), torch.nn.Dropout()),
-                                                               SmallConvNet().out_features))
+        def with_dropout(*args):  # a fresh network for every run, as build_backbone gives
+            return torch.nn.Sequential(SmallConvNet(), torch.nn.Dropout()), SmallConvNet().out_features
+
+        monkeypatch.setattr(mah_train, "build_backbone", with_dropout)
     root = noise_lists(tmp_path / "data") if dataset != "digits" else None
     data = ["--data-root", root] if root else []
     argv = ["--max-iter", 3, "--eval-every", 3, *data, *extra]

@@ -357,7 +357,8 @@ def test_cpu_pretrained_preset_resolves_to_what_the_readme_lists():
     once at 1000 of 2000 iterations, weight decay 5e-4; the released batch, crops and loss
     weight. Catches a preset key misspelt (it would fall back to AlexNet at 224 px) or the
     released weight decay 0.1 left in."""
-    a = mmhh_args.resolve(mmhh.get_train_parser().parse_args(["--s_dataset", "flickr25k", "--preset", "cpu-pretrained"]))
+    argv = ["--s_dataset", "flickr25k", "--preset", "cpu-pretrained"]
+    a = mmhh_args.resolve(mmhh.get_train_parser().parse_args(argv))
     assert (a.image_network, a.pretrained, a.resize, a.crop, a.augment) == ("MobileNetV2Fc", True, 64, 64, True)
     assert (a.optimizer, a.lr, a.num_iters, a.decay_step, a.weight_decay, a.lr_schedule_type) == (
         "adam", 1e-4, 2000, 1000, 5e-4, "Stair_Step")

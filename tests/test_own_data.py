@@ -316,7 +316,8 @@ def test_options_of_the_generic_sources_are_refused_elsewhere():
     option silently ignored."""
     parser = mah_args.get_args_parser()
     parser.set_defaults(script="flat_CIFAR-10", arch="flat", dataset="cifar10", paper=dict(bits="4"))
-    with pytest.raises(UserError, match="--queries sizes the split of --dataset folder; cifar10 has a split of its own"):
+    with pytest.raises(UserError,
+                       match="--queries sizes the split of --dataset folder; cifar10 has a split of its own"):
         mah_args.resolve(parser.parse_args(["--queries", "5"]))
     with pytest.raises(UserError, match="--mean sets what the data set table holds"):
         mah_args.resolve(parser.parse_args(["--mean", "0.5,0.5,0.5"]))

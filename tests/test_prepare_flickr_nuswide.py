@@ -118,7 +118,8 @@ def test_flickr_seed_and_root_forms(flickr, tmp_path):
     src, _, _ = flickr
     runs = {"a": (src, 0), "b": (src, 0), "inner": (src / "mirflickr", 0), "other": (src, 1)}
     for name, (root, seed) in runs.items():
-        check_ok(prepare(FLICKR_SCRIPT, "--split", "seeded", "--root", root, "--queries", 12, "--seed", seed, "--out", tmp_path / name))
+        check_ok(prepare(FLICKR_SCRIPT, "--split", "seeded", "--root", root, "--queries", 12, "--seed", seed,
+                         "--out", tmp_path / name))
     assert list_bytes(tmp_path / "a") == list_bytes(tmp_path / "b")
     # --root at mirflickr/ itself: same lists, annotations found beside it
     assert list_bytes(tmp_path / "inner") == list_bytes(tmp_path / "a")
@@ -166,13 +167,15 @@ def test_flickr_bad_input(flickr, tmp_path, damage, words):
     root = src if damage else tmp_path / "missing"
     if damage:
         damage(src)
-    check_user_error(prepare(FLICKR_SCRIPT, "--split", "seeded", "--root", root, "--queries", 12, "--out", tmp_path / "out"), *words)
+    check_user_error(prepare(FLICKR_SCRIPT, "--split", "seeded", "--root", root, "--queries", 12,
+                             "--out", tmp_path / "out"), *words)
     assert not (tmp_path / "out" / "test_img.txt").exists()
 
 
 def test_flickr_too_many_queries(flickr, tmp_path):
     src, _, _ = flickr
-    check_user_error(prepare(FLICKR_SCRIPT, "--split", "seeded", "--root", src, "--queries", N_FLICKR, "--out", tmp_path), "--queries")
+    check_user_error(prepare(FLICKR_SCRIPT, "--split", "seeded", "--root", src, "--queries", N_FLICKR,
+                             "--out", tmp_path), "--queries")
 
 
 # ---------------------------------------------------------------------------- NUS-WIDE

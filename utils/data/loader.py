@@ -74,7 +74,8 @@ def load_data(name, data_root=None, image_root=None, path_prefix=None, protocol=
     if info.source == "lists":
         return _load_lists(info, data_root, image_root, path_prefix, seed, split_file, missing)
     if protocol not in info.protocols:
-        raise UserError(f"protocol {protocol!r} is not defined for {info.name}; choose from {', '.join(info.protocols)}")
+        raise UserError(f"protocol {protocol!r} is not defined for {info.name}; "
+                        f"choose from {', '.join(info.protocols)}")
     if info.source == "digits":
         images, labels, n_train, split = *load_digits(), None, None
     else:

@@ -34,6 +34,5 @@ from utils.index.structures import (SCAN, Groups, Scan, choose, flat_index, grou
                                     scan_width, substrings, top_k, within)
 
 __all__ = ["SCAN", "Groups", "Index", "Scan", "choose", "encode_files", "flat_index",
-           "get_args_parser", "grouped", "image_files", "load_encoder", "main", "network_input", "new_structure", "pack",
-           "pad",
-           "read_image", "scan_width", "substrings", "top_k", "transform_of", "within", "write_index"]
+           "get_args_parser", "grouped", "image_files", "load_encoder", "main", "network_input", "new_structure",
+           "pack", "pad", "read_image", "scan_width", "substrings", "top_k", "transform_of", "within", "write_index"]

@@ -136,8 +136,8 @@ def get_train_parser():
               "2000 iterations; DANN_INV is 3e-4 (1 + 3e-4 t)^-0.75 (default: Stair_Step)")
     _add(p, "--gamma", type=positive_float, default=1.0, help="scale > 0 of the Cauchy kernel of the MMHH, MMHH0 and "
                                                              "DCH losses (default: 1.0)")
-    _add(p, "--sigmoid_param", type=positive_float, default=1.0, help="x = sigmoid_param <h_i, h_j> of the Hamming loss "
-                                                             "(default: 1.0)")
+    _add(p, "--sigmoid_param", type=positive_float, default=1.0,
+         help="x = sigmoid_param <h_i, h_j> of the Hamming loss (default: 1.0)")
     _add(p, "--radius", type=int, default=0, help="evaluation: 0 reports MAP@TopK with the data set's R, r > 0 "
                                                   "MAP@H<=r (default: 0)")
     _add(p, "--decay_step", type=int, help="Stair_Step halves the lr every this many iterations (default: 200; "
@@ -153,7 +153,8 @@ def get_train_parser():
     _add(p, "--batch_params", default="300", help="warm-up iterations of BatchInitMem (default: 300)")
     _add(p, "--semi_init_type", default="MODEL", choices=("MODEL", "RANDOM"),
          help="memory start: the model's outputs or randn (default: MODEL)")
-    _add(p, "--semi_init_momentum", type=options.unit_interval, default=0.5, help="beta0 of the memory momentum (default: 0.5)")
+    _add(p, "--semi_init_momentum", type=options.unit_interval, default=0.5,
+         help="beta0 of the memory momentum (default: 0.5)")
     _add(p, "--margin_params", default="0.5:0.8:1.0:1.0:2.0",
          help="sim_in:dis_in:sim_out:dis_out:margin of the MMHH reweighting (default: 0.5:0.8:1.0:1.0:2.0)")
     _add(p, "--test_sample_ratio", type=float, default=0.1, help="fraction of queries and database (seeded) tested "
@@ -212,8 +213,8 @@ def get_test_parser():
     _add(p, "--batch_size", type=options.positive_int, default=16, help="images per batch (default: 16)")
     _add(p, "--output_path", help="save codes, outputs and labels as .npy files in this folder (default: off)")
     _add(p, "--model_path", required=True, help="the snapshot, with or without its .pt suffix (required)")
-    _add(p, "--radius", type=nonnegative_int, default=2, help="0 reports MAP@TopK with the data set's R, r > 0 MAP@H<=r "
-                                                  "(default: 2)")
+    _add(p, "--radius", type=nonnegative_int, default=2,
+         help="0 reports MAP@TopK with the data set's R, r > 0 MAP@H<=r (default: 2)")
     _add(p, "--annotation", default="empty", help="run name: results go to --log_dir/<annotation>/ (default: empty, "
                                                   "as released)")
     _add(p, "--log_dir", default=os.path.join(REPO, "log"), help="(default: log/ in the repository)")

@@ -71,8 +71,9 @@ def _train_main(args, device):
                                 "processes; make it a multiple of the number of processes")
             ckpt = None
             if args.resume and os.path.exists(ckpt_path):
-                ckpt = load_checkpoint(ckpt_path, common.writer(args), f"this is not the checkpoint of the run in "
-                                                                        f"{run_dir}; start afresh with another --annotation")
+                ckpt = load_checkpoint(ckpt_path, common.writer(args),
+                                       f"this is not the checkpoint of the run in {run_dir}; "
+                                       f"start afresh with another --annotation")
             validation = protocol.pop("validation_split", None)
             if main_process:
                 folder.start()

@@ -148,7 +148,8 @@ def mah_rows(records):
                                values(flickr, "MAH-flat", b, "map_at_5000")),
                         "level" if level else "sign", FLICKR_SEEDS[b], 1 if pub > 0 else -1, LEVEL))
     rows.append(row("D1", "8-bit MAH-cascade not below 48-bit ADSH, CIFAR-10", "+0.0039",
-                    paired(values(cifar, "MAH-cascade", 8, "map_tie_aware"), values(cifar, "ADSH", 48, "map_tie_aware")),
+                    paired(values(cifar, "MAH-cascade", 8, "map_tie_aware"),
+                           values(cifar, "ADSH", 48, "map_tie_aware")),
                     "not below", min(CIFAR_SEEDS[8], CIFAR_SEEDS[48]), tolerance=LEVEL))
     k = 0
     for what, metric in (("faster", at_iteration(EARLY)), ("more stable", late_change)):

@@ -104,9 +104,9 @@ def loss_flags(method, row):
 
 def mmhh_train(dataset, annotation, folder, seed, flags):
     return (f"python train_mmhh.py --s_dataset {dataset} {data_flags(dataset, '_')} --preset {HEADLINE_PRESET} "
-            f"--gpu_id cpu --radius 2 --test_sample_ratio 1 --loss_lambda 0.001 --log_dir {folder} --snap_path {folder}/snap "
-            f"--test_output_dir {folder}/test_output --hash_bit {MMHH_BITS} --seed {seed} --annotation {annotation} "
-            f"{flags}")
+            f"--gpu_id cpu --radius 2 --test_sample_ratio 1 --loss_lambda 0.001 --log_dir {folder} "
+            f"--snap_path {folder}/snap --test_output_dir {folder}/test_output --hash_bit {MMHH_BITS} "
+            f"--seed {seed} --annotation {annotation} {flags}")
 
 
 def tuning_runs(validation):

@@ -176,8 +176,9 @@ def noise_claims(records):
         for kept, less in opt_test:
             values = ", ".join(f"{v:.2f}" for v in kept.values()) if list(kept) == list(default) else \
                 by_loss(kept, ".2f")
-            claims += (f". Under --opt-test, which leaves queries with an empty ball out, it is {values}, so it "
-                       f"{'degrades less, as the paper claims' if less else 'does not degrade less, against the claim'}")
+            verdict = "degrades less, as the paper claims" if less else "does not degrade less, against the claim"
+            claims += f". Under --opt-test, which leaves queries with an empty ball out, it is {values}, so it "
+            claims += verdict
         differences, means = [], []
         for rate in rates[1:]:
             d = paired_differences(cells, "MMHH", ("standard", rate))
@@ -189,8 +190,8 @@ def noise_claims(records):
                     "higher at some noisy rates only")
         balls = percentages({m: ball_values(cells, m, ("standard", top), "empty_ball_share") for m in MMHH_METHODS})
         sentences.append(f"Label noise ({name(key[0])}, {key[4]} bits): {claims}. "
-                         + (f"Its MAP@H<=2 minus HashNet's (default test): {'; '.join(differences)}; {superior}." if means
-                            else "No seed has both losses at a noisy rate.")
+                         + (f"Its MAP@H<=2 minus HashNet's (default test): {'; '.join(differences)}; {superior}."
+                            if means else "No seed has both losses at a noisy rate.")
                          + (f" Queries whose radius-2 ball is empty at rate {top:g}: {balls}." if balls else ""))
     return sentences
 
