@@ -9,23 +9,12 @@ starts the same run).
 A file that already has "resumed_by", that is not of a train_mmhh.py run, or whose command
 without --resume would start another run, is left as it is.
 """
-import argparse
-import os
 import shlex
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from utils import options  # noqa: E402
-from utils.errors import run  # noqa: E402
-from utils.mmhh import get_train_parser  # noqa: E402
-from utils.mmhh.args import RESUME_MAY_CHANGE, resolve  # noqa: E402
-from utils.runs import read_json, write_json  # noqa: E402
-
-
-def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("results", nargs="+", help="results files of train_mmhh.py runs")
-    return p
+from edit import backfill  # first: it puts the checkout on the path
+from utils import options
+from utils.mmhh import get_train_parser
+from utils.mmhh.args import RESUME_MAY_CHANGE, resolve
 
 
 def started_by(command, recorded):
@@ -39,17 +28,13 @@ def started_by(command, recorded):
     return None if differ else " ".join(map(shlex.quote, words))
 
 
-def main(args):
-    for path in args.results:
-        record = read_json(path, "results file", keys=("command", "args"))
-        start = None if "resumed_by" in record else started_by(record["command"], record["args"])
-        if start is None:
-            print(f"{path}: left as it is")
-            continue
-        record["resumed_by"], record["command"] = record["command"], start
-        write_json(path, record)
-        print(f"{path}: command without --resume, the one as run under resumed_by")
+def resumed(record):
+    start = None if "resumed_by" in record else started_by(record["command"], record["args"])
+    if start is None:
+        return None
+    record["resumed_by"], record["command"] = record["command"], start
+    return "command without --resume, the one as run under resumed_by"
 
 
 if __name__ == "__main__":
-    run(main, get_args_parser().parse_args())
+    backfill(__doc__, ("command", "args"), resumed)
