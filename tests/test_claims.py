@@ -317,3 +317,90 @@ def test_a_rerun_is_shown_beside_the_run_it_replaced():
                           "0.4250 | +0.0150 |"]
     assert "(2)" in lines[1]
     assert claims.reruns({"mah": [{**mah, "replaces": None}]}) == []
+
+
+def mah(dataset, method, bits, seed, value, commit="abc"):
+    """A cpu-pretrained MAH-family record whose primary metrics (both data sets') are `value`."""
+    return {"dataset": dataset, "method": method, "bits": bits, "preset": "cpu-pretrained",
+            "backbone": "mobilenet_v2", "device": "cpu", "seed": seed, "git_commit": commit,
+            "metrics": {"map_tie_aware": value, "map_at_5000": value}}
+
+
+def test_a_row_where_the_figure_contradicts_the_text_says_so():
+    """The paper's figure puts MAH-flat 0.02 below ADSH at 4 bits (0.50 against 0.52), against
+    its text: A1 is judged on that side (< 0) and its words say so; at 8 bits (+0.07) the row
+    reads as the text. Flat 0.40, 0.41 below ADSH 0.50, 0.50: differences -0.10, -0.09 ->
+    [-0.095 ± 12.7062 x 0.0070711 / sqrt(2)] = [-0.1585, -0.0315]: holds on that side. Catches
+    the row worded as 'beats' while judged on the side < 0, or judged on the text's side."""
+    records = [mah("cifar10", m, 4, s, v) for m, vals in (("MAH-flat", (0.40, 0.41)), ("ADSH", (0.50, 0.50)))
+               for s, v in enumerate(vals)]
+    rows = {r["id"]: r for r in claims.mah_rows(records)}
+    assert rows["A1"]["claim"] == "MAH-flat behind ADSH, CIFAR-10, 4 bits (figure; the text says ahead)"
+    assert rows["A1"]["figure"] == "≈-0.0200" and rows["A1"]["verdict"] == "holds"
+    assert rows["A1"]["high"] == pytest.approx(-0.095 + T1 * math.sqrt(0.00005) / math.sqrt(2))
+    assert rows["A3"]["claim"] == "MAH-flat beats ADSH, CIFAR-10, 8 bits"
+
+
+def test_only_the_declared_seeds_are_paired_and_sides_without_a_common_seed_are_no_pair():
+    """cascade - flat at 6 bits (seeds 0-2 declared): seeds 0-2 differ by 0.1, a seed 3 by 0.9
+    is no declared seed and is left out: mean 0.1 on 3 seeds, not 0.3 on 4. On MIRFlickr-25K at
+    6 bits (seed 0 declared) a seed-1 pair is left out too: no runs. At 8 bits flat has seed 0,
+    cascade seed 1: both ran, no seed in common: 'no pair', named as such in the glance. Catches
+    extra seeds entering a mean, and a row whose sides ran reported as having no runs."""
+    records = [mah("cifar10", "MAH-flat", 6, s, 0.5) for s in range(4)]
+    records += [mah("cifar10", "MAH-cascade", 6, s, 0.6 if s < 3 else 1.4) for s in range(4)]
+    records += [mah("flickr25k", "MAH-flat", 6, 1, 0.8), mah("flickr25k", "MAH-cascade", 6, 1, 0.81)]
+    records += [mah("cifar10", "MAH-flat", 8, 0, 0.5), mah("cifar10", "MAH-cascade", 8, 1, 0.6)]
+    rows = {r["id"]: r for r in claims.mah_rows(records)}
+    assert (rows["B2"]["n"], rows["B2"]["mean"]) == (3, pytest.approx(0.1))
+    assert rows["C2"]["n"] == 0 and rows["C2"]["verdict"] == "no runs yet"
+    assert rows["B3"]["n"] == 0 and rows["B3"]["verdict"] == "no pair"
+    tail = claims.claims_glance({"mah": records}).splitlines()
+    assert "No pair yet (both sides ran, no seed in common): B3." in tail
+    assert not any(line.startswith("No runs yet:") and "B3" in line.split(":")[1].split(", ") for line in tail)
+
+
+def test_b10_is_interim_while_any_of_b6_to_b9_is():
+    """B6 (4 against 6 bits) has its 3 declared seeds, B7 (4 against 8 bits) 3 of its 5: B10,
+    judged on B6-B9 together, is interim, and says whose seeds. Catches B10's count taken as the
+    least of the rows' counts over the least of the declared, which calls it complete."""
+    def value(method, bits, seed):
+        return (0.5, 0.6, 0.4)[seed] + (0.1 * seed + 0.2 * (bits == 4)) * (method == "MAH-cascade")
+
+    records = [mah("cifar10", m, b, s, value(m, b, s))
+               for m in ("MAH-flat", "MAH-cascade") for b in (4, 6, 8, 10, 12) for s in range(3)]
+    rows = {r["id"]: r for r in claims.mah_rows(records)}
+    assert claims.interim(rows["B7"]) and not claims.interim(rows["B6"])
+    assert claims.interim(rows["B10"])
+    assert claims.ours(rows["B10"]) == "seeds of B6-B9: 3 of 3, 3 of 5, 3 of 3, 3 of 5"
+
+
+def test_a_pair_whose_runs_ran_at_two_commits_is_marked():
+    """cascade - flat at 4 bits: seed 0's two runs at commits abc and def, seed 1's at abc and
+    abc-dirty (uncommitted changes on abc: the same commit). B1 is marked, and the glance says
+    what the mark means; B2, whose pairs each ran at one commit although its seeds ran at two,
+    is not. Catches the mark dropped, set per cell across seeds instead of per pair, or set
+    for uncommitted changes."""
+    records = [mah("cifar10", "MAH-flat", 4, 0, 0.5, "abc"), mah("cifar10", "MAH-cascade", 4, 0, 0.6, "def"),
+               mah("cifar10", "MAH-flat", 4, 1, 0.5, "abc"), mah("cifar10", "MAH-cascade", 4, 1, 0.7, "abc-dirty")]
+    records += [mah("cifar10", m, 6, s, 0.5 + 0.1 * (m == "MAH-cascade"), c)
+                for m in ("MAH-flat", "MAH-cascade") for s, c in ((0, "abc"), (1, "def"))]
+    rows = {r["id"]: r for r in claims.mah_rows(records)}
+    assert claims.ours(rows["B1"]).endswith(", 2 of 5 seeds" + claims.OTHER_COMMITS)
+    assert claims.ours(rows["B2"]).endswith(", 2 of 3 seeds")
+    glance = claims.claims_glance({"mah": records})
+    mark = f"{claims.OTHER_COMMITS}: one or more of the row's pairs ran at two commits"
+    assert glance.splitlines()[-1].startswith(mark)
+
+
+def test_a_figure_difference_of_exactly_the_resolution_is_level(monkeypatch):
+    """docs/claims.md: a read-off difference within ±0.01 makes a level claim. 0.91 - 0.90 is
+    0.01 (0.010000000000000009 in floating point): level; 0.912 - 0.90 is a sign claim. Catches
+    a strict comparison, or one the rounding of the subtraction decides."""
+    figure = {m: dict(v) for m, v in claims.PUBLISHED_MAP5000.items()}
+    figure[("flickr25k", "MAH-flat")].update({4: 0.90, 6: 0.90})
+    figure[("flickr25k", "MAH-cascade")].update({4: 0.91, 6: 0.912})
+    monkeypatch.setattr(claims, "PUBLISHED_MAP5000", figure)
+    rows = {r["id"]: r for r in claims.mah_rows([])}
+    assert rows["C1"]["claim"].startswith("cascade level with flat")
+    assert rows["C2"]["claim"].startswith("cascade beats flat")

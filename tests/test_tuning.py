@@ -7,8 +7,8 @@ def rec(method, weight, main, score, bits=32, **extra):
     """A tuning record: `main` is gamma, or HashNet's sigmoid_param times K."""
     args = {"similar_weight_type": weight, "gamma": main if method != "Hamming" else 1.0,
             "sigmoid_param": main / bits if method == "Hamming" else 0.3125, "eval_on": "val"}
-    return {"paper": "MMHH", "dataset": "cifar10", "method": method, "bits": bits, "args": args,
-            "protocol": {"eval_on": "val", "label_noise": 0.0}, **extra,
+    return {"paper": "MMHH", "dataset": "cifar10", "method": method, "bits": bits, "args": args, "seed": 0,
+            "preset": "cpu-pretrained", "protocol": {"eval_on": "val", "label_noise": 0.0}, **extra,
             "metrics": {"map_within_radius": score, "opt_test": False}}
 
 
@@ -39,12 +39,17 @@ def test_the_best_row_wins_and_ties_go_to_the_own_setting_else_the_lowest_row():
 
 def test_no_choice_on_a_partial_grid_and_test_or_noisy_records_are_left_out():
     """Catches a choice made before all eight rows are in, or a noisy-protocol or --opt-test
-    record (not the declared metric) scored as a tuning result; and the data set's key
+    record (not the declared metric), or one of another seed or preset, scored as a tuning
+    result (their 0.9 would take row 8 from the own row 2); and the data set's key
     ('cifar10') headed in place of its name."""
     records = full_grid("MMHH", [0.5] * 8)[:7]
     noisy = rec("MMHH", "auto", 40, 0.9, protocol={"eval_on": "val", "label_noise": 0.2})
     opt = {**rec("MMHH", "auto", 40, 0.9), "metrics": {"map_within_radius": 0.9, "opt_test": True}}
     assert grids.choices(records + [noisy, opt]) == {}
+    # the missing row run at another seed or preset completes no grid: seed 0 at the headline preset is declared
+    other = [{**rec("MMHH", "auto", 40, 0.9), "seed": 1}, {**rec("MMHH", "auto", 40, 0.9), "preset": "cpu-small"}]
+    assert grids.choices(records + other) == {}
+    assert grids.choices(records + other + [rec("MMHH", "auto", 40, 0.4)]) == {("cifar10", 32, "MMHH"): 2}
     text = tuning.tuning_section(records)
     assert "MMHH not yet (7 of 8 rows filed)" in text and "DCH not yet (0 of 8 rows filed)" in text
     assert "**CIFAR-10, 32 bits**, validation MAP@H<=2" in text

@@ -59,6 +59,12 @@ def setting(record):
     return ("unseen" if p.get("protocol") == "unseen" else "standard", float(p.get("label_noise", 0.0)))
 
 
+def mixed(by_seed):
+    """Whether the runs of {seed or method: record} ran at more than one commit (uncommitted
+    changes aside)."""
+    return len({str(r.get("git_commit")).removesuffix("-dirty") for r in by_seed.values()}) > 1
+
+
 def groups_of(records):
     """{(dataset, preset, backbone, device, seed): {(method, bits): record}}."""
     groups = {}

@@ -4,7 +4,7 @@ import numpy as np
 
 from utils.report.claims import claims_glance, finals_glance
 from utils.report.plan import remaining
-from utils.report.collect import MMHH_QUANTITIES, regime, series_of
+from utils.report.collect import MMHH_QUANTITIES, mixed, regime, series_of
 from utils.report.published import (FIGURES, HEADLINE_METRIC, HEADLINE_PRESET, LOSS_NAMES, MAH_BITS, MAH_METHODS,
                                     MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000)
 from utils.report.robustness import BALL_SHARE, balls_of, percentages
@@ -44,11 +44,6 @@ def mah_glance(dataset, cells):
 
 
 MIXED = "†"
-
-
-def mixed(by_seed):
-    """Whether the seeds of one cell ran at more than one commit (uncommitted changes aside)."""
-    return len({str(r.get("git_commit")).removesuffix("-dirty") for r in by_seed.values()}) > 1
 
 
 def mmhh_values(cells, keep, metric):
