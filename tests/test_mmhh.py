@@ -666,3 +666,26 @@ def test_saved_outputs_score_what_encoding_again_gives_and_refuse_another_sample
     assert "not those of this snapshot's test" in refused("--test_sample_ratio", 0.5)
     (out / "database_code.npy").write_bytes(b"junk")
     assert "cannot be read" in refused("--test_sample_ratio", 0.5)
+
+
+@pytest.mark.parametrize("rank_by", ["signs", "scores"])
+def test_the_tie_aware_map_stands_beside_the_whole_ranking_by_hamming_distance(rank_by):
+    """One query of class 0 against three database items of one code (all at distance 0), the
+    relevant one last: in index order AP = 1/3; over the 3! orders of the tie its rank is 1, 2
+    or 3 with probability 1/3 each, E[1/rank] = (1 + 1/2 + 1/3) / 3 = 11/18. Ranked by scores
+    (q.v, no ties to speak of) no tie-aware MAP is given. Catches the tie-aware MAP dropped,
+    computed in index order, or given where the ranking is not by Hamming distance."""
+    from types import SimpleNamespace
+
+    from utils.mmhh.evaluate import score
+
+    q = torch.tensor([[0.9, -0.5, 0.2, 0.7]])  # 1 x K
+    d = torch.tensor([[0.1, -0.2, 0.3, 0.4], [0.5, -0.9, 0.6, 0.2], [0.3, -0.1, 0.8, 0.9]])  # 3 x K, one code
+    ql, dl = np.array([[1, 0]]), np.array([[0, 1], [0, 1], [1, 0]])
+    info = SimpleNamespace(topk=-1, classes=2)
+    result, _ = score(q, d, ql, dl, info, argparse.Namespace(rank_by=rank_by, opt_test=False), 2)
+    if rank_by == "signs":
+        assert result["map_topk"] == pytest.approx(1 / 3)
+        assert result["map_topk_tie_aware"] == pytest.approx(11 / 18)
+    else:
+        assert "map_topk_tie_aware" not in result

@@ -66,6 +66,10 @@ def score(q_out, d_out, ql, dl, info, args, radius):
               "map_topk": map_topk, "topk": topk,
               "opt_test": opt, **conventions, "rank_by": args.rank_by, "queries": len(ql),
               "database": len(dl), "balls": retrieval.ball_statistics(q_codes, d_codes, r)}
+    if args.rank_by == "signs" and topk < 0:  # the whole ranking by Hamming distance, whose ties are many
+        result["map_topk_tie_aware"] = metrics.mean_average_precision(q_codes, d_codes, ql, dl,
+                                                                      empty="zero" if opt else "skip",
+                                                                      ties="expected")
     retrieval.warn_if_collapsed(d_codes, dl, info.classes)
     arrays = {"query_codes": q_codes, "query_outputs": q_out, "query_labels": ql,
               "database_codes": d_codes, "database_outputs": d_out, "database_labels": dl}
