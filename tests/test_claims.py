@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from utils.report import claims
+from utils.report import claims, finals
 
 T1, T2, T4 = 12.706204736174698, 4.302652729911275, 2.7764451051977987
 
@@ -221,11 +221,11 @@ def test_final_runs_are_tabled_apart_from_other_settings_of_the_loss(tmp_path):
     assert sorted(r["metrics"]["map_within_radius"] for r in records["tuned"]) == [0.6, 0.66, 0.7]
     assert [r["metrics"]["map_within_radius"] for r in records["released"]] == [0.5]
     assert [r["metrics"]["map_within_radius"] for r in records["mmhh"]] == [0.1234]
-    text = claims.finals_section(records)
+    text = finals.finals_section(records)
     assert "| MAP@H<=2, MMHH | 0.6500 [0.0147, 1.0000] (2) | 0.5000 (1) |" in text
     assert "| MAP@H<=2, --opt-test, MMHH | 0.6600 (1) | no run |" in text
     assert "| | clean | clean, released optimiser |" in text.replace("|  |", "| |") and "0.1234" not in text
-    assert claims.finals_section({"tuned": [], "released": []}).endswith("No final run is filed yet.")
+    assert finals.finals_section({"tuned": [], "released": []}).endswith("No final run is filed yet.")
 
 
 def test_the_readme_shows_the_clean_final_runs_one_row_per_loss():
@@ -240,13 +240,13 @@ def test_the_readme_shows_the_clean_final_runs_one_row_per_loss():
     for r in runs:
         r["metrics"]["map_topk"] = r["metrics"]["map_within_radius"] / 2
     records = {"tuned": [r for r in runs if r["args"]["optimizer"] == "adam"], "validation": val}
-    (text,) = claims.finals_glance(records)
+    (text,) = finals.finals_glance(records)
     lines = text.splitlines()
     assert lines[2] == ("| loss | MAP@H<=2 | MAP@H<=2, --opt-test | MAP@TopK | radius-2 ball, share of the database | "
                         "share of queries with an empty ball |")
     assert "| MMHH | 0.6500 [0.0147, 1.0000] (2) | no run | 0.3250 [0.0073, 0.6427] (2) | no run | no run |" in lines
     assert "| DCH | 0.5500 (1) | 0.4500 (1) | 0.2750 (1) | no run | no run |" in lines
-    assert len(lines) == 6 and claims.finals_glance({"tuned": []}) == []
+    assert len(lines) == 6 and finals.finals_glance({"tuned": []}) == []
 
 
 def test_final_runs_list_their_commands_under_the_table():
@@ -260,7 +260,7 @@ def test_final_runs_list_their_commands_under_the_table():
     runs += [{**full(mmhh("DCH", 2, 0.5)), "command": "DCH adam 1 False"}]  # a command two records share
     records = {"tuned": [r for r in runs if r["args"]["optimizer"] == "adam"],
                "released": [r for r in runs if r["args"]["optimizer"] == "sgd"], "validation": val}
-    text = claims.finals_section(records)
+    text = finals.finals_section(records)
     listed = [line.strip() for line in text.split("<details>")[1].splitlines() if line.startswith("    ")]
     assert listed == [f"{loss} {opt} {seed} {opt_test}" for loss in ("MMHH", "DCH") for opt in ("adam", "sgd")
                       for seed in (0, 1) for opt_test in (False, True)]
@@ -272,8 +272,8 @@ def test_an_estimate_of_a_share_stays_within_0_and_1():
     sqrt((2 x 0.005^2 + 0.01^2) / 2) = 0.0086603, half-width 4.3027 x 0.0086603 / sqrt(3) =
     0.0215, so [-0.0165, 0.0265], cut at 0: '0.005 [0.000, 0.027] (3)'. Catches the cut dropped
     (a negative share printed) or applied to the mean instead of the interval."""
-    assert claims.estimate([0.0, 0.0, 0.015], 3) == "0.005 [0.000, 0.027] (3)"
-    assert claims.estimate([0.4], 3) == "0.400 (1)"
+    assert finals.estimate([0.0, 0.0, 0.015], 3) == "0.005 [0.000, 0.027] (3)"
+    assert finals.estimate([0.4], 3) == "0.400 (1)"
 
 
 def test_a_verdict_on_fewer_seeds_than_declared_says_it_is_interim():
@@ -404,3 +404,17 @@ def test_a_figure_difference_of_exactly_the_resolution_is_level(monkeypatch):
     rows = {r["id"]: r for r in claims.mah_rows([])}
     assert rows["C1"]["claim"].startswith("cascade level with flat")
     assert rows["C2"]["claim"].startswith("cascade beats flat")
+
+
+def test_a_failed_seed_drops_out_and_is_named():
+    """cascade - flat at 4 bits over seeds 0-4 with seed 3's flat run failed: the four pairs left
+    (0.1, 0.2, 0.1, 0.2) give mean 0.15; the seed counts as made, so the row is not interim, and
+    it names the failed seed. Catches a failed seed left unreported, or counted as missing (the
+    verdict would stay interim for ever)."""
+    records = [mah("cifar10", "MAH-flat", 4, s, 0.5) for s in (0, 1, 2, 4)]
+    records += [mah("cifar10", "MAH-cascade", 4, s, 0.6 + 0.1 * (s % 2 == 1 or s == 4)) for s in range(5)]
+    rows = {r["id"]: r for r in claims.mah_rows(records, {("cifar10", "MAH-flat", 4, 3): "NaN loss"})}
+    b1 = rows["B1"]
+    assert (b1["n"], b1["mean"], b1["lost"]) == (4, pytest.approx(0.15), [3])
+    assert not claims.interim(b1) and claims.ours(b1).endswith("], 4 seeds (seed 3 failed)")
+    assert claims.interim({**b1, "lost": []})  # the same four seeds without the failure: interim

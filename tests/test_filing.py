@@ -34,8 +34,9 @@ def run_folder(root, name, bits=(4,), records=None):
     return folder
 
 
-def file(tmp_path, *runs, replace=False):
-    return filing.main(Namespace(runs=[str(r) for r in runs], results=str(tmp_path / "results"), replace=replace))
+def file(tmp_path, *runs, replace=False, failed=None):
+    return filing.main(Namespace(runs=[str(r) for r in runs], results=str(tmp_path / "results"), replace=replace,
+                                 failed=failed))
 
 
 def files_under(folder):
@@ -193,3 +194,53 @@ def test_an_absolute_test_output_is_filed_relative_to_the_run_checkout(tmp_path)
     targets = file(tmp_path, *runs)
     assert [json.load(open(t))["test_output"] for t in targets] == ["runs/a/test_output/a_iter_02000",
                                                                       "b_iter_02000", "runs/c/out"]
+
+
+def test_a_declared_run_that_failed_is_recorded_once_with_its_reason(tmp_path, monkeypatch, capsys):
+    """A stopped ADSH run (runs/claims/adsh_4_s0: a checkpoint, no results) recorded with
+    --failed: results/failures.jsonl gains its line, naming the run as the plan does (CIFAR-10,
+    ADSH, 4 bits, seed 0), the reason, its folder, command and commit; the plan no longer lists
+    it. Refused, each in one line and writing nothing: the same run again, a run with results, a
+    folder the plan does not declare, an empty reason. Catches a failure recorded under the
+    wrong run (it would stay in the plan), recorded twice, or recorded for a run that finished."""
+    from utils.report import collect, failures, plan
+
+    monkeypatch.setattr(filing, "worktree_of", lambda folder: str(tmp_path))
+    monkeypatch.setattr(filing, "head_commit", lambda root: HEAD)
+    (tmp_path / "results").mkdir()
+    stopped = tmp_path / "runs" / "claims" / "adsh_4_s0"
+    stopped.mkdir(parents=True)
+    (stopped / "checkpoint.pt").write_bytes(b"")
+    path = file(tmp_path, stopped, failed="NaN loss in outer iteration 7")
+    [entry] = [json.loads(line) for line in open(path)]
+    assert entry["run"] == {"kind": "mah", "dataset": "cifar10", "method": "ADSH", "bits": 4, "seed": 0}
+    assert (entry["reason"], entry["folder"], entry["git_commit"]) == ("NaN loss in outer iteration 7",
+                                                                      "runs/claims/adsh_4_s0", HEAD)
+    assert entry["command"].startswith("python cascade_CIFAR-10.py ") and " --adsh" in entry["command"]
+    assert "recorded as failed: runs/claims/adsh_4_s0" in capsys.readouterr().out
+    records = collect.load_records(str(tmp_path / "results"))
+    assert failures.failed(records["failed"], "mah") == {("cifar10", "ADSH", 4, 0): "NaN loss in outer iteration 7"}
+    text = plan.plan(records, root=str(tmp_path))
+    assert "# CIFAR-10, ADSH, 4 bits, seed 0" not in text and "# CIFAR-10, ADSH, 4 bits, seed 1\n" in text
+    assert "; 1 failed and are not made again" in text.splitlines()[0]
+    before = open(path).read()
+    finished = run_folder(tmp_path / "runs" / "claims", "adsh_8_s0", bits=(8,))
+    for folder, reason, words in [(stopped, "again", "recorded as failed already"),
+                                  (finished, "x", "has results: it did not fail"),
+                                  (tmp_path / "elsewhere", "x", "no run that the plan lists now"),
+                                  (stopped, "  ", "needs the reason")]:
+        folder.mkdir(parents=True, exist_ok=True)
+        with pytest.raises(UserError, match=words):
+            file(tmp_path, folder, failed=reason)
+    assert open(path).read() == before
+
+
+def test_a_failure_record_that_is_not_one_stops_the_report(tmp_path):
+    """Catches a damaged results/failures.jsonl line skipped without a word (its run would be
+    made again, or its seed counted as missing)."""
+    from utils.report import failures
+
+    assert failures.read(str(tmp_path)) == []
+    (tmp_path / failures.FILE).write_text('{"run": {"kind": "mah", "dataset": "cifar10"}, "reason": "x"}\n')
+    with pytest.raises(UserError, match="failures.jsonl line 1 is no failure record"):
+        failures.read(str(tmp_path))

@@ -159,3 +159,25 @@ def test_started_and_trained_runs_are_resumed_or_filed_from_their_folders(tmp_pa
     s1 = runs["# CIFAR-10, final run, clean, DCH, seed 1 (trained: its results are in its folder)"]
     assert s1[0].startswith("python test_mmhh.py --gpu_id cpu --opt-test") and len(s1) == 2
     assert runs["# CIFAR-10, final run, clean, DCH, seed 2"][0].startswith("python train_mmhh.py")
+
+
+def test_failed_runs_are_not_made_again_and_count_as_made():
+    """Recorded as failed: CIFAR-10 ADSH 4 bits seed 0 (MAH), DCH's CIFAR-10 tuning row 3, and
+    DCH's clean final run of seed 1 (DCH tuned at row 2, HashNet at row 6). The plan lists none
+    of them and says 3 failed; of the 285 declared, 285 - 1 (MAH) - 16 (both grids filed) - 1
+    (DCH's final run) = 267 are still to make. The failed tuning row completes DCH's grid with the
+    7 filed. Catches a failed run listed again, or counted as still to make."""
+    lost = [{"run": {"kind": "mah", "dataset": "cifar10", "method": "ADSH", "bits": 4, "seed": 0}},
+            {"run": {"kind": "tuning", "dataset": "cifar10", "bits": 32, "method": "DCH", "row": 3}},
+            {"run": {"kind": "final", "dataset": "cifar10", "optimiser": "adam", "protocol": "standard", "rate": 0.0,
+                     "method": "DCH", "seed": 1}}]
+    lost = [{**e, "reason": "NaN loss", "folder": "runs/x"} for e in lost]
+    validation = [r for r in tuned("DCH", 2) if r["args"]["gamma"] != 20.0 or r["args"]["similar_weight_type"] != "1"]
+    records = {**groups(validation=validation + tuned("Hamming", 6)), "failed": lost}
+    text = plan.plan(records, root="/nonexistent")
+    assert text.splitlines()[0].startswith("# ") and "; 3 failed and are not made again" in text.splitlines()[0]
+    for label in ("CIFAR-10, ADSH, 4 bits, seed 0", "CIFAR-10, tuning, DCH row 3",
+                  "CIFAR-10, final run, clean, DCH, seed 1"):
+        assert f"{label}\n" not in text and f"{label} (" not in text
+    assert "# CIFAR-10, final run, clean, DCH, seed 0\n" in text
+    assert plan.remaining(records) == (267, 285)

@@ -106,3 +106,16 @@ def test_the_headline_mmhh_table_says_which_losses_ran_untuned():
     grid = full_grid("MMHH", [0.1, 0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1]) + \
         full_grid("Hamming", [0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.1, 0.1])
     assert "**Untuned**: MMHH loss ran" in glance.headline_section({**records, "validation": grid})
+
+
+def test_a_failed_row_completes_the_grid_and_is_never_chosen():
+    """MMHH's rows 1 and 3-8 score 0.5 and its own row 2 failed: the grid is complete (7 scored
+    + 1 failed) and, all tied, row 1 is chosen: the own-row preference cannot pick a row without
+    a score. Without the failure the grid waits. The tuning table says 'failed' in that row.
+    Catches a failed row not counted (the loss's final runs would wait forever) or chosen."""
+    records = [r for r in full_grid("MMHH", [0.5] * 8) if grids.row_of(r) != 2]
+    failed = {("cifar10", 32, "MMHH", 2)}
+    assert grids.choices(records) == {}
+    assert grids.choices(records, failed) == {("cifar10", 32, "MMHH"): 1}
+    text = tuning.tuning_section(records, failed)
+    assert "| 2 | 1 | 10 | failed |" in text and "MMHH row 1" in text

@@ -7,10 +7,11 @@ import re
 import numpy as np
 from scipy import stats
 
+from utils.report import failures
 from utils.report.collect import mixed, series_of, setting
 from utils.report.grid import DATASETS, LOSSES, choices, optimiser, tuned
 from utils.report.published import HEADLINE_PRESET, MAH_BITS, PUBLISHED_MAP, PUBLISHED_MAP5000
-from utils.report.tables import folded_commands, table
+from utils.report.tables import table
 
 LEVEL = 0.01  # the resolution of values read off a figure: "level" within it
 EARLY = 10  # "faster": MAP after this many outer iterations
@@ -63,9 +64,9 @@ def paired(a, b):
 
 def values(by_seed, metric):
     """{seed: value} of one cell's {seed: record}; `metric` names a metric or is a function of
-    the record (None where the record lacks it)."""
+    the record (None where the record lacks it). A failed run has none."""
     pick = metric if callable(metric) else (lambda r: r["metrics"][metric])
-    out = {seed: pick(r) for seed, r in by_seed.items()}
+    out = {seed: pick(r) for seed, r in by_seed.items() if "failed" not in r}
     return {seed: v for seed, v in out.items() if v is not None}
 
 
@@ -89,28 +90,34 @@ def row(name, claim, figure, differences, runs, kind, planned, side=1, tolerance
     """A claim's row from its {seed: paired difference}. `planned`: the seeds docs/claims.md
     declares for it, 0 to planned - 1 (another seed is left out; fewer make the verdict interim);
     `runs`: the {seed: record} cells the differences come from, for "no pair" (each has runs,
-    no seed has all) and for "other commits" (a pair whose runs ran at different commits)."""
+    no seed has all), "other commits" (a pair whose runs ran at different commits) and the
+    seeds whose run failed in any of them (they drop out, and count as made)."""
     kept = {s: x for s, x in differences.items() if s < planned}
     mean, low, high, n = interval(list(kept.values()))
     pairs = [{i: cell[s] for i, cell in enumerate(runs)} for s in kept]
+    lost = sorted({s for cell in runs for s, r in cell.items() if "failed" in r and s < planned})
     waiting = "no pair" if runs and all(any(s < planned for s in cell) for cell in runs) else "no runs yet"
     return {"id": name, "claim": claim, "figure": figure, "mean": mean, "low": low, "high": high, "n": n,
             "planned": planned, "verdict": verdict(low, high, kind, side, tolerance) if n else waiting,
-            "commits": any(map(mixed, pairs))}
+            "commits": any(map(mixed, pairs)), "lost": lost}
 
 
 def signed(value):
     return f"{value:+.4f}"
 
 
-def mah_rows(records):
-    """The MAH claims of docs/claims.md, in its order, from the headline (cpu-pretrained) runs."""
+def mah_rows(records, failed=None):
+    """The MAH claims of docs/claims.md, in its order, from the headline (cpu-pretrained) runs;
+    `failed`: {(dataset, method, bits, seed): reason} of the runs that failed."""
     series = {k: v for k, v in series_of(records).items() if k[1] == HEADLINE_PRESET}
     cells = {d: {} for d in ("cifar10", "flickr25k")}
     for (dataset, *_), by_cell in sorted(series.items()):
         if dataset in cells:
             for key, by_seed in by_cell.items():
                 cells[dataset].setdefault(key, {}).update(by_seed)
+    for (dataset, method, bits, seed), reason in (failed or {}).items():
+        if dataset in cells:
+            cells[dataset].setdefault((method, bits), {})[seed] = {"failed": reason}
 
     def cell(dataset, method, bits):
         return cells[dataset].get((method, bits), {})
@@ -154,7 +161,8 @@ def mah_rows(records):
     rows.append({"id": "B10", "claim": "cascade - flat largest at 4 bits (B6-B9 all)", "figure": "yes", "mean": None,
                  "low": None, "high": None, "n": min(r["n"] for r in most), "planned": min(r["planned"] for r in most),
                  "verdict": overall, "interim": any(map(interim, most)), "commits": any(r["commits"] for r in most),
-                 "seeds": "seeds of B6-B9: " + ", ".join(f"{r['n']} of {r['planned']}" for r in most)})
+                 "seeds": "seeds of B6-B9: " + ", ".join(f"{r['n']} of {r['planned']}" for r in most),
+                 "lost": sorted({s for r in most for s in r["lost"]})})
     for i, b in enumerate(MAH_BITS, 1):  # C1-C5: MIRFlickr-25K, level where the figure shows them level
         pub = PUBLISHED_MAP5000[("flickr25k", "MAH-cascade")][b] - PUBLISHED_MAP5000[("flickr25k", "MAH-flat")][b]
         level = abs(pub) <= LEVEL + 1e-12  # "within ±0.01" of a read-off value, its end included
@@ -177,11 +185,14 @@ def mah_rows(records):
     return rows
 
 
-def mmhh_cells(records, chosen):
+def mmhh_cells(records, chosen, failed=None):
     """{(dataset, optimiser, protocol, rate): {loss: {seed: record}}} of the MMHH runs a claim
     may use: 32 bits, the headline preset, the default test convention, and each loss in the
-    configuration the tuning chose for the data set (a loss not yet chosen has none)."""
+    configuration the tuning chose for the data set (a loss not yet chosen has none); `failed`:
+    {(dataset, optimiser, protocol, rate, loss, seed): reason} of the final runs that failed."""
     cells = {}
+    for (dataset, opt, protocol, rate, method, seed), reason in (failed or {}).items():
+        cells.setdefault((dataset, opt, protocol, rate), {}).setdefault(method, {})[seed] = {"failed": reason}
     for r in records:
         if r["bits"] != MMHH_BITS or r["preset"] != HEADLINE_PRESET or r["metrics"]["opt_test"] or \
                 not tuned(r, chosen):
@@ -196,10 +207,12 @@ def retained(noisy, clean):
     return {s: noisy[s] / clean[s] for s in sorted(set(noisy) & set(clean)) if clean[s] > 0}
 
 
-def mmhh_rows(records, validation):
+def mmhh_rows(records, validation, failed=()):
     """The MMHH claims of docs/claims.md (M, Mr, N, U rows), from the runs of the configurations
-    the tuning records `validation` chose; a row whose losses are not chosen yet has no runs."""
-    cells = mmhh_cells(records, choices(validation))
+    the tuning records `validation` chose; a row whose losses are not chosen yet has no runs.
+    `failed`: results/failures.jsonl's entries (utils.report.failures)."""
+    cells = mmhh_cells(records, choices(validation, failures.failed(failed, "tuning")),
+                       failures.failed(failed, "final"))
 
     def runs(dataset, loss, optimiser="adam", protocol="standard", rate=0.0):
         return cells.get((dataset, optimiser, protocol, rate), {}).get(loss, {})
@@ -248,109 +261,15 @@ def all_rows(records):
     """Every declared row, MAH's then MMHH's, from load_records' groups (MMHH's claims use only
     the runs of the tuned configurations)."""
     mmhh = records.get("tuned", []) + records.get("released", [])
-    return mah_rows(records.get("mah", [])) + mmhh_rows(mmhh, records.get("validation", []))
-
-
-# the final runs' columns: (optimiser, protocol, label noise) and their heading
-FINAL_SETTINGS = [(("adam", "standard", 0.0), "clean")] + \
-    [(("adam", "standard", rate), f"label noise {rate:g}") for rate in NOISE] + \
-    [(("adam", "unseen", 0.0), "unseen classes"), (("sgd", "standard", 0.0), "clean, released optimiser")]
-FINAL_QUANTITIES = [  # (label, test convention --opt-test, value of a record, digits)
-    ("MAP@H<=2", False, lambda m: m["map_within_radius"], 4),
-    ("MAP@H<=2, --opt-test", True, lambda m: m["map_within_radius"], 4),
-    ("MAP@TopK", False, lambda m: m["map_topk"], 4),
-    ("radius-2 ball, share of the database", False, lambda m: m.get("balls", {}).get("ball_database_share"), 3),
-    ("share of queries with an empty ball", False, lambda m: m.get("balls", {}).get("empty_ball_share"), 3)]
-
-
-def estimate(values, digits):
-    """'mean [low, high] (n)' with the 95% Student-t interval; 'value (1)' for one seed. Every
-    quantity estimated this way is a MAP or a share, so the interval is cut to [0, 1]: the t
-    interval of few seeds can reach past the values the quantity can take."""
-    mean, low, high, n = interval(values)
-    if low is None:
-        return f"{mean:.{digits}f} (1)"
-    low, high = max(low, 0.0), min(high, 1.0)
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}] ({n})"
-
-
-def column(record):
-    """The final-runs column of a run: (optimiser, protocol, label-noise rate)."""
-    return (optimiser(record), *setting(record))
-
-
-def final_cells(records):
-    """{(dataset, bits): {(method, column, --opt-test): {seed: metrics}}} and {(dataset, bits):
-    [record]} of the final runs (load_records' "tuned" and "released" groups)."""
-    cells, runs = {}, {}
-    for r in records.get("tuned", []) + records.get("released", []):
-        cells.setdefault((r["dataset"], r["bits"]), {}).setdefault((r["method"], column(r), r["metrics"]["opt_test"]),
-                                                                   {})[r["seed"]] = r["metrics"]
-        runs.setdefault((r["dataset"], r["bits"]), []).append(r)
-    return cells, runs
-
-
-def finals_section(records):
-    """docs/claims.md's final runs: per data set, each loss in its tuned configuration under
-    every setting that has runs, as the mean over seeds with its 95% interval (n seeds), for
-    the primary metric and beside it the other convention, MAP@TopK and what the radius-2
-    balls hold (a loss whose balls hold much of the database, or are often empty, says so
-    there). `records`: load_records' groups ("tuned" and "released")."""
-    lines = ["Written by `python -m utils.report` from the results files of the tuned configurations; edits here "
-             "are overwritten."]
-    cells, runs = final_cells(records)
-    if not cells:
-        return "\n".join(lines + ["", "No final run is filed yet."])
-    for (dataset, bits), by_cell in sorted(cells.items()):
-        columns = [(c, heading) for c, heading in FINAL_SETTINGS if any(c == key[1] for key in by_cell)]
-        rows = []
-        for label, opt_test, value, digits in FINAL_QUANTITIES:
-            for loss, name in LOSSES:
-                got = [[v for v in map(value, by_cell.get((loss, c, opt_test), {}).values()) if v is not None]
-                       for c, _ in columns]
-                if any(got):
-                    rows.append([f"{label}, {name}", *(estimate(v, digits) if v else "no run" for v in got)])
-        shown = DATASETS.get(dataset, dataset)
-        lines += ["", f"**{shown}, {bits} bits**: mean over seeds [95% interval, cut at 0 and 1] (seeds).", ""] + \
-            table(["", *(heading for _, heading in columns)], rows)
-        # the commands of the runs in the table, by loss, column, seed, then the --opt-test one
-        shown_columns = [c for c, _ in columns]
-        order = [m for m, _ in LOSSES]
-        listed = [r for r in runs[dataset, bits] if column(r) in shown_columns]
-        listed.sort(key=lambda r: (order.index(r["method"]) if r["method"] in order else len(order), r["method"],
-                                   shown_columns.index(column(r)), r["seed"], r["metrics"]["opt_test"]))
-        lines += folded_commands(listed, "this table")
-    return "\n".join(lines)
-
-
-CLEAN = ("adam", "standard", 0.0)  # the final runs' clean column
-
-
-def finals_glance(records):
-    """The README's MMHH tables: per data set, each loss's clean final runs (tuned settings, test
-    queries) as the mean over seeds with its 95% interval, one row per loss and the quantities
-    of docs/claims.md's final-runs table as columns; [] before any clean final run."""
-    parts = []
-    for (dataset, bits), by_cell in sorted(final_cells(records)[0].items()):
-        rows = []
-        for loss, name in LOSSES:
-            got = [[v for v in map(value, by_cell.get((loss, CLEAN, opt_test), {}).values()) if v is not None]
-                   for _, opt_test, value, _ in FINAL_QUANTITIES]
-            if any(got):
-                rows.append([name, *(estimate(v, q[3]) if v else "no run" for v, q in zip(got, FINAL_QUANTITIES))])
-        if not rows:  # final runs of this data set, none of them clean
-            continue
-        about = (f"**MMHH, {DATASETS.get(dataset, dataset)}, {bits} bits**: the four losses in the "
-                 "settings chosen on a validation split, on the test queries; mean over seeds [95% interval, "
-                 "cut at 0 and 1] (seeds); the other settings: [docs/claims.md](docs/claims.md#final-runs).")
-        parts.append("\n".join([about, ""] + table(["loss", *(q[0] for q in FINAL_QUANTITIES)], rows)))
-    return parts
+    lost = records.get("failed", [])
+    return mah_rows(records.get("mah", []), failures.failed(lost, "mah")) + \
+        mmhh_rows(mmhh, records.get("validation", []), lost)
 
 
 def interim(r):
-    """Whether a judged row rests on fewer seeds than docs/claims.md declares for it (a row
-    judged on other rows says so itself)."""
-    return r["interim"] if "interim" in r else 0 < r["n"] < r["planned"]
+    """Whether a judged row rests on fewer seeds than docs/claims.md declares for it, those that
+    failed aside (a row judged on other rows says so itself)."""
+    return r["interim"] if "interim" in r else 0 < r["n"] < r["planned"] - len(r.get("lost", ()))
 
 
 # after the seeds of a row one of whose pairs ran at two commits (the same draws, arithmetic
@@ -364,6 +283,8 @@ def ours(r):
     seeds = r.get("seeds") or (f"{r['n']} of {r['planned']} seeds" if interim(r)
                                else f"{r['n']} seed{'s' * (r['n'] != 1)}")
     seeds += OTHER_COMMITS * bool(r.get("commits"))
+    if r.get("lost"):
+        seeds += f" (seed{'s' * (len(r['lost']) > 1)} {', '.join(map(str, r['lost']))} failed)"
     if r["mean"] is None:
         return r["verdict"] if not r["n"] else seeds
     if r["low"] is None:
@@ -427,7 +348,17 @@ def claims_section(records):
     rows = all_rows(records)
     marked = other_commits(rows, "#the-rule")
     return "\n".join(["Written by `python -m utils.report` from the results files; edits here are overwritten.",
-                      ""] + claims_table(rows) + [""] * bool(marked) + marked + reruns(records))
+                      ""] + claims_table(rows) + [""] * bool(marked) + marked + reruns(records)
+                     + failed_runs(records.get("failed", [])))
+
+
+def failed_runs(entries):
+    """The table of the runs results/failures.jsonl records as failed: [] when none did."""
+    if not entries:
+        return []
+    rows = [[f"`{e['folder']}`", e["reason"], f"`{str(e.get('git_commit'))[:7]}`"] for e in entries]
+    return ["", f"**Runs that failed** ({len(rows)}): left out of their rows, as the rule declares, and not made "
+                "again.", ""] + table(["run", "reason", "commit"], rows)
 
 
 def claims_glance(records):
@@ -446,4 +377,8 @@ def claims_glance(records):
     tail = ([f"No runs yet: {ranges(waiting)}."] if waiting else []) + \
         ([f"No pair yet (both sides ran, no seed in common): {ranges(unpaired)}."] if unpaired else [])
     marked = other_commits(judged, "docs/claims.md#the-rule")
+    lost = records.get("failed", [])
+    if lost:
+        tail.append(f"Runs that failed: {len(lost)}, left out of the rows that name them as the rule declares "
+                    "([docs/claims.md](docs/claims.md#results) gives each with its reason).")
     return "\n".join([head, ""] + claims_table(judged) + [""] * bool(tail + marked) + tail + marked)

@@ -6,6 +6,7 @@ import os
 
 from utils.errors import UserError
 from utils.records import read_record
+from utils.report import failures
 from utils.report.grid import choices, optimiser, tuned
 from utils.report.published import HEADLINE_PRESET
 
@@ -19,11 +20,13 @@ def load_records(folder):
     length (headline preset), under any protocol, to "tuned" (Adam) or "released" (the released
     optimiser): the final runs, tabled apart from the runs of other settings of the same loss;
     runs under label noise or unseen classes to "protocols" (their own tables), the others to
-    their paper's; an MMHH run with the memory bank is method "<loss> + memory"."""
+    their paper's; an MMHH run with the memory bank is method "<loss> + memory". "failed": the
+    runs results/failures.jsonl records as failed (utils.report.failures)."""
     if not os.path.isdir(folder):
         raise UserError(f"results folder {folder} does not exist: give --results DIR, the folder holding the "
                         "results JSON files")
-    records = {"mah": [], "mmhh": [], "protocols": [], "validation": [], "tuned": [], "released": []}
+    records = {"mah": [], "mmhh": [], "protocols": [], "validation": [], "tuned": [], "released": [],
+               "failed": failures.read(folder)}
     found, invalid = [], []
     for path in sorted(glob.glob(os.path.join(folder, "**", "*.json"), recursive=True)):
         try:
@@ -37,7 +40,7 @@ def load_records(folder):
     found = [(kind, {**r, "method": f"{r['method']} + memory"})
              if kind == "mmhh" and r.get("args", {}).get("batch_type") == "BatchInitMem" else (kind, r)
              for kind, r in found]
-    chosen = choices([r for _, r in found if validation(r)])
+    chosen = choices([r for _, r in found if validation(r)], failures.failed(records["failed"], "tuning"))
     for kind, record in found:
         if validation(record):
             records["validation"].append(record)

@@ -17,16 +17,29 @@ not read, a commit that is not in this repository's history (or a run from uncom
 changes), and a cell and seed that is already filed. --replace replaces the filed
 record of the same cell and seed instead, says which, and keeps the replaced record's
 commit, command and metrics in the new one under "replaces".
+
+A declared run that failed (a crash, a NaN loss) is recorded as such instead, with the reason:
+
+    python -m utils.report.filing --failed "NaN loss at iteration 812" runs/final/cifar10-sgd-final-DCH-s0
+
+It goes to results/failures.jsonl (utils.report.failures): its seed drops out of its pairs, a
+failed tuning row is never chosen, and the plan does not make it again. Refused in one line:
+a folder that is no run the plan lists now, a run still going or that has results, a commit
+outside the history, and a run already recorded.
 """
 import argparse
 import fcntl
 import glob
+import json
 import os
 import subprocess
 
+from utils.atomic import atomic_write
 from utils.errors import UserError, run
-from utils.report.collect import validation
+from utils.report import failures
+from utils.report.collect import load_records, validation
 from utils.report.grid import optimiser
+from utils.report.plan import declared
 from utils.records import read_record
 from utils.runs import LOCK, REPO, read_json, write_json
 
@@ -41,6 +54,8 @@ def get_args_parser():
                    help="the results folder (default: results/ in the repository)")
     p.add_argument("--replace", action="store_true",
                    help="replace a filed record of the same cell and seed, and say so (default: off: refused)")
+    p.add_argument("--failed", metavar="REASON",
+                   help="record the runs named, declared runs that failed, as failed for this reason (default: off)")
     return p
 
 
@@ -181,7 +196,62 @@ def replaced(old):
                         if isinstance(v, (int, float)) and not isinstance(v, bool)}}
 
 
+def head_commit(root):
+    """The commit the checkout `root` stands at ("unknown" outside a checkout)."""
+    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def failed_run(folder, pending, recorded, reason):
+    """The failures.jsonl entry of a run folder that failed: the run as the plan names it, from
+    `pending` (plan.declared); UserError for a folder that cannot be recorded (`recorded`: the
+    folders of the failures recorded already)."""
+    if not os.path.isdir(folder):
+        raise UserError(f"{folder} is not a folder: give the run folder of the run that failed")
+    if running(folder):
+        raise UserError(f"{folder} is still running (its lock is held): record it only once it has stopped")
+    if glob.glob(os.path.join(folder, "**", "results", "*.json"), recursive=True):
+        raise UserError(f"{folder} has results: it did not fail; file it without --failed")
+    root = worktree_of(folder)
+    where = os.path.relpath(os.path.abspath(folder), root)
+    # a train_mmhh.py run folder lies in the --log_dir the plan names
+    if any(where == f or where.startswith(f + os.sep) for f in recorded):
+        raise UserError(f"{folder}: this run is recorded as failed already")
+    found = [f for f in pending if where == f or where.startswith(f + os.sep)]
+    if not found:
+        raise UserError(f"{folder} is no run that the plan lists now (python -m utils.report.plan): only a "
+                        "declared run that is neither filed nor recorded is recorded as failed")
+    run_, command = pending[found[0]]
+    commit = head_commit(root)
+    check_commit({"git_commit": commit, "_path": folder})
+    return {"run": run_, "reason": reason, "folder": found[0], "command": command, "git_commit": commit}
+
+
+def record_failures(args):
+    """--failed: append the runs named to results/failures.jsonl, each checked first."""
+    reason = args.failed.strip()
+    if not reason:
+        raise UserError("--failed needs the reason the run failed (a crash, a NaN loss at iteration N)")
+    if args.replace:
+        raise UserError("--replace replaces filed results; a failed run has none: leave it out with --failed")
+    records = load_records(args.results)
+    recorded = {e["folder"] for e in records["failed"]}
+    pending, new = declared(records), []
+    for folder in args.runs:
+        entry = failed_run(folder, pending, recorded, reason)
+        recorded.add(entry["folder"])  # the same run named twice
+        new.append(entry)
+    path = os.path.join(args.results, failures.FILE)
+    before = open(path).read() if os.path.exists(path) else ""
+    atomic_write(path, lambda f: f.write(before + "".join(json.dumps(e) + "\n" for e in new)), mode="w")
+    for entry in new:
+        print(f"recorded as failed: {entry['folder']} ({entry['reason']}) -> {path}")
+    return path
+
+
 def main(args):
+    if args.failed is not None:
+        return record_failures(args)
     filed = {}
     for path in sorted(glob.glob(os.path.join(args.results, "**", "*.json"), recursive=True)):
         try:

@@ -2,7 +2,9 @@
 values, every cell over its seeds, and the sentences that say where the papers' claims hold."""
 import numpy as np
 
-from utils.report.claims import claims_glance, finals_glance
+from utils.report import failures
+from utils.report.claims import claims_glance
+from utils.report.finals import finals_glance
 from utils.report.plan import remaining
 from utils.report.collect import MMHH_QUANTITIES, mixed, regime, series_of
 from utils.report.published import (FIGURES, HEADLINE_METRIC, HEADLINE_PRESET, LOSS_NAMES, MAH_BITS, MAH_METHODS,
@@ -133,9 +135,9 @@ def headline_section(records):
         key = (r["dataset"], r["preset"], r["backbone"], r["device"])
         mmhh_series.setdefault(key, {}).setdefault((r["method"], r["bits"]), {})[
             r["seed"], r["metrics"]["opt_test"]] = r
+    chosen = choices(records["validation"], failures.failed(records.get("failed", []), "tuning"))
     for dataset in sorted({k[0] for k in mmhh_series}):
-        key = headline(mmhh_series, dataset)
-        parts.append(mmhh_glance(dataset, mmhh_series[key], choices(records["validation"])))
+        parts.append(mmhh_glance(dataset, mmhh_series[headline(mmhh_series, dataset)], chosen))
     if records["protocols"]:
         parts.append("MMHH under label noise and on unseen classes: [below](#label-noise-and-unseen-classes).")
     if not parts:

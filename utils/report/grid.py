@@ -1,8 +1,8 @@
 """The MMHH tuning grid of docs/claims.md: each run's row, and each loss's choice by the
 declared rule (the highest validation MAP@H<=2 under the default convention; within TIED of
 the best counts as tied, and among the tied the loss's own, starred, setting wins, else the
-lowest row). A loss is chosen only once all its rows are filed, so a choice never rests on
-part of the grid."""
+lowest row). A loss is chosen only once all its rows are filed (a failed run's row counts as
+filed and is never chosen), so a choice never rests on part of the grid."""
 from utils.report.published import HEADLINE_PRESET, NAMES
 
 LOSSES = (("MMHH", "MMHH"), ("MMHH0", "MMHH without margin"), ("DCH", "DCH"), ("Hamming", "HashNet"))
@@ -68,9 +68,15 @@ def grid(records):
     return out
 
 
-def choices(records):
-    """{(dataset, bits, method): chosen row} for every loss whose eight rows are filed."""
-    return {(ds, bits, method): choose(scores, OWN_ROW[method])
-            for (ds, bits), by_method in grid(records).items() for method, scores in by_method.items()
-            if len(scores) == 2 * len(MAIN)}
+def choices(records, failed=()):
+    """{(dataset, bits, method): chosen row} for every loss whose eight rows are filed; `failed`:
+    the (dataset, bits, method, row) of tuning runs that failed, rows that count as filed but are
+    never chosen (a loss all of whose rows failed has no choice)."""
+    out = {}
+    for (ds, bits), by_method in grid(records).items():
+        for method, scores in by_method.items():
+            lost = {row for d, b, m, row in failed if (d, b, m) == (ds, bits, method)} - set(scores)
+            if len(scores) + len(lost) == 2 * len(MAIN):
+                out[ds, bits, method] = choose(scores, OWN_ROW[method])
+    return out
 

@@ -38,7 +38,9 @@ import sys
 
 from utils.atomic import atomic_write
 from utils.errors import UserError
-from utils.report.claims import claims_section, finals_section
+from utils.report import failures
+from utils.report.claims import claims_section
+from utils.report.finals import finals_section
 from utils.report.collect import load_records, series_of, setting
 from utils.report.figures import (data_roots, draw, draw_curves, draw_noise, draw_pr, draw_retrieval, image_reader,
                                    shown_record)
@@ -169,7 +171,8 @@ def main(args):
     claims = beside_details(args.claims, args.details, "claims.md")
     if claims:
         rewrite(claims, "--claims", "claims", claims_section(records))
-        rewrite(claims, "--claims", "tuning", tuning_section(records["validation"]))
+        rewrite(claims, "--claims", "tuning",
+                tuning_section(records["validation"], failures.failed(records["failed"], "tuning")))
         rewrite(claims, "--claims", "finals", finals_section(records))
     index_page = beside_details(args.index_page, args.details, "index.md")
     if search and index_page:

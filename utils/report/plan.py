@@ -24,6 +24,7 @@ import os
 import shlex
 
 from utils.errors import run
+from utils.report import failures
 from utils.report.claims import CIFAR_SEEDS, FLICKR_SEEDS, MMHH_BITS, MMHH_SEEDS, NOISE
 from utils.report.collect import load_records, setting
 from utils.report.grid import DATASETS, LOSSES, MAIN, WEIGHTS, choices, grid, optimiser, tuned
@@ -80,14 +81,15 @@ def mah_commands(dataset, method, bits, seed, replace):
             f"{FILING} {folder}{' --replace' if replace else ''}"]
 
 
-def mah_runs(records):
-    """(label, commands) of each planned MAH run not filed (or filed without its curve)."""
+def mah_runs(records, failed=()):
+    """(label, commands) of each planned MAH run not filed (or filed without its curve), nor
+    recorded in `failed` ((dataset, method, bits, seed) of the runs that failed)."""
     filed = {(r["dataset"], r["method"], r["bits"], r["seed"]): bool(r.get("curve")) for r in records
              if r["preset"] == HEADLINE_PRESET}
     out = []
     for dataset, method, bits, seed in mah_plan():
         key = (dataset, method, bits, seed)
-        if key in filed and (filed[key] or not curved(dataset, bits)):
+        if key in failed or key in filed and (filed[key] or not curved(dataset, bits)):
             continue
         label = f"{DATASETS[dataset]}, {method}, {bits} bits, seed {seed}" + \
             (" (filed without its learning curve: run again)" if key in filed else "")
@@ -109,14 +111,16 @@ def mmhh_train(dataset, annotation, folder, seed, flags):
             f"--seed {seed} --annotation {annotation} {flags}")
 
 
-def tuning_runs(validation):
-    """(label, commands) of each tuning run of the grids not filed: 8 rows per loss and data set, seed 0."""
+def tuning_runs(validation, failed=()):
+    """(label, commands) of each tuning run of the grids neither filed nor failed (`failed`: their
+    (dataset, bits, method, row)): 8 rows per loss and data set, seed 0."""
     rows = grid(validation)
     out = []
     for dataset, shown in DATASETS.items():
         for method, name in LOSSES:
             for row in range(1, 2 * len(MAIN) + 1):
-                if row in rows.get((dataset, MMHH_BITS), {}).get(method, {}):
+                if row in rows.get((dataset, MMHH_BITS), {}).get(method, {}) or \
+                        (dataset, MMHH_BITS, method, row) in failed:
                     continue
                 a = f"{dataset}-tune-{NAMES.get(method, method)}-{row}"
                 folder = f"runs/tuning/{a}"
@@ -138,10 +142,12 @@ def final_settings(dataset):
                    " --optimizer sgd")]
 
 
-def final_runs(finals, validation):
-    """(label, commands) of each final run not filed, both test conventions (the --opt-test one
-    from the outputs the training run saved); and the lines saying which losses wait for a grid."""
-    chosen = choices(validation)
+def final_runs(finals, validation, failed=None):
+    """(label, commands) of each final run neither filed nor failed, both test conventions (the
+    --opt-test one from the outputs the training run saved); and the lines saying which losses
+    wait for a grid. `failed`: results/failures.jsonl's entries."""
+    lost = failures.failed(failed or [], "final")
+    chosen = choices(validation, failures.failed(failed or [], "tuning"))
     rows = grid(validation)
     filed = {(r["dataset"], optimiser(r), *setting(r), r["method"], r["seed"], r["metrics"]["opt_test"])
              for r in finals if r["bits"] == MMHH_BITS and r["preset"] == HEADLINE_PRESET and tuned(r, chosen)}
@@ -157,7 +163,7 @@ def final_runs(finals, validation):
             for opt, protocol, rate, seeds, what, heading, extra in final_settings(dataset):
                 for seed in range(seeds):
                     have = [(dataset, opt, protocol, rate, method, seed, t) in filed for t in (False, True)]
-                    if all(have):
+                    if all(have) or (dataset, opt, protocol, rate, method, seed) in lost:
                         continue
                     a = f"{dataset}-{what}-{method}-s{seed}"
                     folder = f"runs/final/{a}"
@@ -176,12 +182,14 @@ def final_runs(finals, validation):
 def remaining(records):
     """(runs still to make, runs declared) over MAH's table, the tuning grids and the final runs
     (a loss waiting for its grid counts all its final runs as still to make)."""
-    group = {k: records.get(k, []) for k in ("mah", "tuned", "released", "validation")}
-    finals, _ = final_runs(group["tuned"] + group["released"], group["validation"])
-    chosen = choices(group["validation"])
+    group = {k: records.get(k, []) for k in ("mah", "tuned", "released", "validation", "failed")}
+    finals, _ = final_runs(group["tuned"] + group["released"], group["validation"], group["failed"])
+    lost = failures.failed(group["failed"], "tuning")
+    chosen = choices(group["validation"], lost)
     per_loss = {d: sum(f[3] for f in final_settings(d)) for d in DATASETS}
     unchosen = sum(per_loss[d] for d in DATASETS for m, _ in LOSSES if (d, MMHH_BITS, m) not in chosen)
-    missing = len(mah_runs(group["mah"])) + len(tuning_runs(group["validation"])) + len(finals) + unchosen
+    missing = len(mah_runs(group["mah"], failures.failed(group["failed"], "mah"))) + \
+        len(tuning_runs(group["validation"], lost)) + len(finals) + unchosen
     declared = len(mah_plan()) + len(DATASETS) * len(LOSSES) * 2 * len(MAIN) + len(LOSSES) * sum(per_loss.values())
     return missing, declared
 
@@ -220,16 +228,48 @@ def continued(label, commands, root):
 
 def plan(records, root=REPO):
     """The text main prints, from load_records' groups and the run folders under `root`."""
-    runs = mah_runs(records["mah"]) + tuning_runs(records["validation"])
-    finals, waiting = final_runs(records["tuned"] + records["released"], records["validation"])
+    failed = records.get("failed", [])
+    runs = mah_runs(records["mah"], failures.failed(failed, "mah")) + \
+        tuning_runs(records["validation"], failures.failed(failed, "tuning"))
+    finals, waiting = final_runs(records["tuned"] + records["released"], records["validation"], failed)
     runs = [continued(label, commands, root) for label, commands in runs + finals]
     lines = [f"# {len(runs)} runs declared in docs/claims.md are not in results/"
+             + (f"; {len(failed)} failed and are not made again (results/failures.jsonl)" if failed else "")
              + (f"; {len(waiting)} groups of final runs wait for a tuning grid" if waiting else "")]
     lines += [f"# {w}" for w in waiting]
     lines += ["set -e  # the text is a shell script: one run after another, stopping at the first that fails"]
     for label, commands in runs:
         lines += ["", f"# {label}", *commands]
     return "\n".join(lines)
+
+
+def declared(records):
+    """{run folder: (run, training command)} of every run the plan lists now (neither filed nor
+    failed), `run` naming it as results/failures.jsonl does (utils.report.failures)."""
+    failed = records.get("failed", [])
+    runs = mah_runs(records["mah"], failures.failed(failed, "mah")) + \
+        tuning_runs(records["validation"], failures.failed(failed, "tuning")) + \
+        final_runs(records["tuned"] + records["released"], records["validation"], failed)[0]
+    out = {}
+    for _, commands in runs:
+        words = shlex.split(commands[0])
+        value = dict(zip(words, words[1:]))
+        if words[1] == "train_mmhh.py":
+            dataset, seed, method = value["--s_dataset"], int(value["--seed"]), value["--distance_type"]
+            if value.get("--eval_on") == "val":
+                row = int(value["--annotation"].rsplit("-", 1)[1])
+                run = {"kind": "tuning", "dataset": dataset, "bits": MMHH_BITS, "method": method, "row": row}
+            else:
+                run = {"kind": "final", "dataset": dataset, "optimiser": value.get("--optimizer", "adam"),
+                       "protocol": value.get("--protocol", "standard"),
+                       "rate": float(value.get("--label_noise", 0.0)), "method": method, "seed": seed}
+            out[value["--log_dir"]] = (run, commands[0])
+        else:
+            dataset = "flickr25k" if words[1].endswith("_FLICKR.py") else "cifar10"
+            method = "ADSH" if "--adsh" in words else "MAH-flat" if words[1].startswith("flat_") else "MAH-cascade"
+            out[value["--output-dir"]] = ({"kind": "mah", "dataset": dataset, "method": method,
+                                           "bits": int(value["--bits"]), "seed": int(value["--seed"])}, commands[0])
+    return out
 
 
 def main(args):

@@ -4,16 +4,19 @@ from utils.report.grid import DATASETS, LOSSES, MAIN, OWN_ROW, WEIGHTS, choices,
 from utils.report.tables import folded_commands, table
 
 
-def tuning_section(records):
+def tuning_section(records, failed=()):
     """docs/claims.md's tuning results: per data set, every configuration's validation MAP@H<=2
-    (★: the loss's own setting), the chosen one in bold, or how many rows are filed; then what
-    each run's radius-2 balls hold, and the commands."""
+    (★: the loss's own setting; "failed": a run that failed, `failed` holding its (dataset,
+    bits, method, row)), the chosen one in bold, or how many rows are filed; then what each
+    run's radius-2 balls hold, and the commands."""
     found = grid(records)
+    for ds, bits, method, row in failed:
+        found.setdefault((ds, bits), {}).setdefault(method, {}).setdefault(row, None)
     lines = ["Written by `python -m utils.report` from the tuning results files (validation split, seed 0); "
              "edits here are overwritten."]
     if not found:
         return "\n".join(lines + ["", "No tuning run is filed yet."])
-    chosen = choices(records)
+    chosen = choices(records, failed)
     order = [m for m, _ in LOSSES]
     shown = [r for r in scored(records) if r["method"] in order]
     for (ds, bits), by_method in sorted(found.items()):
@@ -23,7 +26,8 @@ def tuning_section(records):
             cells = []
             for method, _ in LOSSES:
                 v = by_method.get(method, {}).get(row)
-                text = "—" if v is None else f"{v:.4f}" + (" ★" if OWN_ROW[method] == row else "")
+                text = "failed" if (ds, bits, method, row) in failed else "—" if v is None else \
+                    f"{v:.4f}" + (" ★" if OWN_ROW[method] == row else "")
                 cells.append(f"**{text}**" if chosen.get((ds, bits, method)) == row else text)
             rows.append(lead(row) + cells)
         picked = [f"{name} row {chosen[ds, bits, method]}" if (ds, bits, method) in chosen else
