@@ -381,4 +381,4 @@ def claims_glance(records):
     if lost:
         tail.append(f"Runs that failed: {len(lost)}, left out of the rows that name them as the rule declares "
                     "([docs/claims.md](docs/claims.md#results) gives each with its reason).")
-    return "\n".join([head, ""] + claims_table(judged) + [""] * bool(tail + marked) + tail + marked)
+    return "\n".join([head, ""] + claims_table(judged) + [line for note in tail + marked for line in ("", note)])
