@@ -466,6 +466,8 @@ def test_codes_are_held_as_initialised_then_learned(tmp_path, init, hold):
     (["--bits", "65"], "code lengths must be 1 to 64"),
     (["--bits", "x"], "--bits must be comma-separated integers"),
     (["--bits", "8", "--aux-bits", "4,16"], "auxiliary codes must be at least as long as the target"),
+    # the cascade's c2 feeds c1: a longer c1 would feed a short code into a long one
+    (["--bits", "4", "--aux-bits", "16,8"], "c1 must not be longer than c2; give --aux-bits 8,16"),
     (["--data-root", "/nonexistent/cifar"], "does not exist"),
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
     (["--gpu", "7x"], "--gpu must be a CUDA device number or 'cpu'"),

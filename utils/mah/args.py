@@ -193,6 +193,10 @@ def aux_lengths(args, c0):
     if min(aux) < c0 or max(aux) > 1024:
         raise UserError(f"--aux-bits {aux[0]},{aux[1]}: auxiliary codes must be at least as long as the target "
                         f"({c0} bits) and at most 1024 bits")
+    # the cascade's longest code feeds the shorter ones
+    if getattr(args, "arch", None) == "cascade" and aux[0] > aux[1]:
+        raise UserError(f"--aux-bits {aux[0]},{aux[1]}: the cascade feeds c2 into c1, so c1 must not be longer "
+                        f"than c2; give --aux-bits {aux[1]},{aux[0]}")
     return tuple(aux)
 
 
