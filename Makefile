@@ -15,9 +15,9 @@ $(VENV)/.installed: requirements.txt requirements-test.txt requirements-weights.
 test: $(VENV)/.installed
 	$(PYTHON) -m pytest
 
-# every generated block of README.md and docs/*.md, and fig/*.png, from results/ and bench/out/; the
-# retrieval pictures too for
-# the data sets whose images are in ../shared/data (REPORT_DATA names them)
+# every generated block of README.md and docs/*.md, and fig/*.png, from results/ and bench/out/;
+# the retrieval pictures too for the data sets whose images are in ../shared/data (REPORT_DATA
+# names them)
 SHARED := ../shared/data
 REPORT_DATA ?= $(if $(wildcard $(SHARED)/cifar10-jpeg.tar.gz),--data cifar10=$(SHARED)/cifar10-jpeg.tar.gz) \
 	$(if $(wildcard $(SHARED)/mirflickr25k-20k.tar),--data flickr25k=$(SHARED)/mirflickr25k-20k.tar)
