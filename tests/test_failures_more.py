@@ -75,6 +75,50 @@ def test_sigterm_takes_the_ctrl_c_path(tmp_path):
     assert "Traceback" not in err
 
 
+# A main that, in a C function's call back into Python (libc's qsort with a Python comparator,
+# as numba's compiler calls back while the metrics compile), signals its own process, then
+# reports its next step as a training loop does.
+SIGNAL_IN_A_CALLBACK = """
+import ctypes, os, signal, sys
+from utils.errors import PROGRESS, run
+
+def main(sig):
+    PROGRESS.reset()
+    PROGRESS.update(where="in step 1", resume="python again.py")
+    libc = ctypes.CDLL(None)
+    signalled = []
+
+    @ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int))
+    def compare(a, b):
+        if not signalled:
+            signalled.append(1)
+            os.kill(os.getpid(), sig)
+        return a[0] - b[0]
+
+    values = (ctypes.c_int * 4)(3, 1, 2, 0)
+    libc.qsort(values, 4, ctypes.sizeof(ctypes.c_int), compare)
+    print("the callback's interrupt was lost", flush=True)
+    PROGRESS.update(where="in step 2")
+    print("went on past the stop", flush=True)
+
+run(main, getattr(signal, sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_inside_a_c_callback_still_stops_the_run(name):
+    """The signal's KeyboardInterrupt is raised inside the callback, where ctypes prints it and
+    goes on (as it did in numba's compiler during a real run): the run stops at its next
+    reported step, with Ctrl-C's line and status 130. Catches the stop lost there (the run
+    went on to the end and exited 0)."""
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_IN_A_CALLBACK, name], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert "the callback's interrupt was lost" in proc.stdout, proc.stderr  # the case under test happened
+    assert "went on past the stop" not in proc.stdout
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "interrupted in step 2; continue with: python again.py"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_loader_workers_ended_by_a_signal_are_one_line(tmp_path, sig):
     """SIGTERM to a whole process group (`timeout`, a scheduler, torchrun ending a run) also ends

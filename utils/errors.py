@@ -21,10 +21,13 @@ class Progress:
 
     def reset(self):
         self.where, self.resume = "before training started", None
+        self.stopping = False  # a stop signal came (see _stop)
 
     def update(self, where=None, resume=None):
         self.where = where or self.where
         self.resume = resume or self.resume
+        if self.stopping:  # its KeyboardInterrupt was lost: stop here, the next place a loop reports
+            raise KeyboardInterrupt
 
     def interrupted(self):
         then = f"continue with: {self.resume}" if self.resume else "nothing to resume yet"
@@ -34,7 +37,12 @@ class Progress:
 PROGRESS = Progress()
 
 
-def _terminated(signum, frame):
+def _stop(signum, frame):
+    """SIGTERM and SIGINT: Ctrl-C's KeyboardInterrupt, and a mark that outlives it. A signal that
+    comes while C code runs a Python callback (numba compiling the metrics calls back into
+    Python) raises there, and ctypes prints the exception and carries on; the mark makes the
+    loop's next PROGRESS.update stop the run all the same."""
+    PROGRESS.stopping = True
     raise KeyboardInterrupt
 
 
@@ -43,7 +51,8 @@ def run(main, *args):
     Ctrl-C one line saying where the run stopped and how to continue it, exit status 130.
     SIGTERM (a scheduler's time limit, `timeout`, `docker stop`) takes Ctrl-C's path, and so
     does a loader worker that it ended; a worker that died otherwise is one line, exit 1."""
-    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         return main(*args)
     except UserError as e:
