@@ -182,14 +182,11 @@ def final_runs(finals, validation, failed=None):
 def remaining(records):
     """(runs still to make, runs declared) over MAH's table, the tuning grids and the final runs
     (a loss waiting for its grid counts all its final runs as still to make)."""
-    group = {k: records.get(k, []) for k in ("mah", "tuned", "released", "validation", "failed")}
-    finals, _ = final_runs(group["tuned"] + group["released"], group["validation"], group["failed"])
-    lost = failures.failed(group["failed"], "tuning")
-    chosen = choices(group["validation"], lost)
+    runs, _ = pending({k: records.get(k, []) for k in ("mah", "tuned", "released", "validation", "failed")})
+    chosen = choices(records.get("validation", []), failures.failed(records.get("failed", []), "tuning"))
     per_loss = {d: sum(f[3] for f in final_settings(d)) for d in DATASETS}
     unchosen = sum(per_loss[d] for d in DATASETS for m, _ in LOSSES if (d, MMHH_BITS, m) not in chosen)
-    missing = len(mah_runs(group["mah"], failures.failed(group["failed"], "mah"))) + \
-        len(tuning_runs(group["validation"], lost)) + len(finals) + unchosen
+    missing = len(runs) + unchosen
     declared = len(mah_plan()) + len(DATASETS) * len(LOSSES) * 2 * len(MAIN) + len(LOSSES) * sum(per_loss.values())
     return missing, declared
 
@@ -226,13 +223,21 @@ def continued(label, commands, root):
     return label, [c for c in [train, *rest, commands[-1]] if c]
 
 
-def plan(records, root=REPO):
-    """The text main prints, from load_records' groups and the run folders under `root`."""
+def pending(records):
+    """(label, commands) of every run the plan lists (neither filed nor failed), MAH's, the tuning
+    runs, then the final runs; and the lines saying which losses wait for a grid."""
     failed = records.get("failed", [])
     runs = mah_runs(records["mah"], failures.failed(failed, "mah")) + \
         tuning_runs(records["validation"], failures.failed(failed, "tuning"))
     finals, waiting = final_runs(records["tuned"] + records["released"], records["validation"], failed)
-    runs = [continued(label, commands, root) for label, commands in runs + finals]
+    return runs + finals, waiting
+
+
+def plan(records, root=REPO):
+    """The text main prints, from load_records' groups and the run folders under `root`."""
+    failed = records.get("failed", [])
+    runs, waiting = pending(records)
+    runs = [continued(label, commands, root) for label, commands in runs]
     lines = [f"# {len(runs)} runs declared in docs/claims.md are not in results/"
              + (f"; {len(failed)} failed and are not made again (results/failures.jsonl)" if failed else "")
              + (f"; {len(waiting)} groups of final runs wait for a tuning grid" if waiting else "")]
@@ -246,12 +251,8 @@ def plan(records, root=REPO):
 def declared(records):
     """{run folder: (run, training command)} of every run the plan lists now (neither filed nor
     failed), `run` naming it as results/failures.jsonl does (utils.report.failures)."""
-    failed = records.get("failed", [])
-    runs = mah_runs(records["mah"], failures.failed(failed, "mah")) + \
-        tuning_runs(records["validation"], failures.failed(failed, "tuning")) + \
-        final_runs(records["tuned"] + records["released"], records["validation"], failed)[0]
     out = {}
-    for _, commands in runs:
+    for _, commands in pending(records)[0]:
         words = shlex.split(commands[0])
         value = dict(zip(words, words[1:]))
         if words[1] == "train_mmhh.py":
