@@ -295,10 +295,13 @@ MUTATIONS = [
      "        if stopped_loader(e):", "        if False:", WORKER_TESTS),
     ("R17", "a loader worker killed otherwise shown as a traceback", "utils/errors.py",
      '        if "DataLoader worker" not in str(e):', "        if True:", WORKER_TESTS),
-    # the report: the claims' verdicts and the benches' figures
     ("R18", "a stop signal lost inside a C callback: the run goes on", "utils/errors.py",
      "        if self.stopping:", "        if False:",
      ["tests/test_failures_more.py::test_a_stop_signal_inside_a_c_callback_still_stops_the_run"]),
+    ("R19", "a worker's death that a stop signal follows reported as a failure", "utils/errors.py",
+     "        if stop_on_its_way():", "        if False:",
+     ["tests/test_failures_more.py::test_a_worker_death_that_a_stop_signal_follows_is_a_stop"]),
+    # the report: the claims' verdicts and the benches' figures
     ("P01", "the claims' interval from the population standard deviation", "utils/report/claims.py",
      "x.std(ddof=1)", "x.std(ddof=0)", REPORT_TESTS),
     ("P02", "a claim holds where its interval only reaches the paper's side of 0", "utils/report/claims.py",

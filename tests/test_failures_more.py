@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -160,6 +161,34 @@ def test_loader_workers_ended_by_a_signal_are_one_line(tmp_path, sig):
         assert proc.returncode == 1 and len(lines) == 1, err
         assert "DataLoader worker" in lines[0] and "out of memory" in lines[0], err
         assert "continue with: " in lines[0] and "--resume" in lines[0], err
+
+
+@pytest.mark.parametrize("when, status", [("before", 130), ("after", 130), ("never", 1)])
+def test_a_worker_death_that_a_stop_signal_follows_is_a_stop(when, status, capsys):
+    """A signal to the process group ends the loader's workers and the run together, and the
+    loader can notice a dead worker ("exited unexpectedly", which names no signal) before the
+    run's handler has run: a SIGTERM that came before (its interrupt lost, only the mark left)
+    or comes within the grace is a stop (130, the interrupted line, no traceback); none at all, a
+    failure (1). Catches the grace wait dropped, which reports a stop as the machine out of memory."""
+    from utils import errors
+
+    def main():
+        if when == "before":
+            errors.PROGRESS.stopping = True
+        elif when == "after":  # from another thread, as the kernel delivers it while the run goes on
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        raise RuntimeError("DataLoader worker (pid(s) 7) exited unexpectedly")
+
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            errors.run(main)
+    finally:
+        signal.signal(signal.SIGTERM, handler)  # errors.run installs its own for the process
+        errors.PROGRESS.reset()
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == status
+    assert err.startswith("interrupted" if status == 130 else "error: DataLoader worker") and "\n" not in err, err
 
 
 def test_a_second_test_of_one_annotation_does_not_replace_the_first(trained, tmp_path):  # noqa: F811

@@ -2,9 +2,14 @@
 import os
 import signal
 import sys
+import time
 
 # Exit status of a run stopped by Ctrl-C: 128 + SIGINT, as a shell reports it.
 INTERRUPTED = 130
+# How long a run whose loader worker died waits for a stop signal on its way before it calls the
+# death a failure: a signal to the process group reaches the workers and the run at once, but
+# the loader can notice a dead worker before the run's own handler has run.
+STOP_GRACE_SECONDS = 1.0
 
 
 class UserError(Exception):
@@ -50,7 +55,8 @@ def run(main, *args):
     """Call an entry point's main; a UserError becomes one line on stderr and exit status 2,
     Ctrl-C one line saying where the run stopped and how to continue it, exit status 130.
     SIGTERM (a scheduler's time limit, `timeout`, `docker stop`) takes Ctrl-C's path, and so
-    does a loader worker that it ended; a worker that died otherwise is one line, exit 1."""
+    does a loader worker that it ended, or whose death a stop signal follows within
+    STOP_GRACE_SECONDS; a worker that died otherwise is one line, exit 1."""
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
@@ -65,6 +71,8 @@ def run(main, *args):
             stopped()
         if "DataLoader worker" not in str(e):
             raise
+        if stop_on_its_way():
+            stopped()
         # a worker killed otherwise (SIGKILL: most often the kernel's out-of-memory killer)
         then = f"; continue with: {PROGRESS.resume}" if PROGRESS.resume else ""
         print(f"error: {one_line(e).rstrip('. ')}, {PROGRESS.where}: the machine may be out of memory; "
@@ -73,6 +81,15 @@ def run(main, *args):
     except BrokenPipeError:  # the reader of stdout stopped (`| head`): nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+
+
+def stop_on_its_way():
+    """Whether a stop signal came, or comes within STOP_GRACE_SECONDS."""
+    try:
+        time.sleep(0 if PROGRESS.stopping else STOP_GRACE_SECONDS)
+    except KeyboardInterrupt:
+        return True
+    return PROGRESS.stopping
 
 
 def stopped():
