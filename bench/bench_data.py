@@ -20,7 +20,6 @@ CUDA), is what `python -m utils.report` writes docs/data.md's table from.
 """
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -102,9 +101,8 @@ def main():
         pixels, source = load_cifar10(SHARED_CIFAR).images, "CIFAR-10 (shared archive)"
     else:
         pixels, source = load_digits()[0], "digits"
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, device {device}"
-          + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "")
-          + f", batch {b}, images from {source}")
+    found = runs.provenance(device)
+    print(f"{runs.described(found)}, batch {b}, images from {source}")
 
     gen = torch.Generator().manual_seed(0)
     index = lambda: torch.randint(0, len(pixels), (b,), generator=gen)  # noqa: E731
@@ -112,10 +110,7 @@ def main():
     paper = ArrayImages(pixels, IMAGENET_MEAN, IMAGENET_STD, device, resize=256, crop=224)
     workers = f"{args.workers} worker{'s' if args.workers != 1 else ''}"
     out = args.out or os.path.join(REPO, "bench", "out", f"bench_data{'_cuda' if device.type == 'cuda' else ''}.json")
-    summary = {"commit": runs.git_commit(), "command": runs.command_line(), "device": device.type,
-               "device_name": torch.cuda.get_device_name() if device.type == "cuda" else None,
-               "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-               "batch": b, "workers": args.workers, "seconds": args.seconds, "rounds": args.rounds,
+    summary = {**found, "batch": b, "workers": args.workers, "seconds": args.seconds, "rounds": args.rounds,
                "images": source, "complete": False,
                "pairs": [{"pipeline": p, "model": m} for p, m in PAIRS],
                "labels": {**LABELS, "files_224": f"{LABELS['files_224']}, {workers}"}}

@@ -91,17 +91,15 @@ def main():
     if processes < 2:
         sys.exit(f"error: the comparison needs 2 or more processes ({args.device}: {processes}); "
                  + ("it needs a machine with several GPUs" if args.device == "cuda" else "pass --processes 2 or more"))
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, device {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
-          + f"; MAH-cascade step, backbone {args.backbone} at {args.size} px, global batch {args.batch_size}, "
-            f"{args.steps} timed steps per run, {args.repeat} runs per setting alternating")
+    found = runs.provenance(args.device)
+    print(f"{runs.described(found)}; MAH-cascade step, backbone {args.backbone} at {args.size} px, "
+          f"global batch {args.batch_size}, {args.steps} timed steps per run, {args.repeat} runs per setting "
+          "alternating")
     out = args.out or os.path.join(REPO, "bench", "out",
                                    f"bench_distributed{'_cuda' if args.device == 'cuda' else ''}.json")
-    summary = {"commit": runs.git_commit(), "command": runs.command_line(), "device": args.device,
-               "device_name": torch.cuda.get_device_name() if args.device == "cuda" else None,
-               "backend": "nccl" if args.device == "cuda" else "gloo", "cores": os.cpu_count(),
-               "torch": torch.__version__, "processes": processes, "backbone": args.backbone, "size": args.size,
-               "batch": args.batch_size, "steps": args.steps, "repeat": args.repeat}
+    summary = {**found, "backend": "nccl" if args.device == "cuda" else "gloo", "processes": processes,
+               "backbone": args.backbone, "size": args.size, "batch": args.batch_size, "steps": args.steps,
+               "repeat": args.repeat}
     rates = {1: [], processes: []}
     for round_ in range(args.repeat):
         for n in rates:

@@ -31,7 +31,6 @@ writes the README's sentence on search and the table of docs/index.md.
 """
 import argparse
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -216,14 +215,14 @@ def main():
     print(f"faiss {faiss.__version__}, {os.cpu_count()} cores, {args.queries} queries, {args.rounds} rounds")
     from utils import runs  # imports torch, whose memory the peak below includes
 
-    commit = runs.git_commit()  # the code measured: files edited while the bench runs do not count
+    found = runs.provenance()  # the code measured: files edited while the bench runs do not count
 
     def write(cases, encode, complete):
         """The summary so far: rewritten after every set of codes, so a stopped bench keeps its cases."""
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
         runs.write_json(out, {
-            "commit": commit, "cores": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "python": platform.python_version(), "numpy": np.__version__, "faiss": faiss.__version__,
+            **found, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "numpy": np.__version__,
+            "faiss": faiss.__version__,
             "quick": args.quick, "complete": complete, "queries": args.queries, "rounds": args.rounds,
             "centres": args.centres, "flip": args.flip, "max_results": args.max_results, "peak_resident_gb": peak,
             "cases": cases, "encode": encode})

@@ -33,7 +33,6 @@ import gc
 import importlib.metadata
 import importlib.util
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -299,17 +298,13 @@ def main():
                             os.path.join(REPO, "bench", "out", "bench_metrics_cuda.json" if args.device == "cuda"
                                          else "bench_metrics.json"))
     base = load_baseline(args.baseline) if args.baseline else None
-    print(f"torch {torch.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
-          f"{torch.get_num_threads()} torch threads, library on {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
-          + f"; each side: 1 untimed call, then {args.repeat} timed calls interleaved, the order turning each round"
+    found = runs.provenance(args.device)
+    print(f"{runs.described(found)}, numpy {np.__version__}, {torch.get_num_threads()} torch threads"
+          f"; each side: 1 untimed call, then {args.repeat} timed calls interleaved, the order turning each round"
           + (f"; baseline {args.baseline}" if base else ""))
     print(f"load average (1 min) at the start: {os.getloadavg()[0]:.2f}")
     start = time.perf_counter()
-    summary = {"commit": runs.git_commit(), "command": runs.command_line(), "device": args.device,
-               "device_name": torch.cuda.get_device_name() if args.device == "cuda" else None,
-               "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-               "torch": torch.__version__, "numpy": np.__version__, "numba": version("numba"),
+    summary = {**found, "torch_threads": torch.get_num_threads(), "numpy": np.__version__, "numba": version("numba"),
                "repeat": args.repeat, "seed": args.seed, "small": args.small, "scale": scale, "baseline": args.baseline,
                "load_average_start": os.getloadavg()[0], "complete": False, "cases": []}
 

@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from utils.errors import UserError, run  # noqa: E402
-from utils.runs import git_commit, write_json  # noqa: E402
+from utils.runs import provenance, write_json  # noqa: E402
 
 OUT = os.path.join(REPO, "bench", "out", "bench_suite.json")
 
@@ -56,7 +56,7 @@ def main(args):
     if found["failed"]:
         raise UserError(f"{found['failed']} tests failed: a suite that fails has no time to report; run make test "
                         "and fix them first")
-    summary = {"commit": git_commit(), "cores": os.cpu_count(), "seconds": round(seconds, 1),
+    summary = {**provenance(), "seconds": round(seconds, 1),
                "selection": args.selection, **found}
     write_json(args.out or OUT, summary)
     print(json.dumps(summary))

@@ -56,7 +56,7 @@ def main():
     p.add_argument("--out", default=os.path.join(REPO, "bench", "out", "bench_threading.json"),
                    help="the JSON summary (default: bench/out/bench_threading.json, which the report reads)")
     args = p.parse_args()
-    summary = {"commit": runs.git_commit(), "command": runs.command_line(), "cores": os.cpu_count(),
+    summary = {**runs.provenance(),
                **{k: getattr(args, k) for k in ("rounds", "repeats", "queries", "database", "bits")},
                "complete": False, "threads": {}}
     code = CHILD.format(repo=REPO, **{k: getattr(args, k) for k in ("queries", "database", "bits", "repeats")})

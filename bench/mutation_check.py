@@ -377,7 +377,7 @@ def main():
         for mid, what, path, *_ in chosen:
             print(f"{mid}  {path:<18} {what}")
         return 0
-    summary = {"commit": runs.git_commit(), "command": runs.command_line(), "cores": os.cpu_count(),
+    summary = {**runs.provenance(),
                "chosen": len(chosen), "of": len(MUTATIONS), "complete": False, "mutations": []}
     with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
         repo = copy_tree(tmp)

@@ -26,8 +26,6 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import torch  # noqa: E402
-
 from utils import runs  # noqa: E402
 
 ARCHIVE = os.path.join(os.pardir, "shared", "data", "cifar10-jpeg.tar.gz")  # relative to the repository
@@ -114,7 +112,7 @@ def main():
             seconds[f"{name}_command"] = round(wall, 1)
         seconds["mah_training"] = training_seconds(os.path.join(run, "results", "*.json"))
         seconds["mmhh_training"] = training_seconds(os.path.join(log, "*", "results", "*.json"))
-    summary = {"commit": runs.git_commit(), "cores": os.cpu_count(), "torch": torch.__version__,
+    summary = {**runs.provenance(),
                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "images": args.images, "classes": CLASSES,
                "preset": "smoke", "commands": commands, "seconds": seconds}
     runs.write_json(args.out, summary)

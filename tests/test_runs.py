@@ -79,3 +79,26 @@ def test_a_checkpoint_of_another_writer_is_refused_by_every_recorded_field(tmp_p
                                   "start afresh")
     with pytest.raises(runs.UserError, match="holds MAH-flat, lengths 4,8, not MAH-cascade: start afresh"):
         runs.load_checkpoint(path, {"kind": "MAH-cascade"}, "start afresh")
+
+
+@pytest.mark.parametrize("device", [None, "cpu", "cuda"])
+def test_a_bench_summary_names_the_code_and_the_machine(device, monkeypatch):
+    """runs.provenance, the header of every bench's summary: the commit git itself names, the
+    command, the cores, the versions; with a device its kind, and a GPU's name only for CUDA
+    (faked here: no GPU is needed). Catches a CPU summary that names a GPU, a GPU's name
+    dropped from the summary or the printed line, or the commit of another checkout."""
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU 80GB")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=runs.REPO, capture_output=True, text=True).stdout.strip()
+    found = runs.provenance(device)
+    assert found["commit"].removesuffix("-dirty") == head
+    assert found["command"].startswith("python ") and found["cores"] == os.cpu_count()
+    assert found["torch"] == torch.__version__ and found["python"] == ".".join(map(str, sys.version_info[:3]))
+    line = runs.described(found)
+    assert line.startswith(f"torch {torch.__version__}, {os.cpu_count()} CPUs")
+    if device is None:
+        assert "device" not in found and "device" not in line
+    elif device == "cpu":
+        assert (found["device"], found["device_name"]) == ("cpu", None) and line.endswith(", device cpu")
+    else:
+        assert (found["device"], found["device_name"]) == ("cuda", "Fake GPU 80GB")
+        assert line.endswith(", device cuda (Fake GPU 80GB)")

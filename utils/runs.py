@@ -4,6 +4,7 @@ import fcntl
 import functools
 import json
 import os
+import platform
 import shlex
 import shutil
 import subprocess
@@ -61,6 +62,25 @@ def git_commit():
 def command_line():
     """The command that started this process, as it could be typed again."""
     return " ".join(["python", *map(shlex.quote, sys.argv)])
+
+
+def provenance(device=None):
+    """What a bench's summary says of the code and machine it measured: the commit, the
+    command, the cores, Python's and torch's versions, and with a device its kind and name
+    (None on the CPU)."""
+    found = {"commit": git_commit(), "command": command_line(), "cores": os.cpu_count(),
+             "python": platform.python_version(), "torch": torch.__version__}
+    if device is not None:
+        device = torch.device(device)
+        found.update(device=device.type, device_name=device_name(device) if device.type == "cuda" else None)
+    return found
+
+
+def described(found):
+    """A provenance() as the line a bench prints first: 'torch 2.14.1, 2 CPUs, device cpu'."""
+    name = f" ({found['device_name']})" if found.get("device_name") else ""
+    return f"torch {found['torch']}, {found['cores']} CPUs" + (f", device {found['device']}{name}"
+                                                               if "device" in found else "")
 
 
 def device_name(device):
