@@ -32,6 +32,7 @@ from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from bench_metrics import in_turn  # noqa: E402  (the order every bench times its sides in)
 from utils import runs  # noqa: E402
 from utils.data.cifar10 import load_cifar10  # noqa: E402
 from utils.data.loader import load_digits  # noqa: E402
@@ -140,10 +141,9 @@ def main():
                  "fast_224": lambda: paper.batch(index()), "files_224": next_batch,
                  "resnet50_224": model_step("resnet50", 224, b, device),
                  "resnet18_32": model_step("resnet18", 32, b, device)}
-        names = list(steps)
-        rates = {name: [] for name in names}
-        for round_ in range(args.rounds):
-            for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+        rates = {name: [] for name in steps}
+        for round_, order in in_turn(steps, args.rounds):
+            for name in order:
                 rates[name].append(rate(steps[name], b, device, args.seconds))
             summary.update(rates=rates, complete=round_ + 1 == args.rounds)
             runs.write_json(out, summary)  # after every round, so a stopped bench keeps what it measured

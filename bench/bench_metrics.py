@@ -190,21 +190,27 @@ def timed(fn):
         gc.enable()
 
 
-def interleaved(sides, repeat):
-    """Time each of `sides` (name -> callable) `repeat` times, round-robin, after one untimed call each.
+def in_turn(names, rounds):
+    """(round, the order of `names` in it) for each round: the order turns by one each round, so
+    that over len(names) rounds each side holds each place once, and no side is always the one
+    that runs first or right after the long classic loop (when a GPU or an idle core is cold)."""
+    names = list(names)
+    for round_ in range(rounds):
+        k = round_ % len(names)
+        yield round_, names[k:] + names[:k]
 
-    The order turns by one side each round, so that no side always runs right after
-    the same one (after the long classic loop a GPU or an idle core is cold).
-    Returns name -> (sorted times, result of the last call), and the other processes' load.
+
+def interleaved(sides, repeat):
+    """Time each of `sides` (name -> callable) `repeat` times, in turn (in_turn), after one untimed
+    call each. Returns name -> (sorted times, result of the last call), and the other processes' load.
     """
     for fn in sides.values():
         fn()
-    names = list(sides)
     times = {name: [] for name in sides}
     results = {}
     with OtherLoad() as load:
-        for round_ in range(repeat):
-            for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+        for _, order in in_turn(sides, repeat):
+            for name in order:
                 seconds, results[name] = timed(sides[name])
                 times[name].append(seconds)
     return {name: (sorted(times[name]), results[name]) for name in sides}, load.cores
