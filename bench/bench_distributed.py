@@ -4,8 +4,9 @@ The step is MAH-cascade's network (backbone, three heads of 4, 8 and 16 bits) fo
 backward and an SGD step on a global batch of random images, each process computing its
 share and DDP averaging the gradients (utils.distributed, as the MAH scripts do); the loss
 is the sum of squared outputs, since the step's cost is the network's. Each setting runs
-in fresh processes, 3 warm-up steps then --steps timed ones; the settings alternate for
---repeat rounds (one process, N processes, one process, ...) and the medians are compared.
+in fresh processes, 3 warm-up steps then --steps timed ones; the settings take turns for
+--repeat rounds, each going first in every other round (one process then N, N then one, ...),
+and the medians are compared.
 Every run's rate goes to bench/out/bench_distributed.json (bench_distributed_cuda.json on
 CUDA), from which `python -m utils.report` writes the sentence of docs/distributed.md.
 
@@ -23,6 +24,7 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from bench_metrics import in_turn  # noqa: E402  (the order every bench times its sides in)
 from utils import distributed, runs  # noqa: E402
 from utils.models import MAHNet, build_backbone  # noqa: E402
 
@@ -101,8 +103,8 @@ def main():
                "backbone": args.backbone, "size": args.size, "batch": args.batch_size, "steps": args.steps,
                "repeat": args.repeat}
     rates = {1: [], processes: []}
-    for round_ in range(args.repeat):
-        for n in rates:
+    for round_, order in in_turn(rates, args.repeat):  # one process first in half the rounds
+        for n in order:
             rates[n].append(run_setting(args, n))
         runs.write_json(out, {**summary, "complete": round_ + 1 == args.repeat,
                               "rates": {"one": rates[1], "many": rates[processes]}})
