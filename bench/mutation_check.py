@@ -329,6 +329,9 @@ MUTATIONS = [
      "if key in failed or key in filed", "if key in filed", ["tests/test_plan.py"]),
     ("P12", "tuning runs of other seeds or presets scored", "utils/report/grid.py",
      'if r.get("seed") != 0 or r.get("preset") != HEADLINE_PRESET:', "if False:", ["tests/test_tuning.py"]),
+    ("P13", "a planned final run named by another seed than its command's", "utils/report/plan.py",
+     '"rate": rate, "method": method, "seed": seed}', '"rate": rate, "method": method, "seed": 0}',
+     ["tests/test_plan.py"]),
 ]
 
 

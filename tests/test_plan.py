@@ -54,9 +54,9 @@ def test_a_curved_length_filed_without_its_curve_is_run_again_and_replaced():
     """4 and 12 bits on CIFAR-10 draw the learning curves: a run filed without one is listed with
     --eval-every 5 and filed with --replace; with a curve, or at 8 bits without one, it is done.
     Catches the curve check dropped, or applied to every length or to MIRFlickr-25K."""
-    runs = dict(plan.mah_runs([mah("MAH-flat", 4, 0, curve=False), mah("MAH-flat", 12, 0),
-                               mah("MAH-flat", 8, 0, curve=False), mah("MAH-flat", 4, 0, curve=False,
-                                                                      dataset="flickr25k")]))
+    runs = {p.label: p.commands for p in plan.mah_runs([mah("MAH-flat", 4, 0, curve=False), mah("MAH-flat", 12, 0),
+                                                        mah("MAH-flat", 8, 0, curve=False),
+                                                        mah("MAH-flat", 4, 0, curve=False, dataset="flickr25k")])}
     again = runs["CIFAR-10, MAH-flat, 4 bits, seed 0 (filed without its learning curve: run again)"]
     assert again == ["python flat_CIFAR-10.py --preset cpu-pretrained --gpu cpu --data-root "
                      "../shared/data/cifar10-jpeg.tar.gz --bits 4 --seed 0 --eval-every 5 --output-dir "
@@ -74,8 +74,8 @@ def test_final_runs_use_the_chosen_row_and_both_conventions():
     and a run counted done on one convention."""
     finals = [mmhh("DCH", 0, 3), mmhh("DCH", 0, 3, opt_test=True), mmhh("Hamming", 0, 6)]
     runs, waiting = plan.final_runs(finals, tuned("DCH", 3) + tuned("Hamming", 6))
-    dch = [c for label, c in runs if ", DCH, " in label]
-    hashnet = {label: c for label, c in runs if ", HashNet, " in label}
+    dch = [p.commands for p in runs if ", DCH, " in p.label]
+    hashnet = {p.label: p.commands for p in runs if ", HashNet, " in p.label}
     assert len(dch) == 22 and len(hashnet) == 23 and len(runs) == 45
     assert all("--distance_type DCH --gamma 20 --similar_weight 1" in c[0] for c in dch)
     again = hashnet["CIFAR-10, final run, clean, HashNet, seed 0 (one test convention is filed: run both, file with "
@@ -181,3 +181,35 @@ def test_failed_runs_are_not_made_again_and_count_as_made():
         assert f"{label}\n" not in text and f"{label} (" not in text
     assert "# CIFAR-10, final run, clean, DCH, seed 0\n" in text
     assert plan.remaining(records) == (267, 285)
+
+
+def test_each_planned_run_is_named_as_its_own_command_says():
+    """Every run the plan lists with everything still to make (two grids chosen, so that final
+    runs are listed too): the folder and the failures.jsonl name it carries are read back from
+    its training command's own options, independently of how the plan built them. Catches a
+    run named by another loop's seed, bits, loss or row (a failure would be recorded against a
+    run that did not fail), and a folder that is not the one the command writes."""
+    import shlex
+
+    runs, _ = plan.pending({**groups(validation=tuned("DCH", 3) + tuned("Hamming", 6)), "failed": []})
+    kinds = {p.run["kind"] for p in runs}
+    assert kinds == {"mah", "tuning", "final"} and len({p.folder for p in runs}) == len(runs)
+    for p in runs:
+        words = shlex.split(p.commands[0])
+        value = dict(zip(words, words[1:]))
+        if words[1] == "train_mmhh.py":
+            assert p.folder == value["--log_dir"]
+            found = {"dataset": value["--s_dataset"], "method": value["--distance_type"]}
+            if value.get("--eval_on") == "val":
+                found.update(kind="tuning", bits=int(value["--hash_bit"]),
+                             row=int(value["--annotation"].rsplit("-", 1)[1]))
+            else:
+                found.update(kind="final", seed=int(value["--seed"]), optimiser=value.get("--optimizer", "adam"),
+                             protocol=value.get("--protocol", "standard"),
+                             rate=float(value.get("--label_noise", 0.0)))
+        else:
+            assert p.folder == value["--output-dir"]
+            found = {"kind": "mah", "dataset": "flickr25k" if words[1].endswith("_FLICKR.py") else "cifar10",
+                     "method": "ADSH" if "--adsh" in words else "MAH-flat" if words[1].startswith("flat_")
+                     else "MAH-cascade", "bits": int(value["--bits"]), "seed": int(value["--seed"])}
+        assert p.run == found, p.label

@@ -22,6 +22,7 @@ import glob
 import json
 import os
 import shlex
+from collections import namedtuple
 
 from utils.errors import run
 from utils.report import failures
@@ -39,6 +40,10 @@ SCRIPTS = {"cifar10": "CIFAR-10", "flickr25k": "FLICKR"}
 TAGS = {"ADSH": "adsh", "MAH-flat": "flat", "MAH-cascade": "cascade"}
 NAMES = {"Hamming": "HashNet"}  # how run names call a loss where its --distance_type differs
 FILING = "python -m utils.report.filing"
+
+# a run the plan lists: the comment naming it, its commands, the run as results/failures.jsonl
+# names it (utils.report.failures) and the run folder its training command writes
+Planned = namedtuple("Planned", "label commands run folder")
 
 
 def get_args_parser():
@@ -71,9 +76,13 @@ def curved(dataset, bits):
     return dataset == "cifar10" and bits in CURVED
 
 
+def mah_folder(dataset, method, bits, seed):
+    return f"runs/claims/{'flickr-' if dataset == 'flickr25k' else ''}{TAGS[method]}_{bits}_s{seed}"
+
+
 def mah_commands(dataset, method, bits, seed, replace):
     """One MAH script run (ADSH: the cascade script with --adsh) and its filing."""
-    folder = f"runs/claims/{'flickr-' if dataset == 'flickr25k' else ''}{TAGS[method]}_{bits}_s{seed}"
+    folder = mah_folder(dataset, method, bits, seed)
     script = f"{'flat' if method == 'MAH-flat' else 'cascade'}_{SCRIPTS[dataset]}.py"
     options = (" --adsh" if method == "ADSH" else "") + (" --eval-every 5" if curved(dataset, bits) else "")
     return [f"python {script} --preset {HEADLINE_PRESET} --gpu cpu {data_flags(dataset, '-')} --bits {bits} "
@@ -82,7 +91,7 @@ def mah_commands(dataset, method, bits, seed, replace):
 
 
 def mah_runs(records, failed=()):
-    """(label, commands) of each planned MAH run not filed (or filed without its curve), nor
+    """Planned of each planned MAH run not filed (or filed without its curve), nor
     recorded in `failed` ((dataset, method, bits, seed) of the runs that failed)."""
     filed = {(r["dataset"], r["method"], r["bits"], r["seed"]): bool(r.get("curve")) for r in records
              if r["preset"] == HEADLINE_PRESET}
@@ -93,7 +102,8 @@ def mah_runs(records, failed=()):
             continue
         label = f"{DATASETS[dataset]}, {method}, {bits} bits, seed {seed}" + \
             (" (filed without its learning curve: run again)" if key in filed else "")
-        out.append((label, mah_commands(*key, replace=key in filed)))
+        run = {"kind": "mah", "dataset": dataset, "method": method, "bits": bits, "seed": seed}
+        out.append(Planned(label, mah_commands(*key, replace=key in filed), run, mah_folder(*key)))
     return out
 
 
@@ -112,7 +122,7 @@ def mmhh_train(dataset, annotation, folder, seed, flags):
 
 
 def tuning_runs(validation, failed=()):
-    """(label, commands) of each tuning run of the grids neither filed nor failed (`failed`: their
+    """Planned of each tuning run of the grids neither filed nor failed (`failed`: their
     (dataset, bits, method, row)): 8 rows per loss and data set, seed 0."""
     rows = grid(validation)
     out = []
@@ -124,9 +134,11 @@ def tuning_runs(validation, failed=()):
                     continue
                 a = f"{dataset}-tune-{NAMES.get(method, method)}-{row}"
                 folder = f"runs/tuning/{a}"
-                out.append((f"{shown}, tuning, {name} row {row}",
-                            [mmhh_train(dataset, a, folder, 0, f"{loss_flags(method, row)} --eval_on val"),
-                             f"{FILING} {folder}/{a}_{dataset}_{dataset}"]))
+                out.append(Planned(f"{shown}, tuning, {name} row {row}",
+                                   [mmhh_train(dataset, a, folder, 0, f"{loss_flags(method, row)} --eval_on val"),
+                                    f"{FILING} {folder}/{a}_{dataset}_{dataset}"],
+                                   {"kind": "tuning", "dataset": dataset, "bits": MMHH_BITS, "method": method,
+                                    "row": row}, folder))
     return out
 
 
@@ -143,7 +155,7 @@ def final_settings(dataset):
 
 
 def final_runs(finals, validation, failed=None):
-    """(label, commands) of each final run neither filed nor failed, both test conventions (the
+    """Planned of each final run neither filed nor failed, both test conventions (the
     --opt-test one from the outputs the training run saved); and the lines saying which losses
     wait for a grid. `failed`: results/failures.jsonl's entries."""
     lost = failures.failed(failed or [], "final")
@@ -168,14 +180,16 @@ def final_runs(finals, validation, failed=None):
                     a = f"{dataset}-{what}-{method}-s{seed}"
                     folder = f"runs/final/{a}"
                     snapshot = f"{folder}/snap/{a}_{dataset}_{dataset}_iter_{ITERATIONS:05d}"
-                    out.append((f"{shown}, final run, {heading}, {name}, seed {seed}"
-                                + (" (one test convention is filed: run both, file with --replace)"
-                                   if any(have) else ""),
-                                [mmhh_train(dataset, a, folder, seed, loss_flags(method, row) + extra),
-                                 f"python test_mmhh.py --gpu_id cpu --opt-test --radius 2 --log_dir {folder} "
-                                 f"--model_path {snapshot} --annotation {a}-opt --saved_outputs",
-                                 f"{FILING} {folder}/{a}_{dataset}_{dataset} {folder}/{a}-opt"
-                                 + (" --replace" if any(have) else "")]))
+                    run = {"kind": "final", "dataset": dataset, "optimiser": opt, "protocol": protocol,
+                           "rate": rate, "method": method, "seed": seed}
+                    out.append(Planned(f"{shown}, final run, {heading}, {name}, seed {seed}"
+                                       + (" (one test convention is filed: run both, file with --replace)"
+                                          if any(have) else ""),
+                                       [mmhh_train(dataset, a, folder, seed, loss_flags(method, row) + extra),
+                                        f"python test_mmhh.py --gpu_id cpu --opt-test --radius 2 --log_dir {folder} "
+                                        f"--model_path {snapshot} --annotation {a}-opt --saved_outputs",
+                                        f"{FILING} {folder}/{a}_{dataset}_{dataset} {folder}/{a}-opt"
+                                        + (" --replace" if any(have) else "")], run, folder))
     return out, waiting
 
 
@@ -224,7 +238,7 @@ def continued(label, commands, root):
 
 
 def pending(records):
-    """(label, commands) of every run the plan lists (neither filed nor failed), MAH's, the tuning
+    """Planned of every run the plan lists (neither filed nor failed), MAH's, the tuning
     runs, then the final runs; and the lines saying which losses wait for a grid."""
     failed = records.get("failed", [])
     runs = mah_runs(records["mah"], failures.failed(failed, "mah")) + \
@@ -237,7 +251,7 @@ def plan(records, root=REPO):
     """The text main prints, from load_records' groups and the run folders under `root`."""
     failed = records.get("failed", [])
     runs, waiting = pending(records)
-    runs = [continued(label, commands, root) for label, commands in runs]
+    runs = [continued(p.label, p.commands, root) for p in runs]
     lines = [f"# {len(runs)} runs declared in docs/claims.md are not in results/"
              + (f"; {len(failed)} failed and are not made again (results/failures.jsonl)" if failed else "")
              + (f"; {len(waiting)} groups of final runs wait for a tuning grid" if waiting else "")]
@@ -251,26 +265,7 @@ def plan(records, root=REPO):
 def declared(records):
     """{run folder: (run, training command)} of every run the plan lists now (neither filed nor
     failed), `run` naming it as results/failures.jsonl does (utils.report.failures)."""
-    out = {}
-    for _, commands in pending(records)[0]:
-        words = shlex.split(commands[0])
-        value = dict(zip(words, words[1:]))
-        if words[1] == "train_mmhh.py":
-            dataset, seed, method = value["--s_dataset"], int(value["--seed"]), value["--distance_type"]
-            if value.get("--eval_on") == "val":
-                row = int(value["--annotation"].rsplit("-", 1)[1])
-                run = {"kind": "tuning", "dataset": dataset, "bits": MMHH_BITS, "method": method, "row": row}
-            else:
-                run = {"kind": "final", "dataset": dataset, "optimiser": value.get("--optimizer", "adam"),
-                       "protocol": value.get("--protocol", "standard"),
-                       "rate": float(value.get("--label_noise", 0.0)), "method": method, "seed": seed}
-            out[value["--log_dir"]] = (run, commands[0])
-        else:
-            dataset = "flickr25k" if words[1].endswith("_FLICKR.py") else "cifar10"
-            method = "ADSH" if "--adsh" in words else "MAH-flat" if words[1].startswith("flat_") else "MAH-cascade"
-            out[value["--output-dir"]] = ({"kind": "mah", "dataset": dataset, "method": method,
-                                           "bits": int(value["--bits"]), "seed": int(value["--seed"])}, commands[0])
-    return out
+    return {p.folder: (p.run, p.commands[0]) for p in pending(records)[0]}
 
 
 def main(args):
