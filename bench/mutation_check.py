@@ -23,6 +23,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from utils import runs  # noqa: E402
+from utils.report.benches import mutation_block  # noqa: E402  (the outcome as docs/testing.md gives it)
 
 # the quick, targeted files first: pytest stops at the first failure
 MAH_TESTS = ["tests/test_mah_training.py", "tests/test_mah.py", "tests/test_learning.py"]
@@ -410,13 +411,8 @@ def main():
             runs.write_json(args.json, summary)  # a stopped run keeps what it found
             print(f"{mid} {status:<8} {seconds:5.0f} s  {what}  [{reason if status != 'SURVIVED' else ''}]",
                   flush=True)
-    killed = sum(o["status"] == "killed" for o in outcome)
-    live = [o["id"] for o in outcome if o["status"] == "SURVIVED"]
-    stale = [o["id"] for o in outcome if o["status"] == "stale"]
-    tried = len(outcome) - len(stale)
-    print(f"\nkilled {killed} of {tried} mutations ({100 * killed / max(tried, 1):.0f}%)"
-          f"; survived: {', '.join(live) or 'none'}; stale: {', '.join(stale) or 'none'}; summary: {args.json}")
-    return 0 if not live and not stale else 1
+    print(f"\n{mutation_block(args.json)}\n\nsummary: {args.json}")
+    return 0 if all(o["status"] == "killed" for o in outcome) else 1
 
 
 if __name__ == "__main__":
