@@ -328,7 +328,7 @@ def test_test_mmhh_checks_its_output_folders_before_testing(mmhh_run, tmp_path, 
 
 def test_foreign_run_folders_and_models_are_one_line(mah_run, mmhh_run, tmp_path, monkeypatch):
     """Every mismatch is refused before any state is loaded, naming what the file holds:
-    a MAH script resuming an MMHH folder, run.json of {} or [1, 2], an MMHH checkpoint in a MAH
+    a MAH script resuming an MMHH folder and train_mmhh.py a MAH one, run.json of {} or [1, 2], an MMHH checkpoint in a MAH
     folder, the cascade script resuming a flat run... Catches KeyErrors and load_state_dict
     tracebacks (each case was one)."""
     mah_out, _ = mah_run
@@ -336,6 +336,13 @@ def test_foreign_run_folders_and_models_are_one_line(mah_run, mmhh_run, tmp_path
     snapshot = tmp_path / "snap" / "empty_digits_digits_iter_00003.pt"
     one_error(*entry("cascade_CIFAR-10", "--resume", mmhh_dir, monkeypatch=monkeypatch)[::2],
               "holds a train_mmhh.py run")
+    # and train_mmhh.py resuming where a MAH run's record is
+    (tmp_path / "log3" / "empty_digits_digits").mkdir(parents=True)
+    shutil.copy(mah_out / "run.json", tmp_path / "log3" / "empty_digits_digits" / "run.json")
+    paths = mmhh_paths(tmp_path)
+    paths[1] = tmp_path / "log3"
+    one_error(*entry("train_mmhh", *MMHH, *paths, "--resume", monkeypatch=monkeypatch)[::2],
+              "holds a MAH run", "its script's --resume")
     for text in ("{}", "[1, 2]"):
         folder = tmp_path / f"record{len(text)}"
         folder.mkdir()

@@ -93,13 +93,17 @@ def write_json(path, record):
     atomic_write(path, lambda f: f.write(json.dumps(record, indent=1, sort_keys=True) + "\n"), mode="w")
 
 
-def read_json(path, what, keys=()):
-    """A JSON object from `path`, with every one of `keys`; anything else is a UserError."""
+def read_json(path, what, keys=(), foreign=None):
+    """A JSON object from `path`, with every one of `keys`; anything else is a UserError.
+    foreign(record): the message for an object another writer made (checked before the keys,
+    which such an object lacks), or None."""
     try:
         with open(path) as f:
             record = json.load(f)
     except (OSError, ValueError) as e:
         raise UserError(f"{what} {path} is missing or unreadable ({type(e).__name__}); check the path")
+    if foreign and isinstance(record, dict) and foreign(record):
+        raise UserError(foreign(record))
     missing = [k for k in keys if k not in record] if isinstance(record, dict) else keys
     if not isinstance(record, dict) or missing:
         raise UserError(f"{what} {path} is not one this project wrote (no {', '.join(missing) or 'object'}); "

@@ -224,10 +224,9 @@ def resumed(args):
     """The arguments of the run in --resume (its run.json), after checking that the folder
     holds a run of this script and that every option given beside --resume is the run's."""
     folder, record = args.resume, os.path.join(args.resume, "run.json")
-    saved = read_json(record, "run record")
-    if saved.get("kind") == "MMHH" or "distance_type" in saved:
-        raise UserError(f"{folder} holds a train_mmhh.py run; continue it with train_mmhh.py --resume")
-    saved = read_json(record, "run record", keys=("script", "arch", "dataset", "bits", "preset"))
+    mmhh = f"{folder} holds a train_mmhh.py run; continue it with train_mmhh.py --resume"
+    saved = read_json(record, "run record", keys=("script", "arch", "dataset", "bits", "preset"),
+                      foreign=lambda r: mmhh if r.get("kind") == "MMHH" or "distance_type" in r else None)
     saved.setdefault("amp", "off")  # runs from before --amp trained in float32
     if saved["script"] != args.script:
         raise UserError(f"{folder} holds a run of {saved['script']}.py, not {args.script}.py; continue it with "

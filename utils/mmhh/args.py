@@ -346,10 +346,9 @@ def resumed(args):
     if not os.path.exists(record):
         raise UserError(f"--resume: {os.path.dirname(record)} holds no run (no run.json); run without --resume to "
                         "start this run, or give the --log_dir, --annotation and data sets of the run")
-    saved = read_json(record, "run record")
-    if saved.get("kind") == "MAH" or "arch" in saved:
-        raise UserError(f"{os.path.dirname(record)} holds a MAH run; continue it with its script's --resume")
-    saved = read_json(record, "run record", keys=("distance_type", "hash_bit", "image_network", "num_iters"))
+    mah = f"{os.path.dirname(record)} holds a MAH run; continue it with its script's --resume"
+    saved = read_json(record, "run record", keys=("distance_type", "hash_bit", "image_network", "num_iters"),
+                      foreign=lambda r: mah if r.get("kind") == "MAH" or "arch" in r else None)
     saved.setdefault("amp", "off")  # runs from before --amp trained in float32
     if "overwrite" in options.given(args):
         raise UserError("--overwrite starts a new run and --resume continues one: give one of them")
