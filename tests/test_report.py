@@ -1166,7 +1166,7 @@ def test_the_metrics_bench_writes_the_summary_the_report_reads(tree, tmp_path):
         ("mAP@5000", 12, None), ("mAP@5000", 48, None)]
     assert all(len(c["seconds"]["classic"]) == len(c["seconds"]["library"]) == 1 for c in summary["cases"])
     commit_outside_git(out, summary)
-    text = benches.metrics_tables([str(out)])
+    text = benches.metrics_tables(str(out))
     assert "Sizes divided by 100 (`--small`, `--scale`): a quick look, not figures." in text
     assert "| full ranking, 10 x 590 |" in text and "| mAP@5000, 21 x 1,937 |" in text
     assert len([line for line in text.splitlines() if line.startswith("| ") and " bits" in line]) == 10
@@ -1249,7 +1249,7 @@ def test_the_input_pipeline_bench_writes_the_summary_the_report_reads(tree, tmp_
                                                                 "resnet50_224"]
     assert all(len(r) == 1 and r[0] > 0 for r in summary["rates"].values())
     commit_outside_git(out, summary)
-    text = benches.data_tables([str(out)])
+    text = benches.data_tables(str(out))
     assert "| DataLoader, JPEG files -> 224, 0 workers |" in text
     assert len([line for line in text.splitlines() if line.startswith("| ") and " at " in line]) == 3
 

@@ -251,7 +251,7 @@ def metrics_block(path):
     return "\n".join(parts)
 
 
-def metrics_tables(paths):
+def metrics_tables(*paths):
     """docs/metrics.md's benchmark section from the summaries at `paths` (CPU, then CUDA), one
     block each."""
     return "\n\n".join(metrics_block(p) for p in paths)
@@ -304,7 +304,7 @@ def data_block(path):
     return "\n".join([about, "", *table(head, rows), "", closing])
 
 
-def data_tables(paths):
+def data_tables(*paths):
     """docs/data.md's input-pipeline section from the summaries at `paths` (CPU, then CUDA)."""
     return "\n\n".join(data_block(p) for p in paths)
 

@@ -54,16 +54,6 @@ from utils.report.robustness import protocols_section
 from utils.report.tables import mah_section, mmhh_section
 from utils.report.tuning import tuning_section
 
-# the benches whose tables a page of docs/ holds, with its --bench-PAGE, --bench-PAGE-cuda and
-# --PAGE-page options: (marker, page, CPU summary, CUDA summary, what writes the tables)
-BENCH_TABLES = (("metrics-bench", "metrics", BENCH_METRICS, BENCH_METRICS_CUDA, metrics_tables),
-                ("data-bench", "data", BENCH_DATA, BENCH_DATA_CUDA, data_tables))
-# the benches whose sentence a page of docs/ holds, with its --bench-NAME option:
-# (marker, NAME, page, summary, what writes the sentence)
-BENCH_SENTENCES = (("threading", "threading", "metrics", BENCH_THREADING, threading_sentence),
-                   ("distributed-bench", "distributed", "distributed", BENCH_DISTRIBUTED, distributed_sentence),
-                   ("mutation-check", "mutation", "testing", MUTATION_CHECK, mutation_block))
-
 # the benches' summaries the text is written from: (option, bench, file in bench/out/, the text)
 SUMMARIES = (("--own-images", "bench/own_images.py", OWN_IMAGES, "the README's sentence on your own images"),
              ("--bench-index", "bench/bench_index.py", BENCH_INDEX,
@@ -81,6 +71,14 @@ SUMMARIES = (("--own-images", "bench/own_images.py", OWN_IMAGES, "the README's s
               "the sentence of --distributed-page"),
              ("--bench-mutation", "bench/mutation_check.py", MUTATION_CHECK,
               "the mutation check's outcome in --testing-page"))
+# what a page of docs/ holds from the benches: (its --PAGE-page option's PAGE, the section's
+# marker, the summaries' options, what writes the section from the summaries found)
+BENCH_TEXT = (("testing", "suite", ("--bench-suite",), suite_sentence),
+              ("metrics", "metrics-bench", ("--bench-metrics", "--bench-metrics-cuda"), metrics_tables),
+              ("data", "data-bench", ("--bench-data", "--bench-data-cuda"), data_tables),
+              ("metrics", "threading", ("--bench-threading",), threading_sentence),
+              ("distributed", "distributed-bench", ("--bench-distributed",), distributed_sentence),
+              ("testing", "mutation-check", ("--bench-mutation",), mutation_block))
 # the pages of docs/ beside --details with sections the report writes: (option, file, the sections)
 PAGES = (("--claims", "claims.md", "the claims, the tuning grid and the final runs"),
          ("--index-page", "index.md", "the search benchmark table"),
@@ -148,6 +146,11 @@ def beside_details(named, details, name):
 
 
 def main(args):
+    def bench(option):
+        """The summary of a bench's --bench-... option (see bench_summary), or None."""
+        default = next(file for o, _, file, _ in SUMMARIES if o == option)
+        return bench_summary(getattr(args, option[2:].replace("-", "_")), args.readme, default)
+
     roots = data_roots(args.data)
     records = load_records(args.results)
     # every page's markers are checked before anything is written
@@ -157,10 +160,10 @@ def main(args):
         pages[path] = replace_section(pages[path] if path in pages else read_text(path, option), kind, body, path)
 
     rewrite(args.readme, "--readme", "glance", glance_section(records))
-    own = bench_summary(args.own_images, args.readme, OWN_IMAGES)
+    own = bench("--own-images")
     if own:
         rewrite(args.readme, "--readme", "own", own_images_sentence(own))
-    search = bench_summary(args.bench_index, args.readme, BENCH_INDEX)
+    search = bench("--bench-index")
     if search:
         sentence, search_table = index_figures(search)
         rewrite(args.readme, "--readme", "index", sentence)
@@ -177,21 +180,11 @@ def main(args):
     index_page = beside_details(args.index_page, args.details, "index.md")
     if search and index_page:
         rewrite(index_page, "--index-page", "index-bench", search_table)
-    suite = bench_summary(args.bench_suite, args.readme, BENCH_SUITE)
-    testing_page = beside_details(args.testing_page, args.details, "testing.md")
-    if suite and testing_page:
-        rewrite(testing_page, "--testing-page", "suite", suite_sentence(suite))
-    for kind, page, cpu, cuda, tables in BENCH_TABLES:
-        timed = [p for p in (bench_summary(getattr(args, f"bench_{page}"), args.readme, cpu),
-                             bench_summary(getattr(args, f"bench_{page}_cuda"), args.readme, cuda)) if p]
+    for page, kind, options, write in BENCH_TEXT:
+        found = [p for p in map(bench, options) if p]
         path = beside_details(getattr(args, f"{page}_page"), args.details, f"{page}.md")
-        if timed and path:
-            rewrite(path, f"--{page}-page", kind, tables(timed))
-    for kind, name, page, default, sentence in BENCH_SENTENCES:
-        summary = bench_summary(getattr(args, f"bench_{name}"), args.readme, default)
-        path = beside_details(getattr(args, f"{page}_page"), args.details, f"{page}.md")
-        if summary and path:
-            rewrite(path, f"--{page}-page", kind, sentence(summary))
+        if found and path:
+            rewrite(path, f"--{page}-page", kind, write(*found))
     written = []
     for path, text in pages.items():
         atomic_write(path, lambda f: f.write(text.encode("utf-8")))
