@@ -82,7 +82,7 @@ def main():
     parser.add_argument("--size", type=int, default=32, help="image side in pixels (default: 32)")
     parser.add_argument("--batch-size", type=int, default=64, help="global batch (default: 64)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per run (default: 20)")
-    parser.add_argument("--repeat", type=int, default=5, help="runs of each setting, alternating (default: 5)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each setting, in turns (default: 5)")
     parser.add_argument("--out", help="the JSON summary (default: bench/out/bench_distributed.json, or "
                                       "bench_distributed_cuda.json with --device cuda, which the report reads)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -96,7 +96,7 @@ def main():
     found = runs.provenance(args.device)
     print(f"{runs.described(found)}; MAH-cascade step, backbone {args.backbone} at {args.size} px, "
           f"global batch {args.batch_size}, {args.steps} timed steps per run, {args.repeat} runs per setting "
-          "alternating")
+          "in turns")
     out = args.out or os.path.join(REPO, "bench", "out",
                                    f"bench_distributed{'_cuda' if args.device == 'cuda' else ''}.json")
     summary = {**found, "backend": "nccl" if args.device == "cuda" else "gloo", "processes": processes,

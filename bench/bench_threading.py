@@ -1,10 +1,10 @@
 """The compiled metric passes on numba's own thread pool (workqueue, what utils.hamming_kernels
 chooses) against its OpenMP layer (which resets torch's thread count): tie-aware MAP and
 MAP@5000 of Q queries against N database codes. The layer is fixed per process, so each
-round starts one process per layer, in turns (the order alternating), each timing the same
-calls; the bench prints the median of each layer and their ratio, and writes every timed
-call to bench/out/bench_threading.json, from which `python -m utils.report` writes the
-sentence of docs/metrics.md.
+round starts one process per layer, in turns (each layer first in every other round), each
+timing the same calls; the bench prints the median of each layer and their ratio, and
+writes every timed call to bench/out/bench_threading.json, from which `python -m
+utils.report` writes the sentence of docs/metrics.md.
 
     python bench/bench_threading.py --rounds 5
 """
@@ -17,6 +17,7 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from bench_metrics import in_turn  # noqa: E402  (the order every bench times its sides in)
 from utils import runs  # noqa: E402
 
 CHILD = """
@@ -61,8 +62,8 @@ def main():
                "complete": False, "threads": {}}
     code = CHILD.format(repo=REPO, **{k: getattr(args, k) for k in ("queries", "database", "bits", "repeats")})
     times = {"workqueue": [], "omp": []}
-    for r in range(args.rounds):
-        for layer in (("workqueue", "omp") if r % 2 == 0 else ("omp", "workqueue")):
+    for r, order in in_turn(times, args.rounds):
+        for layer in order:
             env = {**os.environ, "NUMBA_THREADING_LAYER": layer}
             done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
             out = json.loads(done.stdout.strip().splitlines()[-1])
