@@ -36,6 +36,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torchvision  # noqa: E402
 
+from bench_metrics import in_turn  # noqa: E402  (the order every bench times its sides in)
 from utils import models, runs, weights  # noqa: E402
 from utils.data.feeder import Feeder, default_workers  # noqa: E402
 from utils.data.listfiles import write_mah_lists  # noqa: E402
@@ -179,7 +180,7 @@ def cuda_tests(ctx):
 
 
 def backbones(ctx):
-    """Forward and backward of random-weight backbones, three ways, interleaved; medians."""
+    """Forward and backward of random-weight backbones, three ways, in turns (in_turn); medians."""
     specs = [("resnet50", 64, 224), ("alexnet", 48, 224)] if not ctx.dry else [("resnet50", 4, 64), ("alexnet", 4, 64)]
     modes = ("fp32", "fp32_channels_last", "bf16_channels_last")
     repeats, steps = (5, 10) if not ctx.dry else (2, 1)
@@ -193,8 +194,8 @@ def backbones(ctx):
             nets[mode] = (net.to(ctx.device, memory_format=form), torch.optim.SGD(net.parameters(), lr=1e-3),
                           torch.randn(batch, 3, size, size, device=ctx.device).contiguous(memory_format=form))
         times = {mode: [] for mode in modes}
-        for repeat in range(repeats + 1):  # the first round warms up
-            for mode in modes:
+        for repeat, order in in_turn(modes, repeats + 1):  # the first round warms up
+            for mode in order:
                 net, opt, x = nets[mode]
                 sync(ctx.device)
                 tic = time.perf_counter()
