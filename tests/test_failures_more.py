@@ -163,6 +163,22 @@ def test_loader_workers_ended_by_a_signal_are_one_line(tmp_path, sig):
         assert "continue with: " in lines[0] and "--resume" in lines[0], err
 
 
+def run_in_process(main, capsys):
+    """errors.run(main) in the test's own process: (exit status, stderr). The signal handlers it
+    installs and the stop it may mark are undone after."""
+    from utils import errors
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with pytest.raises(SystemExit) as stop:
+            errors.run(main)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        errors.PROGRESS.reset()
+    return stop.value.code, capsys.readouterr().err.strip()
+
+
 @pytest.mark.parametrize("when, status", [("before", 130), ("after", 130), ("never", 1)])
 def test_a_worker_death_that_a_stop_signal_follows_is_a_stop(when, status, capsys):
     """A signal to the process group ends the loader's workers and the run together, and the
@@ -179,15 +195,8 @@ def test_a_worker_death_that_a_stop_signal_follows_is_a_stop(when, status, capsy
             threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
         raise RuntimeError("DataLoader worker (pid(s) 7) exited unexpectedly")
 
-    handler = signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(SystemExit) as stop:
-            errors.run(main)
-    finally:
-        signal.signal(signal.SIGTERM, handler)  # errors.run installs its own for the process
-        errors.PROGRESS.reset()
-    err = capsys.readouterr().err.strip()
-    assert stop.value.code == status
+    code, err = run_in_process(main, capsys)
+    assert code == status
     assert err.startswith("interrupted" if status == 130 else "error: DataLoader worker") and "\n" not in err, err
 
 
@@ -566,8 +575,6 @@ def test_what_a_loader_error_says_decides_stop_or_failure(message, context, stat
     or any loader error raised while an interrupt unwinds, is a stop (130, the interrupted line);
     any other worker death is a failure (1, one error line). Catches either check dropped, or
     the two swapped, whichever way the real loader happened to report."""
-    from utils import errors
-
     def main():
         try:
             if context is not None:
@@ -575,12 +582,6 @@ def test_what_a_loader_error_says_decides_stop_or_failure(message, context, stat
         finally:
             raise RuntimeError(message)
 
-    handler = signal.getsignal(signal.SIGTERM)
-    try:
-        with pytest.raises(SystemExit) as stop:
-            errors.run(main)
-    finally:
-        signal.signal(signal.SIGTERM, handler)  # errors.run installs its own for the process
-    err = capsys.readouterr().err.strip()
-    assert stop.value.code == status
+    code, err = run_in_process(main, capsys)
+    assert code == status
     assert err.startswith("interrupted" if status == 130 else "error: DataLoader worker") and "\n" not in err, err
