@@ -102,8 +102,9 @@ def read_json(path, what, keys=(), foreign=None):
             record = json.load(f)
     except (OSError, ValueError) as e:
         raise UserError(f"{what} {path} is missing or unreadable ({type(e).__name__}); check the path")
-    if foreign and isinstance(record, dict) and foreign(record):
-        raise UserError(foreign(record))
+    refused = foreign(record) if foreign and isinstance(record, dict) else None
+    if refused:
+        raise UserError(refused)
     missing = [k for k in keys if k not in record] if isinstance(record, dict) else keys
     if not isinstance(record, dict) or missing:
         raise UserError(f"{what} {path} is not one this project wrote (no {', '.join(missing) or 'object'}); "
