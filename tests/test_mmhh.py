@@ -249,6 +249,20 @@ def test_smoke_on_the_real_coco_fixture(coco_mini, coco_lists, tmp_path, extra):
     assert log[-1]["iteration"] == 3 and math.isfinite(log[-1]["loss"])
 
 
+def killed_at_first_checkpoint(monkeypatch, train):
+    """train(), stopped as Ctrl-C stops it right after train_mmhh.py's first checkpoint is written."""
+    real = mmhh_engine.save_checkpoint
+
+    def killed(path, state):
+        real(path, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mmhh_engine, "save_checkpoint", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train()
+    monkeypatch.setattr(mmhh_engine, "save_checkpoint", real)
+
+
 def test_kill_and_resume_gives_the_same_snapshot(tmp_path, monkeypatch):
     def args(annotation, *extra):
         argv = ["--s_dataset", "digits", "--preset", "smoke", "--gpu_id", "cpu", "--batch_size", "400", "--num_iters",
@@ -259,16 +273,7 @@ def test_kill_and_resume_gives_the_same_snapshot(tmp_path, monkeypatch):
         return mmhh.get_train_parser().parse_args(argv)
 
     mmhh.train_main(args("whole"))
-    real = mmhh_engine.save_checkpoint
-
-    def killed_after_first_epoch(path, state):
-        real(path, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(mmhh_engine, "save_checkpoint", killed_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        mmhh.train_main(args("cut"))
-    monkeypatch.setattr(mmhh_engine, "save_checkpoint", real)
+    killed_at_first_checkpoint(monkeypatch, lambda: mmhh.train_main(args("cut")))
     assert torch.load(tmp_path / "cut_digits_digits" / "checkpoint.pt")["iteration"] == 4  # 1697 // 400 per epoch
     mmhh.train_main(args("cut", "--resume"))
     whole = torch.load(tmp_path / "whole_digits_digits_iter_00005.pt")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from test_mmhh import (MeanColour, colour_model, colour_network, log_lines, mmhh_test_args,  # noqa: F401
-                       naive_ball, train_args, write_lists)
+                       killed_at_first_checkpoint, naive_ball, train_args, write_lists)
 from utils import mmhh
 from utils.mmhh import args as mmhh_args
 from utils.mmhh import common as mmhh_common
@@ -215,17 +215,8 @@ def test_resume_with_dropout_and_memory_gives_the_same_snapshot(tmp_path, monkey
         return digits_args(tmp_path, "--num_iters", 8, "--batch_size", 400, "--annotation", annotation, *loss, *extra)
 
     mmhh.train_main(args("whole"))
-    real = mmhh_engine.save_checkpoint
-
-    def killed(path, state):
-        real(path, state)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(mmhh_engine, "save_checkpoint", killed)
     torch.manual_seed(12345)  # whatever the process drew before must not matter
-    with pytest.raises(KeyboardInterrupt):
-        mmhh.train_main(args("cut"))
-    monkeypatch.setattr(mmhh_engine, "save_checkpoint", real)
+    killed_at_first_checkpoint(monkeypatch, lambda: mmhh.train_main(args("cut")))
     torch.rand(7)
     mmhh.train_main(args("cut", "--resume"))
     whole = torch.load(tmp_path / "snap" / "whole_digits_digits_iter_00008.pt", weights_only=True)
