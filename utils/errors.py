@@ -1,4 +1,5 @@
 """Errors a user can fix, and Ctrl-C: entry scripts print either as one line and exit non-zero."""
+import contextlib
 import os
 import signal
 import sys
@@ -85,10 +86,9 @@ def run(main, *args):
 
 def stop_on_its_way():
     """Whether a stop signal came, or comes within STOP_GRACE_SECONDS."""
-    try:
-        time.sleep(0 if PROGRESS.stopping else STOP_GRACE_SECONDS)
-    except KeyboardInterrupt:
-        return True
+    if not PROGRESS.stopping:
+        with contextlib.suppress(KeyboardInterrupt):  # _stop marks the stop as it raises
+            time.sleep(STOP_GRACE_SECONDS)
     return PROGRESS.stopping
 
 
