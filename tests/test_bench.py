@@ -11,7 +11,7 @@ from bench_metrics import in_turn, interleaved  # noqa: E402
 
 
 @pytest.mark.parametrize("sides, rounds", [(3, 6), (5, 5), (2, 7)])
-def test_sides_take_turns_coming_first_and_following_each_other(sides, rounds):
+def test_sides_take_turns_each_holding_each_place_once(sides, rounds):
     """Every round runs every side once; the first place passes to the next side each round, and
     over len(sides) rounds each side holds each place once. Catches a fixed order (one side
     always first, or always right after a long one), a side skipped or run twice in a round, and

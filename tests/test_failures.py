@@ -328,9 +328,9 @@ def test_test_mmhh_checks_its_output_folders_before_testing(mmhh_run, tmp_path, 
 
 def test_foreign_run_folders_and_models_are_one_line(mah_run, mmhh_run, tmp_path, monkeypatch):
     """Every mismatch is refused before any state is loaded, naming what the file holds:
-    a MAH script resuming an MMHH folder and train_mmhh.py a MAH one, run.json of {} or [1, 2], an MMHH checkpoint in a MAH
-    folder, the cascade script resuming a flat run... Catches KeyErrors and load_state_dict
-    tracebacks (each case was one)."""
+    a MAH script resuming an MMHH folder and train_mmhh.py a MAH one, run.json of {} or [1, 2],
+    an MMHH checkpoint in a MAH folder, the cascade script resuming a flat run... Catches
+    KeyErrors and load_state_dict tracebacks (each case was one)."""
     mah_out, _ = mah_run
     mmhh_dir, _ = mmhh_run
     snapshot = tmp_path / "snap" / "empty_digits_digits_iter_00003.pt"
