@@ -328,16 +328,24 @@ MUTATIONS = [
      "if len(scores) + len(lost) == 2 * len(MAIN):", "if len(scores) == 2 * len(MAIN):", ["tests/test_tuning.py"]),
     ("P11", "the plan makes a failed run again", "utils/report/plan.py",
      "if key in failed or key in filed", "if key in filed", ["tests/test_plan.py"]),
-    ("P12", "tuning runs of other seeds or presets scored", "utils/report/grid.py",
-     'if r.get("seed") != 0 or r.get("preset") != HEADLINE_PRESET:', "if False:", ["tests/test_tuning.py"]),
+    ("P12", "tuning runs of other seeds or regimes scored", "utils/report/grid.py",
+     'if r.get("seed") != 0 or not declared_regime(r):', "if False:", ["tests/test_tuning.py"]),
     ("P13", "a planned final run named by another seed than its command's", "utils/report/plan.py",
      '"rate": rate, "method": method, "seed": seed}', '"rate": rate, "method": method, "seed": 0}',
      ["tests/test_plan.py"]),
+    ("P14", "a GPU run filed in the place of the CPU run of its cell", "utils/report/filing.py",
+     'return "" if record["device"] == "cpu" else', 'return "" if True else', ["tests/test_filing.py"]),
+    ("P15", "a record written over another cell's file", "utils/report/filing.py",
+     "if os.path.exists(target) and not (old and os.path.samefile(target, old)):", "if False:",
+     ["tests/test_filing.py"]),
+    ("P16", "the claims pair runs of another device or backbone under the headline preset", "utils/report/claims.py",
+     "series = series_of([r for r in records if declared_regime(r)])", "series = series_of(records)", REPORT_TESTS),
 ]
 
 
 def copy_tree(dst):
-    """The working tree's tracked and untracked-not-ignored files, copied under dst/repo, with
+    """The working tree's tracked and untracked-not-ignored files, copied under dst/repo as a git
+    repository of one commit (filing's tests check a record's commit against the history), with
     dst/shared pointing at ../shared (the suite reads its fixtures from there)."""
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                            capture_output=True, check=True).stdout.decode().split("\0")
@@ -346,10 +354,15 @@ def copy_tree(dst):
         if os.path.isfile(src):
             os.makedirs(os.path.dirname(os.path.join(dst, "repo", name)), exist_ok=True)
             shutil.copy2(src, os.path.join(dst, "repo", name))
+    repo = os.path.join(dst, "repo")
+    who = {**os.environ, "GIT_AUTHOR_NAME": "mutation check", "GIT_AUTHOR_EMAIL": "-", "GIT_COMMITTER_NAME": "-",
+           "GIT_COMMITTER_EMAIL": "-"}
+    for git in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the working tree"]):
+        subprocess.run(["git", *git], cwd=repo, env=who, check=True, capture_output=True)
     shared = os.path.join(os.path.dirname(REPO), "shared")
     if os.path.exists(shared):
         os.symlink(shared, os.path.join(dst, "shared"))
-    return os.path.join(dst, "repo")
+    return repo
 
 
 def run_tests(repo, tests, timeout):

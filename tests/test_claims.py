@@ -78,6 +78,28 @@ def test_rows_pair_by_seed_and_skip_unpaired_seeds():
     assert claims.ranges(["A1", "A2", "A3", "D1", "E1", "E3"]) == "A1-A3, D1, E1, E3"
 
 
+def test_only_runs_of_the_declared_regime_are_paired():
+    """B1 (cascade - flat, 4 bits) from the CPU runs of seeds 0 and 1: 0.2 and 0.1, mean 0.15. A
+    pair run on a GPU (seed 3: 0.7) and one with another backbone under the same preset (seed 2:
+    0.5) are other series; M1 likewise from MMHH - DCH on the CPU, seeds 0 and 1: 0.1 and 0.3.
+    Catches the claims pairing every run of the headline preset, whatever its device or network."""
+    def record(method, seed, value, **other):
+        return {"dataset": "cifar10", "method": method, "bits": 4, "preset": "cpu-pretrained",
+                "backbone": "mobilenet_v2", "device": "cpu", "seed": seed,
+                "metrics": {"map_tie_aware": value, "map_at_5000": value}, **other}
+    gpu, resnet = {"device": "NVIDIA H100 80GB HBM3"}, {"backbone": "resnet18"}
+    records = [record("MAH-flat", 0, 0.5), record("MAH-cascade", 0, 0.7), record("MAH-flat", 1, 0.6),
+               record("MAH-cascade", 1, 0.7), record("MAH-flat", 3, 0.2, **gpu), record("MAH-cascade", 3, 0.9, **gpu),
+               record("MAH-flat", 2, 0.1, **resnet), record("MAH-cascade", 2, 0.6, **resnet)]
+    b1 = next(r for r in claims.mah_rows(records) if r["id"] == "B1")
+    assert b1["n"] == 2 and b1["mean"] == pytest.approx(0.15)
+    runs = [mmhh("MMHH", 0, 0.6), mmhh("DCH", 0, 0.5, weight="auto"), mmhh("MMHH", 1, 0.8),
+            mmhh("DCH", 1, 0.5, weight="auto"), {**mmhh("MMHH", 2, 0.9), **gpu},
+            {**mmhh("DCH", 2, 0.1, weight="auto"), **gpu}]
+    m1 = {r["id"]: r for r in claims.mmhh_rows(runs, grid({"MMHH": 1, "DCH": 5}))}["M1"]
+    assert m1["n"] == 2 and m1["mean"] == pytest.approx(0.2)
+
+
 def test_a_cell_whose_seeds_ran_at_different_commits_is_marked():
     """Catches the marker dropped, or a run from uncommitted changes on the same commit counted as
     another commit."""
@@ -117,6 +139,7 @@ def mmhh(method, seed, value, gamma=5.0, weight="1", optimizer="adam", rate=0.0,
          dataset="cifar10"):
     """A 32-bit cpu-pretrained MMHH-family record (HashNet's sigmoid_param is gamma / 32)."""
     return {"dataset": dataset, "method": method, "bits": 32, "preset": "cpu-pretrained", "seed": seed,
+            "backbone": "MobileNetV2Fc", "device": "cpu",
             "args": {"similar_weight_type": weight, "gamma": gamma, "sigmoid_param": gamma / 32,
                      "optimizer": optimizer},
             "protocol": {"protocol": protocol, "label_noise": rate},

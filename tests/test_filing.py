@@ -136,6 +136,38 @@ def test_a_filed_cell_is_refused_unless_replaced_and_the_replacement_is_reported
                                              "precision_at_5000": 0.5}}
 
 
+def test_a_run_of_a_filed_cell_on_a_gpu_is_filed_beside_the_cpu_run(tmp_path):
+    """The same cell and seed on a GPU: filed under the series named by the device, the CPU record
+    left as it was (MAH and MMHH alike). Catches the device left out of the path, where the GPU run
+    would take the CPU run's file."""
+    gpu = {"device": "NVIDIA H100 80GB HBM3"}
+    file(tmp_path, run_folder(tmp_path, "cpu"), mmhh_folder(tmp_path, "mmhh_cpu", mmhh_record()))
+    file(tmp_path, run_folder(tmp_path, "gpu", records=[{**record(), **gpu}]),
+         mmhh_folder(tmp_path, "mmhh_gpu", {**mmhh_record(), **gpu}))
+    assert files_under(tmp_path / "results") == [
+        "cifar10-cpu-pretrained-nvidia-h100-80gb-hbm3/seed0/cifar10_ADSH_4bits.json",
+        "cifar10-cpu-pretrained/seed0/cifar10_ADSH_4bits.json",
+        "cifar10-mmhh-cpu-pretrained-nvidia-h100-80gb-hbm3/noise0.2/seed0/MMHH-sw1-gamma10.0/cifar10_MMHH_32bits.json",
+        "cifar10-mmhh-cpu-pretrained/noise0.2/seed0/MMHH-sw1-gamma10.0/cifar10_MMHH_32bits.json"]
+    assert json.load(open(tmp_path / "results/cifar10-cpu-pretrained/seed0/cifar10_ADSH_4bits.json")) == record()
+
+
+def test_a_record_whose_file_holds_another_cell_is_refused(tmp_path):
+    """A run with another --backbone under the same preset is another cell that the path does not
+    name: refused in one line, the filed record left as it was; two such records in one call are
+    refused before either is written. Catches a record silently written over another cell's."""
+    file(tmp_path, run_folder(tmp_path, "filed"))
+    resnet = run_folder(tmp_path, "resnet", records=[record(backbone="resnet18")])
+    with pytest.raises(UserError, match="already holds another run's record"):
+        file(tmp_path, resnet)
+    assert json.load(open(tmp_path / "results/cifar10-cpu-pretrained/seed0/cifar10_ADSH_4bits.json")) == record()
+    vgg = run_folder(tmp_path, "vgg", records=[record(seed=1, backbone="vgg11")])
+    alexnet = run_folder(tmp_path, "alexnet", records=[record(seed=1, backbone="alexnet")])
+    with pytest.raises(UserError, match="would both be filed as"):
+        file(tmp_path, vgg, alexnet)
+    assert files_under(tmp_path / "results") == ["cifar10-cpu-pretrained/seed0/cifar10_ADSH_4bits.json"]
+
+
 def test_one_bad_run_files_nothing(tmp_path):
     """Every run is checked before anything is written. Catches the good run of a batch filed
     before the bad one stops the call."""

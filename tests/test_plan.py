@@ -10,12 +10,13 @@ GAMMAS = (5.0, 10.0, 20.0, 40.0)
 
 def mah(method, bits, seed, curve=True, dataset="cifar10"):
     return {"dataset": dataset, "method": method, "bits": bits, "seed": seed, "preset": "cpu-pretrained",
-            "curve": [{"iteration": 5}] if curve else []}
+            "backbone": "mobilenet_v2", "device": "cpu", "curve": [{"iteration": 5}] if curve else []}
 
 
 def mmhh(method, seed, row, opt_test=False, optimizer="adam", rate=0.0, protocol="deephash", val=False):
     main = GAMMAS[(row - 1) % 4]
     return {"dataset": "cifar10", "method": method, "bits": 32, "preset": "cpu-pretrained", "seed": seed,
+            "backbone": "MobileNetV2Fc", "device": "cpu",
             "args": {"similar_weight_type": "1" if row <= 4 else "auto", "gamma": main, "sigmoid_param": main / 32,
                      "optimizer": optimizer},
             "protocol": {"eval_on": "val"} if val else {"protocol": protocol, "label_noise": rate},

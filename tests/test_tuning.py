@@ -8,7 +8,8 @@ def rec(method, weight, main, score, bits=32, **extra):
     args = {"similar_weight_type": weight, "gamma": main if method != "Hamming" else 1.0,
             "sigmoid_param": main / bits if method == "Hamming" else 0.3125, "eval_on": "val"}
     return {"paper": "MMHH", "dataset": "cifar10", "method": method, "bits": bits, "args": args, "seed": 0,
-            "preset": "cpu-pretrained", "protocol": {"eval_on": "val", "label_noise": 0.0}, **extra,
+            "preset": "cpu-pretrained", "backbone": "MobileNetV2Fc", "device": "cpu",
+            "protocol": {"eval_on": "val", "label_noise": 0.0}, **extra,
             "metrics": {"map_within_radius": score, "opt_test": False}}
 
 

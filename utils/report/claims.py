@@ -10,7 +10,7 @@ from scipy import stats
 from utils.report import failures
 from utils.report.collect import mixed, series_of, setting
 from utils.report.grid import DATASETS, LOSSES, choices, optimiser, tuned
-from utils.report.published import HEADLINE_PRESET, MAH_BITS, PUBLISHED_MAP, PUBLISHED_MAP5000
+from utils.report.published import MAH_BITS, PUBLISHED_MAP, PUBLISHED_MAP5000, declared_regime
 from utils.report.tables import table
 
 LEVEL = 0.01  # the resolution of values read off a figure: "level" within it
@@ -107,9 +107,9 @@ def signed(value):
 
 
 def mah_rows(records, failed=None):
-    """The MAH claims of docs/claims.md, in its order, from the headline (cpu-pretrained) runs;
+    """The MAH claims of docs/claims.md, in its order, from the runs of the declared regime;
     `failed`: {(dataset, method, bits, seed): reason} of the runs that failed."""
-    series = {k: v for k, v in series_of(records).items() if k[1] == HEADLINE_PRESET}
+    series = series_of([r for r in records if declared_regime(r)])
     cells = {d: {} for d in ("cifar10", "flickr25k")}
     for (dataset, *_), by_cell in sorted(series.items()):
         if dataset in cells:
@@ -187,14 +187,14 @@ def mah_rows(records, failed=None):
 
 def mmhh_cells(records, chosen, failed=None):
     """{(dataset, optimiser, protocol, rate): {loss: {seed: record}}} of the MMHH runs a claim
-    may use: 32 bits, the headline preset, the default test convention, and each loss in the
+    may use: 32 bits, the declared regime, the default test convention, and each loss in the
     configuration the tuning chose for the data set (a loss not yet chosen has none); `failed`:
     {(dataset, optimiser, protocol, rate, loss, seed): reason} of the final runs that failed."""
     cells = {}
     for (dataset, opt, protocol, rate, method, seed), reason in (failed or {}).items():
         cells.setdefault((dataset, opt, protocol, rate), {}).setdefault(method, {})[seed] = {"failed": reason}
     for r in records:
-        if r["bits"] != MMHH_BITS or r["preset"] != HEADLINE_PRESET or r["metrics"]["opt_test"] or \
+        if r["bits"] != MMHH_BITS or not declared_regime(r) or r["metrics"]["opt_test"] or \
                 not tuned(r, chosen):
             continue
         key = (r["dataset"], optimiser(r), *setting(r))

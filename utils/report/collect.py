@@ -8,7 +8,7 @@ from utils.errors import UserError
 from utils.records import read_record
 from utils.report import failures
 from utils.report.grid import choices, optimiser, tuned
-from utils.report.published import HEADLINE_PRESET
+from utils.report.published import declared_regime
 
 
 def load_records(folder):
@@ -44,7 +44,7 @@ def load_records(folder):
     for kind, record in found:
         if validation(record):
             records["validation"].append(record)
-        elif kind == "mmhh" and record["preset"] == HEADLINE_PRESET and tuned(record, chosen):
+        elif kind == "mmhh" and declared_regime(record) and tuned(record, chosen):
             records["tuned" if optimiser(record) == "adam" else "released"].append(record)
         else:
             records["protocols" if setting(record) != ("standard", 0.0) else kind].append(record)

@@ -3,20 +3,22 @@
     python -m utils.report.filing runs/claims/adsh_4_s0 [RUN ...] [--replace]
 
 A run folder's results/*.json go to one place per cell and seed:
-results/<dataset>-<preset>/[<setting>/]seed<S>/<file> for the MAH scripts and
-results/<dataset>-mmhh-<preset>/<setting>/seed<S>/<configuration>/[opt-test/]<file> for MMHH
-(<setting>: standard, noise<P> or unseen), and a tuning run's (tested on the validation split)
-to results/<dataset>-mmhh-<preset>/tuning/seed<S>/<configuration>/<file>; the configuration is
-named by its loss, its grid values and, other than Adam, its optimiser (MMHH-sw1-gamma10.0,
-Hamming-swauto-sigmoid0.3125-sgd), so that runs of one loss under other settings (a tuned and
-an untuned one, or the released optimiser's) are other cells. Records go unchanged: each carries its
-command, commit and thread counts. Every run named is checked before anything is
-written, and any of these refuses the whole call in one line: a run still going (its
-lock held) or not finished (a --bits length without results), a record the report could
-not read, a commit that is not in this repository's history (or a run from uncommitted
-changes), and a cell and seed that is already filed. --replace replaces the filed
-record of the same cell and seed instead, says which, and keeps the replaced record's
-commit, command and metrics in the new one under "replaces".
+results/<dataset>-<preset>[-<device>]/[<setting>/]seed<S>/<file> for the MAH scripts and
+results/<dataset>-mmhh-<preset>[-<device>]/<setting>/seed<S>/<configuration>/[opt-test/]<file>
+for MMHH (<device>: a GPU's name, for a run not on the CPU; <setting>: standard, noise<P> or
+unseen), and a tuning run's (tested on the validation split) to
+results/<dataset>-mmhh-<preset>[-<device>]/tuning/seed<S>/<configuration>/<file>; the
+configuration is named by its loss, its grid values and, other than Adam, its optimiser
+(MMHH-sw1-gamma10.0, Hamming-swauto-sigmoid0.3125-sgd), so that runs of one loss under other
+settings (a tuned and an untuned one, or the released optimiser's) are other cells. Records go
+unchanged: each carries its command, commit and thread counts. Every run named is checked
+before anything is written, and any of these refuses the whole call in one line: a run still
+going (its lock held) or not finished (a --bits length without results), a record the report
+could not read, a commit that is not in this repository's history (or a run from uncommitted
+changes), a cell and seed that is already filed, and a record whose file is taken by another
+cell's (one the path does not name: another --backbone under the same preset, say). --replace
+replaces the filed record of the same cell and seed instead, says which, and keeps the replaced
+record's commit, command and metrics in the new one under "replaces".
 
 A declared run that failed (a crash, a NaN loss) is recorded as such instead, with the reason:
 
@@ -32,6 +34,7 @@ import fcntl
 import glob
 import json
 import os
+import re
 import subprocess
 
 from utils.atomic import atomic_write
@@ -93,19 +96,24 @@ def cell(kind, record):
     return key
 
 
+def device_tag(record):
+    """'' for a run on the CPU, else '-' and the device's name in lower case, dashed: a cell run on
+    a GPU is another series, filed beside the CPU's, never in its place."""
+    return "" if record["device"] == "cpu" else "-" + re.sub(r"[^a-z0-9]+", "-", record["device"].lower()).strip("-")
+
+
 def destination(results, kind, record):
     name = os.path.basename(record["_path"])
     if kind == "mah":
-        where = [f"{record['dataset']}-{record['preset']}"] + ([setting(record)] if setting(record) != "standard"
-                                                               else [])
+        where = [f"{record['dataset']}-{record['preset']}{device_tag(record)}"] + \
+            ([setting(record)] if setting(record) != "standard" else [])
         return os.path.join(results, *where, f"seed{record['seed']}", name)
+    series = f"{record['dataset']}-mmhh-{record['preset']}{device_tag(record)}"
     if validation(record):
         tuning = "tuning" if setting(record) == "standard" else f"tuning-{setting(record)}"
-        where = [f"{record['dataset']}-mmhh-{record['preset']}", tuning, f"seed{record['seed']}",
-                 configuration(record)]
+        where = [series, tuning, f"seed{record['seed']}", configuration(record)]
     else:
-        where = [f"{record['dataset']}-mmhh-{record['preset']}", setting(record), f"seed{record['seed']}",
-                 configuration(record)]
+        where = [series, setting(record), f"seed{record['seed']}", configuration(record)]
     return os.path.join(results, *where, *(["opt-test"] if record["metrics"]["opt_test"] else []), name)
 
 
@@ -259,7 +267,7 @@ def main(args):
         except ValueError:
             continue  # the report names what it cannot read; filing only needs the readable cells
         filed[cell(kind, record)] = path, record
-    plan, seen = [], {}
+    plan, seen, targets = [], {}, {}
     for folder in args.runs:  # everything is checked before anything is written
         for kind, record in finished_records(folder):
             check_commit(record)
@@ -273,7 +281,17 @@ def main(args):
                                 "to replace that record")
             if old:
                 record = {**record, "replaces": replaced(old_record)}
-            plan.append((portable(record, folder), destination(args.results, kind, record), old))
+            target = destination(args.results, kind, record)
+            # one file per cell and seed; a cell the path does not tell apart (another --backbone
+            # under one preset) must not take the place of the one filed there
+            if target in targets:
+                raise UserError(f"{record['_path']} and {targets[target]} would both be filed as {target}: file them "
+                                "into different results folders (--results DIR)")
+            if os.path.exists(target) and not (old and os.path.samefile(target, old)):
+                raise UserError(f"{record['_path']}: {target} already holds another run's record (of another cell, "
+                                "or unreadable); file this run into another results folder (--results DIR)")
+            targets[target] = record["_path"]
+            plan.append((portable(record, folder), target, old))
     for record, target, old in plan:
         if old:
             os.remove(old)

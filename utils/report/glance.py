@@ -8,17 +8,19 @@ from utils.report.finals import finals_glance
 from utils.report.plan import remaining
 from utils.report.collect import MMHH_QUANTITIES, mixed, regime, series_of
 from utils.report.published import (FIGURES, HEADLINE_METRIC, HEADLINE_PRESET, LOSS_NAMES, MAH_BITS, MAH_METHODS,
-                                    MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000)
+                                    MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000, declared_regime)
 from utils.report.robustness import BALL_SHARE, balls_of, percentages
 from utils.report.tables import NO_RESULTS, name, spread, table
 from utils.report.grid import choices, tuned
 
 
 def headline(series, dataset):
-    """The key of `dataset`'s headline series: preset cpu-pretrained when there is one, else
-    any; the one with most runs (ties: the first in sorted order). None without runs."""
+    """The key of `dataset`'s headline series (series_of's keys): the declared regime's when there
+    is one, else preset cpu-pretrained's, else any; of several, the one with most runs (ties: the
+    first in sorted order). None without runs."""
     mine = sorted(k for k in series if k[0] == dataset)
-    best = [k for k in mine if k[1] == HEADLINE_PRESET] or mine
+    best = [k for k in mine if declared_regime(dict(zip(("dataset", "preset", "backbone", "device"), k)))] or \
+        [k for k in mine if k[1] == HEADLINE_PRESET] or mine
     return max(best, key=lambda k: sum(map(len, series[k].values()))) if best else None
 
 
@@ -118,8 +120,8 @@ OVERWRITTEN = "Written by `python -m utils.report` from the results files; edits
 
 
 def mah_headlines(records):
-    """The headline MAH table of each data set that has runs of preset cpu-pretrained (else of
-    the preset with most runs), in the order of FIGURES."""
+    """The headline MAH table of each data set that has runs of preset cpu-pretrained (of the
+    declared regime where it has them: headline), in the order of FIGURES."""
     series = {k: v for k, v in series_of(records["mah"]).items() if k[1] == HEADLINE_PRESET}
     keys = [(dataset, headline(series, dataset)) for dataset in FIGURES]
     return [mah_glance(dataset, series[key]) for dataset, key in keys if key]

@@ -3,7 +3,7 @@ declared rule (the highest validation MAP@H<=2 under the default convention; wit
 the best counts as tied, and among the tied the loss's own, starred, setting wins, else the
 lowest row). A loss is chosen only once all its rows are filed (a failed run's row counts as
 filed and is never chosen), so a choice never rests on part of the grid."""
-from utils.report.published import HEADLINE_PRESET, NAMES
+from utils.report.published import NAMES, declared_regime
 
 LOSSES = (("MMHH", "MMHH"), ("MMHH0", "MMHH without margin"), ("DCH", "DCH"), ("Hamming", "HashNet"))
 WEIGHTS = ("1", "auto")  # rows 1-4, then 5-8
@@ -45,12 +45,12 @@ def choose(scores, own):
 
 
 def scored(records):
-    """The tuning records the grid scores: seed 0 at the headline preset (as declared), clean,
+    """The tuning records the grid scores: seed 0 in the declared regime (declared_regime), clean,
     default convention, on a grid row, with a MAP@H<=2."""
     out = []
     for r in records:
         m, p = r.get("metrics", {}), r.get("protocol") or {}
-        if r.get("seed") != 0 or r.get("preset") != HEADLINE_PRESET:
+        if r.get("seed") != 0 or not declared_regime(r):
             continue
         if m.get("opt_test") or p.get("protocol") == "unseen" or float(p.get("label_noise") or 0):
             continue

@@ -29,7 +29,7 @@ from utils.report import failures
 from utils.report.claims import CIFAR_SEEDS, FLICKR_SEEDS, MMHH_BITS, MMHH_SEEDS, NOISE
 from utils.report.collect import load_records, setting
 from utils.report.grid import DATASETS, LOSSES, MAIN, WEIGHTS, choices, grid, optimiser, tuned
-from utils.report.published import HEADLINE_PRESET
+from utils.report.published import HEADLINE_PRESET, declared_regime
 from utils.runs import REPO
 
 CURVED = (4, 12)  # the CIFAR-10 lengths whose runs draw the learning curves of claim (e)
@@ -94,7 +94,7 @@ def mah_runs(records, failed=()):
     """Planned of each planned MAH run not filed (or filed without its curve), nor
     recorded in `failed` ((dataset, method, bits, seed) of the runs that failed)."""
     filed = {(r["dataset"], r["method"], r["bits"], r["seed"]): bool(r.get("curve")) for r in records
-             if r["preset"] == HEADLINE_PRESET}
+             if declared_regime(r)}
     out = []
     for dataset, method, bits, seed in mah_plan():
         key = (dataset, method, bits, seed)
@@ -162,7 +162,7 @@ def final_runs(finals, validation, failed=None):
     chosen = choices(validation, failures.failed(failed or [], "tuning"))
     rows = grid(validation)
     filed = {(r["dataset"], optimiser(r), *setting(r), r["method"], r["seed"], r["metrics"]["opt_test"])
-             for r in finals if r["bits"] == MMHH_BITS and r["preset"] == HEADLINE_PRESET and tuned(r, chosen)}
+             for r in finals if r["bits"] == MMHH_BITS and declared_regime(r) and tuned(r, chosen)}
     out, waiting = [], []
     for dataset, shown in DATASETS.items():
         for method, name in LOSSES:

@@ -1,5 +1,5 @@
 """What the report compares with and how it names things: the papers' published values,
-the data sets' display names and figure files, the headline preset and metric, the methods
+the data sets' display names and figure files, the headline regime and metric, the methods
 in table order."""
 
 
@@ -11,6 +11,18 @@ PR_FIGURES = {d: f.replace(".png", "_pr.png") for d, f in FIGURES.items()}
 
 # The preset of the headline runs: ImageNet weights, the papers' zero start, within a CPU's budget
 HEADLINE_PRESET = "cpu-pretrained"
+# The rest of the regime docs/claims.md declares for its runs: a CPU, and the preset's backbone as
+# the MAH and the MMHH records name it. A run of the preset on a GPU, or with another --backbone,
+# makes a series of its own: other arithmetic or another network, never paired with these.
+HEADLINE_DEVICE = "cpu"
+HEADLINE_BACKBONES = ("mobilenet_v2", "MobileNetV2Fc")
+
+
+def declared_regime(record):
+    """Whether a record (or a series key's fields) ran in the declared regime: the headline preset,
+    on a CPU, with the preset's backbone."""
+    return (record.get("preset") == HEADLINE_PRESET and record.get("device") == HEADLINE_DEVICE
+            and record.get("backbone") in HEADLINE_BACKBONES)
 
 
 # The quantity each data set's headline MAH table compares with the paper: its table's MAP
