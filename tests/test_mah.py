@@ -139,23 +139,35 @@ def test_auxiliary_lengths_follow_one_rule_outside_the_paper_preset():
     assert mah_args.aux_lengths(Namespace(aux_bits="7,9", preset="cpu-small", paper=paper), 6) == (7, 9)
 
 
+def soft(s, r):
+    """The soft similarity, dense: similar pairs 1, dissimilar -r."""
+    return s * (1 + r) - r
+
+
 def test_soft_similarity_ratio():
     a = torch.tensor([[1., 0.], [0., 1.]])
     b = torch.tensor([[1., 0.], [1., 0.], [0., 1.], [1., 1.]])
     s = adsh.similarity(a, b)  # [[1,1,0,1],[0,0,1,1]]: 5 similar, 3 dissimilar
     assert adsh.soft_ratio(a, b, single_label=False) == pytest.approx(5 / 3)
-    torch.testing.assert_close(adsh.soft(s, 5 / 3), s * (8 / 3) - 5 / 3)
+    torch.testing.assert_close(soft(s, 5 / 3), s * (8 / 3) - 5 / 3)
     x = torch.randn(4, 3)
-    torch.testing.assert_close(adsh.soft_times(a, b, x, 0.7, False), adsh.soft(s, 0.7) @ x)
+    torch.testing.assert_close(adsh.soft_times(a, b, x, 0.7, False), soft(s, 0.7) @ x)
     one_hot = torch.eye(3)[torch.tensor([0, 2, 1, 2, 0])]
     x = torch.randn(5, 2)
-    dense = adsh.soft(adsh.similarity(one_hot[:2], one_hot), 0.5) @ x
+    dense = soft(adsh.similarity(one_hot[:2], one_hot), 0.5) @ x
     for single in (True, False):  # the factorised single-label product equals the dense one
         torch.testing.assert_close(adsh.soft_times(one_hot[:2], one_hot, x, 0.5, single), dense)
     assert adsh.soft_ratio(one_hot[:2], one_hot, True) == adsh.soft_ratio(one_hot[:2], one_hot, False)
 
 
 # ----------------------------------------------------------------------------- DCC
+
+def dcc_objective(V, U, sample_index, S, gamma):
+    """The V-subproblem objective DCC decreases: ||V U^T - c S^T||^2 + gamma ||V_sample - U||^2
+    up to constants (S: m x n soft similarity, dense)."""
+    c = V.shape[1]
+    return (V @ U.T - c * S.T).pow(2).sum() + gamma * (V[sample_index] - U).pow(2).sum()
+
 
 def dcc_case(seed, n=6, m=3, c=3):
     g = torch.Generator().manual_seed(seed)
@@ -164,7 +176,7 @@ def dcc_case(seed, n=6, m=3, c=3):
     U = torch.rand(m, c, generator=g) * 2 - 1
     V = torch.where(torch.rand(n, c, generator=g) < 0.5, -1.0, 1.0)
     r = adsh.soft_ratio(db_labels[sample_index], db_labels, single_label=True)
-    S = adsh.soft(adsh.similarity(db_labels[sample_index], db_labels), r)  # m x n
+    S = soft(adsh.similarity(db_labels[sample_index], db_labels), r)  # m x n
     return V, U, sample_index, db_labels, r, S
 
 
@@ -172,10 +184,10 @@ def dcc_case(seed, n=6, m=3, c=3):
 def test_each_dcc_column_update_never_increases_the_objective(seed):
     V, U, index, db_labels, r, S = dcc_case(seed)
     gamma = 2.0
-    before = adsh.dcc_objective(V, U, index, S, gamma)
+    before = dcc_objective(V, U, index, S, gamma)
     for k in range(V.shape[1]):
         adsh.dcc_update(V, U, index, db_labels[index], db_labels, r, gamma, True, columns=[k])
-        after = adsh.dcc_objective(V, U, index, S, gamma)
+        after = dcc_objective(V, U, index, S, gamma)
         assert after <= before + 1e-4
         before = after
 
@@ -185,11 +197,11 @@ def test_dcc_column_is_the_brute_force_best(seed):
     V, U, index, db_labels, r, S = dcc_case(seed, n=5)
     gamma = 0.5
     for k in range(V.shape[1]):
-        best = min(adsh.dcc_objective(torch.cat([V[:, :k], torch.tensor(col).view(-1, 1), V[:, k + 1:]], 1),
+        best = min(dcc_objective(torch.cat([V[:, :k], torch.tensor(col).view(-1, 1), V[:, k + 1:]], 1),
                                       U, index, S, gamma).item()
                    for col in itertools.product([-1.0, 1.0], repeat=V.shape[0]))
         adsh.dcc_update(V, U, index, db_labels[index], db_labels, r, gamma, True, columns=[k])
-        assert adsh.dcc_objective(V, U, index, S, gamma).item() == pytest.approx(best, rel=1e-5, abs=1e-4)
+        assert dcc_objective(V, U, index, S, gamma).item() == pytest.approx(best, rel=1e-5, abs=1e-4)
 
 
 def test_dcc_maps_exact_zeros_to_plus_one_and_counts_them():

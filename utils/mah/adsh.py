@@ -29,13 +29,9 @@ def soft_ratio(sample_labels, db_labels, single_label):
     return similar / max(total - similar, 1)
 
 
-def soft(s, r):
-    """Soft similarity: similar pairs 1, dissimilar -r."""
-    return s * (1 + r) - r
-
-
 def soft_times(labels_a, labels_b, x, r, single_label):
-    """soft(similarity(a, b), r) @ x = (1 + r) S x - r 1 (1^T x)."""
+    """The soft similarity of a and b (similar pairs 1, dissimilar -r) times x, without the
+    a x b matrix: (1 + r) S x - r 1 (1^T x), S the binary similarity."""
     return (1 + r) * similar_times(labels_a, labels_b, x, single_label) - r * x.sum(0, keepdim=True)
 
 
@@ -152,9 +148,3 @@ def label_codes(labels, B):
     V = labels @ B.to(labels.device)  # n x c
     return torch.where(V >= 0, 1.0, -1.0)
 
-
-def dcc_objective(V, U, sample_index, S, gamma):
-    """The V-subproblem objective DCC decreases: ||V U^T - c S^T||^2 + gamma ||V_sample - U||^2
-    up to constants (S: m x n soft similarity, dense; for tests)."""
-    c = V.shape[1]
-    return (V @ U.T - c * S.T).pow(2).sum() + gamma * (V[sample_index] - U).pow(2).sum()
