@@ -78,12 +78,15 @@ def groups_of(records):
     return groups
 
 
+SERIES = ("dataset", "preset", "backbone", "device")  # the fields of a series' key, in order
+
+
 def series_of(records):
     """{(dataset, preset, backbone, device): {(method, bits): {seed: record}}}; of two runs
     of one seed and cell, the later file wins, as in the tables."""
     series = {}
     for r in records:
-        key = (r["dataset"], r["preset"], r["backbone"], r["device"])
+        key = tuple(r[field] for field in SERIES)
         series.setdefault(key, {}).setdefault((r["method"], r["bits"]), {})[r["seed"]] = r
     return series
 

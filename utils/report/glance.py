@@ -6,7 +6,7 @@ from utils.report import failures
 from utils.report.claims import claims_glance
 from utils.report.finals import finals_glance
 from utils.report.plan import remaining
-from utils.report.collect import MMHH_QUANTITIES, mixed, regime, series_of
+from utils.report.collect import MMHH_QUANTITIES, SERIES, mixed, regime, series_of
 from utils.report.published import (FIGURES, HEADLINE_METRIC, HEADLINE_PRESET, LOSS_NAMES, MAH_BITS, MAH_METHODS,
                                     MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000, declared_regime)
 from utils.report.robustness import BALL_SHARE, balls_of, percentages
@@ -19,7 +19,7 @@ def headline(series, dataset):
     is one, else preset cpu-pretrained's, else any; of several, the one with most runs (ties: the
     first in sorted order). None without runs."""
     mine = sorted(k for k in series if k[0] == dataset)
-    best = [k for k in mine if declared_regime(dict(zip(("dataset", "preset", "backbone", "device"), k)))] or \
+    best = [k for k in mine if declared_regime(dict(zip(SERIES, k)))] or \
         [k for k in mine if k[1] == HEADLINE_PRESET] or mine
     return max(best, key=lambda k: sum(map(len, series[k].values()))) if best else None
 
@@ -134,7 +134,7 @@ def headline_section(records):
     # a snapshot tested under both conventions has two records of one seed and cell: keep both
     mmhh_series = {}
     for r in (r for r in records["mmhh"] if r["preset"] == HEADLINE_PRESET):
-        key = (r["dataset"], r["preset"], r["backbone"], r["device"])
+        key = tuple(r[field] for field in SERIES)
         mmhh_series.setdefault(key, {}).setdefault((r["method"], r["bits"]), {})[
             r["seed"], r["metrics"]["opt_test"]] = r
     chosen = choices(records["validation"], failures.failed(records.get("failed", []), "tuning"))
