@@ -68,17 +68,20 @@ def mixed(by_seed):
     return len({str(r.get("git_commit")).removesuffix("-dirty") for r in by_seed.values()}) > 1
 
 
+SERIES = ("dataset", "preset", "backbone", "device")  # the fields of a series' key, in order
+
+
+def series_key(r):
+    return tuple(r[field] for field in SERIES)
+
+
 def groups_of(records):
     """{(dataset, preset, backbone, device, seed): {(method, bits): record}}."""
     groups = {}
     for r in records:
         # records come in sorted path order: of two runs for one table cell, the later file wins
-        key = (r["dataset"], r["preset"], r["backbone"], r["device"], r["seed"])
-        groups.setdefault(key, {})[r["method"], r["bits"]] = r
+        groups.setdefault((*series_key(r), r["seed"]), {})[r["method"], r["bits"]] = r
     return groups
-
-
-SERIES = ("dataset", "preset", "backbone", "device")  # the fields of a series' key, in order
 
 
 def series_of(records):
@@ -86,8 +89,7 @@ def series_of(records):
     of one seed and cell, the later file wins, as in the tables."""
     series = {}
     for r in records:
-        key = tuple(r[field] for field in SERIES)
-        series.setdefault(key, {}).setdefault((r["method"], r["bits"]), {})[r["seed"]] = r
+        series.setdefault(series_key(r), {}).setdefault((r["method"], r["bits"]), {})[r["seed"]] = r
     return series
 
 
@@ -116,7 +118,6 @@ def protocol_cells(records):
     """{(dataset, preset, backbone, device, bits): {(method, protocol, noise): {(seed, opt_test): record}}}."""
     cells = {}
     for r in records:
-        key = (r["dataset"], r["preset"], r["backbone"], r["device"], r["bits"])
         seed = (r["seed"], r.get("metrics", {}).get("opt_test", False))
-        cells.setdefault(key, {}).setdefault((r["method"], *setting(r)), {})[seed] = r
+        cells.setdefault((*series_key(r), r["bits"]), {}).setdefault((r["method"], *setting(r)), {})[seed] = r
     return cells

@@ -6,7 +6,7 @@ from utils.report import failures
 from utils.report.claims import claims_glance
 from utils.report.finals import finals_glance
 from utils.report.plan import remaining
-from utils.report.collect import MMHH_QUANTITIES, SERIES, mixed, regime, series_of
+from utils.report.collect import MMHH_QUANTITIES, SERIES, mixed, regime, series_key, series_of
 from utils.report.published import (FIGURES, HEADLINE_METRIC, HEADLINE_PRESET, LOSS_NAMES, MAH_BITS, MAH_METHODS,
                                     MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000, declared_regime)
 from utils.report.robustness import BALL_SHARE, balls_of, percentages
@@ -134,8 +134,7 @@ def headline_section(records):
     # a snapshot tested under both conventions has two records of one seed and cell: keep both
     mmhh_series = {}
     for r in (r for r in records["mmhh"] if r["preset"] == HEADLINE_PRESET):
-        key = tuple(r[field] for field in SERIES)
-        mmhh_series.setdefault(key, {}).setdefault((r["method"], r["bits"]), {})[
+        mmhh_series.setdefault(series_key(r), {}).setdefault((r["method"], r["bits"]), {})[
             r["seed"], r["metrics"]["opt_test"]] = r
     chosen = choices(records["validation"], failures.failed(records.get("failed", []), "tuning"))
     for dataset in sorted({k[0] for k in mmhh_series}):

@@ -2,7 +2,7 @@
 quantities and the commands behind them, and the tables over seeds."""
 import numpy as np
 
-from utils.report.collect import groups_of
+from utils.report.collect import groups_of, series_of
 from utils.report.published import (MAH_BITS, MAH_METHODS, MAH_VARIANTS, MMHH_METHODS, NAMES, OPT_TEST, PUBLISHED_MAP,
                                     PUBLISHED_MAP5000)
 
@@ -109,14 +109,11 @@ def mah_table(group, runs):
 def seed_tables(records):
     """Per (data set, preset, backbone, device): the tie-aware MAP of every (method, bits) run
     under two or more seeds, as mean, spread (max - min) and the values."""
-    cells = {}
-    for r in records:
-        # one value per seed: of two runs for one cell, the later file wins, as in the tables
-        key = (r["dataset"], r["preset"], r["backbone"], r["device"])
-        cells.setdefault(key, {}).setdefault((r["method"], r["bits"]), {})[r["seed"]] = r["metrics"]["map_tie_aware"]
     out = []
-    for (dataset, preset, backbone, device), runs in sorted(cells.items()):
-        runs = {k: v for k, v in runs.items() if len(v) > 1}
+    for (dataset, preset, backbone, device), runs in sorted(series_of(records).items()):
+        # one value per seed: of two runs for one cell, the later file wins, as in the tables
+        runs = {k: {seed: r["metrics"]["map_tie_aware"] for seed, r in by_seed.items()}
+                for k, by_seed in runs.items() if len(by_seed) > 1}
         if not runs:
             continue
         methods = ordered(runs, MAH_METHODS)
