@@ -9,7 +9,7 @@ from scipy import stats
 
 from utils.report import failures
 from utils.report.collect import mixed, series_of, setting
-from utils.report.grid import DATASETS, LOSSES, choices, optimiser, tuned
+from utils.report.grid import DATASETS, LOSSES, chosen_rows, optimiser, tuned
 from utils.report.published import MAH_BITS, PUBLISHED_MAP, PUBLISHED_MAP5000, declared_regime
 from utils.report.tables import table
 
@@ -211,7 +211,7 @@ def mmhh_rows(records, validation, failed=()):
     """The MMHH claims of docs/claims.md (M, Mr, N, U rows), from the runs of the configurations
     the tuning records `validation` chose; a row whose losses are not chosen yet has no runs.
     `failed`: results/failures.jsonl's entries (utils.report.failures)."""
-    cells = mmhh_cells(records, choices(validation, failures.failed(failed, "tuning")),
+    cells = mmhh_cells(records, chosen_rows(validation, failed),
                        failures.failed(failed, "final"))
 
     def runs(dataset, loss, optimiser="adam", protocol="standard", rate=0.0):

@@ -7,7 +7,7 @@ import os
 from utils.errors import UserError
 from utils.records import read_record
 from utils.report import failures
-from utils.report.grid import choices, optimiser, tuned
+from utils.report.grid import chosen_rows, optimiser, tuned
 from utils.report.published import declared_regime
 
 
@@ -40,7 +40,7 @@ def load_records(folder):
     found = [(kind, {**r, "method": f"{r['method']} + memory"})
              if kind == "mmhh" and r.get("args", {}).get("batch_type") == "BatchInitMem" else (kind, r)
              for kind, r in found]
-    chosen = choices([r for _, r in found if validation(r)], failures.failed(records["failed"], "tuning"))
+    chosen = chosen_rows([r for _, r in found if validation(r)], records["failed"])
     for kind, record in found:
         if validation(record):
             records["validation"].append(record)

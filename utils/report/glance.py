@@ -2,7 +2,6 @@
 values, every cell over its seeds, and the sentences that say where the papers' claims hold."""
 import numpy as np
 
-from utils.report import failures
 from utils.report.claims import claims_glance
 from utils.report.finals import finals_glance
 from utils.report.plan import remaining
@@ -11,7 +10,7 @@ from utils.report.published import (FIGURES, HEADLINE_METRIC, HEADLINE_PRESET, L
                                     MMHH_METHODS, PUBLISHED_MAP, PUBLISHED_MAP5000, declared_regime)
 from utils.report.robustness import BALL_SHARE, balls_of, percentages
 from utils.report.tables import NO_RESULTS, name, spread, table
-from utils.report.grid import choices, tuned
+from utils.report.grid import chosen_rows, tuned
 
 
 def headline(series, dataset):
@@ -59,7 +58,7 @@ def mmhh_values(cells, keep, metric):
 def mmhh_glance(dataset, cells, chosen):
     """The headline MMHH table: MAP@H<=2 of each loss that ran against HashNet's, under the
     default test conventions (MAP@TopK and the --opt-test conventions are in docs/results.md).
-    `chosen`: the tuning's choices (utils.report.tuning.choices); runs with other settings are
+    `chosen`: the tuning's choices (utils.report.grid.chosen_rows); runs with other settings are
     said to be untuned."""
     bits = sorted({b for _, b in cells})
     methods = [m for m in MMHH_METHODS if any(method == m for method, _ in cells)]
@@ -136,7 +135,7 @@ def headline_section(records):
     for r in (r for r in records["mmhh"] if r["preset"] == HEADLINE_PRESET):
         mmhh_series.setdefault(series_key(r), {}).setdefault((r["method"], r["bits"]), {})[
             r["seed"], r["metrics"]["opt_test"]] = r
-    chosen = choices(records["validation"], failures.failed(records.get("failed", []), "tuning"))
+    chosen = chosen_rows(records["validation"], records.get("failed", []))
     for dataset in sorted({k[0] for k in mmhh_series}):
         parts.append(mmhh_glance(dataset, mmhh_series[headline(mmhh_series, dataset)], chosen))
     if records["protocols"]:

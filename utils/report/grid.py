@@ -3,6 +3,7 @@ declared rule (the highest validation MAP@H<=2 under the default convention; wit
 the best counts as tied, and among the tied the loss's own, starred, setting wins, else the
 lowest row). A loss is chosen only once all its rows are filed (a failed run's row counts as
 filed and is never chosen), so a choice never rests on part of the grid."""
+from utils.report import failures
 from utils.report.published import NAMES, declared_regime
 
 LOSSES = (("MMHH", "MMHH"), ("MMHH0", "MMHH without margin"), ("DCH", "DCH"), ("Hamming", "HashNet"))
@@ -79,4 +80,9 @@ def choices(records, failed=()):
             if len(scores) + len(lost) == 2 * len(MAIN):
                 out[ds, bits, method] = choose(scores, OWN_ROW[method])
     return out
+
+
+def chosen_rows(validation, entries):
+    """choices() of the tuning records `validation`, given results/failures.jsonl's `entries`."""
+    return choices(validation, failures.failed(entries, "tuning"))
 

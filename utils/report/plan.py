@@ -28,7 +28,7 @@ from utils.errors import run
 from utils.report import failures
 from utils.report.claims import CIFAR_SEEDS, FLICKR_SEEDS, MMHH_BITS, MMHH_SEEDS, NOISE
 from utils.report.collect import load_records, setting
-from utils.report.grid import DATASETS, LOSSES, MAIN, WEIGHTS, choices, grid, optimiser, tuned
+from utils.report.grid import DATASETS, LOSSES, MAIN, WEIGHTS, chosen_rows, grid, optimiser, tuned
 from utils.report.published import HEADLINE_PRESET, declared_regime
 from utils.runs import REPO
 
@@ -159,7 +159,7 @@ def final_runs(finals, validation, failed=None):
     --opt-test one from the outputs the training run saved); and the lines saying which losses
     wait for a grid. `failed`: results/failures.jsonl's entries."""
     lost = failures.failed(failed or [], "final")
-    chosen = choices(validation, failures.failed(failed or [], "tuning"))
+    chosen = chosen_rows(validation, failed or [])
     rows = grid(validation)
     filed = {(r["dataset"], optimiser(r), *setting(r), r["method"], r["seed"], r["metrics"]["opt_test"])
              for r in finals if r["bits"] == MMHH_BITS and declared_regime(r) and tuned(r, chosen)}
@@ -197,7 +197,7 @@ def remaining(records):
     """(runs still to make, runs declared) over MAH's table, the tuning grids and the final runs
     (a loss waiting for its grid counts all its final runs as still to make)."""
     runs, _ = pending({k: records.get(k, []) for k in ("mah", "tuned", "released", "validation", "failed")})
-    chosen = choices(records.get("validation", []), failures.failed(records.get("failed", []), "tuning"))
+    chosen = chosen_rows(records.get("validation", []), records.get("failed", []))
     per_loss = {d: sum(f[3] for f in final_settings(d)) for d in DATASETS}
     unchosen = sum(per_loss[d] for d in DATASETS for m, _ in LOSSES if (d, MMHH_BITS, m) not in chosen)
     missing = len(runs) + unchosen
