@@ -340,6 +340,9 @@ MUTATIONS = [
      ["tests/test_filing.py"]),
     ("P16", "the claims pair runs of another device or backbone under the headline preset", "utils/report/claims.py",
      "series = series_of([r for r in records if declared_regime(r)])", "series = series_of(records)", REPORT_TESTS),
+    ("P17", "the --opt-test rows compared with the declared convention's own rows", "utils/report/claims.py",
+     "mmhh_rows(*mmhh_inputs(records), opt_test=True)", "mmhh_rows(*mmhh_inputs(records))",
+     ["tests/test_claims.py"]),
 ]
 
 

@@ -213,6 +213,32 @@ def test_the_retained_share_is_taken_within_each_seed():
     assert "0.2" in rows["N1"]["claim"] and "0.4" in rows["N2"]["claim"]
 
 
+def test_rows_whose_sign_flips_under_opt_test_are_named_with_their_opt_test_figures():
+    """Default convention: MMHH 0.70, 0.72 against DCH 0.60, 0.61: M1 = +0.105 (holds). Under
+    --opt-test: MMHH 0.70, 0.71 against DCH 0.74, 0.76: -0.04, -0.05, mean -0.045, half-width
+    12.7062 x 0.0070711 / sqrt(2) = 0.0635: [-0.1085, +0.0185], 2 of the 5 declared seeds. The
+    note names M1 with those figures; with --opt-test's DCH at 0.60, 0.61 it says every row keeps
+    its sign; with no MMHH row judged it says nothing. Catches --opt-test records pooled into the
+    declared rows (M1 would move), the note comparing a convention with itself (no flip ever),
+    and the sign test inverted (rows that keep their sign named)."""
+    val = grid({"MMHH": 1, "DCH": 1})
+    runs = [mmhh("MMHH", 0, 0.70), mmhh("MMHH", 1, 0.72), mmhh("DCH", 0, 0.60), mmhh("DCH", 1, 0.61),
+            mmhh("MMHH", 0, 0.70, opt_test=True), mmhh("MMHH", 1, 0.71, opt_test=True)]
+    flipped = runs + [mmhh("DCH", 0, 0.74, opt_test=True), mmhh("DCH", 1, 0.76, opt_test=True)]
+    kept = runs + [mmhh("DCH", 0, 0.60, opt_test=True), mmhh("DCH", 1, 0.61, opt_test=True)]
+    m1 = next(r for r in claims.mmhh_rows(flipped, val) if r["id"] == "M1")
+    assert (m1["mean"], m1["verdict"]) == (pytest.approx(0.105), "holds")
+    [note] = claims.convention_note({"tuned": flipped, "validation": val}, "metrics.md")
+    assert note.endswith("which is reported and decides nothing, these rows' mean differences take the other "
+                         "sign: M1 -0.0450 [-0.1085, +0.0185], 2 of 5 seeds.")
+    assert "[metrics](metrics.md)" in note
+    [note] = claims.convention_note({"tuned": kept, "validation": val}, "metrics.md")
+    assert note.endswith("every judged MMHH row's mean difference keeps its sign.")
+    assert claims.convention_note({"tuned": [], "validation": val}, "metrics.md") == []
+    glance = claims.claims_glance({"tuned": flipped, "validation": val, "mah": [], "failed": []})
+    assert "M1 -0.0450 [-0.1085, +0.0185], 2 of 5 seeds." in glance
+
+
 def test_ranges_keep_suffixed_ids_apart():
     """Catches M1r joined into a run of M ids (or the suffix lost)."""
     assert claims.ranges(["M1", "M2", "M1r", "M2r", "M3r", "N1"]) == "M1-M2, M1r-M3r, N1"

@@ -185,16 +185,17 @@ def mah_rows(records, failed=None):
     return rows
 
 
-def mmhh_cells(records, chosen, failed=None):
+def mmhh_cells(records, chosen, failed=None, opt_test=False):
     """{(dataset, optimiser, protocol, rate): {loss: {seed: record}}} of the MMHH runs a claim
-    may use: 32 bits, the declared regime, the default test convention, and each loss in the
-    configuration the tuning chose for the data set (a loss not yet chosen has none); `failed`:
-    {(dataset, optimiser, protocol, rate, loss, seed): reason} of the final runs that failed."""
+    may use: 32 bits, the declared regime, the default test convention (--opt-test's where
+    `opt_test`), and each loss in the configuration the tuning chose for the data set (a loss
+    not yet chosen has none); `failed`: {(dataset, optimiser, protocol, rate, loss, seed):
+    reason} of the final runs that failed."""
     cells = {}
     for (dataset, opt, protocol, rate, method, seed), reason in (failed or {}).items():
         cells.setdefault((dataset, opt, protocol, rate), {}).setdefault(method, {})[seed] = {"failed": reason}
     for r in records:
-        if r["bits"] != MMHH_BITS or not declared_regime(r) or r["metrics"]["opt_test"] or \
+        if r["bits"] != MMHH_BITS or not declared_regime(r) or r["metrics"]["opt_test"] != opt_test or \
                 not tuned(r, chosen):
             continue
         key = (r["dataset"], optimiser(r), *setting(r))
@@ -207,12 +208,13 @@ def retained(noisy, clean):
     return {s: noisy[s] / clean[s] for s in sorted(set(noisy) & set(clean)) if clean[s] > 0}
 
 
-def mmhh_rows(records, validation, failed=()):
+def mmhh_rows(records, validation, failed=(), opt_test=False):
     """The MMHH claims of docs/claims.md (M, Mr, N, U rows), from the runs of the configurations
     the tuning records `validation` chose; a row whose losses are not chosen yet has no runs.
-    `failed`: results/failures.jsonl's entries (utils.report.failures)."""
+    `failed`: results/failures.jsonl's entries (utils.report.failures); `opt_test`: the same rows
+    on the --opt-test records, which docs/claims.md reports and lets decide nothing."""
     cells = mmhh_cells(records, chosen_rows(validation, failed),
-                       failures.failed(failed, "final"))
+                       failures.failed(failed, "final"), opt_test)
 
     def runs(dataset, loss, optimiser="adam", protocol="standard", rate=0.0):
         return cells.get((dataset, optimiser, protocol, rate), {}).get(loss, {})
@@ -260,10 +262,33 @@ def mmhh_rows(records, validation, failed=()):
 def all_rows(records):
     """Every declared row, MAH's then MMHH's, from load_records' groups (MMHH's claims use only
     the runs of the tuned configurations)."""
-    mmhh = records.get("tuned", []) + records.get("released", [])
     lost = records.get("failed", [])
-    return mah_rows(records.get("mah", []), failures.failed(lost, "mah")) + \
-        mmhh_rows(mmhh, records.get("validation", []), lost)
+    return mah_rows(records.get("mah", []), failures.failed(lost, "mah")) + mmhh_rows(*mmhh_inputs(records))
+
+
+def mmhh_inputs(records):
+    """mmhh_rows' records, tuning records and failures, from load_records' groups."""
+    return records.get("tuned", []) + records.get("released", []), records.get("validation", []), \
+        records.get("failed", [])
+
+
+def convention_note(records, metrics_page):
+    """The line under a claims table that compares each judged MMHH row with the same row under
+    --opt-test: the rows whose mean difference takes the other sign there, each with its
+    --opt-test figures, or that none does; [] when no MMHH row is judged. `metrics_page`: the
+    link to docs/metrics.md from the page the table is on."""
+    judged = [r for r in mmhh_rows(*mmhh_inputs(records)) if r["mean"] is not None]
+    if not judged:
+        return []
+    other = {r["id"]: r for r in mmhh_rows(*mmhh_inputs(records), opt_test=True)}
+    # figures only: the two-commit mark and its footnote belong to the declared rows' table
+    flips = [f"{r['id']} {ours({**other[r['id']], 'commits': False})}" for r in judged
+             if other[r["id"]]["mean"] is not None and r["mean"] * other[r["id"]]["mean"] < 0]
+    said = (f"these rows' mean differences take the other sign: {'; '.join(flips)}" if flips else
+            "every judged MMHH row's mean difference keeps its sign")
+    return [f"Under `--opt-test`, MMHH's other test convention (a query whose radius-2 ball is empty is left out "
+            f"rather than counted 0, one whose ball holds no relevant item counts 0; [metrics]({metrics_page})), "
+            f"which is reported and decides nothing, {said}."]
 
 
 def interim(r):
@@ -346,9 +371,9 @@ def claims_section(records):
     """docs/claims.md's results: every declared row, judged or waiting for its runs, and the runs
     filed in place of earlier ones (`records`: load_records' groups)."""
     rows = all_rows(records)
-    marked = other_commits(rows, "#the-rule")
+    marked = other_commits(rows, "#the-rule") + convention_note(records, "metrics.md")
     return "\n".join(["Written by `python -m utils.report` from the results files; edits here are overwritten.",
-                      ""] + claims_table(rows) + [""] * bool(marked) + marked + reruns(records)
+                      ""] + claims_table(rows) + [line for note in marked for line in ("", note)] + reruns(records)
                      + failed_runs(records.get("failed", [])))
 
 
@@ -376,7 +401,7 @@ def claims_glance(records):
     unpaired = [r["id"] for r in rows if r["verdict"] == "no pair"]
     tail = ([f"No runs yet: {ranges(waiting)}."] if waiting else []) + \
         ([f"No pair yet (both sides ran, no seed in common): {ranges(unpaired)}."] if unpaired else [])
-    marked = other_commits(judged, "docs/claims.md#the-rule")
+    marked = other_commits(judged, "docs/claims.md#the-rule") + convention_note(records, "docs/metrics.md")
     lost = records.get("failed", [])
     if lost:
         tail.append(f"Runs that failed: {len(lost)}, left out of the rows that name them as the rule declares "
