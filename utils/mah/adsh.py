@@ -147,4 +147,3 @@ def label_codes(labels, B):
     zeros +1 (n x c). Multi-hot rows get the sign of the sum of their classes' codes."""
     V = labels @ B.to(labels.device)  # n x c
     return torch.where(V >= 0, 1.0, -1.0)
-

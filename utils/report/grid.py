@@ -85,4 +85,3 @@ def choices(records, failed=()):
 def chosen_rows(validation, entries):
     """choices() of the tuning records `validation`, given results/failures.jsonl's `entries`."""
     return choices(validation, failures.failed(entries, "tuning"))
-
