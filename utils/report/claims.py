@@ -286,9 +286,8 @@ def convention_note(records, metrics_page):
              if other[r["id"]]["mean"] is not None and r["mean"] * other[r["id"]]["mean"] < 0]
     said = (f"these rows' mean differences take the other sign: {'; '.join(flips)}" if flips else
             "every judged MMHH row's mean difference keeps its sign")
-    return [f"Under `--opt-test`, MMHH's other test convention (a query whose radius-2 ball is empty is left out "
-            f"rather than counted 0, one whose ball holds no relevant item counts 0; [metrics]({metrics_page})), "
-            f"which is reported and decides nothing, {said}."]
+    return [f"Under `--opt-test` (an empty ball left out, not counted 0: [metrics]({metrics_page})), which "
+            f"decides nothing, {said}."]
 
 
 def interim(r):
