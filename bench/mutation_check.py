@@ -344,7 +344,7 @@ MUTATIONS = [
      "mmhh_rows(*mmhh_inputs(records), opt_test=True)", "mmhh_rows(*mmhh_inputs(records))",
      ["tests/test_claims.py"]),
     ("P18", "the noise figure's --opt-test panel drawn from the default test", "utils/report/figures.py",
-     "curves = noise_curves(cells, opt_test=opt_test)", "curves = noise_curves(cells)",
+     "opt_test = noise_curves(found[key], opt_test=True)", "opt_test = noise_curves(found[key])",
      ["tests/test_report.py::test_the_noise_figure_draws_opt_test_beside_the_default_test"]),
 ]
 

@@ -228,13 +228,14 @@ def test_rows_whose_sign_flips_under_opt_test_are_named_with_their_opt_test_figu
     kept = runs + [mmhh("DCH", 0, 0.60, opt_test=True), mmhh("DCH", 1, 0.61, opt_test=True)]
     m1 = next(r for r in claims.mmhh_rows(flipped, val) if r["id"] == "M1")
     assert (m1["mean"], m1["verdict"]) == (pytest.approx(0.105), "holds")
-    [note] = claims.convention_note({"tuned": flipped, "validation": val}, "metrics.md")
+    [note] = claims.convention_note(claims.mmhh_rows(flipped, val), {"tuned": flipped, "validation": val},
+                                    "metrics.md")
     assert note.endswith("which decides nothing, these rows' mean differences take the other sign: M1 -0.0450 "
                          "[-0.1085, +0.0185], 2 of 5 seeds.")
     assert "[metrics](metrics.md)" in note
-    [note] = claims.convention_note({"tuned": kept, "validation": val}, "metrics.md")
+    [note] = claims.convention_note(claims.mmhh_rows(kept, val), {"tuned": kept, "validation": val}, "metrics.md")
     assert note.endswith("every judged MMHH row's mean difference keeps its sign.")
-    assert claims.convention_note({"tuned": [], "validation": val}, "metrics.md") == []
+    assert claims.convention_note(claims.mmhh_rows([], val), {"tuned": [], "validation": val}, "metrics.md") == []
     glance = claims.claims_glance({"tuned": flipped, "validation": val, "mah": [], "failed": []})
     assert "M1 -0.0450 [-0.1085, +0.0185], 2 of 5 seeds." in glance
 

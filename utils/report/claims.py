@@ -272,15 +272,15 @@ def mmhh_inputs(records):
         records.get("failed", [])
 
 
-def convention_note(records, metrics_page):
-    """The line under a claims table that compares each judged MMHH row with the same row under
-    --opt-test: the rows whose mean difference takes the other sign there, each with its
-    --opt-test figures, or that none does; [] when no MMHH row is judged. `metrics_page`: the
-    link to docs/metrics.md from the page the table is on."""
-    judged = [r for r in mmhh_rows(*mmhh_inputs(records)) if r["mean"] is not None]
+def convention_note(rows, records, metrics_page):
+    """The line under a claims table that compares each judged MMHH row of `rows` (all_rows'
+    rows, or some of them) with the same row under --opt-test: the rows whose mean difference
+    takes the other sign there, each with its --opt-test figures, or that none does; [] when no
+    MMHH row is judged. `metrics_page`: the link to docs/metrics.md from the page the table is on."""
+    other = {r["id"]: r for r in mmhh_rows(*mmhh_inputs(records), opt_test=True)}
+    judged = [r for r in rows if r["id"] in other and r["mean"] is not None]
     if not judged:
         return []
-    other = {r["id"]: r for r in mmhh_rows(*mmhh_inputs(records), opt_test=True)}
     # figures only: the two-commit mark and its footnote belong to the declared rows' table
     flips = [f"{r['id']} {ours({**other[r['id']], 'commits': False})}" for r in judged
              if other[r["id"]]["mean"] is not None and r["mean"] * other[r["id"]]["mean"] < 0]
@@ -370,7 +370,7 @@ def claims_section(records):
     """docs/claims.md's results: every declared row, judged or waiting for its runs, and the runs
     filed in place of earlier ones (`records`: load_records' groups)."""
     rows = all_rows(records)
-    marked = other_commits(rows, "#the-rule") + convention_note(records, "metrics.md")
+    marked = other_commits(rows, "#the-rule") + convention_note(rows, records, "metrics.md")
     return "\n".join(["Written by `python -m utils.report` from the results files; edits here are overwritten.",
                       ""] + claims_table(rows) + [line for note in marked for line in ("", note)] + reruns(records)
                      + failed_runs(records.get("failed", [])))
@@ -400,7 +400,7 @@ def claims_glance(records):
     unpaired = [r["id"] for r in rows if r["verdict"] == "no pair"]
     tail = ([f"No runs yet: {ranges(waiting)}."] if waiting else []) + \
         ([f"No pair yet (both sides ran, no seed in common): {ranges(unpaired)}."] if unpaired else [])
-    marked = other_commits(judged, "docs/claims.md#the-rule") + convention_note(records, "docs/metrics.md")
+    marked = other_commits(judged, "docs/claims.md#the-rule") + convention_note(judged, records, "docs/metrics.md")
     lost = records.get("failed", [])
     if lost:
         tail.append(f"Runs that failed: {len(lost)}, left out of the rows that name them as the rule declares "

@@ -36,17 +36,19 @@ def draw_noise(path, dataset, records, settings):
     highest seed: under the default test and, beside it where the snapshots were tested so too,
     under --opt-test (the two can disagree: docs/protocols.md); the title names how the losses'
     `settings` were set. False (nothing drawn) without noise runs of `dataset`."""
-    keys = [k for k, cells in protocol_cells(records).items() if k[0] == dataset and
+    found = protocol_cells(records)
+    keys = [k for k, cells in found.items() if k[0] == dataset and
             len({rate for (_, p, rate) in cells if p == "standard"}) > 1]
     if not keys:
         return False
-    key = max(keys, key=lambda k: len(protocol_cells(records)[k]))
-    cells = protocol_cells(records)[key]
-    panels = [(False, "default test")] + [(True, "--opt-test")] * bool(noise_curves(cells, opt_test=True))
+    key = max(keys, key=lambda k: len(found[k]))
+    panels = [("default test", noise_curves(found[key]))]
+    opt_test = noise_curves(found[key], opt_test=True)
+    if opt_test:  # the snapshots were tested under --opt-test too
+        panels.append(("--opt-test", opt_test))
     fig = Figure(figsize=(6 * len(panels), 4.5), dpi=100)
     FigureCanvasAgg(fig)
-    for ax, (opt_test, convention) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
-        curves = noise_curves(cells, opt_test=opt_test)
+    for ax, (convention, curves) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
         for m in (m for m in MMHH_METHODS if m in curves):
             rates = sorted(curves[m])
             mean = np.array([np.mean(curves[m][p]) for p in rates])
