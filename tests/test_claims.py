@@ -346,8 +346,9 @@ def test_a_verdict_on_fewer_seeds_than_declared_says_it_is_interim():
     # judged: B1, B2, B6 (4 against 6 bits: 3 of the 3 both declare), C2 (B10 waits for B7-B9);
     # interim: B1
     head = claims.claims_glance({"mah": records}).splitlines()[0]
-    assert head.endswith("of 4 judged, 0 hold, 0 fail, 4 are inconclusive; 1 of them rest on fewer seeds than "
-                         "declared (\"n of N seeds\"), so their verdicts are interim.")
+    # a single interim row in the singular: a plural verb here is the wrong change caught
+    assert head.endswith("of 4 judged, 0 hold, 0 fail, 4 are inconclusive; 1 of them rests on fewer seeds than "
+                         "declared (\"n of N seeds\"), so its verdict is interim.")
 
 
 def test_a_rerun_is_shown_beside_the_run_it_replaced():

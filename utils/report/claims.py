@@ -395,8 +395,9 @@ def claims_glance(records):
     short = sum(map(interim, judged))
     head = (f"**Claims at a glance** ([docs/claims.md](docs/claims.md); ≈: read off a figure): of "
             f"{len(judged)} judged, {counts['holds']} hold, {counts['fails']} fail, {counts['inconclusive']} are "
-            "inconclusive" + (f"; {short} of them rest on fewer seeds than declared (\"n of N seeds\"), so their "
-                              "verdicts are interim." if short else "."))
+            "inconclusive" + (f"; {short} of them {'rests' if short == 1 else 'rest'} on fewer seeds than declared "
+                              f"(\"n of N seeds\"), so {'its verdict is' if short == 1 else 'their verdicts are'} "
+                              "interim." if short else "."))
     unpaired = [r["id"] for r in rows if r["verdict"] == "no pair"]
     tail = ([f"No runs yet: {ranges(waiting)}."] if waiting else []) + \
         ([f"No pair yet (both sides ran, no seed in common): {ranges(unpaired)}."] if unpaired else [])
