@@ -393,11 +393,11 @@ def claims_glance(records):
     waiting = [r["id"] for r in rows if not r["n"] and r["verdict"] != "no pair"]
     counts = {v: sum(r["verdict"] == v for r in judged) for v in ("holds", "fails", "inconclusive")}
     short = sum(map(interim, judged))
+    rest, verdicts = ("rests", "its verdict is") if short == 1 else ("rest", "their verdicts are")
     head = (f"**Claims at a glance** ([docs/claims.md](docs/claims.md); ≈: read off a figure): of "
             f"{len(judged)} judged, {counts['holds']} hold, {counts['fails']} fail, {counts['inconclusive']} are "
-            "inconclusive" + (f"; {short} of them {'rests' if short == 1 else 'rest'} on fewer seeds than declared "
-                              f"(\"n of N seeds\"), so {'its verdict is' if short == 1 else 'their verdicts are'} "
-                              "interim." if short else "."))
+            "inconclusive" + (f"; {short} of them {rest} on fewer seeds than declared (\"n of N seeds\"), so "
+                              f"{verdicts} interim." if short else "."))
     unpaired = [r["id"] for r in rows if r["verdict"] == "no pair"]
     tail = ([f"No runs yet: {ranges(waiting)}."] if waiting else []) + \
         ([f"No pair yet (both sides ran, no seed in common): {ranges(unpaired)}."] if unpaired else [])
