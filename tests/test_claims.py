@@ -351,6 +351,25 @@ def test_a_verdict_on_fewer_seeds_than_declared_says_it_is_interim():
                          "declared (\"n of N seeds\"), so its verdict is interim.")
 
 
+def test_several_interim_verdicts_are_named_in_the_plural():
+    """The records of the test above without seed 2 at 6 bits: B1 stays 3 of 5 seeds, B2 becomes
+    2 of 3, and B6 (4 against 6 bits) pairs seeds 0 and 1 only, 2 of the 3 both declare; C2
+    (one seed of one) is complete. So 3 of the 4 judged rows are interim, each inconclusive (two
+    or three seeds leave the interval wide). Catches the singular kept for a count above one
+    ("rests", "its verdict is"), or the interim count taken as the judged count."""
+    def record(dataset, method, bits, seed, value):
+        return {"dataset": dataset, "method": method, "bits": bits, "preset": "cpu-pretrained",
+                "backbone": "mobilenet_v2", "device": "cpu", "seed": seed,
+                "metrics": {"map_tie_aware": value, "map_at_5000": value}}
+    records = [record("cifar10", m, b, s, v + (0.1 * (s + 1) if m == "MAH-cascade" else 0))
+               for m in ("MAH-flat", "MAH-cascade") for b in (4, 6) for s, v in enumerate((0.5, 0.6, 0.4))
+               if (b, s) != (6, 2)]
+    records += [record("flickr25k", "MAH-flat", 6, 0, 0.8), record("flickr25k", "MAH-cascade", 6, 0, 0.81)]
+    head = claims.claims_glance({"mah": records}).splitlines()[0]
+    assert head.endswith("of 4 judged, 0 hold, 0 fail, 4 are inconclusive; 3 of them rest on fewer seeds than "
+                         "declared (\"n of N seeds\"), so their verdicts are interim.")
+
+
 def test_a_rerun_is_shown_beside_the_run_it_replaced():
     """A MAH record filed with --replace (its "replaces": the old commit and metrics) gives one row:
     0.4100 then, 0.4250 now, +0.0150; an MMHH one is compared on MAP@H<=2 (0.70 -> 0.69, -0.0100);
