@@ -326,19 +326,23 @@ def test_an_estimate_of_a_share_stays_within_0_and_1():
     assert finals.estimate([0.4], 3) == "0.400 (1)"
 
 
+def cascade_flat_records(dropped=None):
+    """MAH-flat and MAH-cascade on CIFAR-10 at 4 and 6 bits, seeds 0-2 (flat 0.5, 0.6, 0.4; cascade
+    0.1 x (seed + 1) above), less the (bits, seed) `dropped`; and seed 0 of both at 6 bits on
+    MIRFlickr-25K (0.80, 0.81)."""
+    records = [mah("cifar10", m, b, s, v + (0.1 * (s + 1) if m == "MAH-cascade" else 0))
+               for m in ("MAH-flat", "MAH-cascade") for b in (4, 6) for s, v in enumerate((0.5, 0.6, 0.4))
+               if (b, s) != dropped]
+    return records + [mah("flickr25k", "MAH-flat", 6, 0, 0.8), mah("flickr25k", "MAH-cascade", 6, 0, 0.81)]
+
+
 def test_a_verdict_on_fewer_seeds_than_declared_says_it_is_interim():
     """docs/claims.md declares seeds 0-4 at 4 bits, 0-2 at 6 bits (CIFAR-10) and seed 0 alone at
     6 bits on MIRFlickr-25K. cascade - flat at 6 bits over seeds 0-2 (0.1, 0.2, 0.3) is complete:
     '3 seeds'; at 4 bits over seeds 0-2 it is '3 of 5 seeds', and the glance counts it as
     interim; MIRFlickr at 6 bits, one seed of one declared: '1 seed', not interim. Catches the
     declared counts of two lengths swapped, or every row called interim (or none)."""
-    def record(dataset, method, bits, seed, value):
-        return {"dataset": dataset, "method": method, "bits": bits, "preset": "cpu-pretrained",
-                "backbone": "mobilenet_v2", "device": "cpu", "seed": seed,
-                "metrics": {"map_tie_aware": value, "map_at_5000": value}}
-    records = [record("cifar10", m, b, s, v + (0.1 * (s + 1) if m == "MAH-cascade" else 0))
-               for m in ("MAH-flat", "MAH-cascade") for b in (4, 6) for s, v in enumerate((0.5, 0.6, 0.4))]
-    records += [record("flickr25k", "MAH-flat", 6, 0, 0.8), record("flickr25k", "MAH-cascade", 6, 0, 0.81)]
+    records = cascade_flat_records()
     rows = {r["id"]: r for r in claims.mah_rows(records)}
     assert claims.ours(rows["B2"]).endswith("], 3 seeds") and not claims.interim(rows["B2"])
     assert claims.ours(rows["B1"]).endswith("], 3 of 5 seeds") and claims.interim(rows["B1"])
@@ -357,15 +361,7 @@ def test_several_interim_verdicts_are_named_in_the_plural():
     (one seed of one) is complete. So 3 of the 4 judged rows are interim, each inconclusive (two
     or three seeds leave the interval wide). Catches the singular kept for a count above one
     ("rests", "its verdict is"), or the interim count taken as the judged count."""
-    def record(dataset, method, bits, seed, value):
-        return {"dataset": dataset, "method": method, "bits": bits, "preset": "cpu-pretrained",
-                "backbone": "mobilenet_v2", "device": "cpu", "seed": seed,
-                "metrics": {"map_tie_aware": value, "map_at_5000": value}}
-    records = [record("cifar10", m, b, s, v + (0.1 * (s + 1) if m == "MAH-cascade" else 0))
-               for m in ("MAH-flat", "MAH-cascade") for b in (4, 6) for s, v in enumerate((0.5, 0.6, 0.4))
-               if (b, s) != (6, 2)]
-    records += [record("flickr25k", "MAH-flat", 6, 0, 0.8), record("flickr25k", "MAH-cascade", 6, 0, 0.81)]
-    head = claims.claims_glance({"mah": records}).splitlines()[0]
+    head = claims.claims_glance({"mah": cascade_flat_records(dropped=(6, 2))}).splitlines()[0]
     assert head.endswith("of 4 judged, 0 hold, 0 fail, 4 are inconclusive; 3 of them rest on fewer seeds than "
                          "declared (\"n of N seeds\"), so their verdicts are interim.")
 
