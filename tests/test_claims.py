@@ -220,7 +220,8 @@ def test_rows_whose_sign_flips_under_opt_test_are_named_with_their_opt_test_figu
     note names M1 with those figures; with --opt-test's DCH at 0.60, 0.61 it says every row keeps
     its sign; with no MMHH row judged it says nothing. Catches --opt-test records pooled into the
     declared rows (M1 would move), the note comparing a convention with itself (no flip ever),
-    and the sign test inverted (rows that keep their sign named)."""
+    and the sign test inverted (rows that keep their sign named); and the README's note giving
+    figures in place of the link to them."""
     val = grid({"MMHH": 1, "DCH": 1})
     runs = [mmhh("MMHH", 0, 0.70), mmhh("MMHH", 1, 0.72), mmhh("DCH", 0, 0.60), mmhh("DCH", 1, 0.61),
             mmhh("MMHH", 0, 0.70, opt_test=True), mmhh("MMHH", 1, 0.71, opt_test=True)]
@@ -237,7 +238,8 @@ def test_rows_whose_sign_flips_under_opt_test_are_named_with_their_opt_test_figu
     assert note.endswith("every judged MMHH row's mean difference keeps its sign.")
     assert claims.convention_note(claims.mmhh_rows([], val), {"tuned": [], "validation": val}, "metrics.md") == []
     glance = claims.claims_glance({"tuned": flipped, "validation": val, "mah": [], "failed": []})
-    assert "M1 -0.0450 [-0.1085, +0.0185], 2 of 5 seeds." in glance
+    # the README names the row and links to its figures
+    assert "take the other sign: M1 ([figures](docs/claims.md#results))." in glance and "-0.0450" not in glance
 
 
 def test_ranges_keep_suffixed_ids_apart():
@@ -484,3 +486,28 @@ def test_a_failed_seed_drops_out_and_is_named():
     assert (b1["n"], b1["mean"], b1["lost"]) == (4, pytest.approx(0.15), [3])
     assert not claims.interim(b1) and claims.ours(b1).endswith("], 4 seeds (seed 3 failed)")
     assert claims.interim({**b1, "lost": []})  # the same four seeds without the failure: interim
+
+
+def test_the_ball_note_names_empty_and_crowded_balls_over_the_claims_runs_only():
+    """Chosen: MMHH row 1, DCH row 1 (gamma 5, weight 1). Empty-ball shares: clean MMHH 0.04,
+    0.06 (mean 0.05, not named), DCH 0.2, 0.3 (0.25, named), under the released optimiser MMHH
+    0.5 (named); database shares: clean MMHH 0.3, 0.4 (0.35, named), DCH 0.1 (not). An --opt-test
+    record and an untuned DCH run (gamma 10), both at 0.9, and a failed run are left out, and
+    with no run over either share there is no line. Catches the limits compared the wrong way,
+    the two statistics swapped, a share taken of one seed, and runs outside the claims pooled."""
+    def ran(method, seed, empty, share, **other):
+        r = mmhh(method, seed, 0.5, **other)
+        r["metrics"]["balls"] = {"empty_ball_share": empty, "ball_database_share": share}
+        return r
+    val = grid({"MMHH": 1, "DCH": 1})
+    runs = [ran("MMHH", 0, 0.04, 0.3), ran("MMHH", 1, 0.06, 0.4), ran("DCH", 0, 0.2, 0.1), ran("DCH", 1, 0.3, 0.1),
+            ran("MMHH", 0, 0.5, 0.01, optimizer="sgd"), ran("MMHH", 2, 0.9, 0.9, opt_test=True),
+            ran("DCH", 2, 0.9, 0.9, gamma=10.0)]
+    failed = [{"run": {"kind": "final", "dataset": "cifar10", "optimiser": "adam", "protocol": "standard",
+                       "rate": 0.0, "method": "DCH", "seed": 3}, "reason": "NaN loss", "folder": "runs/final/x"}]
+    [note] = claims.ball_note({"tuned": runs, "validation": val, "failed": failed})
+    assert note == ("Radius-2 balls behind the MMHH rows (default convention, mean over seeds): empty for more than "
+                    "10% of the test queries in CIFAR-10, clean: DCH 0.250; CIFAR-10, clean, released optimiser: "
+                    "MMHH 0.500; and holding more than 25% of the database in CIFAR-10, clean: MMHH 0.350.")
+    calm = [ran("MMHH", 0, 0.05, 0.2), ran("DCH", 0, 0.1, 0.25)]  # at the limits: not past them
+    assert claims.ball_note({"tuned": calm, "validation": val, "failed": []}) == []

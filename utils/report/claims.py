@@ -272,22 +272,65 @@ def mmhh_inputs(records):
         records.get("failed", [])
 
 
-def convention_note(rows, records, metrics_page):
+def convention_note(rows, records, metrics_page, figures=None):
     """The line under a claims table that compares each judged MMHH row of `rows` (all_rows'
     rows, or some of them) with the same row under --opt-test: the rows whose mean difference
-    takes the other sign there, each with its --opt-test figures, or that none does; [] when no
-    MMHH row is judged. `metrics_page`: the link to docs/metrics.md from the page the table is on."""
+    takes the other sign there, each with its --opt-test figures (or, given `figures`, the link
+    to the page that has them, the rows named only), or that none does; [] when no MMHH row is
+    judged. `metrics_page`: the link to docs/metrics.md from the page the table is on."""
     other = {r["id"]: r for r in mmhh_rows(*mmhh_inputs(records), opt_test=True)}
     judged = [r for r in rows if r["id"] in other and r["mean"] is not None]
     if not judged:
         return []
     # figures only: the two-commit mark and its footnote belong to the declared rows' table
-    flips = [f"{r['id']} {ours({**other[r['id']], 'commits': False})}" for r in judged
-             if other[r["id"]]["mean"] is not None and r["mean"] * other[r["id"]]["mean"] < 0]
-    said = (f"these rows' mean differences take the other sign: {'; '.join(flips)}" if flips else
+    flipped = [r["id"] for r in judged
+               if other[r["id"]]["mean"] is not None and r["mean"] * other[r["id"]]["mean"] < 0]
+    listed = f"{ranges(flipped)} ([figures]({figures}))" if figures else \
+        "; ".join(f"{k} {ours({**other[k], 'commits': False})}" for k in flipped)
+    said = (f"these rows' mean differences take the other sign: {listed}" if flipped else
             "every judged MMHH row's mean difference keeps its sign")
     return [f"Under `--opt-test` (an empty ball left out, not counted 0: [metrics]({metrics_page})), which "
             f"decides nothing, {said}."]
+
+
+# past these shares what the radius-2 balls hold gets a word beside the verdicts: a query
+# whose ball is empty scores 0 under the default convention (--opt-test leaves it out), and a
+# ball holding much of the database returns much of it, relevant or not
+EMPTY_NOTED, CROWDED_NOTED = 0.10, 0.25
+
+
+def setting_name(dataset, optimiser, protocol, rate):
+    """'CIFAR-10, label noise 0.2', 'MIRFlickr-25K, clean, released optimiser': a setting of
+    mmhh_cells' keys as the claims name it."""
+    shown = "unseen classes" if protocol == "unseen" else f"label noise {rate:g}" if rate else "clean"
+    return f"{DATASETS.get(dataset, dataset)}, {shown}" + (", released optimiser" if optimiser == "sgd" else "")
+
+
+def ball_note(records):
+    """The line under a claims table that names, per setting of the MMHH claims' runs (the tuned
+    configurations, default convention), the losses whose radius-2 balls are empty for more than
+    EMPTY_NOTED of the test queries or hold more than CROWDED_NOTED of the database, each as its
+    mean over seeds; [] when none does, or no run recorded its balls (`records`: load_records'
+    groups)."""
+    runs, validation, failed = mmhh_inputs(records)
+    cells = mmhh_cells(runs, chosen_rows(validation, failed), failures.failed(failed, "final"))
+    what = (("empty_ball_share", EMPTY_NOTED, f"empty for more than {EMPTY_NOTED:.0%} of the test queries"),
+            ("ball_database_share", CROWDED_NOTED, f"holding more than {CROWDED_NOTED:.0%} of the database"))
+    parts = []
+    for field, limit, said in what:
+        found = []
+        for key, by_loss in sorted(cells.items()):
+            # a failed run's entry has no metrics, a run filed before the statistics no balls
+            shares = {name: [r["metrics"]["balls"][field] for r in by_loss.get(loss, {}).values()
+                             if "balls" in r.get("metrics", {})] for loss, name in LOSSES}
+            named = [f"{name} {np.mean(v):.3f}" for name, v in shares.items() if v and np.mean(v) > limit]
+            if named:
+                found.append(f"{setting_name(*key)}: {', '.join(named)}")
+        if found:
+            parts.append(f"{said} in {'; '.join(found)}")
+    if not parts:
+        return []
+    return [f"Radius-2 balls behind the MMHH rows (default convention, mean over seeds): {'; and '.join(parts)}."]
 
 
 def interim(r):
@@ -370,7 +413,7 @@ def claims_section(records):
     """docs/claims.md's results: every declared row, judged or waiting for its runs, and the runs
     filed in place of earlier ones (`records`: load_records' groups)."""
     rows = all_rows(records)
-    marked = other_commits(rows, "#the-rule") + convention_note(rows, records, "metrics.md")
+    marked = other_commits(rows, "#the-rule") + convention_note(rows, records, "metrics.md") + ball_note(records)
     return "\n".join(["Written by `python -m utils.report` from the results files; edits here are overwritten.",
                       ""] + claims_table(rows) + [line for note in marked for line in ("", note)] + reruns(records)
                      + failed_runs(records.get("failed", [])))
@@ -401,7 +444,9 @@ def claims_glance(records):
     unpaired = [r["id"] for r in rows if r["verdict"] == "no pair"]
     tail = ([f"No runs yet: {ranges(waiting)}."] if waiting else []) + \
         ([f"No pair yet (both sides ran, no seed in common): {ranges(unpaired)}."] if unpaired else [])
-    marked = other_commits(judged, "docs/claims.md#the-rule") + convention_note(judged, records, "docs/metrics.md")
+    # the README names the rows that flip; their --opt-test figures are on docs/claims.md
+    marked = other_commits(judged, "docs/claims.md#the-rule") + \
+        convention_note(judged, records, "docs/metrics.md", "docs/claims.md#results") + ball_note(records)
     lost = records.get("failed", [])
     if lost:
         tail.append(f"Runs that failed: {len(lost)}, left out of the rows that name them as the rule declares "
