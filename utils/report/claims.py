@@ -293,25 +293,22 @@ def convention_note(rows, records, metrics_page, figures=None):
             f"decides nothing, {said}."]
 
 
-# past these shares what the radius-2 balls hold gets a word beside the verdicts: a query
-# whose ball is empty scores 0 under the default convention (--opt-test leaves it out), and a
-# ball holding much of the database returns much of it, relevant or not
+# past these shares the radius-2 balls get a word beside the verdicts: an empty ball scores 0 under
+# the default convention (--opt-test leaves it out); a ball holding much of the database returns it
 EMPTY_NOTED, CROWDED_NOTED = 0.10, 0.25
 
 
 def setting_name(dataset, optimiser, protocol, rate):
-    """'CIFAR-10, label noise 0.2', 'MIRFlickr-25K, clean, released optimiser': a setting of
-    mmhh_cells' keys as the claims name it."""
+    """A key of mmhh_cells as the claims name it: 'MIRFlickr-25K, clean, released optimiser'."""
     shown = "unseen classes" if protocol == "unseen" else f"label noise {rate:g}" if rate else "clean"
     return f"{DATASETS.get(dataset, dataset)}, {shown}" + (", released optimiser" if optimiser == "sgd" else "")
 
 
 def ball_note(records):
-    """The line under a claims table that names, per setting of the MMHH claims' runs (the tuned
+    """The line under a claims table naming, per setting of the MMHH claims' runs (the tuned
     configurations, default convention), the losses whose radius-2 balls are empty for more than
-    EMPTY_NOTED of the test queries or hold more than CROWDED_NOTED of the database, each as its
-    mean over seeds; [] when none does, or no run recorded its balls (`records`: load_records'
-    groups)."""
+    EMPTY_NOTED of the test queries or hold more than CROWDED_NOTED of the database, as means over
+    seeds; [] when none does or no run recorded its balls (`records`: load_records' groups)."""
     runs, validation, failed = mmhh_inputs(records)
     cells = mmhh_cells(runs, chosen_rows(validation, failed), failures.failed(failed, "final"))
     what = (("empty_ball_share", EMPTY_NOTED, f"empty for more than {EMPTY_NOTED:.0%} of the test queries"),
@@ -326,8 +323,7 @@ def ball_note(records):
             named = [f"{name} {np.mean(v):.3f}" for name, v in shares.items() if v and np.mean(v) > limit]
             if named:
                 found.append(f"{setting_name(*key)}: {', '.join(named)}")
-        if found:
-            parts.append(f"{said} in {'; '.join(found)}")
+        parts += [f"{said} in {'; '.join(found)}"] if found else []
     if not parts:
         return []
     return [f"Radius-2 balls behind the MMHH rows (default convention, mean over seeds): {'; and '.join(parts)}."]
