@@ -1,15 +1,11 @@
 """The MMHH final runs' tables: each loss in the configuration its tuning chose, under every
 setting that has runs, as the mean over seeds with its 95% interval (docs/claims.md's "Final
 runs" and the README's MMHH tables)."""
-from utils.report.claims import NOISE, interval
+from utils.report.claims import FINAL_SETTINGS, interval
 from utils.report.collect import setting
 from utils.report.grid import DATASETS, LOSSES, optimiser
 from utils.report.tables import folded_commands, table
 
-# the final runs' columns: (optimiser, protocol, label noise) and their heading
-FINAL_SETTINGS = [(("adam", "standard", 0.0), "clean")] + \
-    [(("adam", "standard", rate), f"label noise {rate:g}") for rate in NOISE] + \
-    [(("adam", "unseen", 0.0), "unseen classes"), (("sgd", "standard", 0.0), "clean, released optimiser")]
 FINAL_QUANTITIES = [  # (label, test convention --opt-test, value of a record, digits)
     ("MAP@H<=2", False, lambda m: m["map_within_radius"], 4),
     ("MAP@H<=2, --opt-test", True, lambda m: m["map_within_radius"], 4),
