@@ -502,6 +502,18 @@ def seeded(record, seed, **args):
     return {**record, "seed": seed, "args": args}
 
 
+def test_the_sentence_on_runs_still_to_make_says_when_none_are_left(monkeypatch):
+    """6 of 285 left: the count and where the plan lists them; none left: all 285 made, and the
+    failed ones (2 here) named as such. Catches "0 of the 285" printed as runs still to make, or
+    failed runs passed off as made with results."""
+    monkeypatch.setattr(glance, "remaining", lambda records: (6, 285))
+    assert glance.still_to_make({}).startswith("Runs still to make: 6 of the 285 that docs/claims.md declares")
+    monkeypatch.setattr(glance, "remaining", lambda records: (0, 285))
+    assert glance.still_to_make({"failed": []}) == "All 285 runs that docs/claims.md declares are made."
+    assert glance.still_to_make({"failed": [{}, {}]}) == ("All 285 runs that docs/claims.md declares are made; 2 of "
+                                                           "them failed, recorded in results/failures.jsonl.")
+
+
 def test_glance_tables_over_seeds_by_hand(tmp_path):
     """The README's headline tables, worked out by hand. CIFAR-10 (tie-aware MAP = map_ - 0.01):
     flat 4 bits over seeds 0, 1, 2 is 0.39, 0.29, 0.34 -> mean 0.3400, half-range 0.0500;

@@ -111,6 +111,10 @@ def glance_section(records):
 def still_to_make(records):
     """The sentence on how many of the declared runs are not filed yet."""
     missing, declared = remaining(records)
+    if not missing:
+        failed = len(records.get("failed", []))
+        return (f"All {declared} runs that docs/claims.md declares are made"
+                + (f"; {failed} of them failed, recorded in results/failures.jsonl." if failed else "."))
     return (f"Runs still to make: {missing} of the {declared} that docs/claims.md declares "
             "(`python -m utils.report.plan` lists them with their commands).")
 
